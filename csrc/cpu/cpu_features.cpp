@@ -1,0 +1,137 @@
+// Run-time ISA detection (CPUID + XGETBV so the OS really saves the wide registers) and the
+// OpenMP thread setting.
+#include "fastmlp/cpu_features.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <stdexcept>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+#define FASTMLP_X86 1
+#endif
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace fastmlp {
+
+namespace {
+
+#ifdef FASTMLP_X86
+uint64_t xgetbv0() {
+    uint32_t eax, edx;
+    __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+    return (uint64_t(edx) << 32) | eax;
+}
+#endif
+
+std::vector<Isa> detect() {
+    std::vector<Isa> out{Isa::generic};
+#ifdef FASTMLP_X86
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return out;
+    const bool osxsave = c & (1u << 27), fma = c & (1u << 12), avx = c & (1u << 28);
+    if (!osxsave || !avx) return out;
+    const uint64_t xcr0 = xgetbv0();
+    const bool ymm_ok = (xcr0 & 0x6) == 0x6;            // SSE + AVX state
+    const bool zmm_ok = (xcr0 & 0xE6) == 0xE6;          // + opmask, ZMM_Hi256, Hi16_ZMM
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return out;
+    const bool avx2 = b & (1u << 5), avx512f = b & (1u << 16);
+    if (ymm_ok && avx2 && fma) out.push_back(Isa::avx2);
+    if (zmm_ok && avx512f && avx2 && fma) out.push_back(Isa::avx512);
+#endif
+    return out;
+}
+
+const std::vector<Isa>& supported() {
+    static const std::vector<Isa> isas = detect();
+    return isas;
+}
+
+bool is_supported(Isa isa) {
+    for (Isa s : supported())
+        if (s == isa) return true;
+    return false;
+}
+
+Isa initial_isa() {
+    const char* env = std::getenv("FASTMLP_CPU");
+    if (env && *env) {
+        Isa want = isa_from_name(env);
+        if (!is_supported(want))
+            throw std::runtime_error(std::string("FASTMLP_CPU=") + env +
+                                     " but this CPU does not support it; supported: " +
+                                     isa_name(supported().back()) + " and below");
+        return want;
+    }
+    return supported().back();
+}
+
+std::atomic<int>& isa_slot() {
+    static std::atomic<int> slot{-1};
+    return slot;
+}
+
+}  // namespace
+
+const char* isa_name(Isa isa) {
+    switch (isa) {
+        case Isa::generic: return "generic";
+        case Isa::avx2: return "avx2";
+        case Isa::avx512: return "avx512";
+    }
+    return "unknown";
+}
+
+Isa isa_from_name(const std::string& name) {
+    if (name == "generic") return Isa::generic;
+    if (name == "avx2") return Isa::avx2;
+    if (name == "avx512") return Isa::avx512;
+    throw std::invalid_argument("unknown CPU kernel path '" + name +
+                                "'; expected one of generic, avx2, avx512");
+}
+
+std::vector<Isa> supported_isas() { return supported(); }
+
+Isa current_isa() {
+    int v = isa_slot().load(std::memory_order_relaxed);
+    if (v < 0) {
+        v = int(initial_isa());
+        isa_slot().store(v, std::memory_order_relaxed);
+    }
+    return Isa(v);
+}
+
+void set_isa(Isa isa) {
+    if (!is_supported(isa))
+        throw std::runtime_error(std::string("CPU kernel path '") + isa_name(isa) +
+                                 "' is not supported by this CPU");
+    isa_slot().store(int(isa), std::memory_order_relaxed);
+}
+
+int get_num_threads() {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+void set_num_threads(int n) {
+    if (n < 1) throw std::invalid_argument("number of threads must be >= 1, got " + std::to_string(n));
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#endif
+}
+
+int threads_for(double flops) {
+    // A fork/join costs ~1 us warm (~2000 flops at this machine's speed would be far too little
+    // work); below ~1 MFLOP the split does not pay.
+    const int t = get_num_threads();
+    if (t <= 1 || flops < 1.0e6) return 1;
+    return t;
+}
+
+}  // namespace fastmlp

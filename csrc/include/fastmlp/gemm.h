@@ -1,0 +1,36 @@
+// fastmlp GEMM: the one matrix-product entry point of the kernel library.
+//
+//   C = alpha * op(A) @ op(B) + beta * C,  then optionally  C += bias (per column),  C = relu(C)
+//
+// op(X) is X (trans = false) or X^T (trans = true). All matrices are float32, row-major, with an
+// explicit leading dimension (the distance in elements between two rows as stored).
+//   A stored as (M, K) with lda >= K   when !trans_a,  as (K, M) with lda >= M when trans_a
+//   B stored as (K, N) with ldb >= N   when !trans_b,  as (N, K) with ldb >= K when trans_b
+//   C stored as (M, N) with ldc >= N
+// beta == 0 overwrites C without reading it (NaN in C does not leak). K == 0 gives beta*C (+bias).
+// The three MLP products: forward X @ W^T (NT), input grad dY @ W (NN), weight grad dY^T @ X (TN).
+//
+// Kernels assume valid input (sizes >= 0, pointers valid for the sizes, C not aliasing A, B or bias);
+// the Python bindings check all of that before calling.
+// Threads split output tiles only, never K: results are bitwise identical for any thread count.
+#pragma once
+#include <cstdint>
+
+namespace fastmlp {
+
+struct GemmEpilogue {
+    const float* bias = nullptr;  // (N) added to every row of C after alpha/beta, or null
+    bool relu = false;            // clamp at 0 last (relu(NaN) stays NaN)
+};
+
+// The fast path: dispatches to the micro-kernels of the ISA chosen at import (cpu_features.h).
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+           int64_t ldc, GemmEpilogue epi = {});
+
+// The plain reference: triple loop, same contract, single thread. For tests and as a fallback.
+void sgemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                     int64_t ldc, GemmEpilogue epi = {});
+
+}  // namespace fastmlp

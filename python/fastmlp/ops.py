@@ -1,0 +1,105 @@
+"""Array-level kernels: numpy arrays in, numpy arrays out, one function per op.
+
+This is the layer under :mod:`fastmlp.tensor`. Each function calls one compiled kernel of
+``fastmlp._C``; the bindings check dtypes, shapes, layouts and aliasing and raise ``TypeError`` /
+``ValueError`` with the argument's name. Nothing here copies an output: an ``out=`` argument must be
+a writable C-contiguous float32 array, and it is filled in place and returned.
+
+Conventions follow PyTorch: ``linear`` takes ``weight`` as ``[out_features, in_features]``;
+``mse_loss`` is the mean over all elements; ``relu(nan)`` is nan; the ReLU gradient at 0 is 0.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _C
+
+__all__ = [
+    "matmul",
+    "linear",
+    "relu",
+    "relu_backward",
+    "bias_add",
+    "bias_grad",
+    "mse_loss",
+    "mse_loss_backward",
+    "sgd_step",
+]
+
+
+def matmul(a, b, *, out=None, alpha=1.0, beta=0.0, bias=None, relu=False):
+    """``out = alpha * a @ b + beta * out`` (then ``+ bias`` per column, then ReLU).
+
+    ``a`` (M, K) and ``b`` (K, N) are 2-D float32 arrays; a transposed view such as ``w.T`` is
+    read in place (as a transpose flag), never copied. With ``beta == 0`` ``out`` is overwritten
+    without being read.
+    """
+    return _C.gemm(a, b, out, alpha, beta, bias, relu)
+
+
+def linear(x, weight, bias=None, *, relu=False, out=None):
+    """``x @ weight.T + bias`` (then ReLU if ``relu``), with PyTorch's weight layout [out, in].
+
+    ``x`` is (batch, in_features), ``weight`` (out_features, in_features), ``bias`` (out_features,).
+    """
+    if not isinstance(weight, np.ndarray):
+        raise TypeError(f"argument 'weight' must be a numpy.ndarray of float32, got {type(weight).__name__}")
+    if weight.ndim != 2:
+        raise ValueError(f"argument 'weight' must be 2-D (out_features, in_features), got shape {weight.shape}")
+    if isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[1] != weight.shape[1]:
+        raise ValueError(
+            f"linear: input has shape {x.shape} but weight has shape {weight.shape}: "
+            f"expected input with {weight.shape[1]} features"
+        )
+    return _C.gemm(x, weight.T, out, 1.0, 0.0, bias, relu)
+
+
+def relu(x, *, out=None):
+    """``max(x, 0)`` elementwise; nan stays nan. ``out`` may be ``x`` itself (in place)."""
+    return _C.relu_forward(x, out)
+
+
+def relu_backward(grad, y, *, out=None):
+    """Gradient of ReLU: ``grad * (y > 0)`` where ``y`` is the ReLU's output (or its input)."""
+    return _C.relu_backward(grad, y, out)
+
+
+def bias_add(x, bias, *, out=None):
+    """``x + bias`` per row: ``x`` (batch, features), ``bias`` (features,)."""
+    return _C.bias_forward(x, bias, out)
+
+
+def bias_grad(grad, *, out=None, accumulate=False):
+    """Gradient of a bias: the column sum of ``grad`` (batch, features), in a fixed order."""
+    return _C.bias_backward(grad, out, accumulate)
+
+
+def mse_loss(input, target):
+    """Mean over all elements of ``(input - target) ** 2``, accumulated in float64. Returns a float."""
+    return _C.mse_forward(input, target)
+
+
+def mse_loss_backward(input, target, *, grad_output=1.0, reduction="mean", out=None):
+    """Gradient of :func:`mse_loss` with respect to ``input``: ``2 * (input - target) / n * grad_output``.
+
+    ``reduction="sum"`` drops the ``1 / n``.
+    """
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    n = np.size(input) if reduction == "mean" else 1
+    scale = 2.0 * float(grad_output) / max(n, 1)
+    return _C.mse_backward(input, target, scale, out)
+
+
+def sgd_step(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0.0,
+             weight_decay=0.0, nesterov=False, maximize=False, first_step=False):
+    """One ``torch.optim.SGD`` update of ``param`` in place (and of ``momentum_buffer``).
+
+    ``first_step=True`` initialises the momentum buffer with the gradient, as PyTorch does on a
+    parameter's first step.
+    """
+    if lr < 0:
+        raise ValueError(f"Invalid learning rate: {lr}")
+    _C.sgd_step(param, grad, momentum_buffer, lr, momentum, dampening, weight_decay, nesterov,
+                maximize, first_step)
+    return param
