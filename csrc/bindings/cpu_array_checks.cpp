@@ -83,7 +83,7 @@ OutMatrix output_matrix(py::handle obj, const char* name) {
     const int64_t s0 = a.strides(0), s1 = a.strides(1);
     const bool rows_ok = rows <= 1 || cols == 0 || (s0 >= 4 * cols && s0 % 4 == 0);
     const bool cols_ok = cols <= 1 || s1 == 4;
-    if (!aligned(a) || !rows_ok || !cols_ok)
+    if (a.size() != 0 && (!aligned(a) || !rows_ok || !cols_ok))
         throw py::value_error(std::string("argument '") + name +
                               "' must be a C-contiguous (row-major) float32 array; got strides (" +
                               std::to_string(s0) + ", " + std::to_string(s1) +

@@ -1,0 +1,27 @@
+"""Shared fixtures: every CPU kernel path this machine supports, thread-count control."""
+import numpy as np
+import pytest
+
+import fastmlp
+
+
+@pytest.fixture(params=fastmlp.supported_cpu_paths())
+def cpu_path(request):
+    """Run the test once per CPU kernel path (generic, avx2, avx512 as supported)."""
+    before = fastmlp.get_cpu_path()
+    fastmlp.set_cpu_path(request.param)
+    yield request.param
+    fastmlp.set_cpu_path(before)
+
+
+@pytest.fixture
+def threads():
+    """Set the thread count inside a test; restored afterwards."""
+    before = fastmlp.get_num_threads()
+    yield fastmlp.set_num_threads
+    fastmlp.set_num_threads(before)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
