@@ -5,7 +5,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <stdexcept>
+#include <utility>
 #include <string>
 
 #include "array_checks.h"
@@ -40,15 +42,20 @@ namespace {
 // a and b are logical views: a transposed view (w.T) becomes a transpose flag, not a copy.
 py::array gemm(py::handle a_obj, py::handle b_obj, py::handle out_obj, float alpha, float beta,
                py::handle bias_obj, bool relu, bool reference) {
-    Matrix a = input_matrix(a_obj, "a");
-    Matrix b = input_matrix(b_obj, "b");
-    if (a.cols != b.rows)
-        throw py::value_error("matmul: shapes (" + std::to_string(a.rows) + ", " +
-                              std::to_string(a.cols) + ") and (" + std::to_string(b.rows) + ", " +
-                              std::to_string(b.cols) + ") are not aligned: " +
-                              std::to_string(a.cols) + " (dim 1) != " + std::to_string(b.rows) +
-                              " (dim 0)");
-    const int64_t M = a.rows, N = b.cols, K = a.cols;
+    // Every check runs on the arguments as given, before an input is copied (input_matrix copies
+    // odd layouts): a bad call must not first materialise a huge broadcast view.
+    py::array ra = as_f32_array(a_obj, "a"), rb = as_f32_array(b_obj, "b");
+    for (auto [arr, nm] : {std::pair<const py::array&, const char*>{ra, "a"}, {rb, "b"}})
+        if (arr.ndim() != 2)
+            throw py::value_error(std::string("argument '") + nm + "' must be 2-D, got shape " +
+                                  shape_str(arr));
+    if (ra.shape(1) != rb.shape(0))
+        throw py::value_error("matmul: shapes (" + std::to_string(ra.shape(0)) + ", " +
+                              std::to_string(ra.shape(1)) + ") and (" + std::to_string(rb.shape(0)) +
+                              ", " + std::to_string(rb.shape(1)) + ") are not aligned: " +
+                              std::to_string(ra.shape(1)) + " (dim 1) != " +
+                              std::to_string(rb.shape(0)) + " (dim 0)");
+    const int64_t M = ra.shape(0), N = rb.shape(1), K = ra.shape(1);
     py::array out;
     if (out_obj.is_none()) {
         if (beta != 0.0f)
@@ -61,6 +68,14 @@ py::array gemm(py::handle a_obj, py::handle b_obj, py::handle out_obj, float alp
     if (c.rows != M || c.cols != N)
         throw py::value_error("gemm: 'out' has shape " + shape_str(c.arr) + ", expected (" +
                               std::to_string(M) + ", " + std::to_string(N) + ")");
+    if (!bias_obj.is_none()) {
+        py::array rbias = as_f32_array(bias_obj, "bias");
+        if (rbias.ndim() != 1 || rbias.shape(0) != N)
+            throw py::value_error("gemm: 'bias' must have shape (" + std::to_string(N) +
+                                  ",), got " + shape_str(rbias));
+    }
+    Matrix a = input_matrix(ra, "a");
+    Matrix b = input_matrix(rb, "b");
     check_no_overlap(c.arr, "out", py::reinterpret_borrow<py::array>(a.keep), "a", false);
     check_no_overlap(c.arr, "out", py::reinterpret_borrow<py::array>(b.keep), "b", false);
     GemmEpilogue epi;
@@ -85,6 +100,13 @@ py::array gemm(py::handle a_obj, py::handle b_obj, py::handle out_obj, float alp
     return out;
 }
 
+// Checks a given `out` against the argument as passed (before that argument is copied to
+// contiguous memory): writable, C-contiguous float32, same shape.
+void check_out_like(py::handle out_obj, const py::array& like, const char* like_name) {
+    if (out_obj.is_none()) return;
+    check_same_shape(output_contiguous(out_obj, "out"), "out", like, like_name);
+}
+
 // Returns `out` if given (checked: writable, C-contiguous float32, same shape as `like`, and
 // overlapping `like` only as an exact alias), else a fresh array shaped like `like`.
 py::array out_like(py::handle out_obj, const py::array& like, const char* like_name) {
@@ -99,6 +121,7 @@ py::array out_like(py::handle out_obj, const py::array& like, const char* like_n
 }
 
 py::array relu_forward_py(py::handle x_obj, py::handle out_obj) {
+    check_out_like(out_obj, as_f32_array(x_obj, "x"), "x");
     py::array x = input_contiguous(x_obj, "x");
     py::array out = out_like(out_obj, x, "x");
     const float* xp = static_cast<const float*>(x.data());
@@ -110,9 +133,10 @@ py::array relu_forward_py(py::handle x_obj, py::handle out_obj) {
 }
 
 py::array relu_backward_py(py::handle grad_obj, py::handle y_obj, py::handle out_obj) {
+    check_same_shape(as_f32_array(grad_obj, "grad"), "grad", as_f32_array(y_obj, "y"), "y");
+    check_out_like(out_obj, as_f32_array(grad_obj, "grad"), "grad");
     py::array g = input_contiguous(grad_obj, "grad");
     py::array y = input_contiguous(y_obj, "y");
-    check_same_shape(g, "grad", y, "y");
     py::array out = out_like(out_obj, g, "grad");
     check_no_overlap(out, "out", y, "y", true);
     const float *gp = static_cast<const float*>(g.data()), *yp = static_cast<const float*>(y.data());
@@ -124,13 +148,16 @@ py::array relu_backward_py(py::handle grad_obj, py::handle y_obj, py::handle out
 }
 
 py::array bias_forward_py(py::handle x_obj, py::handle bias_obj, py::handle out_obj) {
-    py::array x = input_contiguous(x_obj, "x");
-    py::array bias = input_contiguous(bias_obj, "bias");
+    py::array x = as_f32_array(x_obj, "x");
+    py::array bias = as_f32_array(bias_obj, "bias");
     if (x.ndim() != 2)
         throw py::value_error("bias_add: 'x' must be 2-D (batch, features), got shape " + shape_str(x));
     if (bias.ndim() != 1 || bias.shape(0) != x.shape(1))
         throw py::value_error("bias_add: 'bias' must have shape (" + std::to_string(x.shape(1)) +
                               ",) to match x of shape " + shape_str(x) + ", got " + shape_str(bias));
+    check_out_like(out_obj, x, "x");
+    x = input_contiguous(x, "x");
+    bias = input_contiguous(bias, "bias");
     py::array out = out_like(out_obj, x, "x");
     check_no_overlap(out, "out", bias, "bias", false);
     const float *xp = static_cast<const float*>(x.data()), *bp = static_cast<const float*>(bias.data());
@@ -142,7 +169,7 @@ py::array bias_forward_py(py::handle x_obj, py::handle bias_obj, py::handle out_
 }
 
 py::array bias_backward_py(py::handle grad_obj, py::handle out_obj, bool accumulate) {
-    py::array g = input_contiguous(grad_obj, "grad");
+    py::array g = as_f32_array(grad_obj, "grad");
     if (g.ndim() != 2)
         throw py::value_error("bias_grad: 'grad' must be 2-D (batch, features), got shape " + shape_str(g));
     const int64_t B = g.shape(0), C = g.shape(1);
@@ -155,8 +182,9 @@ py::array bias_backward_py(py::handle grad_obj, py::handle out_obj, bool accumul
         if (out.ndim() != 1 || out.shape(0) != C)
             throw py::value_error("bias_grad: 'out' must have shape (" + std::to_string(C) +
                                   ",), got " + shape_str(out));
-        check_no_overlap(out, "out", g, "grad", false);
     }
+    g = input_contiguous(g, "grad");
+    if (!out_obj.is_none()) check_no_overlap(out, "out", g, "grad", false);
     const float* gp = static_cast<const float*>(g.data());
     float* op = static_cast<float*>(out.mutable_data());
     py::gil_scoped_release nogil;
@@ -165,6 +193,8 @@ py::array bias_backward_py(py::handle grad_obj, py::handle out_obj, bool accumul
 }
 
 double mse_forward_py(py::handle pred_obj, py::handle target_obj) {
+    check_same_shape(as_f32_array(pred_obj, "input"), "input", as_f32_array(target_obj, "target"),
+                     "target");
     py::array p = input_contiguous(pred_obj, "input");
     py::array t = input_contiguous(target_obj, "target");
     check_same_shape(p, "input", t, "target");
@@ -175,6 +205,9 @@ double mse_forward_py(py::handle pred_obj, py::handle target_obj) {
 }
 
 py::array mse_backward_py(py::handle pred_obj, py::handle target_obj, float scale, py::handle out_obj) {
+    check_same_shape(as_f32_array(pred_obj, "input"), "input", as_f32_array(target_obj, "target"),
+                     "target");
+    check_out_like(out_obj, as_f32_array(pred_obj, "input"), "input");
     py::array p = input_contiguous(pred_obj, "input");
     py::array t = input_contiguous(target_obj, "target");
     check_same_shape(p, "input", t, "target");
@@ -192,8 +225,12 @@ void sgd_step_py(py::handle param_obj, py::handle grad_obj, py::handle buf_obj, 
                  float momentum, float dampening, float weight_decay, bool nesterov, bool maximize,
                  bool first_step) {
     py::array p = output_contiguous(param_obj, "param");
+    check_same_shape(p, "param", as_f32_array(grad_obj, "grad"), "grad");
+    if (momentum < 0.0f || std::isnan(momentum))
+        throw py::value_error("sgd_step: invalid momentum value: " + std::to_string(momentum));
+    if (weight_decay < 0.0f || std::isnan(weight_decay))
+        throw py::value_error("sgd_step: invalid weight_decay value: " + std::to_string(weight_decay));
     py::array g = input_contiguous(grad_obj, "grad");
-    check_same_shape(p, "param", g, "grad");
     check_no_overlap(p, "param", g, "grad", false);
     float* bp = nullptr;
     py::array b;
@@ -279,8 +316,13 @@ PYBIND11_MODULE(_C, m) {
         set_isa(isa);
     }, py::arg("name"));
     m.def("get_num_threads", &get_num_threads);
+    m.def("max_threads", &max_threads);
+    m.def("in_forked_child", &in_forked_child);
     m.def("set_num_threads", [](int n) {
-        if (n < 1) throw py::value_error("set_num_threads: n must be >= 1, got " + std::to_string(n));
+        if (n < 1 || n > max_threads())
+            throw py::value_error("set_num_threads: n must be between 1 and " +
+                                  std::to_string(max_threads()) + " (4 per CPU), got " +
+                                  std::to_string(n));
         set_num_threads(n);
     }, py::arg("n"));
 

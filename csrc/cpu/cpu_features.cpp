@@ -1,10 +1,13 @@
 // Run-time ISA detection (CPUID + XGETBV so the OS really saves the wide registers) and the
-// OpenMP thread setting.
+// OpenMP thread setting, made safe across fork().
 #include "fastmlp/cpu_features.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <stdexcept>
+
+#include <pthread.h>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
@@ -74,6 +77,28 @@ std::atomic<int>& isa_slot() {
     return slot;
 }
 
+// fork() safety. GNU libgomp keeps its worker threads in a pool; fork() copies the pool's
+// bookkeeping into the child but not the threads, so the child's next parallel region with more
+// than one thread waits forever for workers that do not exist. Once this process has run a
+// parallel region, a pthread_atfork child handler marks the pool unusable in the child, and from
+// then on every kernel there runs on the calling thread only (threads_for() returns 1 and the OpenMP
+// default is set to 1 for code that asks OpenMP directly). Results are unchanged: they never
+// depend on the thread count.
+std::atomic<bool> g_pool_used{false};
+std::atomic<bool> g_forked_child{false};
+
+void on_fork_child() {
+    if (!g_pool_used.load(std::memory_order_relaxed)) return;
+    g_forked_child.store(true, std::memory_order_relaxed);
+#ifdef _OPENMP
+    omp_set_num_threads(1);
+#endif
+}
+
+const bool g_atfork_registered = [] {
+    return pthread_atfork(nullptr, nullptr, &on_fork_child) == 0;
+}();
+
 }  // namespace
 
 const char* isa_name(Isa isa) {
@@ -111,7 +136,18 @@ void set_isa(Isa isa) {
     isa_slot().store(int(isa), std::memory_order_relaxed);
 }
 
+int max_threads() {
+#ifdef _OPENMP
+    return std::max(64, 4 * omp_get_num_procs());
+#else
+    return 1;
+#endif
+}
+
+bool in_forked_child() { return g_forked_child.load(std::memory_order_relaxed); }
+
 int get_num_threads() {
+    if (in_forked_child()) return 1;
 #ifdef _OPENMP
     return omp_get_max_threads();
 #else
@@ -121,6 +157,10 @@ int get_num_threads() {
 
 void set_num_threads(int n) {
     if (n < 1) throw std::invalid_argument("number of threads must be >= 1, got " + std::to_string(n));
+    if (n > max_threads())
+        throw std::invalid_argument("number of threads must be <= " + std::to_string(max_threads()) +
+                                    " (4 per CPU), got " + std::to_string(n));
+    if (in_forked_child()) return;  // the pool cannot be used here: stay on one thread
 #ifdef _OPENMP
     omp_set_num_threads(n);
 #endif
@@ -129,8 +169,12 @@ void set_num_threads(int n) {
 int threads_for(double flops) {
     // A fork/join costs ~1 us warm (~2000 flops at this machine's speed would be far too little
     // work); below ~1 MFLOP the split does not pay.
-    const int t = get_num_threads();
+    // More threads than max_threads() (possible through OMP_NUM_THREADS) are clamped: libgomp
+    // crashes when it cannot create them.
+    const int t = std::min(get_num_threads(), max_threads());
     if (t <= 1 || flops < 1.0e6) return 1;
+    g_pool_used.store(true, std::memory_order_relaxed);
+    (void)g_atfork_registered;
     return t;
 }
 
