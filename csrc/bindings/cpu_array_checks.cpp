@@ -28,6 +28,16 @@ std::string shape_str(const py::array& a) {
 py::array as_f32_array(py::handle obj, const char* name) {
     if (!py::isinstance<py::array>(obj)) {
         std::string tn = py::str(py::type::handle_of(obj).attr("__name__"));
+        if (py::isinstance(obj, py::module_::import("numpy").attr("generic")))
+            tn = "a numpy scalar (" + tn + ")";
+        if (py::hasattr(obj, "__cuda_array_interface__"))
+            throw py::type_error(std::string("argument '") + name + "' is a GPU array (" + tn +
+                                 "), but this is a CPU kernel that needs a numpy.ndarray: copy it "
+                                 "to the host (e.g. cupy.asnumpy(x)) or run the op on the GPU");
+        if (py::hasattr(obj, "device") && py::hasattr(obj, "numpy") && py::hasattr(obj, "shape"))
+            throw py::type_error(std::string("argument '") + name + "' is a " + tn +
+                                 ", but fastmlp.ops needs a numpy.ndarray of float32 (use " + name +
+                                 ".numpy(), or the Tensor API)");
         throw py::type_error(std::string("argument '") + name +
                              "' must be a numpy.ndarray of float32, got " + tn +
                              " (use numpy.asarray(x, dtype=numpy.float32))");

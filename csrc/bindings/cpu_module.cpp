@@ -41,11 +41,13 @@ namespace {
 // out (M,N) = alpha * a (M,K) @ b (K,N) + beta * out, + bias (N), relu.
 // a and b are logical views: a transposed view (w.T) becomes a transpose flag, not a copy.
 py::array gemm(py::handle a_obj, py::handle b_obj, py::handle out_obj, float alpha, float beta,
-               py::handle bias_obj, bool relu, bool reference) {
+               py::handle bias_obj, bool relu, bool reference, const std::string& a_name,
+               const std::string& b_name) {
     // Every check runs on the arguments as given, before an input is copied (input_matrix copies
     // odd layouts): a bad call must not first materialise a huge broadcast view.
-    py::array ra = as_f32_array(a_obj, "a"), rb = as_f32_array(b_obj, "b");
-    for (auto [arr, nm] : {std::pair<const py::array&, const char*>{ra, "a"}, {rb, "b"}})
+    const char *an = a_name.c_str(), *bn = b_name.c_str();
+    py::array ra = as_f32_array(a_obj, an), rb = as_f32_array(b_obj, bn);
+    for (auto [arr, nm] : {std::pair<const py::array&, const char*>{ra, an}, {rb, bn}})
         if (arr.ndim() != 2)
             throw py::value_error(std::string("argument '") + nm + "' must be 2-D, got shape " +
                                   shape_str(arr));
@@ -74,10 +76,10 @@ py::array gemm(py::handle a_obj, py::handle b_obj, py::handle out_obj, float alp
             throw py::value_error("gemm: 'bias' must have shape (" + std::to_string(N) +
                                   ",), got " + shape_str(rbias));
     }
-    Matrix a = input_matrix(ra, "a");
-    Matrix b = input_matrix(rb, "b");
-    check_no_overlap(c.arr, "out", py::reinterpret_borrow<py::array>(a.keep), "a", false);
-    check_no_overlap(c.arr, "out", py::reinterpret_borrow<py::array>(b.keep), "b", false);
+    Matrix a = input_matrix(ra, an);
+    Matrix b = input_matrix(rb, bn);
+    check_no_overlap(c.arr, "out", py::reinterpret_borrow<py::array>(a.keep), an, false);
+    check_no_overlap(c.arr, "out", py::reinterpret_borrow<py::array>(b.keep), bn, false);
     GemmEpilogue epi;
     epi.relu = relu;
     py::array bias;
@@ -283,7 +285,8 @@ PYBIND11_MODULE(_C, m) {
 
     m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("out") = py::none(),
           py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f, py::arg("bias") = py::none(),
-          py::arg("relu") = false, py::arg("reference") = false,
+          py::arg("relu") = false, py::arg("reference") = false, py::arg("a_name") = "a",
+          py::arg("b_name") = "b",
           "out = alpha * a @ b + beta * out (+ bias per column, then ReLU). a, b: 2-D float32; "
           "transposed views are read in place.");
     m.def("relu_forward", &relu_forward_py, py::arg("x"), py::arg("out") = py::none());
@@ -318,12 +321,12 @@ PYBIND11_MODULE(_C, m) {
     m.def("get_num_threads", &get_num_threads);
     m.def("max_threads", &max_threads);
     m.def("in_forked_child", &in_forked_child);
-    m.def("set_num_threads", [](int n) {
+    m.def("set_num_threads", [](int64_t n) {
         if (n < 1 || n > max_threads())
             throw py::value_error("set_num_threads: n must be between 1 and " +
                                   std::to_string(max_threads()) + " (4 per CPU), got " +
                                   std::to_string(n));
-        set_num_threads(n);
+        set_num_threads(int(n));
     }, py::arg("n"));
 
     register_mlp(m);

@@ -51,7 +51,7 @@ def linear(x, weight, bias=None, *, relu=False, out=None):
             f"linear: input has shape {x.shape} but weight has shape {weight.shape}: "
             f"expected input with {weight.shape[1]} features"
         )
-    return _C.gemm(x, weight.T, out, 1.0, 0.0, bias, relu)
+    return _C.gemm(x, weight.T, out, 1.0, 0.0, bias, relu, a_name="x", b_name="weight")
 
 
 def relu(x, *, out=None):
