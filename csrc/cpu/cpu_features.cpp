@@ -95,6 +95,11 @@ void on_fork_child() {
 #endif
 }
 
+// The thread count set by set_num_threads, for the whole process (0: not set, use OpenMP's
+// default, i.e. OMP_NUM_THREADS or the CPU count). omp_set_num_threads alone would not do: it only
+// changes the calling thread's setting, so kernels called from other Python threads ignored it.
+std::atomic<int> g_num_threads{0};
+
 const bool g_atfork_registered = [] {
     return pthread_atfork(nullptr, nullptr, &on_fork_child) == 0;
 }();
@@ -148,6 +153,8 @@ bool in_forked_child() { return g_forked_child.load(std::memory_order_relaxed); 
 
 int get_num_threads() {
     if (in_forked_child()) return 1;
+    const int n = g_num_threads.load(std::memory_order_relaxed);
+    if (n > 0) return n;
 #ifdef _OPENMP
     return omp_get_max_threads();
 #else
@@ -161,6 +168,7 @@ void set_num_threads(int n) {
         throw std::invalid_argument("number of threads must be <= " + std::to_string(max_threads()) +
                                     " (4 per CPU), got " + std::to_string(n));
     if (in_forked_child()) return;  // the pool cannot be used here: stay on one thread
+    g_num_threads.store(n, std::memory_order_relaxed);
 #ifdef _OPENMP
     omp_set_num_threads(n);
 #endif

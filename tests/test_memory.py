@@ -1,0 +1,148 @@
+"""No leaks: 10,000 training steps and 10,000 op calls (including failing ones) keep resident
+memory flat, and no call leaves a reference behind on its inputs or outputs."""
+import gc
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from fastmlp import ops
+
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+LIMIT_MB = 4.0
+
+
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE / 2**20
+
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc/self/statm")
+
+
+def growth_mb(fn, n, warmup=500):
+    for _ in range(warmup):
+        fn()
+    gc.collect()
+    before = rss_mb()
+    for _ in range(n):
+        fn()
+    gc.collect()
+    return rss_mb() - before
+
+
+def make_mlp(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((32, 16)).astype(np.float32)
+    t = rng.standard_normal((32, 4)).astype(np.float32)
+    params = [(rng.standard_normal((64, 16)) * 0.2).astype(np.float32), np.zeros(64, np.float32),
+              (rng.standard_normal((4, 64)) * 0.2).astype(np.float32), np.zeros(4, np.float32)]
+    bufs = [np.zeros_like(p) for p in params]
+    return x, t, params, bufs
+
+
+def ops_train_step(x, t, params, bufs):
+    w1, b1, w2, b2 = params
+    h = ops.linear(x, w1, b1, relu=True)
+    y = ops.linear(h, w2, b2)
+    loss = ops.mse_loss(y, t)
+    dy = ops.mse_loss_backward(y, t)
+    grads = [None, ops.bias_grad(dy), ops.matmul(dy.T, h), None]
+    dh = ops.relu_backward(ops.matmul(dy, w2), h)
+    grads[0] = ops.matmul(dh.T, x)
+    grads[1], grads[3] = ops.bias_grad(dh), grads[1]
+    for p, g, b in zip(params, grads, bufs):
+        ops.sgd_step(p, g, b, lr=0.01, momentum=0.9)
+    return loss
+
+
+def test_ops_training_10000_steps_flat_memory():
+    x, t, params, bufs = make_mlp()
+    first = ops_train_step(x, t, params, bufs)
+    grew = growth_mb(lambda: ops_train_step(x, t, params, bufs), 10_000)
+    assert grew < LIMIT_MB, f"resident memory grew {grew:.1f} MB over 10,000 steps"
+    assert ops_train_step(x, t, params, bufs) < first  # it trained
+
+
+def test_10000_op_calls_flat_memory():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((64, 48)).astype(np.float32)
+    b = rng.standard_normal((48, 32)).astype(np.float32)
+    bias = rng.standard_normal(32).astype(np.float32)
+    out = np.empty((64, 32), np.float32)
+    s = a[::2, ::-1]  # a strided input: copied by the binding every call
+
+    def calls():
+        ops.matmul(a, b, bias=bias, relu=True)
+        ops.matmul(a, b, out=out)
+        ops.matmul(s, b)
+        ops.relu(a)
+        ops.bias_grad(a)
+        ops.mse_loss(a, a)
+
+    grew = growth_mb(calls, 10_000 // 6 + 1)
+    assert grew < LIMIT_MB, f"resident memory grew {grew:.1f} MB"
+
+
+def test_10000_failing_calls_flat_memory():
+    a = np.ones((8, 4), np.float32)
+    a64 = np.ones((8, 4))
+    ro = np.ones((8, 8), np.float32)
+    ro.flags.writeable = False
+
+    def failing():
+        for fn in (lambda: ops.matmul(a, a), lambda: ops.matmul(a64, a.T), lambda: ops.relu([1.0]),
+                   lambda: ops.matmul(a[::2, ::-1], a.T[:, :4], out=ro[:4, :4]),
+                   lambda: ops.mse_loss(a, a.T), lambda: ops.sgd_step(a, a, lr=0.1)):
+            try:
+                fn()
+            except (TypeError, ValueError):
+                pass
+            else:
+                raise AssertionError("expected an error")
+
+    grew = growth_mb(failing, 10_000 // 6 + 1)
+    assert grew < LIMIT_MB, f"resident memory grew {grew:.1f} MB"
+
+
+def refcounts(*objs):
+    return [sys.getrefcount(o) for o in objs]
+
+
+def test_no_reference_leaks_on_inputs_and_outputs():
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((16, 8)).astype(np.float32)
+    b = rng.standard_normal((8, 12)).astype(np.float32)
+    bias = rng.standard_normal(12).astype(np.float32)
+    out = np.empty((16, 12), np.float32)
+    g = rng.standard_normal((16, 12)).astype(np.float32)
+    buf = np.zeros_like(out)
+    st = a[::2]
+    objs = (a, b, bias, out, g, buf, st)
+    before = refcounts(*objs)
+    for _ in range(100):
+        ops.matmul(a, b, bias=bias, relu=True)
+        r = ops.matmul(a, b, out=out, beta=0.5)
+        assert r is out
+        del r
+        ops.matmul(st, b)
+        ops.matmul(b.T, a.T)
+        ops.linear(a, b.T, bias)
+        ops.relu(g, out=g)
+        ops.relu_backward(g, out)
+        ops.bias_add(g, bias)
+        ops.bias_grad(g)
+        ops.mse_loss(g, out)
+        ops.mse_loss_backward(g, out)
+        ops.sgd_step(out, g, buf, lr=0.01, momentum=0.9)
+        for bad in (lambda: ops.matmul(a, a), lambda: ops.matmul(a, b, out=g[:, :4]),
+                    lambda: ops.relu(a, out=b), lambda: ops.sgd_step(g, g, lr=0.1)):
+            with pytest.raises((TypeError, ValueError)):
+                bad()
+    gc.collect()
+    assert refcounts(*objs) == before
+    # a fresh result is owned by the caller alone
+    r = ops.matmul(a, b)
+    assert sys.getrefcount(r) == 2
+    assert r.base is None or sys.getrefcount(r.base) == 2
