@@ -254,6 +254,16 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
         int64_t used = 0;
         for (int64_t bi = 0; bi < nbatches; ++bi) {
             const int64_t start = bi * B, nb = std::min(B, n - start);
+            if (bi + 1 < nbatches) {  // the next batch's rows are random: fetch them early
+                const int64_t s1 = start + B, n1 = std::min(B, n - s1);
+                const int64_t d_in = layers[0].in, d_out = layers.back().out;
+                for (int64_t j = 0; j < n1; ++j) {
+                    const float* row = X + ord[s1 + j] * d_in;
+                    __builtin_prefetch(row);
+                    __builtin_prefetch(row + d_in - 1);
+                    __builtin_prefetch(Y + ord[s1 + j] * d_out);
+                }
+            }
             const double loss =
                 small ? small_step(layers, ss, X, Y, ord + start, nb, rule, first, opt.allow_nonfinite)
                       : gemm_step(layers, gs, X, Y, ord + start, nb, rule, first, opt.allow_nonfinite);

@@ -9,11 +9,17 @@
 // The step body is defined once here (FASTMLP_SMALL_STEP_BODY) and compiled per ISA by
 // mlp_train_small_{generic,avx2,avx512}.cpp, each with its own compiler flags.
 #pragma once
+#pragma GCC diagnostic ignored "-Wpsabi"  // v16 below never crosses a non-inlined call
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12 avx512fintrin.h casts
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
 #include "fastmlp/mlp.h"
+
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace fastmlp::detail {
 
@@ -117,7 +123,88 @@ constexpr int64_t kLanes = 16;
 
 inline float relu1(float v) { return v > 0.0f ? v : (v != v ? v : 0.0f); }
 
-// sum over b < Bp (multiple of 16) of x[b] * y[b], 16 partial lanes combined in a fixed order.
+// 16 floats as one GCC/Clang vector (4 SSE, 2 AVX or 1 AVX-512 register), unaligned load/store.
+typedef float v16 __attribute__((vector_size(64)));
+inline v16 ld16(const float* p) {
+    v16 v;
+    __builtin_memcpy(&v, p, sizeof(v));
+    return v;
+}
+inline void st16(float* p, v16 v) { __builtin_memcpy(p, &v, sizeof(v)); }
+
+// a * b + c: one fused rounding where the ISA has FMA (avx2, avx512), two otherwise.
+inline float madd(float a, float b, float c) {
+#if defined(FASTMLP_SMALL_USE_FMA)
+    return __builtin_fmaf(a, b, c);
+#else
+    return a * b + c;
+#endif
+}
+
+// Sums of 16 lanes in a fixed tree order (per ISA; the thread count never enters).
+// dot16: sum over b < Bp (a multiple of 16) of x[b] * y[b];  sum16: sum of x[b].
+#if defined(__AVX2__)
+inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+#endif
+#if defined(__AVX512F__)
+inline float hsum16(__m512 v) {
+    return hsum8(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1)));
+}
+inline float dot16(const float* __restrict x, const float* __restrict y, int64_t Bp) {
+    __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(x), _mm512_loadu_ps(y));
+    for (int64_t b0 = kLanes; b0 < Bp; b0 += kLanes)
+        acc = _mm512_fmadd_ps(_mm512_loadu_ps(x + b0), _mm512_loadu_ps(y + b0), acc);
+    return hsum16(acc);
+}
+// out[j] = dot16(x, y + j * ldy, Bp) for j < 4, reduced together.
+inline void dot16x4(float* out, const float* __restrict x, const float* __restrict y, int64_t ldy,
+                    int64_t Bp) {
+    __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+    for (int64_t b0 = 0; b0 < Bp; b0 += kLanes) {
+        const __m512 xv = _mm512_loadu_ps(x + b0);
+        c0 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(y + b0), c0);
+        c1 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(y + ldy + b0), c1);
+        c2 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(y + 2 * ldy + b0), c2);
+        c3 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(y + 3 * ldy + b0), c3);
+    }
+    auto half = [](__m512 v) {
+        return _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    };
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(half(c0), half(c1)), _mm256_hadd_ps(half(c2), half(c3)));
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+}
+inline float sum16(const float* __restrict x, int64_t Bp) {
+    __m512 acc = _mm512_loadu_ps(x);
+    for (int64_t b0 = kLanes; b0 < Bp; b0 += kLanes) acc = _mm512_add_ps(acc, _mm512_loadu_ps(x + b0));
+    return hsum16(acc);
+}
+#elif defined(__AVX2__)
+inline float dot16(const float* __restrict x, const float* __restrict y, int64_t Bp) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (int64_t b0 = 0; b0 < Bp; b0 += kLanes) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + b0), _mm256_loadu_ps(y + b0), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + b0 + 8), _mm256_loadu_ps(y + b0 + 8), a1);
+    }
+    return hsum8(_mm256_add_ps(a0, a1));
+}
+inline void dot16x4(float* out, const float* __restrict x, const float* __restrict y, int64_t ldy,
+                    int64_t Bp) {
+    for (int64_t j = 0; j < 4; ++j) out[j] = dot16(x, y + j * ldy, Bp);
+}
+inline float sum16(const float* __restrict x, int64_t Bp) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (int64_t b0 = 0; b0 < Bp; b0 += kLanes) {
+        a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + b0));
+        a1 = _mm256_add_ps(a1, _mm256_loadu_ps(x + b0 + 8));
+    }
+    return hsum8(_mm256_add_ps(a0, a1));
+}
+#else
 inline float dot16(const float* __restrict x, const float* __restrict y, int64_t Bp) {
     float part[kLanes] = {0.0f};
     for (int64_t b0 = 0; b0 < Bp; b0 += kLanes)
@@ -126,7 +213,10 @@ inline float dot16(const float* __restrict x, const float* __restrict y, int64_t
         for (int64_t k = 0; k < w; ++k) part[k] += part[k + w];
     return part[0];
 }
-
+inline void dot16x4(float* out, const float* __restrict x, const float* __restrict y, int64_t ldy,
+                    int64_t Bp) {
+    for (int64_t j = 0; j < 4; ++j) out[j] = dot16(x, y + j * ldy, Bp);
+}
 inline float sum16(const float* __restrict x, int64_t Bp) {
     float part[kLanes] = {0.0f};
     for (int64_t b0 = 0; b0 < Bp; b0 += kLanes)
@@ -135,6 +225,7 @@ inline float sum16(const float* __restrict x, int64_t Bp) {
         for (int64_t k = 0; k < w; ++k) part[k] += part[k + w];
     return part[0];
 }
+#endif
 
 [[maybe_unused]] double small_step_impl(const std::vector<MlpLayer>& layers, SmallScratch& s,
                                         const float* X, const float* Y, const int64_t* idx,
@@ -168,32 +259,43 @@ inline float sum16(const float* __restrict x, int64_t Bp) {
         for (int64_t o = 0; o < ly.out; ++o) {
             const float* w = ly.weight + o * ly.in;
             float* __restrict zo = z + o * ld;
+            const float bo = ly.bias ? ly.bias[o] : 0.0f;
+            const bool relu = ly.relu;
             for (int64_t b0 = 0; b0 < Bp; b0 += 4 * kLanes) {
                 const int64_t nb = Bp - b0 < 4 * kLanes ? Bp - b0 : 4 * kLanes;
-                if (nb == 4 * kLanes) {
-                    float acc[4 * kLanes];
-                    for (int64_t k = 0; k < 4 * kLanes; ++k) acc[k] = 0.0f;
+                if (nb == 4 * kLanes) {  // 64 accumulators in 4 vector registers (avx512)
+                    v16 acc0 = {}, acc1 = {}, acc2 = {}, acc3 = {};
                     for (int64_t i = 0; i < ly.in; ++i) {
                         const float wi = w[i];
                         const float* ai = a + i * ld + b0;
-                        for (int64_t k = 0; k < 4 * kLanes; ++k) acc[k] += wi * ai[k];
+                        acc0 += wi * ld16(ai);
+                        acc1 += wi * ld16(ai + kLanes);
+                        acc2 += wi * ld16(ai + 2 * kLanes);
+                        acc3 += wi * ld16(ai + 3 * kLanes);
                     }
-                    for (int64_t k = 0; k < 4 * kLanes; ++k) zo[b0 + k] = acc[k];
+                    float acc[4 * kLanes];
+                    st16(acc, acc0);
+                    st16(acc + kLanes, acc1);
+                    st16(acc + 2 * kLanes, acc2);
+                    st16(acc + 3 * kLanes, acc3);
+                    for (int64_t k = 0; k < 4 * kLanes; ++k) {
+                        const float v = acc[k] + bo;
+                        zo[b0 + k] = relu ? relu1(v) : v;
+                    }
                 } else {
-                    for (int64_t k = 0; k < nb; ++k) zo[b0 + k] = 0.0f;
+                    float acc[4 * kLanes];
+                    for (int64_t k = 0; k < nb; ++k) acc[k] = 0.0f;
                     for (int64_t i = 0; i < ly.in; ++i) {
                         const float wi = w[i];
                         const float* ai = a + i * ld + b0;
-                        for (int64_t k = 0; k < nb; ++k) zo[b0 + k] += wi * ai[k];
+                        for (int64_t k = 0; k < nb; ++k) acc[k] = madd(wi, ai[k], acc[k]);
+                    }
+                    for (int64_t k = 0; k < nb; ++k) {
+                        const float v = acc[k] + bo;
+                        zo[b0 + k] = relu ? relu1(v) : v;
                     }
                 }
             }
-            if (ly.bias) {
-                const float bo = ly.bias[o];
-                for (int64_t b = 0; b < Bp; ++b) zo[b] += bo;
-            }
-            if (ly.relu)
-                for (int64_t b = 0; b < Bp; ++b) zo[b] = relu1(zo[b]);
         }
     }
 
@@ -242,7 +344,9 @@ inline float sum16(const float* __restrict x, int64_t Bp) {
         // Weight gradient gw (out, in) = dz @ a^T over the batch; bias gradient gb (out).
         for (int64_t o = 0; o < ly.out; ++o) {
             const float* dzo = dz + o * ld;
-            for (int64_t i = 0; i < ly.in; ++i) s.gw[o * ly.in + i] = dot16(dzo, a + i * ld, Bp);
+            int64_t i = 0;
+            for (; i + 4 <= ly.in; i += 4) dot16x4(s.gw + o * ly.in + i, dzo, a + i * ld, ld, Bp);
+            for (; i < ly.in; ++i) s.gw[o * ly.in + i] = dot16(dzo, a + i * ld, Bp);
             if (ly.bias) s.gb[o] = sum16(dzo, Bp);
         }
         // Input gradient (before W changes): da (in, ld) = W^T @ dz, masked by the ReLU below.
@@ -255,7 +359,7 @@ inline float sum16(const float* __restrict x, int64_t Bp) {
                 for (int64_t o = 0; o < ly.out; ++o) {
                     const float w = ly.weight[o * ly.in + i];
                     const float* __restrict dzo = dz + o * ld;
-                    for (int64_t b = 0; b < Bp; ++b) di[b] += w * dzo[b];
+                    for (int64_t b = 0; b < Bp; ++b) di[b] = madd(w, dzo[b], di[b]);
                 }
                 if (mask) {
                     const float* ai = a + i * ld;
