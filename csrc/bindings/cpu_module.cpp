@@ -31,6 +31,7 @@ using namespace fastmlp::bind;
 namespace fastmlp::bind {
 // Other families register from their own files (declared here, defined there).
 void register_mlp(py::module_& m);
+void register_layers(py::module_& m);
 }  // namespace fastmlp::bind
 
 namespace {
@@ -285,4 +286,5 @@ PYBIND11_MODULE(_C, m) {
     }, py::arg("n"));
 
     register_mlp(m);
+    register_layers(m);
 }

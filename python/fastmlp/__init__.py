@@ -18,3 +18,25 @@ from .config import (
 
 # Resolve the kernel path now, so a bad FASTMLP_CPU fails at import with its own message.
 get_cpu_path()
+
+# ---- the torch-compatible layer ------------------------------------------------------------
+from . import autograd  # noqa: E402
+from .autograd import (enable_grad, inference_mode, is_grad_enabled, no_grad,  # noqa: E402
+                       set_grad_enabled)
+from .devices import device  # noqa: E402
+from .dtypes import (bool_ as bool, double, dtype, float, float16, float32, float64, half,  # noqa: E402,A001
+                     int, int8, int16, int32, int64, long, uint8)
+from .generator import Generator, default_generator, initial_seed, manual_seed, seed  # noqa: E402
+from .tensor import (Size, Tensor, abs, allclose, arange, argmax, as_tensor, cat, clamp,  # noqa: E402,A001
+                     clip, empty, empty_like, equal, exp, eye, flatten, from_numpy, full,
+                     full_like, is_tensor, linspace, log, matmul, max, mean, min, mm, numel, ones,
+                     ones_like, rand, rand_like, randint, randn, randn_like, randperm, reshape,
+                     sigmoid, sqrt, squeeze, stack, sum, tanh, tensor, transpose, unsqueeze,
+                     where, zeros, zeros_like)
+from .serialization import load, save  # noqa: E402
+from . import nn, optim, utils  # noqa: E402
+from .nn.functional import relu, relu_  # noqa: E402
+from .nn.parameter import Parameter  # noqa: E402,F401
+
+FloatTensor = Tensor
+

@@ -1,0 +1,250 @@
+// fastmlp._C: bindings of the layer-level kernels (layers.h): linear_forward, linear_backward and
+// sgd_step_many. Glue only. These run once per layer per training step, so the common case (a
+// native, aligned, C-contiguous float32 ndarray) is recognised with a few C-level checks; anything
+// else goes through the array_checks.h helpers, which copy strided inputs and raise the errors.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "array_checks.h"
+#include "fastmlp/layers.h"
+
+namespace py = pybind11;
+
+namespace fastmlp::bind {
+namespace {
+
+using npy = py::detail::npy_api;
+constexpr int kContigAligned = npy::NPY_ARRAY_C_CONTIGUOUS_ | npy::NPY_ARRAY_ALIGNED_;
+
+inline bool fast_f32(py::handle h, int flags) {
+    return py::isinstance<py::array_t<float>>(h) &&
+           (py::detail::array_proxy(h.ptr())->flags & flags) == flags;
+}
+// A C-contiguous float32 input (copied when strided), or TypeError naming `name`.
+inline py::array in_arr(py::handle h, const char* name) {
+    if (fast_f32(h, kContigAligned)) return py::reinterpret_borrow<py::array>(h);
+    return input_contiguous(h, name);
+}
+// A writable C-contiguous float32 output, or an error (never a copy).
+inline py::array out_arr(py::handle h, const char* name) {
+    if (fast_f32(h, kContigAligned | npy::NPY_ARRAY_WRITEABLE_)) return py::reinterpret_borrow<py::array>(h);
+    return output_contiguous(h, name);
+}
+inline py::array new_f32(int64_t r, int64_t c) { return py::array_t<float>({r, c}); }
+
+void check_2d(const py::array& a, const char* name, int64_t rows, int64_t cols, const char* what) {
+    if (a.ndim() != 2 || (rows >= 0 && a.shape(0) != rows) || (cols >= 0 && a.shape(1) != cols)) {
+        std::string want = "(" + (rows >= 0 ? std::to_string(rows) : std::string("*")) + ", " +
+                           (cols >= 0 ? std::to_string(cols) : std::string("*")) + ")";
+        throw py::value_error(std::string(what) + ": '" + name + "' must have shape " + want +
+                              ", got " + shape_str(a));
+    }
+}
+void check_1d(const py::array& a, const char* name, int64_t n, const char* what) {
+    if (a.ndim() != 1 || a.shape(0) != n)
+        throw py::value_error(std::string(what) + ": '" + name + "' must have shape (" +
+                              std::to_string(n) + ",), got " + shape_str(a));
+}
+
+// out (B,OC) = x (B,C) @ weight (OC,C)^T + bias (OC), ReLU optional.
+py::array linear_forward_py(py::handle x_obj, py::handle w_obj, py::handle b_obj, bool relu,
+                            py::handle out_obj) {
+    const char* what = "linear_forward";
+    py::array x = in_arr(x_obj, "x");
+    py::array w = in_arr(w_obj, "weight");
+    if (w.ndim() != 2)
+        throw py::value_error("linear_forward: 'weight' must be 2-D (out_features, in_features), got "
+                              "shape " + shape_str(w));
+    const int64_t OC = w.shape(0), C = w.shape(1);
+    if (x.ndim() != 2 || x.shape(1) != C)
+        throw py::value_error("linear_forward: 'x' must have shape (batch, " + std::to_string(C) +
+                              ") to match weight of shape " + shape_str(w) + ", got " + shape_str(x));
+    const int64_t B = x.shape(0);
+    const float* bp = nullptr;
+    py::array b;
+    if (!b_obj.is_none()) {
+        b = in_arr(b_obj, "bias");
+        check_1d(b, "bias", OC, what);
+        bp = static_cast<const float*>(b.data());
+    }
+    py::array out;
+    if (out_obj.is_none()) {
+        out = new_f32(B, OC);
+    } else {
+        out = out_arr(out_obj, "out");
+        check_2d(out, "out", B, OC, what);
+        check_no_overlap(out, "out", x, "x", false);
+        check_no_overlap(out, "out", w, "weight", false);
+        if (bp) check_no_overlap(out, "out", b, "bias", false);
+    }
+    const float* xp = static_cast<const float*>(x.data());
+    const float* wp = static_cast<const float*>(w.data());
+    float* op = static_cast<float*>(out.mutable_data());
+    {
+        py::gil_scoped_release nogil;
+        linear_forward(op, xp, wp, bp, B, C, OC, relu);
+    }
+    return out;
+}
+
+// Returns (dinput, dweight, dbias); each is None when not wanted. A given d* array is filled
+// (dweight/dbias accumulated into when accumulate_*), else a new one is allocated.
+py::tuple linear_backward_py(py::handle g_obj, py::handle x_obj, py::handle w_obj,
+                             py::handle y_obj, py::handle dx_obj, py::handle dw_obj,
+                             py::handle db_obj, bool want_dx, bool want_dw, bool want_db,
+                             bool acc_w, bool acc_b) {
+    const char* what = "linear_backward";
+    py::array g = in_arr(g_obj, "grad");
+    py::array x = in_arr(x_obj, "x");
+    py::array w = in_arr(w_obj, "weight");
+    check_2d(w, "weight", -1, -1, what);
+    const int64_t OC = w.shape(0), C = w.shape(1);
+    check_2d(x, "x", -1, C, what);
+    const int64_t B = x.shape(0);
+    check_2d(g, "grad", B, OC, what);
+    const float* yp = nullptr;
+    py::array y;
+    if (!y_obj.is_none()) {
+        y = in_arr(y_obj, "relu_out");
+        check_2d(y, "relu_out", B, OC, what);
+        yp = static_cast<const float*>(y.data());
+    }
+    auto check_out = [&](py::array& o, const char* name) {
+        check_no_overlap(o, name, g, "grad", false);
+        check_no_overlap(o, name, x, "x", false);
+        check_no_overlap(o, name, w, "weight", false);
+        if (yp) check_no_overlap(o, name, y, "relu_out", false);
+    };
+    py::object dx = py::none(), dw = py::none(), db = py::none();
+    float *dxp = nullptr, *dwp = nullptr, *dbp = nullptr;
+    py::array dxa, dwa, dba;
+    if (want_dx || !dx_obj.is_none()) {
+        if (dx_obj.is_none()) {
+            dxa = new_f32(B, C);
+        } else {
+            dxa = out_arr(dx_obj, "dinput");
+            check_2d(dxa, "dinput", B, C, what);
+            check_out(dxa, "dinput");
+        }
+        dxp = static_cast<float*>(dxa.mutable_data());
+        dx = dxa;
+    }
+    if (want_dw || !dw_obj.is_none()) {
+        if (dw_obj.is_none()) {
+            if (acc_w) throw py::value_error("linear_backward: accumulate_weight=True needs a 'dweight' array");
+            dwa = new_f32(OC, C);
+        } else {
+            dwa = out_arr(dw_obj, "dweight");
+            check_2d(dwa, "dweight", OC, C, what);
+            check_out(dwa, "dweight");
+            if (dxp) check_no_overlap(dwa, "dweight", dxa, "dinput", false);
+        }
+        dwp = static_cast<float*>(dwa.mutable_data());
+        dw = dwa;
+    }
+    if (want_db || !db_obj.is_none()) {
+        if (db_obj.is_none()) {
+            if (acc_b) throw py::value_error("linear_backward: accumulate_bias=True needs a 'dbias' array");
+            dba = py::array_t<float>({OC});
+        } else {
+            dba = out_arr(db_obj, "dbias");
+            check_1d(dba, "dbias", OC, what);
+            check_out(dba, "dbias");
+            if (dxp) check_no_overlap(dba, "dbias", dxa, "dinput", false);
+            if (dwp) check_no_overlap(dba, "dbias", dwa, "dweight", false);
+        }
+        dbp = static_cast<float*>(dba.mutable_data());
+        db = dba;
+    }
+    const float* gp = static_cast<const float*>(g.data());
+    const float* xp = static_cast<const float*>(x.data());
+    const float* wp = static_cast<const float*>(w.data());
+    {
+        py::gil_scoped_release nogil;
+        linear_backward(dxp, dwp, dbp, gp, xp, wp, yp, B, C, OC, acc_w, acc_b);
+    }
+    return py::make_tuple(dx, dw, db);
+}
+
+// One SGD step over lists of parameters: params[i] -= lr * update(grads[i], bufs[i]).
+void sgd_step_many_py(py::list params, py::list grads, py::handle bufs_obj, py::list first_step,
+                      float lr, float momentum, float dampening, float weight_decay, bool nesterov,
+                      bool maximize) {
+    const size_t n = params.size();
+    if (grads.size() != n || first_step.size() != n)
+        throw py::value_error("sgd_step_many: 'params', 'grads' and 'first_step' must have the same "
+                              "length, got " + std::to_string(n) + ", " + std::to_string(grads.size()) +
+                              ", " + std::to_string(first_step.size()));
+    if (nesterov && (momentum <= 0.0f || dampening != 0.0f))
+        throw py::value_error("sgd_step_many: nesterov momentum requires a momentum and zero dampening");
+    const bool use_mom = momentum != 0.0f;
+    py::list bufs;
+    if (use_mom) {
+        if (bufs_obj.is_none())
+            throw py::value_error("sgd_step_many: momentum != 0 needs a list of 'momentum_buffers'");
+        bufs = py::reinterpret_borrow<py::list>(bufs_obj);
+        if (bufs.size() != n)
+            throw py::value_error("sgd_step_many: 'momentum_buffers' must have one array per parameter");
+    }
+    std::vector<py::array> keep;
+    keep.reserve(3 * n);
+    std::vector<float*> pp(n), bp(n, nullptr);
+    std::vector<const float*> gp(n);
+    std::vector<int64_t> sizes(n);
+    std::unique_ptr<bool[]> first(new bool[n]);
+    for (size_t i = 0; i < n; ++i) {
+        py::array p = out_arr(params[i], "param");
+        py::array g = in_arr(grads[i], "grad");
+        check_same_shape(p, "param", g, "grad");
+        check_no_overlap(p, "param", g, "grad", false);
+        pp[i] = static_cast<float*>(p.mutable_data());
+        gp[i] = static_cast<const float*>(g.data());
+        sizes[i] = p.size();
+        first[i] = first_step[i].cast<bool>();
+        if (use_mom) {
+            py::array b = out_arr(bufs[i], "momentum_buffer");
+            check_same_shape(p, "param", b, "momentum_buffer");
+            check_no_overlap(b, "momentum_buffer", p, "param", false);
+            check_no_overlap(b, "momentum_buffer", g, "grad", false);
+            bp[i] = static_cast<float*>(b.mutable_data());
+            keep.push_back(b);
+        }
+        keep.push_back(p);
+        keep.push_back(g);
+    }
+    SgdOptions o;
+    o.lr = lr;
+    o.momentum = momentum;
+    o.dampening = dampening;
+    o.weight_decay = weight_decay;
+    o.nesterov = nesterov;
+    o.maximize = maximize;
+    py::gil_scoped_release nogil;
+    sgd_step_many(pp.data(), gp.data(), bp.data(), sizes.data(), first.get(), int64_t(n), o);
+}
+
+}  // namespace
+
+void register_layers(py::module_& m) {
+    m.def("linear_forward", &linear_forward_py, py::arg("x"), py::arg("weight"),
+          py::arg("bias") = py::none(), py::arg("relu") = false, py::arg("out") = py::none(),
+          "out (B,OC) = x (B,C) @ weight (OC,C)^T + bias (OC), then ReLU when relu.");
+    m.def("linear_backward", &linear_backward_py, py::arg("grad"), py::arg("x"), py::arg("weight"),
+          py::arg("relu_out") = py::none(), py::arg("dinput") = py::none(),
+          py::arg("dweight") = py::none(), py::arg("dbias") = py::none(),
+          py::arg("want_dinput") = true, py::arg("want_dweight") = true, py::arg("want_dbias") = true,
+          py::arg("accumulate_weight") = false, py::arg("accumulate_bias") = false,
+          "Backward of linear_forward (ReLU mask from relu_out if given) in one call; returns "
+          "(dinput, dweight, dbias).");
+    m.def("sgd_step_many", &sgd_step_many_py, py::arg("params"), py::arg("grads"),
+          py::arg("momentum_buffers"), py::arg("first_step"), py::arg("lr"),
+          py::arg("momentum") = 0.0f, py::arg("dampening") = 0.0f, py::arg("weight_decay") = 0.0f,
+          py::arg("nesterov") = false, py::arg("maximize") = false,
+          "torch.optim.SGD's update over lists of parameters, gradients and momentum buffers.");
+}
+
+}  // namespace fastmlp::bind

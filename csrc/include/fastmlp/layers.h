@@ -1,0 +1,31 @@
+// fastmlp layer-level kernels: one call per Linear (+ReLU) forward or backward, built on sgemm and
+// the elementwise kernels, so they get faster whenever those do. llm.c style: outputs first, then
+// inputs, then sizes. float32, contiguous row-major, int64 sizes. Kernels assume valid input (the
+// bindings check it). Results do not depend on the thread count (sgemm and bias_backward don't).
+#pragma once
+#include <cstdint>
+
+#include "fastmlp/elementwise.h"
+
+namespace fastmlp {
+
+// out (B,OC) = inp (B,C) @ weight (OC,C)^T + bias (OC), then ReLU when relu.   bias may be null.
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t B,
+                    int64_t C, int64_t OC, bool relu);
+
+// Backward of linear_forward (with or without its ReLU), in one call:
+//   g      = relu_out ? dout * (relu_out > 0) : dout        (dout (B,OC), relu_out (B,OC) or null)
+//   dbias  (OC)   = colsum(g)              fixed order; += when accumulate_bias     (null: skipped)
+//   dweight(OC,C) = g^T @ inp (TN)         += when accumulate_weight                (null: skipped)
+//   dinp   (B,C)  = g @ weight (NN)        overwritten                              (null: skipped)
+// inp (B,C), weight (OC,C). The masked g lives in a per-thread scratch buffer; dout is not written.
+void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, const float* relu_out, int64_t B, int64_t C, int64_t OC,
+                     bool accumulate_weight, bool accumulate_bias);
+
+// sgd_step over n parameters at once (same options for all); first_step[i] as in sgd_step.
+// params[i], grads[i], bufs[i] (bufs[i] may be null when momentum == 0) each have sizes[i] floats.
+void sgd_step_many(float* const* params, const float* const* grads, float* const* bufs,
+                   const int64_t* sizes, const bool* first_step, int64_t n, const SgdOptions& opt);
+
+}  // namespace fastmlp

@@ -1,0 +1,4 @@
+"""``fastmlp.utils``: ``data`` (Dataset, TensorDataset, DataLoader)."""
+from . import data
+
+__all__ = ["data"]
