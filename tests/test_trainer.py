@@ -437,3 +437,38 @@ def test_probe_finds_relu_placement():
     assert extract_chain(seq).relu == [True, False]
     with pytest.raises(ValueError, match="Sigmoid"):
         extract_chain(torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Sigmoid()))
+
+
+def test_fit_matches_fastmlp_eager_loop():
+    """fit on a fastmlp.nn model gives what the eager fastmlp loop (nn + optim.SGD) gives."""
+    nn = pytest.importorskip("fastmlp.nn")
+    optim = pytest.importorskip("fastmlp.optim")
+    fastmlp.manual_seed(0)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = nn.Linear(10, 20)
+            self.fc2 = nn.Linear(20, 1)
+
+        def forward(self, x):
+            return self.fc2(fastmlp.relu(self.fc1(x)))
+
+    eager, fused = Net(), Net()
+    fused.load_state_dict(eager.state_dict())
+    X, Y = data(300, 10, 1)
+    order = np.random.default_rng(15).permutation(300)
+    opt = optim.SGD(eager.parameters(), lr=0.05, momentum=0.9)
+    loss_fn = nn.MSELoss()
+    for s in range(0, 300, 64):
+        idx = order[s:s + 64]
+        loss = loss_fn(eager(fastmlp.tensor(X[idx])), fastmlp.tensor(Y[idx]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    fastmlp.fit(fused, X, Y, epochs=1, batch_size=64, lr=0.05, momentum=0.9, permutation=order,
+                progress=False)
+    for p, q in zip(fused.parameters(), eager.parameters()):
+        np.testing.assert_allclose(p.numpy(), q.numpy(), rtol=1e-5, atol=1e-5 * np.abs(q.numpy()).max())
+    seq = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 1))
+    assert extract_chain(seq).relu == [True, False]
