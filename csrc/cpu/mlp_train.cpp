@@ -1,0 +1,313 @@
+// The fused MLP trainer (mlp.h): epochs, shuffling, batching and the step, all in C++.
+// Two step implementations with the same math:
+//   - the small-matrix path (mlp_train_small.h): feature-major, single thread, per-ISA loops,
+//     for nets whose step is a few microseconds of arithmetic at most;
+//   - the gemm path: batch-major activations, fastmlp::sgemm with bias+ReLU epilogues for the
+//     three products, the elementwise kernels for the rest, and (plain SGD) the weight update
+//     folded into the weight-gradient product: W = -lr * dZ^T A + 1 * W.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+
+#include "fastmlp/cpu_features.h"
+#include "fastmlp/elementwise.h"
+#include "fastmlp/gemm.h"
+#include "fastmlp/mlp.h"
+#include "mlp_train_small.h"
+
+namespace fastmlp {
+
+namespace detail {
+
+void SmallScratch::init(const std::vector<MlpLayer>& layers, int64_t batch) {
+    ld = (batch + kLanes - 1) / kLanes * kLanes;
+    int64_t maxw = layers[0].in, maxio = 0, total = 0;
+    for (const MlpLayer& l : layers) {
+        maxw = std::max(maxw, l.out);
+        maxio = std::max(maxio, l.in * l.out);
+    }
+    total += layers[0].in * ld;
+    for (const MlpLayer& l : layers) total += l.out * ld;
+    total += layers.back().out * ld + 2 * maxw * ld + maxio + maxw;
+    storage.assign(size_t(total), 0.0f);
+    float* p = storage.data();
+    act.assign(layers.size() + 1, nullptr);
+    act[0] = p;
+    p += layers[0].in * ld;
+    for (size_t l = 0; l < layers.size(); ++l) {
+        act[l + 1] = p;
+        p += layers[l].out * ld;
+    }
+    yT = p;
+    p += layers.back().out * ld;
+    d0 = p;
+    p += maxw * ld;
+    d1 = p;
+    p += maxw * ld;
+    gw = p;
+    p += maxio;
+    gb = p;
+}
+
+namespace {
+
+SmallStepFn small_step_for_isa() {
+#ifdef FASTMLP_HAVE_X86_KERNELS
+    switch (current_isa()) {
+        case Isa::avx512: return small_step_avx512;
+        case Isa::avx2: return small_step_avx2;
+        default: break;
+    }
+#endif
+    return small_step_generic;
+}
+
+// Scratch of the gemm path: batch-major activations.
+struct GemmScratch {
+    std::vector<std::vector<float>> act;  // act[l] (batch, width_l)
+    std::vector<float> y, d0, d1, gw, gb;
+    void init(const std::vector<MlpLayer>& layers, int64_t batch, bool need_gw) {
+        act.assign(layers.size() + 1, {});
+        act[0].assign(size_t(batch * layers[0].in), 0.0f);
+        int64_t maxw = layers[0].in, maxio = 0;
+        for (size_t l = 0; l < layers.size(); ++l) {
+            act[l + 1].assign(size_t(batch * layers[l].out), 0.0f);
+            maxw = std::max(maxw, layers[l].out);
+            maxio = std::max(maxio, layers[l].in * layers[l].out);
+        }
+        y.assign(size_t(batch * layers.back().out), 0.0f);
+        d0.assign(size_t(batch * maxw), 0.0f);
+        d1.assign(size_t(batch * maxw), 0.0f);
+        if (need_gw) gw.assign(size_t(maxio), 0.0f);
+        gb.assign(size_t(maxw), 0.0f);
+    }
+};
+
+double gemm_step(const std::vector<MlpLayer>& layers, GemmScratch& s, const float* X,
+                 const float* Y, const int64_t* idx, int64_t B, const StepRule& rule,
+                 bool first_step, bool allow_nonfinite) {
+    const int64_t L = int64_t(layers.size());
+    const int64_t d_in = layers[0].in, d_out = layers[size_t(L - 1)].out;
+    float* a0 = s.act[0].data();
+    float* yb = s.y.data();
+    for (int64_t b = 0; b < B; ++b) {
+        std::memcpy(a0 + b * d_in, X + idx[b] * d_in, size_t(d_in) * sizeof(float));
+        std::memcpy(yb + b * d_out, Y + idx[b] * d_out, size_t(d_out) * sizeof(float));
+    }
+    for (int64_t l = 0; l < L; ++l) {
+        const MlpLayer& ly = layers[size_t(l)];
+        GemmEpilogue epi;
+        epi.bias = ly.bias;
+        epi.relu = ly.relu;
+        sgemm(false, true, B, ly.out, ly.in, 1.0f, s.act[size_t(l)].data(), ly.in, ly.weight, ly.in,
+              0.0f, s.act[size_t(l + 1)].data(), ly.out, epi);
+    }
+    const float* P = s.act[size_t(L)].data();
+    const int64_t count = B * d_out;
+    double loss = mse_forward(P, yb, count);
+    float scale;
+    if (rule.mode == MlpMode::torch) {
+        scale = float(2.0 / double(count));
+    } else {
+        loss *= 0.5;
+        if (rule.alpha != 0.0f) {
+            double w2 = 0.0;
+            for (const MlpLayer& ly : layers)
+                for (int64_t j = 0; j < ly.in * ly.out; ++j) w2 += double(ly.weight[j]) * ly.weight[j];
+            loss += 0.5 * double(rule.alpha) * w2 / double(B);
+        }
+        scale = float(1.0 / double(B));
+    }
+    if (!std::isfinite(loss) && !allow_nonfinite) return loss;
+    float* dz = s.d0.data();
+    mse_backward(dz, P, yb, count, scale);
+
+    const bool fused_update =
+        rule.mode == MlpMode::torch && rule.momentum == 0.0f && rule.weight_decay == 0.0f;
+    const float l2 = rule.mode == MlpMode::sklearn ? float(double(rule.alpha) / double(B)) : 0.0f;
+    SgdOptions sgd;
+    sgd.lr = rule.lr;
+    sgd.momentum = rule.momentum;
+    sgd.dampening = rule.dampening;
+    sgd.weight_decay = rule.weight_decay;
+    sgd.nesterov = rule.nesterov;
+    for (int64_t l = L - 1; l >= 0; --l) {
+        const MlpLayer& ly = layers[size_t(l)];
+        const float* a = s.act[size_t(l)].data();
+        float* da = dz == s.d0.data() ? s.d1.data() : s.d0.data();
+        if (l > 0) {  // da (B, in) = dz (B, out) @ W (out, in), before W changes
+            sgemm(false, false, B, ly.in, ly.out, 1.0f, dz, ly.out, ly.weight, ly.in, 0.0f, da,
+                  ly.in);
+            if (layers[size_t(l - 1)].relu) relu_backward(da, da, a, B * ly.in);
+        }
+        if (ly.bias) bias_backward(s.gb.data(), dz, B, ly.out, false);
+        if (fused_update) {
+            // W = W - lr * (dz^T @ a): the same two roundings as computing the gradient first.
+            sgemm(true, false, ly.out, ly.in, B, -rule.lr, dz, ly.out, a, ly.in, 1.0f, ly.weight,
+                  ly.in);
+        } else {
+            sgemm(true, false, ly.out, ly.in, B, 1.0f, dz, ly.out, a, ly.in, 0.0f, s.gw.data(), ly.in);
+            if (rule.mode == MlpMode::torch)
+                sgd_step(ly.weight, s.gw.data(), ly.weight_buf, ly.in * ly.out, sgd, first_step);
+            else
+                update_param(ly.weight, s.gw.data(), ly.weight_buf, ly.in * ly.out, rule, first_step, l2);
+        }
+        if (ly.bias) update_param(ly.bias, s.gb.data(), ly.bias_buf, ly.out, rule, first_step, 0.0f);
+        dz = da;
+    }
+    return loss;
+}
+
+uint64_t splitmix64(uint64_t& state) {
+    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+// Uniform in [0, bound), unbiased (Lemire's multiply-and-reject).
+uint64_t bounded(uint64_t& state, uint64_t bound) {
+    unsigned __int128 m = (unsigned __int128)splitmix64(state) * bound;
+    uint64_t low = uint64_t(m);
+    if (low < bound) {
+        const uint64_t threshold = (0 - bound) % bound;
+        while (low < threshold) {
+            m = (unsigned __int128)splitmix64(state) * bound;
+            low = uint64_t(m);
+        }
+    }
+    return uint64_t(m >> 64);
+}
+
+}  // namespace
+}  // namespace detail
+
+using namespace detail;
+
+void mlp_shuffle_order(int64_t* order, int64_t n, uint64_t seed, int64_t epoch) {
+    uint64_t state = seed ^ (0xD1B54A32D192ED03ull * (uint64_t(epoch) + 1));
+    splitmix64(state);
+    for (int64_t i = 0; i < n; ++i) order[i] = i;
+    for (int64_t i = n - 1; i > 0; --i) {  // Fisher-Yates
+        const int64_t j = int64_t(bounded(state, uint64_t(i) + 1));
+        std::swap(order[i], order[j]);
+    }
+}
+
+bool mlp_small_path_fits(const std::vector<MlpLayer>& layers, int64_t batch_size) {
+    int64_t params = 0, maxw = layers.empty() ? 0 : layers[0].in;
+    for (const MlpLayer& l : layers) {
+        params += l.in * l.out;
+        maxw = std::max(maxw, std::max(l.in, l.out));
+    }
+    // ~6 flops per parameter and sample: below ~2 MFLOP per step one thread and no packing win.
+    return maxw <= 256 && 6.0 * double(params) * double(batch_size) <= 2.0e6;
+}
+
+MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, const float* Y,
+                         int64_t n, int64_t epochs, const MlpTrainOptions& opt) {
+    if (layers.empty()) throw std::invalid_argument("mlp_train: no layers");
+    if (opt.batch_size < 1) throw std::invalid_argument("mlp_train: batch_size must be >= 1");
+    MlpTrainResult res;
+    const int64_t B = std::min(opt.batch_size, std::max<int64_t>(n, 1));
+    const bool small = opt.path == MlpPath::small ||
+                       (opt.path == MlpPath::automatic && mlp_small_path_fits(layers, B));
+    res.used_small_path = small;
+
+    StepRule rule;
+    rule.mode = opt.mode;
+    rule.lr = opt.lr;
+    rule.momentum = opt.momentum;
+    rule.dampening = opt.dampening;
+    rule.weight_decay = opt.weight_decay;
+    rule.alpha = opt.alpha;
+    rule.nesterov = opt.nesterov;
+
+    SmallScratch ss;
+    GemmScratch gs;
+    SmallStepFn small_step = nullptr;
+    if (small) {
+        ss.init(layers, B);
+        small_step = small_step_for_isa();
+    } else {
+        gs.init(layers, B, !(opt.mode == MlpMode::torch && opt.momentum == 0.0f && opt.weight_decay == 0.0f));
+    }
+
+    std::vector<int64_t> order(static_cast<size_t>(n));
+    bool first = opt.first_step;
+    for (int64_t e = 0; e < epochs; ++e) {
+        const int64_t* ord;
+        if (opt.perm) {
+            ord = opt.perm_per_epoch ? opt.perm + e * n : opt.perm;
+        } else if (opt.shuffle) {
+            mlp_shuffle_order(order.data(), n, opt.seed, opt.epoch_offset + e);
+            ord = order.data();
+        } else {
+            std::iota(order.begin(), order.end(), int64_t(0));
+            ord = order.data();
+        }
+        const int64_t nbatches = opt.drop_last ? n / B : (n + B - 1) / B;
+        double sum = 0.0;
+        int64_t used = 0;
+        for (int64_t bi = 0; bi < nbatches; ++bi) {
+            const int64_t start = bi * B, nb = std::min(B, n - start);
+            if (bi + 1 < nbatches) {  // the next batch's rows are random: fetch them early
+                const int64_t s1 = start + B, n1 = std::min(B, n - s1);
+                const int64_t d_in = layers[0].in, d_out = layers.back().out;
+                for (int64_t j = 0; j < n1; ++j) {
+                    const float* row = X + ord[s1 + j] * d_in;
+                    __builtin_prefetch(row);
+                    __builtin_prefetch(row + d_in - 1);
+                    __builtin_prefetch(Y + ord[s1 + j] * d_out);
+                }
+            }
+            const double loss =
+                small ? small_step(layers, ss, X, Y, ord + start, nb, rule, first, opt.allow_nonfinite)
+                      : gemm_step(layers, gs, X, Y, ord + start, nb, rule, first, opt.allow_nonfinite);
+            if (!std::isfinite(loss) && !opt.allow_nonfinite) {
+                res.stopped_nonfinite = true;
+                res.bad_epoch = e;
+                res.bad_batch = bi;
+                res.bad_loss = loss;
+                res.epoch_loss.push_back(used ? sum / double(used) : loss);
+                return res;
+            }
+            first = false;
+            ++res.steps;
+            sum += loss * double(nb);
+            used += nb;
+        }
+        res.epoch_loss.push_back(used ? sum / double(used)
+                                      : std::numeric_limits<double>::quiet_NaN());
+    }
+    return res;
+}
+
+void mlp_forward(float* out, const std::vector<MlpLayer>& layers, const float* X, int64_t n) {
+    if (layers.empty()) throw std::invalid_argument("mlp_forward: no layers");
+    const int64_t L = int64_t(layers.size());
+    const int64_t chunk = 1024;
+    int64_t maxw = 0;
+    for (const MlpLayer& l : layers) maxw = std::max(maxw, l.out);
+    std::vector<float> h0(size_t(std::min(chunk, n) * maxw)), h1(h0.size());
+    for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+        const int64_t rows = std::min(chunk, n - r0);
+        const float* a = X + r0 * layers[0].in;
+        float* bufs[2] = {h0.data(), h1.data()};
+        for (int64_t l = 0; l < L; ++l) {
+            const MlpLayer& ly = layers[size_t(l)];
+            float* z = l == L - 1 ? out + r0 * ly.out : bufs[l % 2];
+            GemmEpilogue epi;
+            epi.bias = ly.bias;
+            epi.relu = ly.relu;
+            sgemm(false, true, rows, ly.out, ly.in, 1.0f, a, ly.in, ly.weight, ly.in, 0.0f, z, ly.out,
+                  epi);
+            a = z;
+        }
+    }
+}
+
+}  // namespace fastmlp

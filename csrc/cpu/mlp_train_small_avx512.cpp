@@ -1,0 +1,5 @@
+// The small-matrix trainer step (mlp_train_small.h) compiled for the avx512 kernel path.
+#include "mlp_train_small.h"
+
+#define FASTMLP_SMALL_STEP_NAME small_step_avx512
+FASTMLP_SMALL_STEP_BODY

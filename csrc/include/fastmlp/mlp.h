@@ -1,0 +1,78 @@
+// fastmlp fused MLP trainer: whole epochs of minibatch SGD on a chain of Linear layers with
+// optional ReLU after each, MSE loss, in one native call (no Python between steps).
+//
+//   for each epoch: order = perm or a seeded shuffle (or 0..n-1)
+//     for each batch (last partial batch kept unless drop_last, as torch's DataLoader):
+//       forward  Z_l = A_l @ W_l^T + b_l,  A_{l+1} = relu(Z_l) where relu[l]   (sgemm epilogue)
+//       loss     torch mode:   mean((P - Y)^2)                          (nn.MSELoss)
+//                sklearn mode: 0.5 * mean((P - Y)^2) + 0.5 * alpha * sum_l |W_l|^2 / B
+//       backward dP = 2 (P - Y) / (B * out)  [torch]   or  (P - Y) / B  [sklearn]
+//       update   torch mode:   torch.optim.SGD (momentum, dampening, weight_decay, nesterov)
+//                sklearn mode: g += alpha / B * W (weights only); v = m v - lr g; p += v
+//                              (nesterov: p += m v - lr g), as sklearn's SGDOptimizer
+//
+// Weights are PyTorch's layout (out, in), row-major, updated in place. Kernels assume valid input
+// (sizes > 0, pointers valid and not aliasing each other); the Python bindings check it.
+// Results do not depend on the thread count (gemm splits output tiles; reductions are fixed-order).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace fastmlp {
+
+struct MlpLayer {
+    float* weight = nullptr;      // (out, in)
+    float* bias = nullptr;        // (out) or null: no bias
+    float* weight_buf = nullptr;  // momentum / velocity buffer (out, in); null when momentum == 0
+    float* bias_buf = nullptr;    // (out); null when momentum == 0 or no bias
+    int64_t in = 0, out = 0;
+    bool relu = false;            // ReLU after this layer
+};
+
+enum class MlpMode : int { torch = 0, sklearn = 1 };
+// Which step implementation: auto picks the small-matrix path for tiny nets, gemm otherwise.
+enum class MlpPath : int { automatic = 0, small = 1, gemm = 2 };
+
+struct MlpTrainOptions {
+    int64_t batch_size = 64;
+    bool drop_last = false;
+    bool shuffle = true;
+    uint64_t seed = 0;
+    int64_t epoch_offset = 0;      // epoch e of this call shuffles as global epoch epoch_offset + e
+    const int64_t* perm = nullptr; // explicit order: (n), or (epochs, n) when perm_per_epoch
+    bool perm_per_epoch = false;
+    MlpMode mode = MlpMode::torch;
+    float lr = 0.01f;
+    float momentum = 0.0f;
+    float dampening = 0.0f;        // torch mode only
+    float weight_decay = 0.0f;     // torch mode: on every parameter (torch.optim.SGD)
+    float alpha = 0.0f;            // sklearn mode: L2 on weights, scaled by 1 / batch size
+    bool nesterov = false;
+    bool first_step = true;        // torch mode: the momentum buffers hold no history yet
+    bool allow_nonfinite = false;  // keep training when a batch loss is NaN/inf
+    MlpPath path = MlpPath::automatic;
+};
+
+struct MlpTrainResult {
+    std::vector<double> epoch_loss;  // per epoch: sum(batch loss * batch size) / samples used
+    int64_t steps = 0;               // optimizer steps taken in this call
+    bool stopped_nonfinite = false;  // a non-finite batch loss stopped training (before its update)
+    int64_t bad_epoch = -1, bad_batch = -1;  // where (epoch index within this call, batch index)
+    double bad_loss = 0.0;
+    bool used_small_path = false;
+};
+
+// Order of the samples of global epoch `epoch` for a seeded shuffle: order (n).
+void mlp_shuffle_order(int64_t* order, int64_t n, uint64_t seed, int64_t epoch);
+
+// Trains in place. X (n, layers[0].in), Y (n, layers.back().out), row-major contiguous.
+MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, const float* Y,
+                         int64_t n, int64_t epochs, const MlpTrainOptions& opt);
+
+// Inference: out (n, layers.back().out) = the chain applied to X (n, layers[0].in).
+void mlp_forward(float* out, const std::vector<MlpLayer>& layers, const float* X, int64_t n);
+
+// Whether the small-matrix path would be chosen for these layers and batch size.
+bool mlp_small_path_fits(const std::vector<MlpLayer>& layers, int64_t batch_size);
+
+}  // namespace fastmlp

@@ -1,0 +1,488 @@
+"""Whole-epoch fused training: :func:`fit` runs the training loop of a Linear/ReLU MLP in one native
+call per epoch (shuffle, batches, forward, MSE loss, backward and the SGD update all in C++, with the
+GIL released), instead of one Python round trip per op.
+
+The math is the eager loop's::
+
+    for epoch in range(epochs):
+        for xb, yb in DataLoader(TensorDataset(X, y), batch_size, shuffle, drop_last):
+            loss = nn.MSELoss()(model(xb), yb)
+            opt.zero_grad(); loss.backward(); opt.step()      # opt = optim.SGD(model.parameters(), ...)
+
+so from the same weights and the same sample order it gives the same weights (within float32
+rounding of a different summation order). ``model`` is updated in place.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _C
+
+__all__ = ["fit", "predict", "History", "NonFiniteLossError", "extract_chain", "Chain"]
+
+EAGER_HINT = ("fastmlp.fit handles chains of Linear layers with ReLU between them; for any other "
+              "model write the eager loop (fastmlp.nn / fastmlp.optim, as in PyTorch)")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite (``fit(..., allow_nonfinite=True)`` continues)."""
+
+    def __init__(self, message, epoch, batch, loss, history):
+        super().__init__(message)
+        self.epoch = epoch
+        self.batch = batch
+        self.loss = loss
+        self.history = history
+
+
+class History(dict):
+    """What :func:`fit` returns: a dict (``loss``, ``val_loss``, ``samples_per_sec``, ...) whose keys
+    are also attributes (``history.loss``)."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+# ---- the model as a chain of arrays ----------------------------------------------------------
+
+@dataclass
+class Chain:
+    """A Linear(+ReLU) chain as float32 arrays shared with the model (no copies)."""
+
+    weights: list           # (out, in) arrays, the model's own memory
+    biases: list            # (out,) arrays or None
+    relu: list              # bool per layer: ReLU after it
+    modules: list = field(default_factory=list)
+
+    @property
+    def in_features(self) -> int:
+        return int(self.weights[0].shape[1])
+
+    @property
+    def out_features(self) -> int:
+        return int(self.weights[-1].shape[0])
+
+    def describe(self) -> str:
+        parts = [str(self.in_features)]
+        for w, r in zip(self.weights, self.relu):
+            parts.append(f"{w.shape[0]}{' relu' if r else ''}")
+        return " -> ".join(parts)
+
+
+def _kind(obj) -> str:
+    return type(obj).__name__
+
+
+def _is_torch(obj) -> bool:
+    return type(obj).__module__.split(".")[0] == "torch"
+
+
+def _param_array(p, what: str) -> np.ndarray:
+    """The float32 numpy array behind a parameter, without a copy (training writes into it)."""
+    if p is None:
+        return None
+    if isinstance(p, np.ndarray):
+        arr = p
+    elif _is_torch(p):
+        if p.device.type != "cpu":
+            raise ValueError(f"fit: {what} is on {p.device}; fastmlp.fit trains CPU tensors")
+        arr = p.detach().numpy()
+    elif hasattr(p, "numpy"):
+        arr = p.numpy()
+    else:
+        raise TypeError(f"fit: {what} is a {_kind(p)}, expected a Tensor or numpy array")
+    if not isinstance(arr, np.ndarray) or arr.dtype != np.float32:
+        raise TypeError(f"fit: {what} has dtype {getattr(arr, 'dtype', type(arr).__name__)}; "
+                        f"fastmlp trains float32 parameters")
+    if not arr.flags.c_contiguous or not arr.flags.writeable:
+        raise ValueError(f"fit: {what} is not a writable C-contiguous array, so it cannot be "
+                         f"updated in place")
+    return arr
+
+
+def _linear_arrays(m, name):
+    w = _param_array(getattr(m, "weight", None), f"{name}.weight")
+    if w is None or w.ndim != 2:
+        raise TypeError(f"fit: {name} ({_kind(m)}) has no 2-D weight")
+    b = getattr(m, "bias", None)
+    b = _param_array(b, f"{name}.bias") if b is not None else None
+    return w, b
+
+
+def _children(model):
+    if hasattr(model, "children"):
+        return list(model.children())
+    if hasattr(model, "_modules"):
+        return list(model._modules.values())
+    return None
+
+
+def _submodules(model):
+    """Every module under ``model`` (itself excluded) in registration order."""
+    if hasattr(model, "modules"):
+        mods = list(model.modules())
+        return [m for m in mods if m is not model]
+    out = []
+    for c in _children(model) or []:
+        out.append(c)
+        out.extend(_submodules(c))
+    return out
+
+
+def _chain_from_sequential(model) -> Chain:
+    weights, biases, relu, mods = [], [], [], []
+    for i, m in enumerate(_children(model)):
+        k = _kind(m)
+        if k == "Linear":
+            w, b = _linear_arrays(m, f"layer {i}")
+            weights.append(w)
+            biases.append(b)
+            relu.append(False)
+            mods.append(m)
+        elif k == "ReLU":
+            if not weights or relu[-1]:
+                raise ValueError(f"fit: ReLU at position {i} does not follow a Linear layer. "
+                                 + EAGER_HINT)
+            relu[-1] = True
+        elif k == "Identity":
+            continue
+        else:
+            raise ValueError(f"fit: the model holds a {k} at position {i}. " + EAGER_HINT)
+    if not weights:
+        raise ValueError("fit: the model has no Linear layer. " + EAGER_HINT)
+    return Chain(weights, biases, relu, mods)
+
+
+def _forward_numpy(chain: Chain, x: np.ndarray) -> np.ndarray:
+    a = x.astype(np.float64)
+    for w, b, r in zip(chain.weights, chain.biases, chain.relu):
+        a = a @ w.T.astype(np.float64)
+        if b is not None:
+            a = a + b
+        if r:
+            a = np.maximum(a, 0.0)
+    return a
+
+
+def _run_model(model, x: np.ndarray, torch_like: bool) -> np.ndarray:
+    if torch_like:
+        import torch
+
+        with torch.no_grad():
+            out = model(torch.from_numpy(x))
+        return out.detach().numpy().astype(np.float64)
+    import fastmlp
+
+    make = getattr(fastmlp, "tensor", None) or getattr(fastmlp, "Tensor")
+    ng = getattr(fastmlp, "no_grad", None)
+    if ng is not None:
+        with ng():
+            out = model(make(x))
+    else:
+        out = model(make(x))
+    arr = out.numpy() if hasattr(out, "numpy") else np.asarray(out)
+    return np.asarray(arr, dtype=np.float64)
+
+
+def _chain_by_probe(model) -> Chain:
+    """A Module whose forward is a Linear/ReLU chain written by hand (the seed ``Net``): take its
+    Linear modules in registration order and find where the ReLUs are by running its forward on a
+    probe batch and comparing with each candidate chain."""
+    lins = [m for m in _submodules(model) if _kind(m) == "Linear"]
+    if not lins:
+        raise ValueError(f"fit: {_kind(model)} has no Linear layer. " + EAGER_HINT)
+    others = [m for m in _submodules(model)
+              if _kind(m) not in ("Linear", "ReLU", "Sequential", "Identity", "ModuleList")]
+    if others:
+        raise ValueError(f"fit: {_kind(model)} holds a {_kind(others[0])}. " + EAGER_HINT)
+    weights, biases = [], []
+    for i, m in enumerate(lins):
+        w, b = _linear_arrays(m, f"Linear #{i}")
+        if weights and w.shape[1] != weights[-1].shape[0]:
+            raise ValueError(f"fit: the Linear layers of {_kind(model)} do not form a chain "
+                             f"(#{i - 1} outputs {weights[-1].shape[0]} features, #{i} takes "
+                             f"{w.shape[1]}). " + EAGER_HINT)
+        weights.append(w)
+        biases.append(b)
+    L = len(weights)
+    if L - 1 > 12:
+        raise ValueError(f"fit: cannot infer the ReLU placement of {L} Linear layers by probing; "
+                         "use nn.Sequential")
+    torch_like = _is_torch(getattr(lins[0], "weight", None))
+    rng = np.random.default_rng(12345)
+    half = rng.standard_normal((32, weights[0].shape[1])).astype(np.float32) * 4.0
+    probe = np.concatenate([half, -half])  # both signs: every unit's ReLU shows on one side
+    try:
+        got = _run_model(model, probe, torch_like)
+    except Exception as e:  # noqa: BLE001 - any failure means: not a plain chain we can run
+        raise ValueError(f"fit: running {_kind(model)} on a probe batch failed ({e}). "
+                         + EAGER_HINT) from e
+    if got.shape != (probe.shape[0], weights[-1].shape[0]):
+        raise ValueError(f"fit: {_kind(model)}'s output has shape {got.shape}, not that of its "
+                         f"last Linear layer. " + EAGER_HINT)
+    scale = max(1.0, float(np.abs(got).max()))
+    matches = []
+    for mask in range(1 << (L - 1)):
+        relu = [bool(mask >> i & 1) for i in range(L - 1)] + [False]
+        want = _forward_numpy(Chain(weights, biases, relu), probe)
+        if np.allclose(got, want, rtol=1e-4, atol=1e-4 * scale):
+            matches.append(relu)
+    # The model may end in a ReLU too.
+    for mask in range(1 << (L - 1)):
+        relu = [bool(mask >> i & 1) for i in range(L - 1)] + [True]
+        want = _forward_numpy(Chain(weights, biases, relu), probe)
+        if np.allclose(got, want, rtol=1e-4, atol=1e-4 * scale):
+            matches.append(relu)
+    if not matches:
+        raise ValueError(f"fit: {_kind(model)}'s forward is not a chain of its Linear layers with "
+                         f"ReLUs between them. " + EAGER_HINT)
+    if len(matches) > 1:
+        raise ValueError(f"fit: the ReLU placement of {_kind(model)} is ambiguous on a probe batch "
+                         f"(candidates {matches}); use nn.Sequential")
+    return Chain(weights, biases, matches[0], lins)
+
+
+def extract_chain(model) -> Chain:
+    """The model as a :class:`Chain` sharing its parameter memory.
+
+    ``nn.Sequential`` of Linear/ReLU is read directly; another Module is read from its Linear
+    modules (registration order) with the ReLU placement found by probing its forward.
+    """
+    if isinstance(model, Chain):
+        return model
+    if _kind(model) == "Sequential" and _children(model) is not None:
+        return _chain_from_sequential(model)
+    if _kind(model) == "Linear":
+        w, b = _linear_arrays(model, "model")
+        return Chain([w], [b], [False], [model])
+    if _children(model) is None and not hasattr(model, "modules"):
+        raise TypeError(f"fit: model must be an nn.Module (a Linear/ReLU chain), got {_kind(model)}")
+    return _chain_by_probe(model)
+
+
+# ---- data ------------------------------------------------------------------------------------
+
+def _as_data(a, name: str) -> np.ndarray:
+    if _is_torch(a):
+        a = a.detach().cpu().numpy()
+    elif not isinstance(a, np.ndarray) and hasattr(a, "numpy"):
+        a = a.numpy()
+    try:
+        arr = np.asarray(a)
+    except Exception as e:  # noqa: BLE001
+        raise TypeError(f"fit: {name} must be an array or Tensor, got {_kind(a)}") from e
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise TypeError(f"fit: {name} must hold numbers, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def prepare_data(chain: Chain, X, y, what: str = "X"):
+    """X (n, in) and y (n, out) as C-contiguous float32.
+
+    y of shape (n,) is read as (n, 1) when the model has one output: the usual regression target.
+    (PyTorch's MSELoss would broadcast (n, 1) against (n,) to (n, n) with a warning; fit does the
+    intended thing instead.) y (n,) for a model with several outputs is an error.
+    """
+    ylabel = "y" if what == "X" else what.replace("X", "y")
+    X = _as_data(X, what)
+    y = _as_data(y, ylabel)
+    if X.ndim != 2:
+        raise ValueError(f"fit: {what} must be 2-D (n_samples, {chain.in_features}), got shape {X.shape}")
+    if X.shape[1] != chain.in_features:
+        raise ValueError(f"fit: {what} has {X.shape[1]} features but the model's first Linear layer "
+                         f"takes {chain.in_features}")
+    if y.ndim == 1:
+        if chain.out_features != 1:
+            raise ValueError(f"fit: {ylabel} has shape {y.shape} but the model has "
+                             f"{chain.out_features} outputs; pass {ylabel} as (n, {chain.out_features})")
+        y = y.reshape(-1, 1)
+    if y.ndim != 2 or y.shape[1] != chain.out_features:
+        raise ValueError(f"fit: {ylabel} must have shape (n, {chain.out_features}), got {y.shape}")
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"fit: {what} has {X.shape[0]} samples but {ylabel} has {y.shape[0]}")
+    if X.shape[0] == 0:
+        raise ValueError(f"fit: {what} has no samples")
+    return X, y
+
+
+def predict(model, X) -> np.ndarray:
+    """The model's output on ``X`` (n, in) as a float32 (n, out) array, by the native forward."""
+    chain = extract_chain(model)
+    X = _as_data(X, "X")
+    if X.ndim != 2 or X.shape[1] != chain.in_features:
+        raise ValueError(f"predict: X must have shape (n, {chain.in_features}), got {X.shape}")
+    return _C.mlp_forward(chain.weights, chain.biases, chain.relu, X)
+
+
+def _mse(pred: np.ndarray, y: np.ndarray) -> float:
+    d = pred.astype(np.float64) - y
+    return float(np.mean(d * d))
+
+
+# ---- progress --------------------------------------------------------------------------------
+
+class _Progress:
+    def __init__(self, enabled, epochs):
+        if enabled is None:
+            enabled = bool(getattr(sys.stderr, "isatty", lambda: False)())
+        self.enabled = bool(enabled)
+        self.bar = None
+        self.epochs = epochs
+        if self.enabled:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                self.bar = tqdm(total=epochs, unit="epoch", desc="fit", file=sys.stderr,
+                                leave=True, dynamic_ncols=True)
+
+    def update(self, epoch, loss, val_loss, sps):
+        if not self.enabled:
+            return
+        post = {"loss": f"{loss:.4g}"}
+        if val_loss is not None:
+            post["val_loss"] = f"{val_loss:.4g}"
+        post["samples/s"] = f"{sps:,.0f}"
+        if self.bar is not None:
+            self.bar.set_postfix(post, refresh=False)
+            self.bar.update(1)
+        else:
+            text = "  ".join(f"{k} {v}" for k, v in post.items())
+            print(f"epoch {epoch + 1}/{self.epochs}  {text}", file=sys.stderr, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ---- fit -------------------------------------------------------------------------------------
+
+def _check_int(v, name, lo):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"fit: {name} must be an int, got {_kind(v)}")
+    if v < lo:
+        raise ValueError(f"fit: {name} must be >= {lo}, got {v}")
+    return int(v)
+
+
+def _check_float(v, name, lo=0.0):
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+        raise TypeError(f"fit: {name} must be a number, got {_kind(v)}")
+    v = float(v)
+    if not (v >= lo) or math.isinf(v):
+        raise ValueError(f"fit: invalid {name}: {v} (must be finite and >= {lo})")
+    return v
+
+
+def fit(model, X, y, *, epochs, batch_size, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
+        nesterov=False, shuffle=True, drop_last=False, seed=None, validation_data=None,
+        progress=None, allow_nonfinite=False, permutation=None):
+    """Train ``model`` (an ``nn.Sequential`` of Linear/ReLU, or a Module whose forward is such a
+    chain) on ``X``, ``y`` with MSE loss and SGD, whole epochs at a time in native code.
+
+    Same semantics as the eager loop with ``DataLoader(..., batch_size, shuffle, drop_last)``,
+    ``nn.MSELoss()`` and ``optim.SGD(model.parameters(), lr, momentum, dampening, weight_decay,
+    nesterov)`` created fresh for this call. Parameters are updated in place.
+
+    - ``X`` (n, in) and ``y`` (n, out) are numpy arrays or Tensors (converted to float32); ``y``
+      of shape (n,) is read as (n, 1) when the model has one output.
+    - ``shuffle``: a new seeded permutation each epoch; ``seed`` (int) makes it reproducible (None:
+      a fresh random seed, recorded in the history). ``permutation``: an explicit sample order,
+      (n,) for every epoch or (epochs, n), instead of shuffling.
+    - ``validation_data=(X_val, y_val)``: its MSE after every epoch in ``history["val_loss"]``.
+    - ``progress``: a tqdm bar (or a line per epoch without tqdm) on stderr; None shows it only
+      when stderr is a terminal.
+    - A NaN/inf batch loss raises :class:`NonFiniteLossError` naming the epoch and batch (the
+      weights are as before that batch); ``allow_nonfinite=True`` keeps going.
+
+    Returns a :class:`History`: ``loss`` (per-epoch mean of the batch losses, weighted by batch
+    size), ``val_loss``, ``samples_per_sec`` (whole run), ``epoch_samples_per_sec``, ``seconds``,
+    ``steps``, ``seed``.
+    """
+    chain = extract_chain(model)
+    epochs = _check_int(epochs, "epochs", 1)
+    batch_size = _check_int(batch_size, "batch_size", 1)
+    lr = _check_float(lr, "learning rate lr")
+    momentum = _check_float(momentum, "momentum")
+    dampening = _check_float(dampening, "dampening")
+    weight_decay = _check_float(weight_decay, "weight_decay")
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError("fit: Nesterov momentum requires a momentum and zero dampening")
+    X, Y = prepare_data(chain, X, y)
+    n = X.shape[0]
+    if drop_last and n < batch_size:
+        raise ValueError(f"fit: drop_last=True with {n} samples and batch_size={batch_size} leaves "
+                         "no batch to train on")
+    val = None
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError("fit: validation_data must be a tuple (X_val, y_val)")
+        val = prepare_data(chain, validation_data[0], validation_data[1], what="X_val")
+    perm = None
+    if permutation is not None:
+        perm = np.ascontiguousarray(permutation, dtype=np.int64)
+        if perm.shape not in ((n,), (epochs, n)):
+            raise ValueError(f"fit: permutation must have shape ({n},) or ({epochs}, {n}), got {perm.shape}")
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy) & ((1 << 64) - 1)
+    else:
+        seed = _check_int(seed, "seed", 0) & ((1 << 64) - 1)
+
+    bufs_w = bufs_b = None
+    if momentum != 0:
+        bufs_w = [np.zeros_like(w) for w in chain.weights]
+        bufs_b = [np.zeros_like(b) if b is not None else None for b in chain.biases]
+
+    hist = History(loss=[], val_loss=[], epoch_samples_per_sec=[], samples_per_sec=0.0,
+                   seconds=0.0, steps=0, seed=seed, architecture=chain.describe())
+    prog = _Progress(progress, epochs)
+    used_per_epoch = (n // batch_size) * batch_size if drop_last else n
+    total_time = 0.0
+    try:
+        for e in range(epochs):
+            if perm is None:
+                p = None
+            else:
+                p = perm if perm.ndim == 1 else perm[e]
+            t0 = time.perf_counter()
+            r = _C.mlp_train(chain.weights, chain.biases, chain.relu, X, Y, epochs=1,
+                             batch_size=batch_size, drop_last=drop_last, shuffle=bool(shuffle),
+                             seed=seed, epoch_offset=e, perm=p, mode="torch", lr=lr,
+                             momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                             nesterov=bool(nesterov), weight_bufs=bufs_w, bias_bufs=bufs_b,
+                             first_step=hist["steps"] == 0, allow_nonfinite=bool(allow_nonfinite))
+            dt = time.perf_counter() - t0
+            total_time += dt
+            hist["steps"] += r["steps"]
+            if r["nonfinite"] is not None:
+                _, batch, bad = r["nonfinite"]
+                raise NonFiniteLossError(
+                    f"fit: the loss became {bad} at epoch {e + 1}, batch {batch + 1} (1-based); "
+                    f"training stopped before that batch's update. Lower the learning rate, check "
+                    f"the data for NaN/inf, or pass allow_nonfinite=True to continue",
+                    epoch=e, batch=batch, loss=bad, history=hist)
+            loss = r["losses"][0]
+            hist["loss"].append(loss)
+            sps = used_per_epoch / dt if dt > 0 else float("inf")
+            hist["epoch_samples_per_sec"].append(sps)
+            vl = None
+            if val is not None:
+                pred = _C.mlp_forward(chain.weights, chain.biases, chain.relu, val[0])
+                vl = _mse(pred, val[1])
+                hist["val_loss"].append(vl)
+            prog.update(e, loss, vl, sps)
+    finally:
+        prog.close()
+        hist["seconds"] = total_time
+        done = len(hist["loss"])
+        hist["samples_per_sec"] = used_per_epoch * done / total_time if total_time > 0 else 0.0
+    return hist

@@ -1,0 +1,162 @@
+"""fastmlp.sklearn.MLPRegressor against scikit-learn's MLPRegressor(solver="sgd") (float64)."""
+import importlib
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+sklearn = pytest.importorskip("sklearn")
+from sklearn.datasets import load_diabetes, make_regression  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
+from sklearn.neural_network import MLPRegressor as SkMLP  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+from fastmlp.sklearn import MLPRegressor  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def diabetes():
+    X, y = load_diabetes(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    y = (y - y.mean()) / y.std()
+    return train_test_split(X, y, random_state=0)
+
+
+def assert_params_close(a, b, rtol=1e-4):
+    for ca, cb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        assert ca.shape == cb.shape
+        np.testing.assert_allclose(ca, cb, rtol=0, atol=rtol * np.abs(ca).max())
+
+
+@pytest.mark.parametrize("kw", [
+    dict(),
+    dict(alpha=0.01, nesterovs_momentum=False),
+    dict(learning_rate="invscaling", learning_rate_init=0.05, momentum=0.5),
+    dict(early_stopping=True, validation_fraction=0.2),
+    dict(batch_size=32, hidden_layer_sizes=(16, 8), momentum=0.0, alpha=0.1),
+    dict(shuffle=False, batch_size=50),
+], ids=["default", "l2_momentum", "invscaling", "early_stopping", "two_hidden", "noshuffle"])
+def test_same_training_as_sklearn(kw):
+    """Same hyperparameters and random_state: same init, split, shuffles, updates (float32)."""
+    Xtr, Xte, ytr, yte = diabetes()
+    p = dict(hidden_layer_sizes=(32,), learning_rate_init=0.01, max_iter=5, random_state=0)
+    p.update(kw)
+    ref = SkMLP(solver="sgd", **p).fit(Xtr, ytr)
+    ours = MLPRegressor(**p).fit(Xtr, ytr)
+    assert_params_close(ref, ours)
+    np.testing.assert_allclose(ours.loss_curve_, ref.loss_curve_, rtol=1e-4)
+    assert ours.n_iter_ == ref.n_iter_ and ours.t_ == ref.t_
+    assert ours.n_features_in_ == 10 and ours.n_outputs_ == 1 and ours.out_activation_ == "identity"
+    if kw.get("early_stopping"):
+        assert ours.best_loss_ is None
+        np.testing.assert_allclose(ours.validation_scores_, ref.validation_scores_, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(ours.best_validation_score_, ref.best_validation_score_, rtol=1e-4)
+    else:
+        assert ours.validation_scores_ is None and ours.best_validation_score_ is None
+        np.testing.assert_allclose(ours.best_loss_, ref.best_loss_, rtol=1e-4)
+    np.testing.assert_allclose(ours.predict(Xte), ref.predict(Xte), rtol=1e-4, atol=1e-4)
+
+
+def test_warm_start_from_given_weights():
+    """Identical initial weights set through coefs_, in-order batches, a few epochs."""
+    X, y = make_regression(n_samples=300, n_features=8, n_targets=2, noise=5.0, random_state=1)
+    X = StandardScaler().fit_transform(X)
+    y = y / y.std(0)
+    p = dict(hidden_layer_sizes=(20, 12), learning_rate_init=0.02, shuffle=False, batch_size=40,
+             alpha=1e-3, momentum=0.9, warm_start=True, max_iter=1)
+    ref = SkMLP(solver="sgd", random_state=5, **p).fit(X, y)
+    ours = MLPRegressor(random_state=123, **p).fit(X, y)  # a different init, then overwritten
+    ours.coefs_ = [c.copy() for c in ref.coefs_]
+    ours.intercepts_ = [b.copy() for b in ref.intercepts_]
+    ref.set_params(max_iter=4)
+    ours.set_params(max_iter=4)
+    ref.fit(X, y)
+    ours.fit(X, y)
+    assert_params_close(ref, ours)
+    assert ours.coefs_[0].dtype == np.float32 and ours.coefs_[0].shape == (8, 20)
+    assert ours.predict(X).shape == (300, 2) and ours.predict(X).dtype == np.float64
+
+
+def test_partial_fit_matches_sklearn():
+    Xtr, _, ytr, _ = diabetes()
+    p = dict(hidden_layer_sizes=(16,), learning_rate_init=0.02, random_state=3,
+             learning_rate="invscaling")
+    ref, ours = SkMLP(solver="sgd", **p), MLPRegressor(**p)
+    for _ in range(3):
+        ref.partial_fit(Xtr, ytr)
+        ours.partial_fit(Xtr, ytr)
+    assert_params_close(ref, ours)
+    assert ours.n_iter_ == ref.n_iter_ == 1 and ours.t_ == ref.t_
+    with pytest.raises(ValueError, match="early_stopping"):
+        MLPRegressor(early_stopping=True).partial_fit(Xtr, ytr)
+
+
+def test_r2_close_to_sklearn():
+    X, y = make_regression(n_samples=1500, n_features=12, noise=10.0, random_state=2)
+    X = StandardScaler().fit_transform(X)
+    y = (y - y.mean()) / y.std()
+    Xtr, Xte, ytr, yte = train_test_split(X, y, random_state=0)
+    p = dict(hidden_layer_sizes=(64,), learning_rate_init=0.01, max_iter=60, random_state=0)
+    r_ref = SkMLP(solver="sgd", **p).fit(Xtr, ytr).score(Xte, yte)
+    r_ours = MLPRegressor(**p).fit(Xtr, ytr).score(Xte, yte)
+    assert r_ref > 0.9
+    assert abs(r_ours - r_ref) < 0.02
+
+
+def test_adaptive_schedule_and_tol_stopping_match():
+    Xtr, _, ytr, _ = diabetes()
+    p = dict(hidden_layer_sizes=(8,), learning_rate_init=0.05, learning_rate="adaptive",
+             max_iter=80, n_iter_no_change=3, tol=1e-3, random_state=0)
+    ref = SkMLP(solver="sgd", **p).fit(Xtr, ytr)
+    ours = MLPRegressor(**p).fit(Xtr, ytr)
+    assert ours.n_iter_ == ref.n_iter_
+    assert ours._optimizer.learning_rate == pytest.approx(ref._optimizer.learning_rate)
+    np.testing.assert_allclose(ours.loss_curve_, ref.loss_curve_, rtol=1e-3)
+
+
+def test_unsupported_options_and_bad_input():
+    X, y = np.random.default_rng(0).standard_normal((20, 3)), np.arange(20.0)
+    with pytest.raises(ValueError, match="relu"):
+        MLPRegressor(activation="tanh").fit(X, y)
+    with pytest.raises(ValueError, match="sgd"):
+        MLPRegressor(solver="adam").fit(X, y)
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        MLPRegressor(hidden_layer_sizes=(0,)).fit(X, y)
+    with pytest.raises(ValueError, match="learning_rate_init"):
+        MLPRegressor(learning_rate_init=0).fit(X, y)
+    with pytest.raises(ValueError, match="non-finite"):
+        MLPRegressor(learning_rate_init=1e6, max_iter=5, random_state=0).fit(X, y * 1e6)
+
+
+def test_check_estimator():
+    from sklearn.utils.estimator_checks import check_estimator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(MLPRegressor(), on_fail=None)
+    bad = [(r["check_name"], str(r["exception"])[:200]) for r in results if r["status"] == "failed"]
+    assert bad == []
+    # only checks needing what is not installed may be skipped (pandas, SCIPY_ARRAY_API)
+    skipped = {r["check_name"] for r in results if r["status"] == "skipped"}
+    assert skipped <= {"check_array_api_input", "check_regressor_data_not_an_array",
+                       "check_dataframe_column_names_consistency", "check_pandas_series"}
+
+
+def test_import_error_without_sklearn(monkeypatch):
+    monkeypatch.delitem(sys.modules, "fastmlp.sklearn", raising=False)
+    monkeypatch.setitem(sys.modules, "sklearn.base", None)
+    with pytest.raises(ImportError, match=r"pip install fastmlp\[sklearn\]"):
+        importlib.import_module("fastmlp.sklearn")
+    monkeypatch.undo()
+    importlib.import_module("fastmlp.sklearn")
+
+
+def test_convergence_warning_like_sklearn():
+    Xtr, _, ytr, _ = diabetes()
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("default", ConvergenceWarning)
+            MLPRegressor(max_iter=2, random_state=0).fit(Xtr, ytr)
