@@ -1,7 +1,7 @@
 """Bad input at every public entry point: a clear Python exception, never a crash, hang or a
 silently wrong answer.
 
-Each case is a snippet run in a child interpreter (tests/bad_input_runner.py) so that a segfault or
+Each case is a snippet run in a child interpreter (tests/crash_isolation.py) so that a segfault or
 abort fails that case instead of killing the test run; all cases share a few child processes, and
 after a crash the remaining cases continue in a fresh one. A case either expects an exception
 (type and a message fragment) or expects to succeed, with its own assertions against numpy.
@@ -13,21 +13,18 @@ ValueError).
 """
 from __future__ import annotations
 
-import json
-import os
 import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import fastmlp
+from crash_isolation import child_env as _child_env, run_cases
 
 HERE = Path(__file__).resolve().parent
-RUNNER = HERE / "bad_input_runner.py"
 BIG = 2**32 + 3  # an element count that does not fit 32 bits
 
 
@@ -36,20 +33,19 @@ class Case:
     code: str
     exc: str | None = None  # expected exception type name; None: must succeed
     match: str = ""  # regex searched in the message
-    needs: str | None = None  # a feature the case needs (skipped when missing)
 
 
 CASES: dict[str, Case] = {}
 
 
-def raises(cid, code, exc, match, needs=None):
+def raises(cid, code, exc, match):
     assert cid not in CASES, cid
-    CASES[cid] = Case(code, exc, match, needs)
+    CASES[cid] = Case(code, exc, match)
 
 
-def ok(cid, code, needs=None):
+def ok(cid, code):
     assert cid not in CASES, cid
-    CASES[cid] = Case(code, None, "", needs)
+    CASES[cid] = Case(code, None, "")
 
 
 # ---- fastmlp.ops: wrong dtypes and non-arrays, for every array argument ----------------------
@@ -284,73 +280,11 @@ raises("config.set_cpu_path-unsupported",
        "fastmlp.set_cpu_path(missing[0])", "RuntimeError", r"not supported by this CPU")
 
 
-def _feature_available(name: str) -> bool:
-    """Features that later layers add (checked in this process, which imports the same fastmlp)."""
-    import importlib
-    try:
-        if name == "tensor":
-            return hasattr(fastmlp, "tensor")
-        importlib.import_module(f"fastmlp.{name}")
-        return True
-    except ImportError:
-        return False
-
-
-# Layers on top of ops (Tensor, nn, optim, data, save/load, fit, estimator) register their cases
-# from tests/bad_input_cases_*.py when those modules exist.
-for _p in sorted(HERE.glob("bad_input_cases_*.py")):
-    _ns = {"raises": raises, "ok": ok, "BIG": BIG}
-    exec(compile(_p.read_text(), str(_p), "exec"), _ns)
-
-
-# ---- the child-process driver ----------------------------------------------------------------
-
-def _child_env():
-    env = dict(os.environ)
-    pkg_parent = str(Path(fastmlp.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join([pkg_parent, str(HERE)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    env.setdefault("PYTHONFAULTHANDLER", "1")
-    return env
-
-
-def run_cases(cases, timeout=240):
-    """Run [(id, code)] in child interpreters; returns {id: result dict}. A crash or hang is a result."""
-    results = {}
-    pending = list(cases)
-    while pending:
-        try:
-            p = subprocess.run([sys.executable, str(RUNNER)], input=json.dumps(pending),
-                               capture_output=True, text=True, timeout=timeout, env=_child_env())
-            out, err, rc, hung = p.stdout, p.stderr, p.returncode, False
-        except subprocess.TimeoutExpired as e:
-            out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-            err = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
-            rc, hung = None, True
-        current = None
-        for line in out.splitlines():
-            if line.startswith("START "):
-                current = line[6:]
-            elif line.startswith("RESULT "):
-                r = json.loads(line[7:])
-                results[r["id"]] = r
-                current = None
-        if current is not None:  # died or hung inside this case
-            results[current] = {"id": current, "outcome": "hung" if hung else "crashed", "rc": rc,
-                                "stderr": err[-4000:]}
-        elif any(cid not in results for cid, _ in pending):
-            if rc == 0 and not hung:
-                raise RuntimeError("bad-input runner finished without reporting every case:\n" + err[-4000:])
-            if current is None and not any(cid in results for cid, _ in pending):
-                # crashed before the first case (import error): report it on every case
-                for cid, _ in pending:
-                    results[cid] = {"id": cid, "outcome": "crashed", "rc": rc, "stderr": err[-4000:]}
-        pending = [(cid, code) for cid, code in pending if cid not in results]
-    return results
-
+# ---- running the cases ----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def results():
-    todo = [(cid, c.code) for cid, c in CASES.items() if c.needs is None or _feature_available(c.needs)]
+    todo = [(cid, c.code) for cid, c in CASES.items()]
     return run_cases(todo)
 
 
@@ -371,8 +305,6 @@ def check_result(cid, case, r):
 @pytest.mark.parametrize("cid", list(CASES))
 def test_bad_input(cid, results):
     case = CASES[cid]
-    if case.needs is not None and not _feature_available(case.needs):
-        pytest.skip(f"fastmlp.{case.needs} is not available in this build")
     check_result(cid, case, results[cid])
 
 
