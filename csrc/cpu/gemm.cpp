@@ -15,6 +15,7 @@
 //    block applies beta (beta == 0: C is not read), later ones accumulate; bias and ReLU are
 //    applied in the store of the last K block.
 #include <algorithm>
+#include <cstdlib>
 
 #include "fastmlp/cpu_features.h"
 #include "fastmlp/gemm.h"
@@ -151,9 +152,12 @@ void sgemm_packed(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, in
                   float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
                   float beta, float* C, int64_t ldc, GemmEpilogue epi) {
     const int MR = ks.mr, NR = ks.nr;
-    const int64_t KC = ks.kc;
-    const int64_t NC = std::min<int64_t>(ks.nc, ceil_div(N, NR) * NR);
-    const int64_t MC = std::min<int64_t>(ks.mc, ceil_div(M, MR) * MR);
+    static const int64_t kc_env = std::getenv("TUNE_KC") ? std::atoll(std::getenv("TUNE_KC")) : 0;
+    static const int64_t mc_env = std::getenv("TUNE_MC") ? std::atoll(std::getenv("TUNE_MC")) : 0;
+    static const int64_t nc_env = std::getenv("TUNE_NC") ? std::atoll(std::getenv("TUNE_NC")) : 0;
+    const int64_t KC = kc_env ? kc_env : ks.kc;
+    const int64_t NC = std::min<int64_t>(nc_env ? nc_env : ks.nc, ceil_div(N, NR) * NR);
+    const int64_t MC = std::min<int64_t>(mc_env ? mc_env : ks.mc, ceil_div(M, MR) * MR);
     // element (i, p) of op(A) at A[i*a_rs + p*a_ps]; element (p, j) of op(B) at B[j*b_js + p*b_ps]
     const int64_t a_rs = trans_a ? 1 : lda, a_ps = trans_a ? lda : 1;
     const int64_t b_js = trans_b ? ldb : 1, b_ps = trans_b ? 1 : ldb;
@@ -186,7 +190,7 @@ void sgemm_packed(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, in
                 const int64_t kc = std::min(KC, K - pc);
                 const bool first = pc == 0, last = pc + kc >= K;
                 float* bp = bbuf + (bstep++ & 1) * b_size;
-                pack_panels(bp, B + jc * b_js + pc * b_ps, b_js, b_ps, nc, kc, NR, np * tid / nth,
+                ks.pack(bp, B + jc * b_js + pc * b_ps, b_js, b_ps, nc, kc, NR, np * tid / nth,
                             np * (tid + 1) / nth);
                 t.k = kc;
                 t.beta = first ? beta : 1.0f;
@@ -195,7 +199,7 @@ void sgemm_packed(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, in
                     const int64_t mc = std::min(MC, M - ic);
                     const int64_t mp = ceil_div(mc, MR);
                     float* ap = abuf + (astep++ & 1) * a_size;
-                    pack_panels(ap, A + ic * a_rs + pc * a_ps, a_rs, a_ps, mc, kc, MR,
+                    ks.pack(ap, A + ic * a_rs + pc * a_ps, a_rs, a_ps, mc, kc, MR,
                                 mp * tid / nth, mp * (tid + 1) / nth);
 #pragma omp barrier
                     // This thread's share of the B micro-panels (output columns).

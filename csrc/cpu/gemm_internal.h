@@ -37,6 +37,9 @@ struct TileArgs {
 };
 
 using MicroKernel = void (*)(const TileArgs&);
+// Packs micro-panels; same contract as pack_panels below.
+using PackFn = void (*)(float* dst, const float* src, int64_t rs, int64_t ps, int64_t rows,
+                        int64_t k, int w, int64_t panel_begin, int64_t panel_end);
 
 // The kernels of one ISA and the cache blocking that suits them.
 struct KernelSet {
@@ -45,6 +48,7 @@ struct KernelSet {
     int mr, nr;
     int64_t mc, kc, nc;  // cache blocks: A block mc x kc (L2), B block kc x nc (L3), kc x nr in L1
     MicroKernel packed;
+    PackFn pack;  // packing routine (ISA-specific where it pays, else pack_panels)
     // Small path (no packing of A): tiles of smr rows x snr columns; [0] narrow (n <= snr[0]),
     // [1] wide. Indexed by AMode; A_PACKED there serves edge tiles (m < smr) packed on the fly.
     int smr;

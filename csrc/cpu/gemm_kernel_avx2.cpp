@@ -40,6 +40,7 @@ FASTMLP_INLINE void accumulate(const TileArgs& t, __m256 (&acc)[MR][NV], const _
         __m256 bv[NV];
         for (int v = 0; v < NV; ++v)
             bv[v] = MASKED ? _mm256_maskload_ps(b + 8 * v, mk[v]) : _mm256_loadu_ps(b + 8 * v);
+#pragma GCC unroll 32
         for (int i = 0; i < MR; ++i) {
             float s;
             if (AM == A_PACKED) s = a[i];
@@ -57,6 +58,7 @@ FASTMLP_INLINE void accumulate(const TileArgs& t, __m256 (&acc)[MR][NV], const _
 template <int MR, int NV, int AM>
 void tile(const TileArgs& t) {
     __m256 acc[MR][NV];
+#pragma GCC unroll 32
     for (int i = 0; i < MR; ++i)
         for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_ps();
     __m256i mk[NV];
@@ -75,8 +77,10 @@ void tile(const TileArgs& t) {
     __m256 bias[NV];
     for (int v = 0; v < NV; ++v)
         bias[v] = t.bias ? _mm256_maskload_ps(t.bias + 8 * v, mk[v]) : zero;
+    const int64_t m = t.m;
+#pragma GCC unroll 32
     for (int i = 0; i < MR; ++i) {
-        if (i >= t.m) break;
+        if (i >= m) continue;
         float* c = t.c + i * t.ldc;
         for (int v = 0; v < NV; ++v) {
             __m256 r = _mm256_mul_ps(alpha, acc[i][v]);
@@ -98,6 +102,7 @@ const KernelSet kSet = {
     MR, 8 * NV,
     /*mc=*/144, /*kc=*/256, /*nc=*/4096,
     &tile<MR, NV, A_PACKED>,
+    &pack_panels,
     SMR,
     {8, 16},
     {{&tile<SMR, 1, A_PACKED>, &tile<SMR, 1, A_ROWS>, &tile<SMR, 1, A_COLS>},

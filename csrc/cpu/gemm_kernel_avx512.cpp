@@ -42,6 +42,7 @@ FASTMLP_INLINE void accumulate(const TileArgs& t, __m512 (&acc)[MR][NV], const _
         __m512 bv[NV];
         for (int v = 0; v < NV; ++v)
             bv[v] = MASKED ? _mm512_maskz_loadu_ps(mk[v], b + 16 * v) : _mm512_loadu_ps(b + 16 * v);
+#pragma GCC unroll 32
         for (int i = 0; i < MR; ++i) {
             float s;
             if (AM == A_PACKED) s = a[i];
@@ -59,6 +60,7 @@ FASTMLP_INLINE void accumulate(const TileArgs& t, __m512 (&acc)[MR][NV], const _
 template <int MR, int NV, int AM>
 void tile(const TileArgs& t) {
     __m512 acc[MR][NV];
+#pragma GCC unroll 32
     for (int i = 0; i < MR; ++i)
         for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
     __mmask16 mk[NV];
@@ -77,8 +79,10 @@ void tile(const TileArgs& t) {
     __m512 bias[NV];
     for (int v = 0; v < NV; ++v)
         bias[v] = t.bias ? _mm512_maskz_loadu_ps(mk[v], t.bias + 16 * v) : zero;
+    const int64_t m = t.m;
+#pragma GCC unroll 32
     for (int i = 0; i < MR; ++i) {
-        if (i >= t.m) break;
+        if (i >= m) continue;
         float* c = t.c + i * t.ldc;
         for (int v = 0; v < NV; ++v) {
             __m512 r = _mm512_mul_ps(alpha, acc[i][v]);
@@ -91,6 +95,87 @@ void tile(const TileArgs& t) {
     }
 }
 
+// ---- packing ------------------------------------------------------------------------------
+// In-register transpose of 16 rows of 16 floats: r[j] becomes column j.
+FASTMLP_INLINE void transpose16(__m512 (&r)[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 8; ++i) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // u[4g + c], lane l: column 4l + c of rows 4g..4g+3
+    __m512 u[16];
+    for (int g = 0; g < 4; ++g) {
+        u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g + 0], t[4 * g + 2], 0x44);
+        u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g + 0], t[4 * g + 2], 0xEE);
+        u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+    }
+    // 4 x 4 transpose of 128-bit lanes for each c.
+    for (int c = 0; c < 4; ++c) {
+        const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44);
+        const __m512 v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
+        const __m512 v2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44);
+        const __m512 v3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
+        r[c] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+        r[4 + c] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
+        r[8 + c] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+    }
+}
+
+inline __mmask16 lanes(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? 0 : __mmask16((1u << n) - 1); }
+
+// One panel of width w (w <= 16 or w == 32), rows <= w valid rows, k columns.
+void pack_one(float* dst, const float* src, int64_t rs, int64_t ps, int64_t rows, int64_t k, int w) {
+    const int halves = w > 16 ? 2 : 1;
+    const int hw = w > 16 ? 16 : w;  // lanes stored per half
+    if (rs == 1) {
+        __mmask16 ld[2], st[2];
+        for (int h = 0; h < halves; ++h) {
+            ld[h] = lanes(rows - 16 * h);
+            st[h] = lanes(hw);
+        }
+        for (int64_t p = 0; p < k; ++p) {
+            const float* s = src + p * ps;
+            float* d = dst + p * w;
+            for (int h = 0; h < halves; ++h)
+                _mm512_mask_storeu_ps(d + 16 * h, st[h], _mm512_maskz_loadu_ps(ld[h], s + 16 * h));
+        }
+        return;
+    }
+    // ps == 1: rows contiguous along p; transpose 16 x 16 blocks.
+    const __mmask16 st = lanes(hw);
+    for (int h = 0; h < halves; ++h) {
+        const int64_t r0 = 16 * h;
+        const int64_t nrow = rows - r0 < 16 ? rows - r0 : 16;
+        for (int64_t p0 = 0; p0 < k; p0 += 16) {
+            const int64_t kk = k - p0 < 16 ? k - p0 : 16;
+            const __mmask16 pm = lanes(kk);
+            __m512 r[16];
+            for (int i = 0; i < 16; ++i)
+                r[i] = i < nrow ? _mm512_maskz_loadu_ps(pm, src + (r0 + i) * rs + p0) : _mm512_setzero_ps();
+            transpose16(r);
+            float* d = dst + p0 * w + r0;
+            for (int j = 0; j < 16; ++j)
+                if (j < kk) _mm512_mask_storeu_ps(d + j * w, st, r[j]);
+        }
+    }
+}
+
+void pack_avx512(float* dst, const float* src, int64_t rs, int64_t ps, int64_t rows, int64_t k,
+                 int w, int64_t panel_begin, int64_t panel_end) {
+    if ((rs != 1 && ps != 1) || !(w <= 16 || w == 32)) {
+        pack_panels(dst, src, rs, ps, rows, k, w, panel_begin, panel_end);
+        return;
+    }
+    for (int64_t q = panel_begin; q < panel_end; ++q) {
+        const int64_t r0 = q * w;
+        const int64_t nr = rows - r0 < w ? rows - r0 : w;
+        pack_one(dst + q * k * w, src + r0 * rs, rs, ps, nr, k, w);
+    }
+}
+
 constexpr int MR = 12, NV = 2, SMR = 8;
 
 // Cache blocks (Sapphire Rapids class Xeon: L1d 48 KiB, L2 2 MiB per core, large shared L3):
@@ -100,8 +185,9 @@ constexpr int MR = 12, NV = 2, SMR = 8;
 const KernelSet kSet = {
     "avx512",
     MR, 16 * NV,
-    /*mc=*/192, /*kc=*/256, /*nc=*/4096,
+    /*mc=*/96, /*kc=*/384, /*nc=*/1024,
     &tile<MR, NV, A_PACKED>,
+    &pack_avx512,
     SMR,
     {16, 32},
     {{&tile<SMR, 1, A_PACKED>, &tile<SMR, 1, A_ROWS>, &tile<SMR, 1, A_COLS>},

@@ -49,6 +49,7 @@ const KernelSet kSet = {
     MR, NR,
     /*mc=*/128, /*kc=*/256, /*nc=*/2048,
     &tile<MR, NR, A_PACKED>,
+    &pack_panels,
     /*smr=*/MR,
     {NR, NR},
     {{&tile<MR, NR, A_PACKED>, &tile<MR, NR, A_ROWS>, &tile<MR, NR, A_COLS>},
