@@ -1,33 +1,225 @@
-// sgemm: the portable driver. Foundation version: op(B) packed once into a contiguous (K,N) panel,
-// then each output row is an axpy sweep over that panel (vectorised by the compiler), OpenMP over
-// row blocks of C. The packed, register-blocked BLIS path replaces the body of sgemm() (issue 3).
+// sgemm: the portable driver (BLIS / Goto structure). ISA-specific code lives only in the
+// micro-kernels (gemm_kernel_*.cpp); packing absorbs the transposes (gemm_pack.cpp).
+//
+// Two paths, chosen from the shape alone (never from the thread count, so results do not depend
+// on it):
+//  * small path (MLP-sized products, narrow N, short M, little work): no packing of A; the
+//    micro-kernel reads op(A) in place (rows or columns) and op(B) rows in place (a transposed B
+//    is first copied into a row-major scratch). Tiles of C are split over threads when
+//    threads_for() says the work pays for a fork/join.
+//  * packed path: for jc (NC columns of C) / pc (KC of K) / ic (MC rows): B block packed once
+//    into KC x NC micro-panels (L3), A block into MC x KC micro-panels (L2), then every
+//    (jr, ir) register tile runs the micro-kernel with the B micro-panel held in L1.
+//    Threads split the jr micro-panels (output columns) and cooperate on packing; K is never
+//    split, so every element sees the same sequence of FMAs for any thread count. The first K
+//    block applies beta (beta == 0: C is not read), later ones accumulate; bias and ReLU are
+//    applied in the store of the last K block.
 #include <algorithm>
-#include <vector>
+#include <cstdlib>
 
 #include "fastmlp/cpu_features.h"
 #include "fastmlp/gemm.h"
+#include "gemm_internal.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace fastmlp {
 
+namespace gemm_detail {
+
+const KernelSet& kernels_for(Isa isa) {
+#if defined(FASTMLP_HAVE_X86_KERNELS)
+    if (isa == Isa::avx512) return kernels_avx512();
+    if (isa == Isa::avx2) return kernels_avx2();
+#endif
+    (void)isa;
+    return kernels_generic();
+}
+
+}  // namespace gemm_detail
+
 namespace {
+
+using namespace gemm_detail;
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 inline float relu1(float v) { return v > 0.0f ? v : (v != v ? v : 0.0f); }
 
-// One output row: crow (N) = alpha * arow(K) @ Bp (K,N) + beta * crow, epilogue.
-void row_kernel(float* crow, const float* A, int64_t a_stride, const float* Bp, int64_t N,
-                int64_t K, float alpha, float beta, GemmEpilogue epi, float* acc) {
-    std::fill(acc, acc + N, 0.0f);
-    for (int64_t p = 0; p < K; ++p) {
-        const float a = A[p * a_stride];
-        const float* b = Bp + p * N;
-        for (int64_t j = 0; j < N; ++j) acc[j] += a * b[j];
+// K == 0: C = alpha*0 + beta*C (+bias) (relu), as the reference computes it.
+void scale_only(int64_t M, int64_t N, float alpha, float beta, float* C, int64_t ldc,
+                GemmEpilogue epi) {
+    const float zero = alpha * 0.0f;
+    for (int64_t i = 0; i < M; ++i) {
+        float* c = C + i * ldc;
+        for (int64_t j = 0; j < N; ++j) {
+            float v = zero;
+            if (beta != 0.0f) v += beta * c[j];
+            if (epi.bias) v += epi.bias[j];
+            if (epi.relu) v = relu1(v);
+            c[j] = v;
+        }
     }
-    for (int64_t j = 0; j < N; ++j) {
-        float v = alpha * acc[j];
-        if (beta != 0.0f) v += beta * crow[j];
-        if (epi.bias) v += epi.bias[j];
-        if (epi.relu) v = relu1(v);
-        crow[j] = v;
+}
+
+// The small path is used when packing would cost more than it saves: few columns (a narrow
+// output such as the last layer), few rows, or little work in total.
+bool use_small_path(const KernelSet& ks, int64_t M, int64_t N, int64_t K) {
+    if (N <= ks.snr[1]) return true;
+    if (M <= 2 * ks.smr) return true;
+    const double work = double(M) * double(N) * double(K);
+    return work <= 96.0 * 96.0 * 96.0;
+}
+
+// ---- small path --------------------------------------------------------------------------
+void sgemm_small(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                 float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+                 float beta, float* C, int64_t ldc, GemmEpilogue epi) {
+    const int wide = N > ks.snr[0] ? 1 : 0;
+    const int smr = ks.smr, snr = ks.snr[wide];
+    // op(B) row-major: in place, or a transposed copy in this thread's scratch.
+    const float* b = B;
+    int64_t bld = ldb;
+    if (trans_b) {
+        bld = ceil_div(N, 16) * 16;
+        float* bp = scratch(SCRATCH_B, size_t(K) * size_t(bld));
+        pack_transposed(bp, bld, B, ldb, K, N);
+        b = bp;
+    }
+    const AMode am = trans_a ? A_COLS : A_ROWS;
+    const MicroKernel full = ks.small[wide][am];
+    const MicroKernel edge = ks.small[wide][A_PACKED];
+    // element (i, p) of op(A) at A[i*a_rs + p*a_ps]
+    const int64_t a_rs = trans_a ? 1 : lda, a_ps = trans_a ? lda : 1;
+    const int64_t mt = ceil_div(M, smr), ntl = ceil_div(N, snr);
+    const int64_t tiles = mt * ntl;
+    const int nt = int(std::min<int64_t>(threads_for(2.0 * double(M) * double(N) * double(K)), tiles));
+
+    auto run = [&](int64_t t0, int64_t t1) {
+        TileArgs t;
+        t.k = K;
+        t.ldb = bld;
+        t.ldc = ldc;
+        t.alpha = alpha;
+        t.beta = beta;
+        t.relu = epi.relu;
+        int64_t packed_row = -1;
+        float* ap = nullptr;
+        for (int64_t q = t0; q < t1; ++q) {
+            const int64_t it = q / ntl, jt = q % ntl;
+            const int64_t i0 = it * smr, j0 = jt * snr;
+            t.m = std::min<int64_t>(smr, M - i0);
+            t.n = std::min<int64_t>(snr, N - j0);
+            t.b = b + j0;
+            t.c = C + i0 * ldc + j0;
+            t.bias = epi.bias ? epi.bias + j0 : nullptr;
+            if (t.m == smr) {
+                t.a = A + i0 * a_rs;
+                t.lda = lda;  // rsa (A_ROWS) or csa (A_COLS)
+                full(t);
+            } else {
+                // Last rows: zero-padded copy so the kernel never reads past op(A).
+                if (packed_row != i0) {
+                    ap = scratch(SCRATCH_EDGE, size_t(K) * size_t(smr));
+                    pack_panels(ap, A + i0 * a_rs, a_rs, a_ps, t.m, K, smr, 0, 1);
+                    packed_row = i0;
+                }
+                t.a = ap;
+                t.lda = smr;
+                edge(t);
+            }
+        }
+    };
+    if (nt <= 1) {
+        run(0, tiles);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+#ifdef _OPENMP
+        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+#else
+        const int tid = 0, nth = 1;
+#endif
+        run(tiles * tid / nth, tiles * (tid + 1) / nth);
+    }
+}
+
+// ---- packed path -------------------------------------------------------------------------
+void sgemm_packed(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                  float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+                  float beta, float* C, int64_t ldc, GemmEpilogue epi) {
+    const int MR = ks.mr, NR = ks.nr;
+    static const int64_t kc_env = std::getenv("TUNE_KC") ? std::atoll(std::getenv("TUNE_KC")) : 0;
+    static const int64_t mc_env = std::getenv("TUNE_MC") ? std::atoll(std::getenv("TUNE_MC")) : 0;
+    static const int64_t nc_env = std::getenv("TUNE_NC") ? std::atoll(std::getenv("TUNE_NC")) : 0;
+    const int64_t KC = kc_env ? kc_env : ks.kc;
+    const int64_t NC = std::min<int64_t>(nc_env ? nc_env : ks.nc, ceil_div(N, NR) * NR);
+    const int64_t MC = std::min<int64_t>(mc_env ? mc_env : ks.mc, ceil_div(M, MR) * MR);
+    // element (i, p) of op(A) at A[i*a_rs + p*a_ps]; element (p, j) of op(B) at B[j*b_js + p*b_ps]
+    const int64_t a_rs = trans_a ? 1 : lda, a_ps = trans_a ? lda : 1;
+    const int64_t b_js = trans_b ? ldb : 1, b_ps = trans_b ? 1 : ldb;
+    const int64_t kc_max = std::min<int64_t>(KC, K);
+    // Shared buffers (the calling thread's scratch), double-buffered so that one barrier per
+    // A block suffices: a buffer is refilled only after every thread passed a later barrier.
+    const size_t a_size = size_t(MC) * size_t(kc_max), b_size = size_t(NC) * size_t(kc_max);
+    float* abuf = scratch(SCRATCH_A, 2 * a_size);
+    float* bbuf = scratch(SCRATCH_B, 2 * b_size);
+    const int nt = threads_for(2.0 * double(M) * double(N) * double(K));
+
+#pragma omp parallel num_threads(nt)
+    {
+#ifdef _OPENMP
+        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+#else
+        const int tid = 0, nth = 1;
+#endif
+        int64_t astep = 0, bstep = 0;
+        TileArgs t;
+        t.ldc = ldc;
+        t.alpha = alpha;
+        t.relu = false;
+        t.lda = MR;
+        t.ldb = NR;
+        for (int64_t jc = 0; jc < N; jc += NC) {
+            const int64_t nc = std::min(NC, N - jc);
+            const int64_t np = ceil_div(nc, NR);
+            for (int64_t pc = 0; pc < K; pc += KC) {
+                const int64_t kc = std::min(KC, K - pc);
+                const bool first = pc == 0, last = pc + kc >= K;
+                float* bp = bbuf + (bstep++ & 1) * b_size;
+                ks.pack(bp, B + jc * b_js + pc * b_ps, b_js, b_ps, nc, kc, NR, np * tid / nth,
+                            np * (tid + 1) / nth);
+                t.k = kc;
+                t.beta = first ? beta : 1.0f;
+                t.relu = last && epi.relu;
+                for (int64_t ic = 0; ic < M; ic += MC) {
+                    const int64_t mc = std::min(MC, M - ic);
+                    const int64_t mp = ceil_div(mc, MR);
+                    float* ap = abuf + (astep++ & 1) * a_size;
+                    ks.pack(ap, A + ic * a_rs + pc * a_ps, a_rs, a_ps, mc, kc, MR,
+                                mp * tid / nth, mp * (tid + 1) / nth);
+#pragma omp barrier
+                    // This thread's share of the B micro-panels (output columns).
+                    const int64_t q0 = np * tid / nth, q1 = np * (tid + 1) / nth;
+                    for (int64_t q = q0; q < q1; ++q) {
+                        const int64_t j0 = q * NR;
+                        t.n = std::min<int64_t>(NR, nc - j0);
+                        t.b = bp + q * kc * NR;
+                        t.bias = (last && epi.bias) ? epi.bias + jc + j0 : nullptr;
+                        for (int64_t r = 0; r < mp; ++r) {
+                            const int64_t i0 = r * MR;
+                            t.m = std::min<int64_t>(MR, mc - i0);
+                            t.a = ap + r * kc * MR;
+                            t.c = C + (ic + i0) * ldc + jc + j0;
+                            ks.packed(t);
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -37,20 +229,15 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
            int64_t ldc, GemmEpilogue epi) {
     if (M <= 0 || N <= 0) return;
-    std::vector<float> Bp(size_t(K) * size_t(N));
-    for (int64_t p = 0; p < K; ++p)
-        for (int64_t j = 0; j < N; ++j) Bp[p * N + j] = trans_b ? B[j * ldb + p] : B[p * ldb + j];
-    // Element (i, p) of op(A) is A[i*row + p*col].
-    const int64_t a_row = trans_a ? 1 : lda, a_col = trans_a ? lda : 1;
-    const int nt = threads_for(2.0 * double(M) * double(N) * double(K));
-#pragma omp parallel num_threads(nt)
-    {
-        std::vector<float> acc(static_cast<size_t>(N));
-#pragma omp for schedule(static)
-        for (int64_t i = 0; i < M; ++i)
-            row_kernel(C + i * ldc, A + i * a_row, a_col, Bp.data(), N, K, alpha, beta, epi,
-                       acc.data());
+    if (K <= 0) {
+        scale_only(M, N, alpha, beta, C, ldc, epi);
+        return;
     }
+    const KernelSet& ks = kernels_for(current_isa());
+    if (use_small_path(ks, M, N, K))
+        sgemm_small(ks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epi);
+    else
+        sgemm_packed(ks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epi);
 }
 
 }  // namespace fastmlp

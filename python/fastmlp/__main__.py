@@ -1,4 +1,13 @@
-"""``python -m fastmlp``: the command line (``info``; more subcommands as they land)."""
+"""``python -m fastmlp``: the command line.
+
+    info                      version, compiler, OpenMP, CPU kernel path, threads, CUDA
+    demo                      the seed network trained on synthetic data, vs PyTorch eager
+    train DATA --target COL   train an MLP on a CSV/NPZ file (--out model.npz, --plot loss.png)
+    predict MODEL DATA        predictions of a saved model (--out preds.csv)
+    bench [--quick] [--out]   run the benchmarks in bench/ and save JSON + PNG
+
+The subcommands other than ``info`` live in :mod:`fastmlp.cli`.
+"""
 from __future__ import annotations
 
 import argparse
@@ -13,16 +22,23 @@ def _cmd_info(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .cli import add_subcommands
+
     p = argparse.ArgumentParser(prog="python -m fastmlp", description="fastmlp command line")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("info", help="print version, compiler, OpenMP, CPU kernel path, threads, CUDA")
     s.set_defaults(func=_cmd_info)
+    add_subcommands(sub)
     return p
 
 
 def main(argv=None) -> int:
+    from .cli import run
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    if args.func is _cmd_info:
+        return args.func(args)
+    return run(args)
 
 
 if __name__ == "__main__":

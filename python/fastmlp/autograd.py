@@ -129,7 +129,8 @@ class Node:
         return tuple(out)
 
     def release(self):
-        if self.saved:
+        s = self.saved
+        if type(s) is not tuple or s:  # nodes that saved nothing can run backward again
             self.saved = None
 
 
@@ -154,7 +155,7 @@ def _accumulate_leaf(t, g):
 
         if g.shape != t._data.shape:
             g = g.reshape(t._data.shape)
-        t.grad = _wrap(g.astype(t._data.dtype, copy=True))
+        t.grad = _wrap(g.astype(t._data.dtype, order="C", copy=True))
     else:
         cur._data += g
 

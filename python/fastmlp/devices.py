@@ -90,7 +90,7 @@ def array_module(dev):
 
 
 def device_of(arr) -> device:
-    if type(arr) is np.ndarray:
+    if type(arr) is np.ndarray or not hasattr(arr, "__cuda_array_interface__"):
         return CPU
     d = getattr(arr, "device", None)
     idx = getattr(d, "id", 0)

@@ -58,6 +58,8 @@ def _wrap(data, node=None, requires_grad=False):
 
 def _result(data, node_cls, inputs, *saved):
     """Wrap an op's output; record ``node_cls`` when grad mode is on and an input needs grad."""
+    if type(data) is not _ndarray and isinstance(data, np.generic):
+        data = np.asarray(data)  # numpy turns 0-d results into scalars; a Tensor holds an array
     if GradMode.enabled:
         for t in inputs:
             if t.requires_grad:
@@ -66,7 +68,7 @@ def _result(data, node_cls, inputs, *saved):
 
 
 def _same_device(a, b):
-    if type(a) is not type(b):
+    if type(a) is not type(b) and device_of(a) != device_of(b):
         raise RuntimeError(
             "Expected all tensors to be on the same device, but found at least two devices, "
             f"{device_of(a)} and {device_of(b)}!")
@@ -975,7 +977,7 @@ class _Sum(Node):
             g = xp.expand_dims(g, axes)
         if scale != 1:
             g = g * xp.asarray(scale, dtype=g.dtype)
-        return (xp.ascontiguousarray(xp.broadcast_to(g, shape)),)
+        return (xp.broadcast_to(g, shape).copy(),)
 
 
 def sum(input, dim=None, keepdim=False, dtype=None):  # noqa: A001

@@ -89,7 +89,7 @@ class _LinearNode(Node):
                 if w_t._node is None:
                     leaf_w = True
                     gr = w_t.grad
-                    if gr is None:
+                    if gr is None or not _writable_f32(gr._data):
                         want_w = True
                     else:
                         dw_buf = gr._data
@@ -100,7 +100,7 @@ class _LinearNode(Node):
                 if b_t._node is None:
                     leaf_b = True
                     gr = b_t.grad
-                    if gr is None:
+                    if gr is None or not _writable_f32(gr._data):
                         want_b = True
                     else:
                         db_buf = gr._data
@@ -111,11 +111,11 @@ class _LinearNode(Node):
                                   acc_w, acc_b)
             if leaf_w:
                 if not acc_w:
-                    w_t.grad = _wrap(dw)
+                    _set_leaf_grad(w_t, dw)
                 dw = None
             if leaf_b:
                 if not acc_b:
-                    b_t.grad = _wrap(db)
+                    _set_leaf_grad(b_t, db)
                 db = None
         else:
             dx, dw, db = _linear_backward_generic(g, x, w, self.y, x_t.requires_grad,
@@ -124,6 +124,19 @@ class _LinearNode(Node):
         if dx is not None and dx.shape != self.in_shape:
             dx = dx.reshape(self.in_shape)
         return (dx, dw, db) if b_t is not None else (dx, dw)
+
+
+def _writable_f32(a):
+    return type(a) is _ndarray and a.dtype is _F32 and a.flags.c_contiguous and a.flags.writeable
+
+
+def _set_leaf_grad(t, g):
+    """t.grad = g, or t.grad += g when a (user-set, odd-layout) gradient is already there."""
+    cur = t.grad
+    if cur is None:
+        t.grad = _wrap(g)
+    else:
+        cur._data += g
 
 
 def _linear_backward_generic(g, x, w, y, want_x, want_w, want_b):
@@ -328,11 +341,11 @@ class _MseNode(Node):
             return da, dt
         n = x.size if reduction == "mean" else 1
         if type(x) is _ndarray and x.dtype is _F32 and x.shape == y.shape:
-            d = _mse_bwd(x, y, 2.0 * float(g) / (n if n else 1), None)
+            d = _mse_bwd(x, y, 2.0 * g.item() / (n if n else 1), None)
         elif x.shape == y.shape and x.dtype == _F32:
-            d = ops.mse_loss_backward(x, y, grad_output=float(g), reduction=reduction)
+            d = ops.mse_loss_backward(x, y, grad_output=g.item(), reduction=reduction)
         else:
-            d = (x - y) * (2.0 * float(g) / (n if n else 1))
+            d = (x - y) * (2.0 * g.item() / (n if n else 1))
             d = d.astype(np.result_type(x, y), copy=False)
         da = _unbroadcast(d, x.shape) if a.requires_grad else None
         dt = _unbroadcast(-d, y.shape) if t.requires_grad else None

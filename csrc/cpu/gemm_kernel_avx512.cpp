@@ -1,0 +1,201 @@
+// AVX-512 sgemm micro-kernels (this file alone is compiled with -mavx512f etc.; chosen at run
+// time only when the CPU and OS support AVX-512).
+//
+// Packed path: 12 x 32 register tile = 24 zmm accumulators + 2 zmm of B + 1 broadcast of A (27 of
+// 32 registers). Per k step: 2 loads of B, 12 broadcasts of A (memory operand of the FMA), 24 FMAs,
+// i.e. 12 cycles on two FMA ports, enough independent chains (24 > 4-cycle latency x 2 ports).
+// Small path: 8 x 16 (narrow, N <= 16) and 8 x 32 tiles reading A in place.
+// Epilogue (alpha, beta, bias, ReLU) is applied to the accumulators before the one store;
+// partial tiles use masked loads/stores so nothing outside the m x n tile is touched.
+#include <immintrin.h>
+
+#include "gemm_internal.h"
+
+// GCC 12 flags _mm512_undefined_ps() inside _mm512_max_ps as maybe-uninitialized (a false positive).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace fastmlp::gemm_detail {
+
+namespace {
+
+#define FASTMLP_INLINE inline __attribute__((always_inline))
+
+template <int NV>
+FASTMLP_INLINE void make_masks(int64_t n, __mmask16 (&mk)[NV]) {
+    for (int v = 0; v < NV; ++v) {
+        const int64_t left = n - 16 * v;
+        mk[v] = left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
+    }
+}
+
+template <int MR, int NV, int AM, bool MASKED>
+FASTMLP_INLINE void accumulate(const TileArgs& t, __m512 (&acc)[MR][NV], const __mmask16 (&mk)[NV]) {
+    const float* a = t.a;
+    const float* b = t.b;
+    const int64_t ldb = t.ldb, ld = t.lda;
+    const int64_t k = t.k;
+    const float* ar[MR];
+    if (AM == A_ROWS)
+        for (int i = 0; i < MR; ++i) ar[i] = a + i * ld;
+#pragma GCC unroll 2
+    for (int64_t p = 0; p < k; ++p) {
+        __m512 bv[NV];
+        for (int v = 0; v < NV; ++v)
+            bv[v] = MASKED ? _mm512_maskz_loadu_ps(mk[v], b + 16 * v) : _mm512_loadu_ps(b + 16 * v);
+#pragma GCC unroll 32
+        for (int i = 0; i < MR; ++i) {
+            float s;
+            if (AM == A_PACKED) s = a[i];
+            else if (AM == A_COLS) s = a[i];
+            else s = ar[i][p];
+            const __m512 av = _mm512_set1_ps(s);
+            for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
+        }
+        b += ldb;
+        if (AM == A_PACKED) a += MR;
+        else if (AM == A_COLS) a += ld;
+    }
+}
+
+template <int MR, int NV, int AM>
+void tile(const TileArgs& t) {
+    __m512 acc[MR][NV];
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i)
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+    __mmask16 mk[NV];
+    make_masks<NV>(t.n, mk);
+    for (int i = 0; i < MR; ++i)
+        if (i < t.m) _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc), _MM_HINT_T0);
+    if (t.n == 16 * NV)
+        accumulate<MR, NV, AM, false>(t, acc, mk);
+    else
+        accumulate<MR, NV, AM, true>(t, acc, mk);
+
+    // Fused epilogue and store.
+    const __m512 alpha = _mm512_set1_ps(t.alpha), beta = _mm512_set1_ps(t.beta);
+    const __m512 zero = _mm512_setzero_ps();
+    const bool use_beta = t.beta != 0.0f;
+    __m512 bias[NV];
+    for (int v = 0; v < NV; ++v)
+        bias[v] = t.bias ? _mm512_maskz_loadu_ps(mk[v], t.bias + 16 * v) : zero;
+    const int64_t m = t.m;
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i) {
+        if (i >= m) continue;
+        float* c = t.c + i * t.ldc;
+        for (int v = 0; v < NV; ++v) {
+            __m512 r = _mm512_mul_ps(alpha, acc[i][v]);
+            if (use_beta) r = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(mk[v], c + 16 * v), r);
+            if (t.bias) r = _mm512_add_ps(r, bias[v]);
+            // max(0, r) returns r (its second operand) when r is NaN: relu(NaN) = NaN.
+            if (t.relu) r = _mm512_max_ps(zero, r);
+            _mm512_mask_storeu_ps(c + 16 * v, mk[v], r);
+        }
+    }
+}
+
+// ---- packing ------------------------------------------------------------------------------
+// In-register transpose of 16 rows of 16 floats: r[j] becomes column j.
+FASTMLP_INLINE void transpose16(__m512 (&r)[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 8; ++i) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // u[4g + c], lane l: column 4l + c of rows 4g..4g+3
+    __m512 u[16];
+    for (int g = 0; g < 4; ++g) {
+        u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g + 0], t[4 * g + 2], 0x44);
+        u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g + 0], t[4 * g + 2], 0xEE);
+        u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+    }
+    // 4 x 4 transpose of 128-bit lanes for each c.
+    for (int c = 0; c < 4; ++c) {
+        const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44);
+        const __m512 v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
+        const __m512 v2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44);
+        const __m512 v3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
+        r[c] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+        r[4 + c] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
+        r[8 + c] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+    }
+}
+
+inline __mmask16 lanes(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? 0 : __mmask16((1u << n) - 1); }
+
+// One panel of width w (w <= 16 or w == 32), rows <= w valid rows, k columns.
+void pack_one(float* dst, const float* src, int64_t rs, int64_t ps, int64_t rows, int64_t k, int w) {
+    const int halves = w > 16 ? 2 : 1;
+    const int hw = w > 16 ? 16 : w;  // lanes stored per half
+    if (rs == 1) {
+        __mmask16 ld[2], st[2];
+        for (int h = 0; h < halves; ++h) {
+            ld[h] = lanes(rows - 16 * h);
+            st[h] = lanes(hw);
+        }
+        for (int64_t p = 0; p < k; ++p) {
+            const float* s = src + p * ps;
+            float* d = dst + p * w;
+            for (int h = 0; h < halves; ++h)
+                _mm512_mask_storeu_ps(d + 16 * h, st[h], _mm512_maskz_loadu_ps(ld[h], s + 16 * h));
+        }
+        return;
+    }
+    // ps == 1: rows contiguous along p; transpose 16 x 16 blocks.
+    const __mmask16 st = lanes(hw);
+    for (int h = 0; h < halves; ++h) {
+        const int64_t r0 = 16 * h;
+        const int64_t nrow = rows - r0 < 16 ? rows - r0 : 16;
+        for (int64_t p0 = 0; p0 < k; p0 += 16) {
+            const int64_t kk = k - p0 < 16 ? k - p0 : 16;
+            const __mmask16 pm = lanes(kk);
+            __m512 r[16];
+            for (int i = 0; i < 16; ++i)
+                r[i] = i < nrow ? _mm512_maskz_loadu_ps(pm, src + (r0 + i) * rs + p0) : _mm512_setzero_ps();
+            transpose16(r);
+            float* d = dst + p0 * w + r0;
+            for (int j = 0; j < 16; ++j)
+                if (j < kk) _mm512_mask_storeu_ps(d + j * w, st, r[j]);
+        }
+    }
+}
+
+void pack_avx512(float* dst, const float* src, int64_t rs, int64_t ps, int64_t rows, int64_t k,
+                 int w, int64_t panel_begin, int64_t panel_end) {
+    if ((rs != 1 && ps != 1) || !(w <= 16 || w == 32)) {
+        pack_panels(dst, src, rs, ps, rows, k, w, panel_begin, panel_end);
+        return;
+    }
+    for (int64_t q = panel_begin; q < panel_end; ++q) {
+        const int64_t r0 = q * w;
+        const int64_t nr = rows - r0 < w ? rows - r0 : w;
+        pack_one(dst + q * k * w, src + r0 * rs, rs, ps, nr, k, w);
+    }
+}
+
+constexpr int MR = 12, NV = 2, SMR = 8;
+
+// Cache blocks (Sapphire Rapids class Xeon: L1d 48 KiB, L2 2 MiB per core, large shared L3):
+//   kc = 256: the 256 x 32 B micro-panel (32 KiB) stays in L1 next to a streaming 12-row A panel,
+//   mc = 192: the 192 x 256 A block (192 KiB) sits in L2 with room for the C tiles,
+//   nc = 4096: the 256 x 4096 B block (4 MiB) in L3, shared by both cores.
+const KernelSet kSet = {
+    "avx512",
+    MR, 16 * NV,
+    /*mc=*/96, /*kc=*/384, /*nc=*/1024,
+    &tile<MR, NV, A_PACKED>,
+    &pack_avx512,
+    SMR,
+    {16, 32},
+    {{&tile<SMR, 1, A_PACKED>, &tile<SMR, 1, A_ROWS>, &tile<SMR, 1, A_COLS>},
+     {&tile<SMR, 2, A_PACKED>, &tile<SMR, 2, A_ROWS>, &tile<SMR, 2, A_COLS>}},
+};
+
+}  // namespace
+
+const KernelSet& kernels_avx512() { return kSet; }
+
+}  // namespace fastmlp::gemm_detail

@@ -1,0 +1,63 @@
+// Portable sgemm micro-kernels (plain C++, baseline ISA): the fallback on CPUs without AVX2 and
+// the reference shape of what the SIMD kernels do. MR x NR accumulators in an array the compiler
+// keeps in (SSE) registers; epilogue fused into the store.
+#include "gemm_internal.h"
+
+namespace fastmlp::gemm_detail {
+
+namespace {
+
+inline float relu1(float v) { return v > 0.0f ? v : (v != v ? v : 0.0f); }
+
+// C tile (m<=MR, n<=NR) = alpha * a(MR x k) @ b(k x NR) [+ beta C] [+ bias] [relu]
+template <int MR, int NR, int AM>
+void tile(const TileArgs& t) {
+    float acc[MR][NR] = {};
+    const float* a = t.a;
+    const float* b = t.b;
+    const int64_t ld = t.lda;
+    const int n = int(t.n);
+    for (int64_t p = 0; p < t.k; ++p) {
+        float bv[NR];
+        if (n == NR) {
+            for (int j = 0; j < NR; ++j) bv[j] = b[p * t.ldb + j];
+        } else {
+            for (int j = 0; j < NR; ++j) bv[j] = j < n ? b[p * t.ldb + j] : 0.0f;
+        }
+        for (int i = 0; i < MR; ++i) {
+            const float av = AM == A_PACKED ? a[p * MR + i] : AM == A_ROWS ? a[i * ld + p] : a[p * ld + i];
+            for (int j = 0; j < NR; ++j) acc[i][j] += av * bv[j];
+        }
+    }
+    for (int i = 0; i < t.m; ++i) {
+        float* c = t.c + i * t.ldc;
+        for (int j = 0; j < n; ++j) {
+            float v = t.alpha * acc[i][j];
+            if (t.beta != 0.0f) v += t.beta * c[j];
+            if (t.bias) v += t.bias[j];
+            if (t.relu) v = relu1(v);
+            c[j] = v;
+        }
+    }
+}
+
+// Tile sizes: 4 x 8 accumulators are 8 SSE registers, leaving room for b and the broadcast.
+constexpr int MR = 4, NR = 8;
+
+const KernelSet kSet = {
+    "generic",
+    MR, NR,
+    /*mc=*/128, /*kc=*/256, /*nc=*/2048,
+    &tile<MR, NR, A_PACKED>,
+    &pack_panels,
+    /*smr=*/MR,
+    {NR, NR},
+    {{&tile<MR, NR, A_PACKED>, &tile<MR, NR, A_ROWS>, &tile<MR, NR, A_COLS>},
+     {&tile<MR, NR, A_PACKED>, &tile<MR, NR, A_ROWS>, &tile<MR, NR, A_COLS>}},
+};
+
+}  // namespace
+
+const KernelSet& kernels_generic() { return kSet; }
+
+}  // namespace fastmlp::gemm_detail

@@ -1,0 +1,549 @@
+"""The subcommands of ``python -m fastmlp``: ``demo``, ``train``, ``predict``, ``bench``.
+
+Errors a user can cause (a bad file, a missing column, non-numeric data, an unavailable device or
+optional package) print one line on stderr and exit with status 2, without a traceback.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+MODEL_FORMAT = "fastmlp-mlp"
+MODEL_VERSION = 1
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+# ---- data files ------------------------------------------------------------------------------
+
+def _parse_float(text, row, col):
+    try:
+        return float(text)
+    except ValueError:
+        raise CLIError(f"row {row}, column '{col}': cannot read {text!r} as a number") from None
+
+
+def read_table(path):
+    """A CSV (header row) or NPZ file as (column names, float64 matrix) or ('X/y', X, y).
+
+    Returns a dict: {"columns": [...], "data": (n, k) array} or {"X": array, "y": array}.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise CLIError(f"{path}: no such file")
+    if p.is_dir():
+        raise CLIError(f"{path}: is a directory, expected a .csv or .npz file")
+    if p.suffix.lower() == ".npz":
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except Exception as e:  # noqa: BLE001 - any unreadable file is the user's input error
+            raise CLIError(f"{path}: not a readable .npz file ({e})") from None
+        for k, a in arrays.items():
+            if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+                raise CLIError(f"{path}: array '{k}' is not numeric (dtype {a.dtype})")
+        if "X" in arrays and "y" in arrays:
+            X, y = arrays["X"], arrays["y"]
+            if X.ndim != 2:
+                raise CLIError(f"{path}: X must be 2-D (samples, features), got shape {X.shape}")
+            if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
+                raise CLIError(f"{path}: y must have {X.shape[0]} rows like X, got shape {y.shape}")
+            return {"X": X.astype(np.float64), "y": y.astype(np.float64)}
+        cols = [k for k, a in arrays.items() if a.ndim == 1]
+        if not cols or len(cols) != len(arrays):
+            raise CLIError(f"{path}: expected arrays 'X' and 'y', or 1-D named columns")
+        n = {arrays[k].shape[0] for k in cols}
+        if len(n) != 1:
+            raise CLIError(f"{path}: the columns have different lengths {sorted(n)}")
+        return {"columns": cols, "data": np.stack([arrays[k] for k in cols], 1).astype(np.float64)}
+    try:
+        with open(p, newline="") as f:
+            reader = csv.reader(f)
+            try:
+                header = next(reader)
+            except StopIteration:
+                raise CLIError(f"{path}: empty file") from None
+            header = [h.strip() for h in header]
+            if not header or any(h == "" for h in header):
+                raise CLIError(f"{path}: the first row must be a header naming every column")
+            rows = []
+            for i, rec in enumerate(reader, start=2):
+                if not rec or all(not c.strip() for c in rec):
+                    continue
+                if len(rec) != len(header):
+                    raise CLIError(f"{path}: row {i} has {len(rec)} fields, the header has {len(header)}")
+                rows.append([_parse_float(c, i, h) for c, h in zip(rec, header)])
+    except UnicodeDecodeError:
+        raise CLIError(f"{path}: not a text CSV file") from None
+    except csv.Error as e:
+        raise CLIError(f"{path}: malformed CSV ({e})") from None
+    if not rows:
+        raise CLIError(f"{path}: no data rows after the header")
+    return {"columns": header, "data": np.asarray(rows, dtype=np.float64)}
+
+
+def split_xy(table, target, path):
+    """(X, y, feature names, target names) from a table and the --target option."""
+    if "X" in table:
+        X, y = table["X"], table["y"]
+        feats = [f"x{i}" for i in range(X.shape[1])]
+        targets = ["y"] if y.ndim == 1 else [f"y{i}" for i in range(y.shape[1])]
+        return X, y.reshape(len(y), -1), feats, targets
+    cols = table["columns"]
+    if not target:
+        raise CLIError(f"{path}: --target COLUMN is required (columns: {', '.join(cols)})")
+    targets = [t.strip() for t in target.split(",") if t.strip()]
+    missing = [t for t in targets if t not in cols]
+    if missing:
+        raise CLIError(f"{path}: no column {missing[0]!r} (columns: {', '.join(cols)})")
+    feats = [c for c in cols if c not in targets]
+    if not feats:
+        raise CLIError(f"{path}: no feature columns left besides the target")
+    data = table["data"]
+    X = data[:, [cols.index(c) for c in feats]]
+    y = data[:, [cols.index(t) for t in targets]]
+    return X, y, feats, targets
+
+
+def features_for(table, feats, path):
+    if "X" in table:
+        X = table["X"]
+        if X.shape[1] != len(feats):
+            raise CLIError(f"{path}: X has {X.shape[1]} features, the model takes {len(feats)}")
+        return X
+    cols = table["columns"]
+    missing = [f for f in feats if f not in cols]
+    if missing:
+        raise CLIError(f"{path}: no column {missing[0]!r} that the model needs "
+                       f"(model features: {', '.join(feats)})")
+    return table["data"][:, [cols.index(f) for f in feats]]
+
+
+# ---- models on disk --------------------------------------------------------------------------
+
+def save_model(path, weights, biases, relu, meta):
+    obj = {"format": MODEL_FORMAT, "version": MODEL_VERSION,
+           "layers": [{"weight": np.asarray(w), "bias": np.asarray(b)} for w, b in zip(weights, biases)],
+           "relu": list(relu), "meta": json.dumps(meta)}
+    try:
+        import fastmlp
+
+        saver = getattr(fastmlp, "save", None)
+        if saver is not None:
+            saver(obj, path)
+            return
+        arrays = {}
+        for i, (w, b) in enumerate(zip(weights, biases)):
+            arrays[f"layer{i}.weight"] = np.asarray(w)
+            arrays[f"layer{i}.bias"] = np.asarray(b)
+        header = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "relu": list(relu), "meta": meta}
+        arrays["__meta__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+    except OSError as e:
+        raise CLIError(f"{path}: cannot write the model ({e.strerror or e})") from None
+
+
+def load_model(path):
+    """(weights, biases, relu, meta) from a file save_model wrote."""
+    p = Path(path)
+    if not p.exists():
+        raise CLIError(f"{path}: no such model file")
+    import fastmlp
+
+    obj = None
+    loader = getattr(fastmlp, "load", None)
+    if loader is not None:
+        try:
+            obj = loader(str(p))
+        except Exception:  # noqa: BLE001 - try the plain npz layout next
+            obj = None
+    if isinstance(obj, dict) and obj.get("format") == MODEL_FORMAT:
+        def arr(t):
+            return np.ascontiguousarray(t.numpy() if hasattr(t, "numpy") else t, dtype=np.float32)
+
+        ws = [arr(layer["weight"]) for layer in obj["layers"]]
+        bs = [arr(layer["bias"]) for layer in obj["layers"]]
+        return ws, bs, [bool(r) for r in obj["relu"]], json.loads(obj["meta"])
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            if "__meta__" not in z.files:
+                raise CLIError(f"{path}: not a fastmlp model file (train one with `python -m fastmlp "
+                               "train ... --out model.npz`)")
+            header = json.loads(bytes(z["__meta__"]).decode())
+            L = len(header["relu"])
+            ws = [np.ascontiguousarray(z[f"layer{i}.weight"], dtype=np.float32) for i in range(L)]
+            bs = [np.ascontiguousarray(z[f"layer{i}.bias"], dtype=np.float32) for i in range(L)]
+    except CLIError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise CLIError(f"{path}: not a readable fastmlp model file ({e})") from None
+    if header.get("format") != MODEL_FORMAT:
+        raise CLIError(f"{path}: not a fastmlp model file")
+    return ws, bs, [bool(r) for r in header["relu"]], header["meta"]
+
+
+# ---- demo ------------------------------------------------------------------------------------
+
+def teacher_data(n, seed, d_in=10, noise=0.1):
+    """A fixed random teacher network 10 -> 32 -> 1 (ReLU) plus Gaussian noise; deterministic."""
+    t = np.random.default_rng(1000 + seed)
+    W1 = t.standard_normal((32, d_in)) / np.sqrt(d_in)
+    b1 = t.standard_normal(32) * 0.1
+    W2 = t.standard_normal((1, 32)) / np.sqrt(32)
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d_in))
+    y = np.maximum(X @ W1.T + b1, 0) @ W2.T + noise * rng.standard_normal((n, 1))
+    return X.astype(np.float32), y.astype(np.float32)
+
+
+def seed_net(seed):
+    """The seed's network, 10 -> 20 -> 1 with ReLU, as fastmlp.nn modules."""
+    import fastmlp
+    from fastmlp import nn
+
+    fastmlp.manual_seed(seed)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = nn.Linear(10, 20)
+            self.fc2 = nn.Linear(20, 1)
+
+        def forward(self, x):
+            return self.fc2(fastmlp.relu(self.fc1(x)))
+
+    return Net()
+
+
+def torch_eager_rate(X, y, batch, lr, threads, steps):
+    """Samples/s of PyTorch's eager loop (seed net, SGD) over `steps` batches, or None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(10, 20), torch.nn.ReLU(), torch.nn.Linear(20, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    loss_fn = torch.nn.MSELoss()
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    perm = torch.randperm(len(Xt))
+    t0 = None
+    for i in range(steps + 20):
+        if i == 20:
+            t0 = time.perf_counter()
+        idx = perm[(i * batch) % (len(Xt) - batch):][:batch]
+        loss = loss_fn(model(Xt[idx]), yt[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return steps * batch / (time.perf_counter() - t0)
+
+
+def cmd_demo(args):
+    import fastmlp
+    from .trainer import fit, predict
+
+    if args.threads:
+        fastmlp.set_num_threads(args.threads)
+    threads = fastmlp.get_num_threads()
+    X, y = teacher_data(args.samples + args.test_samples, args.seed)
+    Xtr, ytr = X[:args.samples], y[:args.samples]
+    Xte, yte = X[args.samples:], y[args.samples:]
+    model = seed_net(args.seed)
+    print(f"fastmlp demo: the seed network 10 -> 20 (ReLU) -> 1, SGD lr {args.lr}, batch "
+          f"{args.batch_size}, {args.epochs} epochs of {args.samples:,} samples "
+          f"(synthetic teacher-network regression, seed {args.seed}), {threads} threads")
+    h = fit(model, Xtr, ytr, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+            seed=args.seed, progress=args.progress)
+    for e, loss in enumerate(h["loss"]):
+        print(f"  epoch {e + 1}: train loss {loss:.5f}  ({h['epoch_samples_per_sec'][e] / 1e6:.2f} M samples/s)")
+    t0 = time.perf_counter()
+    pred = predict(model, Xte)
+    t_inf = time.perf_counter() - t0
+    train_mse = float(np.mean((predict(model, Xtr).astype(np.float64) - ytr) ** 2))
+    test_mse = float(np.mean((pred.astype(np.float64) - yte) ** 2))
+    base = float(np.mean((yte - ytr.mean()) ** 2))
+    print(f"train MSE {train_mse:.5f}   test MSE {test_mse:.5f}   (predicting the mean: {base:.5f})")
+    print(f"fused training: {h['samples_per_sec'] / 1e6:.2f} M samples/s "
+          f"({h['seconds']:.3f} s for {args.epochs * args.samples:,} samples); "
+          f"inference {len(Xte) / t_inf / 1e6:.1f} M samples/s")
+    if not args.no_torch:
+        rate = torch_eager_rate(Xtr, ytr, args.batch_size, args.lr, threads, steps=args.torch_steps)
+        if rate is None:
+            print("PyTorch is not installed: no eager comparison")
+        else:
+            print(f"PyTorch eager (same net, batch, {threads} threads, {args.torch_steps} timed steps): "
+                  f"{rate / 1e6:.3f} M samples/s -> fused is {h['samples_per_sec'] / rate:.0f}x faster")
+    return 0
+
+
+# ---- train / predict -------------------------------------------------------------------------
+
+def _parse_hidden(text):
+    if text is None or text.strip() == "":
+        return []
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise CLIError(f"--hidden: expected comma-separated layer widths like 64,64, got {text!r}") from None
+    if any(s <= 0 for s in sizes):
+        raise CLIError(f"--hidden: layer widths must be positive, got {text!r}")
+    return sizes
+
+
+def cmd_train(args):
+    import fastmlp
+    from .trainer import NonFiniteLossError, fit
+
+    hidden = _parse_hidden(args.hidden)
+    if args.device == "cuda":
+        if not fastmlp.cuda.is_available():
+            raise CLIError(f"--device cuda: CUDA is not available ({fastmlp.cuda.unavailable_reason()})")
+        raise CLIError("--device cuda: the fused trainer runs on the CPU; train on the GPU with the "
+                       "eager loop (fastmlp.nn / fastmlp.optim on cuda tensors)")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise CLIError("--plot needs matplotlib: pip install matplotlib") from None
+    if not 0.0 <= args.val_split < 1.0:
+        raise CLIError(f"--val-split must be in [0, 1), got {args.val_split}")
+    for name in ("epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.lr <= 0:
+        raise CLIError(f"--lr must be > 0, got {args.lr}")
+    if args.threads:
+        fastmlp.set_num_threads(args.threads)
+    table = read_table(args.data)
+    X, y, feats, targets = split_xy(table, args.target, args.data)
+    if not (np.isfinite(X).all() and np.isfinite(y).all()):
+        raise CLIError(f"{args.data}: the data holds NaN or infinite values")
+    n = len(X)
+    rng = np.random.default_rng(args.seed)
+    order = rng.permutation(n)
+    n_val = int(round(n * args.val_split))
+    if args.val_split > 0 and (n_val < 1 or n - n_val < 1):
+        raise CLIError(f"--val-split {args.val_split} leaves no validation or no training rows of {n}")
+    tr, va = order[n_val:], order[:n_val]
+    stats = None
+    if args.standardize:
+        xm, xs = X[tr].mean(0), X[tr].std(0)
+        ym, ys = y[tr].mean(0), y[tr].std(0)
+        xs[xs == 0] = 1.0
+        ys[ys == 0] = 1.0
+        stats = {"x_mean": xm.tolist(), "x_std": xs.tolist(), "y_mean": ym.tolist(), "y_std": ys.tolist()}
+        Xs, ys_ = (X - xm) / xs, (y - ym) / ys
+    else:
+        Xs, ys_ = X, y
+    Xs, ys_ = Xs.astype(np.float32), ys_.astype(np.float32)
+    from fastmlp import nn
+
+    fastmlp.manual_seed(args.seed)
+    widths = [X.shape[1]] + hidden + [y.shape[1]]
+    mods = []
+    for i in range(len(widths) - 1):
+        mods.append(nn.Linear(widths[i], widths[i + 1]))
+        if i < len(widths) - 2:
+            mods.append(nn.ReLU())
+    model = nn.Sequential(*mods)
+    print(f"training {' -> '.join(map(str, widths))} (ReLU) on {len(tr):,} rows"
+          + (f", validating on {len(va):,}" if n_val else "")
+          + f"; {args.epochs} epochs, batch {args.batch_size}, lr {args.lr}"
+          + (", standardized" if stats else ""))
+    try:
+        h = fit(model, Xs[tr], ys_[tr], epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                momentum=args.momentum, weight_decay=args.weight_decay, seed=args.seed,
+                validation_data=(Xs[va], ys_[va]) if n_val else None, progress=args.progress)
+    except NonFiniteLossError as e:
+        raise CLIError(str(e).replace("fit: ", "training failed: ")) from None
+    from .trainer import extract_chain, predict
+
+    chain = extract_chain(model)
+
+    def metrics(idx):
+        p = predict(model, Xs[idx]).astype(np.float64)
+        if stats:
+            p = p * np.asarray(stats["y_std"]) + np.asarray(stats["y_mean"])
+        t = y[idx]
+        mse = float(np.mean((p - t) ** 2))
+        var = float(np.mean((t - t.mean(0)) ** 2))
+        return mse, (1.0 - mse / var) if var > 0 else float("nan")
+
+    tr_mse, tr_r2 = metrics(tr)
+    print(f"final train loss {h['loss'][-1]:.6g}; train MSE {tr_mse:.6g}, R2 {tr_r2:.4f}")
+    result = {"train_mse": tr_mse, "train_r2": tr_r2, "samples_per_sec": h["samples_per_sec"]}
+    if n_val:
+        va_mse, va_r2 = metrics(va)
+        print(f"validation MSE {va_mse:.6g}, R2 {va_r2:.4f}")
+        result.update(val_mse=va_mse, val_r2=va_r2)
+    print(f"{h['samples_per_sec'] / 1e6:.2f} M samples/s, {h['seconds']:.3f} s")
+    if args.out:
+        meta = {"features": feats, "targets": targets, "hidden": hidden, "standardize": stats,
+                "metrics": result, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
+        save_model(args.out, chain.weights, [b for b in chain.biases], chain.relu, meta)
+        print(f"model saved to {args.out}")
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ep = np.arange(1, len(h["loss"]) + 1)
+        ax.plot(ep, h["loss"], label="train loss")
+        if h["val_loss"]:
+            ax.plot(ep, h["val_loss"], label="validation loss")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("MSE" + (" (standardized)" if stats else ""))
+        ax.legend()
+        fig.tight_layout()
+        try:
+            fig.savefig(args.plot)
+        except OSError as e:
+            raise CLIError(f"{args.plot}: cannot write the plot ({e.strerror or e})") from None
+        print(f"loss plot saved to {args.plot}")
+    return 0
+
+
+def cmd_predict(args):
+    from . import _C
+
+    ws, bs, relu, meta = load_model(args.model)
+    table = read_table(args.data)
+    X = features_for(table, meta["features"], args.data)
+    if not np.isfinite(X).all():
+        raise CLIError(f"{args.data}: the data holds NaN or infinite values")
+    stats = meta.get("standardize")
+    if stats:
+        X = (X - np.asarray(stats["x_mean"])) / np.asarray(stats["x_std"])
+    pred = _C.mlp_forward(ws, bs, relu, np.ascontiguousarray(X, dtype=np.float32)).astype(np.float64)
+    if stats:
+        pred = pred * np.asarray(stats["y_std"]) + np.asarray(stats["y_mean"])
+    names = meta["targets"]
+    try:
+        f = open(args.out, "w", newline="") if args.out else sys.stdout
+    except OSError as e:
+        raise CLIError(f"{args.out}: cannot write ({e.strerror or e})") from None
+    try:
+        w = csv.writer(f)
+        w.writerow(names)
+        for row in pred:
+            w.writerow([repr(float(v)) for v in row])
+    finally:
+        if args.out:
+            f.close()
+    if args.out:
+        print(f"{len(pred):,} predictions written to {args.out}")
+    return 0
+
+
+# ---- bench -----------------------------------------------------------------------------------
+
+def bench_dir():
+    here = Path(__file__).resolve().parent
+    for cand in (here.parent.parent / "bench", Path.cwd() / "bench"):
+        if (cand / "train.py").exists():
+            return cand
+    raise CLIError("the benchmark scripts (bench/train.py) are not part of the installed package; "
+                   "run `python -m fastmlp bench` from a fastmlp source checkout")
+
+
+def cmd_bench(args):
+    d = bench_dir()
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CLIError(f"{args.out}: cannot create the output folder ({e.strerror or e})") from None
+    status = 0
+    for script in ("train.py", "gemm.py"):
+        path = d / script
+        if not path.exists():
+            print(f"(skipping {script}: not present)")
+            continue
+        cmd = [sys.executable, str(path), "--out", str(out)] + (["--quick"] if args.quick else [])
+        print("$ " + " ".join(cmd), flush=True)
+        r = subprocess.run(cmd, env=dict(os.environ))
+        if r.returncode != 0:
+            print(f"{script} failed with status {r.returncode}", file=sys.stderr)
+            status = 1
+    print(f"results in {out}/")
+    return status
+
+
+# ---- parser ----------------------------------------------------------------------------------
+
+def _progress_flag(p):
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--progress", dest="progress", action="store_true", default=None,
+                   help="show a progress bar (default: when stderr is a terminal)")
+    g.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def add_subcommands(sub):
+    s = sub.add_parser("demo", help="train the seed network 10->20->1 on synthetic data (seconds)")
+    s.add_argument("--epochs", type=int, default=5)
+    s.add_argument("--samples", type=int, default=65536)
+    s.add_argument("--test-samples", type=int, default=16384)
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--lr", type=float, default=0.01)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, default=0, help="fastmlp (and torch) threads; 0: default")
+    s.add_argument("--torch-steps", type=int, default=300, help="timed PyTorch eager steps")
+    s.add_argument("--no-torch", action="store_true", help="skip the PyTorch eager comparison")
+    _progress_flag(s)
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("train", help="train an MLP on a CSV/NPZ file")
+    s.add_argument("data", help="CSV with a header row, or NPZ with arrays X and y or named columns")
+    s.add_argument("--target", help="target column(s), comma-separated (not needed for NPZ X/y)")
+    s.add_argument("--hidden", default="64,64", help="hidden layer widths, e.g. 64,64 ('' for none)")
+    s.add_argument("--epochs", type=int, default=20)
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--lr", type=float, default=0.01)
+    s.add_argument("--momentum", type=float, default=0.0)
+    s.add_argument("--weight-decay", type=float, default=0.0)
+    s.add_argument("--val-split", type=float, default=0.0, help="fraction held out for validation")
+    s.add_argument("--standardize", action="store_true", help="standardize features and targets")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, default=0)
+    s.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    s.add_argument("--out", help="save the model here (.npz)")
+    s.add_argument("--plot", help="save a loss curve PNG here (needs matplotlib)")
+    _progress_flag(s)
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("predict", help="predict with a saved model")
+    s.add_argument("model")
+    s.add_argument("data")
+    s.add_argument("--out", help="CSV to write (default: stdout)")
+    s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("bench", help="run bench/train.py (and bench/gemm.py) and save JSON + PNG")
+    s.add_argument("--quick", action="store_true", help="short runs")
+    s.add_argument("--out", default="bench-results", help="output folder")
+    s.set_defaults(func=cmd_bench)
+
+
+def run(args):
+    """Run a parsed subcommand; user errors become one stderr line and status 2."""
+    try:
+        return args.func(args)
+    except CLIError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: out of memory", file=sys.stderr)
+        return 2
