@@ -16,6 +16,7 @@
 //    applied in the store of the last K block.
 #include <algorithm>
 #include <cstdlib>
+#include <exception>
 
 #include "fastmlp/cpu_features.h"
 #include "fastmlp/gemm.h"
@@ -136,6 +137,9 @@ void sgemm_small(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int
         run(0, tiles);
         return;
     }
+    // run() may allocate (edge-row scratch): an exception must not leave the parallel region
+    // (that is std::terminate), so the first one is carried out and rethrown here.
+    std::exception_ptr error;
 #pragma omp parallel num_threads(nt)
     {
 #ifdef _OPENMP
@@ -143,8 +147,14 @@ void sgemm_small(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int
 #else
         const int tid = 0, nth = 1;
 #endif
-        run(tiles * tid / nth, tiles * (tid + 1) / nth);
+        try {
+            run(tiles * tid / nth, tiles * (tid + 1) / nth);
+        } catch (...) {
+#pragma omp critical(fastmlp_gemm_error)
+            if (!error) error = std::current_exception();
+        }
     }
+    if (error) std::rethrow_exception(error);
 }
 
 // ---- packed path -------------------------------------------------------------------------

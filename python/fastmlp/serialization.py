@@ -46,6 +46,10 @@ def _encode(obj, arrays):
     if isinstance(obj, np.ndarray):
         if obj.dtype.hasobject:
             raise TypeError("fastmlp.save: numpy arrays of dtype object cannot be saved")
+        if obj.dtype.kind not in "fiub" or obj.dtype.fields is not None:
+            # load accepts only these, so refuse now rather than write a file it cannot read
+            raise TypeError(f"fastmlp.save: numpy arrays of dtype {obj.dtype} cannot be saved; "
+                            "save float, int or bool arrays")
         key = f"t{len(arrays)}"
         arrays[key] = np.ascontiguousarray(obj)
         return {"__ndarray__": key}
@@ -146,6 +150,48 @@ def save(obj, f, pickle_module=None, pickle_protocol=None, _use_new_zipfile_seri
         np.savez(f, **arrays)
 
 
+def _check_members(z, name, file_size):
+    """Validate every member of the archive before numpy reads any of it.
+
+    fastmlp.save writes stored (uncompressed) ``.npy`` members, so a member that is compressed,
+    larger than the file, not a plain version 1/2 ``.npy`` of a non-object dtype, or whose header
+    declares more (or fewer) bytes than the member holds is rejected: loading never allocates
+    more than the file's size, and a zip bomb or a crafted huge shape is an error, not an
+    attempt to allocate it.
+    """
+    for info in z.infolist():
+        member = info.filename
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise ValueError(f"fastmlp.load: {name}: member {member!r} is compressed; fastmlp "
+                             "files hold stored .npy members only")
+        if not member.endswith(".npy") or info.file_size > file_size:
+            raise ValueError(f"fastmlp.load: {name}: unexpected member {member!r} "
+                             f"({info.file_size} bytes)")
+        with z.open(info) as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+            else:
+                raise ValueError(f"fastmlp.load: {name}: member {member!r} has unsupported .npy "
+                                 f"version {version}")
+            header = fh.tell()
+        if dtype.hasobject:
+            raise ValueError(f"fastmlp.load: {name}: member {member!r} holds Python objects "
+                             "(dtype object); fastmlp files hold numeric arrays only")
+        if dtype.kind not in "fiub" or dtype.fields is not None or dtype.subdtype is not None:
+            raise ValueError(f"fastmlp.load: {name}: member {member!r} has dtype {dtype}; fastmlp "
+                             "files hold float, int and bool arrays only")
+        count = 1
+        for d in shape:
+            count *= int(d)
+        if header + count * dtype.itemsize != info.file_size:
+            raise ValueError(f"fastmlp.load: {name}: member {member!r} declares shape {shape} of "
+                             f"{dtype} ({count * dtype.itemsize} bytes) but holds "
+                             f"{info.file_size - header} bytes")
+
+
 def load(f, map_location=None, pickle_module=None, *, weights_only=True, mmap=None, **kwargs):
     """Load what :func:`save` wrote. Never unpickles: other files raise ValueError."""
     if pickle_module is not None:
@@ -164,20 +210,28 @@ def load(f, map_location=None, pickle_module=None, *, weights_only=True, mmap=No
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             names = set(z.namelist())
-        if _META + ".npy" not in names:
-            hint = " (it looks like a torch.save file: load it with torch and pass the state " \
-                   "dict to load_state_dict)" if any(n.endswith("data.pkl") for n in names) else ""
-            raise ValueError(f"fastmlp.load: {name} is a zip/npz file without fastmlp metadata"
-                             + hint)
+            if _META + ".npy" not in names:
+                hint = " (it looks like a torch.save file: load it with torch and pass the " \
+                       "state dict to load_state_dict)" if any(n.endswith("data.pkl") for n in names) else ""
+                raise ValueError(f"fastmlp.load: {name} is a zip/npz file without fastmlp metadata"
+                                 + hint)
+            _check_members(z, name, len(data))
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-        meta = json.loads(arrays.pop(_META).tobytes().decode("utf-8"))
+        meta_bytes = arrays.pop(_META)
+        if meta_bytes.dtype != np.uint8 or meta_bytes.ndim != 1:
+            raise ValueError(f"fastmlp.load: {name} has malformed metadata")
+        meta = json.loads(meta_bytes.tobytes().decode("utf-8"))
     except ValueError as e:
         if str(e).startswith("fastmlp.load"):
             raise
         raise ValueError(f"fastmlp.load: {name} is corrupt or not a fastmlp file ({e})") from None
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError, UnicodeDecodeError) as e:
-        raise ValueError(f"fastmlp.load: {name} is corrupt or not a fastmlp file ({e})") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, EOFError,
+            KeyError, UnicodeDecodeError, RecursionError, OverflowError, TypeError, IndexError,
+            AttributeError, SyntaxError, MemoryError) as e:
+        # zipfile/numpy/json raise all of these on damaged or crafted input
+        raise ValueError(f"fastmlp.load: {name} is corrupt or not a fastmlp file "
+                         f"({type(e).__name__}: {e})") from None
     if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
         raise ValueError(f"fastmlp.load: {name} has an unknown format version "
                          f"{meta.get('format') if isinstance(meta, dict) else meta!r}")
@@ -188,4 +242,9 @@ def load(f, map_location=None, pickle_module=None, *, weights_only=True, mmap=No
         dev = _as_device(map_location)
         if dev.type == "cpu":
             dev = None
-    return _decode(meta["obj"], arrays, dev)
+    try:
+        return _decode(meta.get("obj"), arrays, dev)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError,
+            RuntimeError) as e:
+        # crafted metadata (dangling references, wrong types, absurd nesting)
+        raise ValueError(f"fastmlp.load: {name} has malformed content ({type(e).__name__}: {e})") from None
