@@ -34,6 +34,13 @@ inline py::array out_arr(py::handle h, const char* name) {
     if (fast_f32(h, kContigAligned | npy::NPY_ARRAY_WRITEABLE_)) return py::reinterpret_borrow<py::array>(h);
     return output_contiguous(h, name);
 }
+// The argument as a float32 array without copying it (TypeError otherwise): shapes are checked
+// on this before in_arr() may copy, so a bad call never first materialises a huge strided or
+// broadcast view.
+inline py::array raw_arr(py::handle h, const char* name) {
+    if (py::isinstance<py::array_t<float>>(h)) return py::reinterpret_borrow<py::array>(h);
+    return as_f32_array(h, name);
+}
 inline py::array new_f32(int64_t r, int64_t c) { return py::array_t<float>({r, c}); }
 
 void check_2d(const py::array& a, const char* name, int64_t rows, int64_t cols, const char* what) {
@@ -54,8 +61,8 @@ void check_1d(const py::array& a, const char* name, int64_t n, const char* what)
 py::array linear_forward_py(py::handle x_obj, py::handle w_obj, py::handle b_obj, bool relu,
                             py::handle out_obj) {
     const char* what = "linear_forward";
-    py::array x = in_arr(x_obj, "x");
-    py::array w = in_arr(w_obj, "weight");
+    py::array x = raw_arr(x_obj, "x");
+    py::array w = raw_arr(w_obj, "weight");
     if (w.ndim() != 2)
         throw py::value_error("linear_forward: 'weight' must be 2-D (out_features, in_features), got "
                               "shape " + shape_str(w));
@@ -67,16 +74,19 @@ py::array linear_forward_py(py::handle x_obj, py::handle w_obj, py::handle b_obj
     const float* bp = nullptr;
     py::array b;
     if (!b_obj.is_none()) {
-        b = in_arr(b_obj, "bias");
+        b = raw_arr(b_obj, "bias");
         check_1d(b, "bias", OC, what);
+        b = in_arr(b, "bias");
         bp = static_cast<const float*>(b.data());
     }
+    if (!out_obj.is_none()) check_2d(out_arr(out_obj, "out"), "out", B, OC, what);
+    x = in_arr(x, "x");
+    w = in_arr(w, "weight");
     py::array out;
     if (out_obj.is_none()) {
         out = new_f32(B, OC);
     } else {
         out = out_arr(out_obj, "out");
-        check_2d(out, "out", B, OC, what);
         check_no_overlap(out, "out", x, "x", false);
         check_no_overlap(out, "out", w, "weight", false);
         if (bp) check_no_overlap(out, "out", b, "bias", false);
@@ -98,9 +108,9 @@ py::tuple linear_backward_py(py::handle g_obj, py::handle x_obj, py::handle w_ob
                              py::handle db_obj, bool want_dx, bool want_dw, bool want_db,
                              bool acc_w, bool acc_b) {
     const char* what = "linear_backward";
-    py::array g = in_arr(g_obj, "grad");
-    py::array x = in_arr(x_obj, "x");
-    py::array w = in_arr(w_obj, "weight");
+    py::array g = raw_arr(g_obj, "grad");
+    py::array x = raw_arr(x_obj, "x");
+    py::array w = raw_arr(w_obj, "weight");
     check_2d(w, "weight", -1, -1, what);
     const int64_t OC = w.shape(0), C = w.shape(1);
     check_2d(x, "x", -1, C, what);
@@ -109,10 +119,14 @@ py::tuple linear_backward_py(py::handle g_obj, py::handle x_obj, py::handle w_ob
     const float* yp = nullptr;
     py::array y;
     if (!y_obj.is_none()) {
-        y = in_arr(y_obj, "relu_out");
+        y = raw_arr(y_obj, "relu_out");
         check_2d(y, "relu_out", B, OC, what);
+        y = in_arr(y, "relu_out");
         yp = static_cast<const float*>(y.data());
     }
+    g = in_arr(g, "grad");
+    x = in_arr(x, "x");
+    w = in_arr(w, "weight");
     auto check_out = [&](py::array& o, const char* name) {
         check_no_overlap(o, name, g, "grad", false);
         check_no_overlap(o, name, x, "x", false);
@@ -198,8 +212,8 @@ void sgd_step_many_py(py::list params, py::list grads, py::handle bufs_obj, py::
     std::unique_ptr<bool[]> first(new bool[n]);
     for (size_t i = 0; i < n; ++i) {
         py::array p = out_arr(params[i], "param");
+        check_same_shape(p, "param", raw_arr(grads[i], "grad"), "grad");
         py::array g = in_arr(grads[i], "grad");
-        check_same_shape(p, "param", g, "grad");
         check_no_overlap(p, "param", g, "grad", false);
         pp[i] = static_cast<float*>(p.mutable_data());
         gp[i] = static_cast<const float*>(g.data());

@@ -100,11 +100,11 @@ Chain make_chain(py::list weights, py::list biases, py::list relu, py::object we
 }
 
 py::array data_matrix(py::handle obj, const char* name, int64_t cols) {
-    py::array a = input_contiguous(obj, name);
+    py::array a = as_f32_array(obj, name);  // checked before input_contiguous may copy it
     if (a.ndim() != 2 || a.shape(1) != cols)
         throw py::value_error(std::string("mlp: '") + name + "' must have shape (n, " +
                               std::to_string(cols) + "), got " + shape_str(a));
-    return a;
+    return input_contiguous(a, name);
 }
 
 py::dict mlp_train_py(py::list weights, py::list biases, py::list relu, py::handle X_obj,

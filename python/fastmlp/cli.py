@@ -154,7 +154,25 @@ def save_model(path, weights, biases, relu, meta):
 
 
 def load_model(path):
-    """(weights, biases, relu, meta) from a file save_model wrote."""
+    """(weights, biases, relu, meta) from a file save_model wrote, checked for consistency."""
+    try:
+        ws, bs, relu, meta = _load_model_parts(path)
+        feats, targets = meta["features"], meta["targets"]
+        ok = (len(ws) == len(bs) == len(relu) >= 1 and isinstance(feats, list) and isinstance(targets, list)
+              and all(w.ndim == 2 for w in ws) and ws[0].shape[1] == len(feats)
+              and ws[-1].shape[0] == len(targets)
+              and all(ws[i].shape[1] == ws[i - 1].shape[0] for i in range(1, len(ws)))
+              and all(b.shape == (w.shape[0],) for w, b in zip(ws, bs)))
+    except CLIError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        raise CLIError(f"{path}: not a valid fastmlp model file ({type(e).__name__}: {e})") from None
+    if not ok:
+        raise CLIError(f"{path}: not a valid fastmlp model file (inconsistent layer shapes)")
+    return ws, bs, relu, meta
+
+
+def _load_model_parts(path):
     p = Path(path)
     if not p.exists():
         raise CLIError(f"{path}: no such model file")
@@ -255,7 +273,7 @@ def cmd_demo(args):
     from .trainer import fit, predict
 
     if args.threads:
-        fastmlp.set_num_threads(args.threads)
+        _set_threads(args.threads)
     threads = fastmlp.get_num_threads()
     X, y = teacher_data(args.samples + args.test_samples, args.seed)
     Xtr, ytr = X[:args.samples], y[:args.samples]
@@ -302,6 +320,15 @@ def _parse_hidden(text):
     return sizes
 
 
+def _set_threads(n):
+    import fastmlp
+
+    try:
+        fastmlp.set_num_threads(n)
+    except ValueError as e:
+        raise CLIError(f"--threads: {e}") from None
+
+
 def cmd_train(args):
     import fastmlp
     from .trainer import NonFiniteLossError, fit
@@ -322,10 +349,10 @@ def cmd_train(args):
     for name in ("epochs", "batch_size"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.lr <= 0:
-        raise CLIError(f"--lr must be > 0, got {args.lr}")
+    if not (args.lr > 0 and args.lr != float("inf")):
+        raise CLIError(f"--lr must be a finite number > 0, got {args.lr}")
     if args.threads:
-        fastmlp.set_num_threads(args.threads)
+        _set_threads(args.threads)
     table = read_table(args.data)
     X, y, feats, targets = split_xy(table, args.target, args.data)
     if not (np.isfinite(X).all() and np.isfinite(y).all()):
