@@ -68,7 +68,10 @@ def run_cases(cases, timeout=240):
 import numpy as np  # noqa: E402
 
 import fastmlp  # noqa: E402
+import fastmlp.nn as nn  # noqa: E402
+import fastmlp.optim as optim  # noqa: E402
 from fastmlp import ops  # noqa: E402
+from fastmlp.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 _rng = np.random.default_rng(0)
 
@@ -80,6 +83,20 @@ def f32(*shape):
 def huge(*shape):
     """A read-only view of one float32 with a huge logical shape (no memory behind it)."""
     return np.broadcast_to(np.float32(1.5), shape)
+
+
+def skip(reason):
+    """Raise from a snippet to skip its case (e.g. an optional package is missing)."""
+    raise RuntimeError(f"(skip: {reason})")
+
+
+def needs(module):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        skip(f"{module} is not installed")
 
 
 def ref64(a):

@@ -145,6 +145,13 @@ py::dict mlp_train_py(py::list weights, py::list biases, py::list relu, py::hand
     }
     py::array_t<int64_t, py::array::c_style | py::array::forcecast> perm;
     if (!perm_obj.is_none()) {
+        // An explicit order must be integers: forcecast would silently truncate 1.7 to 1.
+        if (!py::isinstance<py::array>(perm_obj) ||
+            std::string("iu").find(py::array(perm_obj).dtype().kind()) == std::string::npos)
+            throw py::type_error("mlp_train: 'perm' must be a numpy array of integers, got " +
+                                 std::string(py::str(py::isinstance<py::array>(perm_obj)
+                                                         ? py::str(py::array(perm_obj).dtype())
+                                                         : py::str(py::type::handle_of(perm_obj).attr("__name__")))));
         perm = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(perm_obj);
         if (!perm) throw py::type_error("mlp_train: 'perm' must be an integer array");
         const bool one = perm.ndim() == 1 && perm.shape(0) == n;
