@@ -161,6 +161,8 @@ def _check_members(z, name, file_size):
     """
     for info in z.infolist():
         member = info.filename
+        if info.flag_bits & 0x1:
+            raise ValueError(f"fastmlp.load: {name}: member {member!r} is encrypted")
         if info.compress_type != zipfile.ZIP_STORED:
             raise ValueError(f"fastmlp.load: {name}: member {member!r} is compressed; fastmlp "
                              "files hold stored .npy members only")
@@ -228,7 +230,7 @@ def load(f, map_location=None, pickle_module=None, *, weights_only=True, mmap=No
         raise ValueError(f"fastmlp.load: {name} is corrupt or not a fastmlp file ({e})") from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, EOFError,
             KeyError, UnicodeDecodeError, RecursionError, OverflowError, TypeError, IndexError,
-            AttributeError, SyntaxError, MemoryError) as e:
+            AttributeError, SyntaxError, MemoryError, RuntimeError) as e:
         # zipfile/numpy/json raise all of these on damaged or crafted input
         raise ValueError(f"fastmlp.load: {name} is corrupt or not a fastmlp file "
                          f"({type(e).__name__}: {e})") from None
