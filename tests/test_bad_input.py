@@ -13,6 +13,7 @@ ValueError).
 """
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -509,6 +510,8 @@ def test_bad_input(cid, results, request):
 
 # ---- the harness itself: a crash or a hang in a case is reported, and the rest still run -------
 
+@pytest.mark.skipif(bool(os.environ.get("FASTMLP_SANITIZER_RUN")),
+                    reason="its deliberate segfault would be reported by ASan")
 def test_harness_reports_crash_and_hang_and_continues():
     cases = [("a", "pass"), ("segv", "import ctypes; ctypes.string_at(0)"), ("b", "raise ValueError('x')"),
              ("abort", "import os; os.abort()"), ("c", "pass")]

@@ -146,3 +146,36 @@ def test_no_reference_leaks_on_inputs_and_outputs():
     r = ops.matmul(a, b)
     assert sys.getrefcount(r) == 2
     assert r.base is None or sys.getrefcount(r.base) == 2
+
+
+def test_eager_training_10000_steps_flat_memory():
+    import fastmlp
+    import fastmlp.nn as nn
+    import fastmlp.optim as optim
+
+    fastmlp.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 4))
+    opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = nn.MSELoss()
+    x, y = fastmlp.randn(32, 16), fastmlp.randn(32, 4)
+    xa = x.numpy()
+    before_refs = sys.getrefcount(xa)
+    losses = []
+
+    def step():
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        del losses[:-2]
+
+    step()
+    first = losses[-1]
+    grew = growth_mb(step, 10_000)
+    assert grew < LIMIT_MB, f"resident memory grew {grew:.1f} MB over 10,000 eager steps"
+    assert losses[-1] < first
+    gc.collect()
+    assert sys.getrefcount(xa) == before_refs
+    # the graph is freed after backward: no tensor from the last step keeps the tape alive
+    assert all(p.grad is None or p.grad.grad_fn is None for p in model.parameters())

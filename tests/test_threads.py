@@ -173,3 +173,63 @@ def test_set_num_threads_is_process_wide(threads):
         th.start()
         th.join()
         assert seen == [n] and fastmlp.get_num_threads() == n
+
+
+# ---- the eager API (fastmlp.nn / optim) from several threads ------------------------------------
+
+def train_eager(seed, steps=40):
+    import fastmlp.nn as nn
+    import fastmlp.optim as optim
+
+    rng = np.random.default_rng(seed)
+    x = fastmlp.from_numpy(rng.standard_normal((32, 6)).astype(np.float32))
+    y = fastmlp.from_numpy(rng.standard_normal((32, 2)).astype(np.float32))
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 2))
+    with fastmlp.no_grad():
+        for i, p in enumerate(model.parameters()):  # deterministic init without the global RNG
+            p.copy_(fastmlp.from_numpy((rng.standard_normal(tuple(p.shape)) * 0.3).astype(np.float32)))
+    opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    loss_fn = nn.MSELoss()
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+    return [p.detach().numpy().copy() for p in model.parameters()] + [np.float32(loss.item())]
+
+
+def test_four_threads_eager_training_match_one_thread(threads):
+    threads(2)
+    seeds = [0, 1, 2, 3]
+    want = {s: train_eager(s) for s in seeds}
+    got = run_in_threads(train_eager, seeds)
+    for s in seeds:
+        assert_same(got[s], want[s])
+
+
+def test_no_grad_in_one_thread_does_not_affect_training_in_another():
+    # PyTorch's grad mode is per thread: an inference thread inside `no_grad()` must not switch
+    # off recording for a thread that is training at the same time.
+    import fastmlp.nn as nn
+
+    want = train_eager(5, steps=60)
+    stop = threading.Event()
+    infer = nn.Linear(6, 2)
+
+    def inference_loop():
+        x = fastmlp.randn(8, 6)
+        while not stop.is_set():
+            with fastmlp.no_grad():
+                infer(x)
+
+    th = threading.Thread(target=inference_loop)
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often, inside the training step
+    th.start()
+    try:
+        got = train_eager(5, steps=60)
+    finally:
+        stop.set()
+        th.join()
+        sys.setswitchinterval(old)
+    assert_same(got, want)

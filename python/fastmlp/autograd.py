@@ -14,13 +14,20 @@ from __future__ import annotations
 
 import functools
 import itertools
+import threading
 
 __all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "inference_mode",
            "Node", "run_backward", "backward", "grad"]
 
 
-class GradMode:
+class _GradModeState(threading.local):
+    """Grad mode is per thread, as in PyTorch: ``no_grad()`` in an inference thread must not
+    switch off recording in a thread that is training. (Every thread starts enabled.)"""
+
     enabled = True
+
+
+GradMode = _GradModeState()
 
 
 def is_grad_enabled() -> bool:
