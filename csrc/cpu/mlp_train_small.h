@@ -132,6 +132,16 @@ inline v16 ld16(const float* p) {
 }
 inline void st16(float* p, v16 v) { __builtin_memcpy(p, &v, sizeof(v)); }
 
+// acc + bias, then ReLU (NaN stays NaN: a NaN lane fails both comparisons and is kept).
+inline v16 bias_relu(v16 acc, float bias, bool relu) {
+    v16 v = acc + bias;
+    if (relu) {
+        const v16 zero = {};
+        v = v < zero ? zero : v;
+    }
+    return v;
+}
+
 // a * b + c: one fused rounding where the ISA has FMA (avx2, avx512), two otherwise.
 inline float madd(float a, float b, float c) {
 #if defined(FASTMLP_SMALL_USE_FMA)
@@ -261,40 +271,26 @@ inline float sum16(const float* __restrict x, int64_t Bp) {
             float* __restrict zo = z + o * ld;
             const float bo = ly.bias ? ly.bias[o] : 0.0f;
             const bool relu = ly.relu;
-            for (int64_t b0 = 0; b0 < Bp; b0 += 4 * kLanes) {
-                const int64_t nb = Bp - b0 < 4 * kLanes ? Bp - b0 : 4 * kLanes;
-                if (nb == 4 * kLanes) {  // 64 accumulators in 4 vector registers (avx512)
-                    v16 acc0 = {}, acc1 = {}, acc2 = {}, acc3 = {};
-                    for (int64_t i = 0; i < ly.in; ++i) {
-                        const float wi = w[i];
-                        const float* ai = a + i * ld + b0;
-                        acc0 += wi * ld16(ai);
-                        acc1 += wi * ld16(ai + kLanes);
-                        acc2 += wi * ld16(ai + 2 * kLanes);
-                        acc3 += wi * ld16(ai + 3 * kLanes);
-                    }
-                    float acc[4 * kLanes];
-                    st16(acc, acc0);
-                    st16(acc + kLanes, acc1);
-                    st16(acc + 2 * kLanes, acc2);
-                    st16(acc + 3 * kLanes, acc3);
-                    for (int64_t k = 0; k < 4 * kLanes; ++k) {
-                        const float v = acc[k] + bo;
-                        zo[b0 + k] = relu ? relu1(v) : v;
-                    }
-                } else {
-                    float acc[4 * kLanes];
-                    for (int64_t k = 0; k < nb; ++k) acc[k] = 0.0f;
-                    for (int64_t i = 0; i < ly.in; ++i) {
-                        const float wi = w[i];
-                        const float* ai = a + i * ld + b0;
-                        for (int64_t k = 0; k < nb; ++k) acc[k] = madd(wi, ai[k], acc[k]);
-                    }
-                    for (int64_t k = 0; k < nb; ++k) {
-                        const float v = acc[k] + bo;
-                        zo[b0 + k] = relu ? relu1(v) : v;
-                    }
+            int64_t b0 = 0;
+            for (; b0 + 4 * kLanes <= Bp; b0 += 4 * kLanes) {  // 64 samples in 4 registers
+                v16 acc0 = {}, acc1 = {}, acc2 = {}, acc3 = {};
+                for (int64_t i = 0; i < ly.in; ++i) {
+                    const float wi = w[i];
+                    const float* ai = a + i * ld + b0;
+                    acc0 += wi * ld16(ai);
+                    acc1 += wi * ld16(ai + kLanes);
+                    acc2 += wi * ld16(ai + 2 * kLanes);
+                    acc3 += wi * ld16(ai + 3 * kLanes);
                 }
+                st16(zo + b0, bias_relu(acc0, bo, relu));
+                st16(zo + b0 + kLanes, bias_relu(acc1, bo, relu));
+                st16(zo + b0 + 2 * kLanes, bias_relu(acc2, bo, relu));
+                st16(zo + b0 + 3 * kLanes, bias_relu(acc3, bo, relu));
+            }
+            for (; b0 < Bp; b0 += kLanes) {  // the rest, 16 at a time (Bp is a multiple of 16)
+                v16 acc = {};
+                for (int64_t i = 0; i < ly.in; ++i) acc += w[i] * ld16(a + i * ld + b0);
+                st16(zo + b0, bias_relu(acc, bo, relu));
             }
         }
     }
@@ -354,16 +350,18 @@ inline float sum16(const float* __restrict x, int64_t Bp) {
         if (l > 0) {
             const bool mask = layers[size_t(l - 1)].relu;
             for (int64_t i = 0; i < ly.in; ++i) {
-                float* __restrict di = da + i * ld;
-                for (int64_t b = 0; b < Bp; ++b) di[b] = 0.0f;
-                for (int64_t o = 0; o < ly.out; ++o) {
-                    const float w = ly.weight[o * ly.in + i];
-                    const float* __restrict dzo = dz + o * ld;
-                    for (int64_t b = 0; b < Bp; ++b) di[b] = madd(w, dzo[b], di[b]);
-                }
-                if (mask) {
-                    const float* ai = a + i * ld;
-                    for (int64_t b = 0; b < Bp; ++b) di[b] = ai[b] > 0.0f ? di[b] : 0.0f;
+                float* di = da + i * ld;
+                const float* ai = a + i * ld;
+                for (int64_t b0 = 0; b0 < Bp; b0 += kLanes) {  // one register per 16 samples
+                    v16 acc = {};
+                    for (int64_t o = 0; o < ly.out; ++o)
+                        acc += ly.weight[o * ly.in + i] * ld16(dz + o * ld + b0);
+                    if (mask) {
+                        const v16 av = ld16(ai + b0);
+                        const v16 zero = {};
+                        acc = av > zero ? acc : zero;
+                    }
+                    st16(di + b0, acc);
                 }
             }
         }
