@@ -237,6 +237,68 @@ inline float sum16(const float* __restrict x, int64_t Bp) {
 }
 #endif
 
+// The batch gather, transposed: dst (d, ld) feature-major gets rows src[idx[b]] (d wide) for
+// b < B and zeros for b in [B, Bp).
+inline void gather_rows_scalar(float* __restrict dst, int64_t ld, const float* src, int64_t d,
+                               const int64_t* idx, int64_t B, int64_t Bp) {
+    for (int64_t b = 0; b < B; ++b) {
+        const float* row = src + idx[b] * d;
+        for (int64_t i = 0; i < d; ++i) dst[i * ld + b] = row[i];
+    }
+    for (int64_t i = 0; i < d; ++i)
+        for (int64_t b = B; b < Bp; ++b) dst[i * ld + b] = 0.0f;
+}
+
+#if defined(__AVX512F__)
+// r[k] lane j  ->  r[j] lane k  (a 16x16 in-register transpose)
+inline void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int k = 0; k < 8; ++k) {
+        t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    for (int k = 0; k < 4; ++k) {
+        r[4 * k + 0] = _mm512_shuffle_ps(t[4 * k + 0], t[4 * k + 2], 0x44);
+        r[4 * k + 1] = _mm512_shuffle_ps(t[4 * k + 0], t[4 * k + 2], 0xEE);
+        r[4 * k + 2] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0x44);
+        r[4 * k + 3] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0xEE);
+    }
+    for (int k = 0; k < 4; ++k) {
+        t[k] = _mm512_shuffle_f32x4(r[k], r[k + 4], 0x88);
+        t[k + 4] = _mm512_shuffle_f32x4(r[k], r[k + 4], 0xDD);
+        t[k + 8] = _mm512_shuffle_f32x4(r[k + 8], r[k + 12], 0x88);
+        t[k + 12] = _mm512_shuffle_f32x4(r[k + 8], r[k + 12], 0xDD);
+    }
+    for (int k = 0; k < 8; ++k) {
+        r[k] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0x88);
+        r[k + 8] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0xDD);
+    }
+}
+
+// 16 rows at a time: masked row loads (never past a row's end), one transpose, vector stores.
+inline void gather_rows(float* dst, int64_t ld, const float* src, int64_t d, const int64_t* idx,
+                        int64_t B, int64_t Bp) {
+    if (d < 4) return gather_rows_scalar(dst, ld, src, d, idx, B, Bp);
+    for (int64_t c0 = 0; c0 < d; c0 += kLanes) {
+        const int64_t cw = d - c0 < kLanes ? d - c0 : kLanes;
+        const __mmask16 m = __mmask16((1u << cw) - 1u);
+        for (int64_t b0 = 0; b0 < Bp; b0 += kLanes) {
+            __m512 r[16];
+            for (int64_t k = 0; k < kLanes; ++k)
+                r[k] = b0 + k < B ? _mm512_maskz_loadu_ps(m, src + idx[b0 + k] * d + c0)
+                                  : _mm512_setzero_ps();
+            transpose16(r);
+            for (int64_t j = 0; j < cw; ++j) _mm512_storeu_ps(dst + (c0 + j) * ld + b0, r[j]);
+        }
+    }
+}
+#else
+inline void gather_rows(float* dst, int64_t ld, const float* src, int64_t d, const int64_t* idx,
+                        int64_t B, int64_t Bp) {
+    gather_rows_scalar(dst, ld, src, d, idx, B, Bp);
+}
+#endif
+
 [[maybe_unused]] double small_step_impl(const std::vector<MlpLayer>& layers, SmallScratch& s,
                                         const float* X, const float* Y, const int64_t* idx,
                                         int64_t B, const StepRule& rule, bool first_step,
@@ -247,19 +309,8 @@ inline float sum16(const float* __restrict x, int64_t Bp) {
     const int64_t d_in = layers[0].in, d_out = layers[L - 1].out;
 
     // Gather the batch, transposed to (features, ld); pad columns are zero.
-    {
-        float* a0 = s.act[0];
-        for (int64_t b = 0; b < B; ++b) {
-            const float* row = X + idx[b] * d_in;
-            for (int64_t i = 0; i < d_in; ++i) a0[i * ld + b] = row[i];
-        }
-        for (int64_t b = 0; b < B; ++b) {
-            const float* row = Y + idx[b] * d_out;
-            for (int64_t o = 0; o < d_out; ++o) s.yT[o * ld + b] = row[o];
-        }
-        for (int64_t i = 0; i < d_in; ++i)
-            for (int64_t b = B; b < Bp; ++b) a0[i * ld + b] = 0.0f;
-    }
+    gather_rows(s.act[0], ld, X, d_in, idx, B, Bp);
+    gather_rows(s.yT, ld, Y, d_out, idx, B, Bp);
 
     // Forward: z (out, Bp) = sum_i W[o][i] * a[i][:] (i in order), + bias, relu.
     for (int64_t l = 0; l < L; ++l) {
