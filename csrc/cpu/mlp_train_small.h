@@ -121,8 +121,6 @@ namespace {
 
 constexpr int64_t kLanes = 16;
 
-inline float relu1(float v) { return v > 0.0f ? v : (v != v ? v : 0.0f); }
-
 // 16 floats as one GCC/Clang vector (4 SSE, 2 AVX or 1 AVX-512 register), unaligned load/store.
 typedef float v16 __attribute__((vector_size(64)));
 inline v16 ld16(const float* p) {
@@ -140,15 +138,6 @@ inline v16 bias_relu(v16 acc, float bias, bool relu) {
         v = v < zero ? zero : v;
     }
     return v;
-}
-
-// a * b + c: one fused rounding where the ISA has FMA (avx2, avx512), two otherwise.
-inline float madd(float a, float b, float c) {
-#if defined(FASTMLP_SMALL_USE_FMA)
-    return __builtin_fmaf(a, b, c);
-#else
-    return a * b + c;
-#endif
 }
 
 // Sums of 16 lanes in a fixed tree order (per ISA; the thread count never enters).
