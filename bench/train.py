@@ -343,6 +343,7 @@ def main(argv=None):
     if args.only:
         cases = [c for c in cases if c[0].startswith(args.only)]
     all_cases = quick_cases() if args.quick else CASES_FULL
+    load_start = list(os.getloadavg())
     results = []
     for case in cases:
         r = run_case(all_cases.index(case), all_cases, args.quick, rounds, args.threads,
@@ -367,8 +368,10 @@ def main(argv=None):
         "torch": torch_version,
         "jax": jax_version or "not installed (pip install jax to compare)",
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpus": os.cpu_count(), "load_avg": list(os.getloadavg())},
-        "note": "medians of interleaved rounds on a shared machine; noisy",
+                    "cpus": os.cpu_count(), "load_avg_start": load_start,
+                    "load_avg_end": list(os.getloadavg())},
+        "note": ("medians of interleaved rounds on a shared machine (see load_avg); noisy. PyTorch "
+                 "and JAX run in worker processes; JAX/XLA keeps its own CPU thread pool"),
         "results": results,
     }
     os.makedirs(args.out, exist_ok=True)
