@@ -494,3 +494,13 @@ def test_fit_matches_fastmlp_eager_loop():
     assert extract_chain(nested).relu == [True, True]
     with pytest.raises(ValueError, match="does not follow a Linear"):
         extract_chain(nn.Sequential(nn.ReLU(), nn.Linear(3, 1)))
+
+
+def test_progress_bar_with_tqdm(capsys):
+    pytest.importorskip("tqdm")
+    model, _, _ = seq_model((4, 6, 1), np.random.default_rng(17))
+    X, Y = data(40, 4, 1)
+    fastmlp.fit(model, X, Y, epochs=3, batch_size=8, lr=0.1, progress=True,
+                validation_data=(X, Y))
+    err = capsys.readouterr().err
+    assert "3/3" in err and "val_loss" in err and "samples/s" in err
