@@ -338,15 +338,23 @@ inline void gather_rows(float* dst, int64_t ld, const float* src, int64_t d, con
     // Loss (double, fixed order) and the output gradient (pad columns zero).
     const float* P = s.act[size_t(L)];
     float* dz = s.d0;
-    double sq = 0.0;
+    // Squared errors in double, 8 partial sums over the batch, combined in a fixed order.
+    double part[8] = {0.0};
     for (int64_t o = 0; o < d_out; ++o) {
         const float* po = P + o * ld;
         const float* yo = s.yT + o * ld;
-        for (int64_t b = 0; b < B; ++b) {
+        int64_t b = 0;
+        for (; b + 8 <= B; b += 8)
+            for (int64_t k = 0; k < 8; ++k) {
+                const double d = double(po[b + k]) - double(yo[b + k]);
+                part[k] += d * d;
+            }
+        for (; b < B; ++b) {
             const double d = double(po[b]) - double(yo[b]);
-            sq += d * d;
+            part[b & 7] += d * d;
         }
     }
+    const double sq = ((part[0] + part[4]) + (part[2] + part[6])) + ((part[1] + part[5]) + (part[3] + part[7]));
     const double count = double(B) * double(d_out);
     double loss;
     float scale;
