@@ -73,6 +73,59 @@ bool use_small_path(const KernelSet& ks, int64_t M, int64_t N, int64_t K) {
     return work <= 96.0 * 96.0 * 96.0;
 }
 
+// ---- dot path: C = A @ W^T with few rows ---------------------------------------------------
+// Rows of A and rows of W are both contiguous along K: dot products need no packing at all,
+// where the small path would transpose all of W and the packed path would waste most of an
+// MR-row tile.
+bool use_dot_path(int64_t M, int64_t N, bool trans_a, bool trans_b) {
+    return trans_b && !trans_a && M <= 16 && N > 32;
+}
+
+void sgemm_dot(const KernelSet& ks, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+               int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+               GemmEpilogue epi) {
+    // One row: the kernel takes 1 x 2*dnr tiles (see dot_any).
+    const int64_t dn = M == 1 ? 2 * ks.dnr : ks.dnr;
+    const int64_t mt = ceil_div(M, ks.dmr), ntl = ceil_div(N, dn);
+    const int64_t tiles = mt * ntl;
+    const int nt = int(std::min<int64_t>(threads_for(2.0 * double(M) * double(N) * double(K)), tiles));
+    auto run = [&](int64_t t0, int64_t t1) {
+        TileArgs t;
+        t.k = K;
+        t.lda = lda;
+        t.ldb = ldb;
+        t.ldc = ldc;
+        t.alpha = alpha;
+        t.beta = beta;
+        t.relu = epi.relu;
+        for (int64_t q = t0; q < t1; ++q) {
+            // column tiles outer: a W row block is read once, all (few) rows of A stay in cache
+            const int64_t jt = q / mt, it = q % mt;
+            const int64_t i0 = it * ks.dmr, j0 = jt * dn;
+            t.m = std::min<int64_t>(ks.dmr, M - i0);
+            t.n = std::min<int64_t>(dn, N - j0);
+            t.a = A + i0 * lda;
+            t.b = B + j0 * ldb;
+            t.c = C + i0 * ldc + j0;
+            t.bias = epi.bias ? epi.bias + j0 : nullptr;
+            ks.dot(t);
+        }
+    };
+    if (nt <= 1) {
+        run(0, tiles);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+#ifdef _OPENMP
+        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+#else
+        const int tid = 0, nth = 1;
+#endif
+        run(tiles * tid / nth, tiles * (tid + 1) / nth);
+    }
+}
+
 // ---- small path --------------------------------------------------------------------------
 void sgemm_small(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                  float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
@@ -254,7 +307,9 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
         return;
     }
     const KernelSet& ks = kernels_for(current_isa());
-    if (use_small_path(ks, M, N, K))
+    if (use_dot_path(M, N, trans_a, trans_b))
+        sgemm_dot(ks, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epi);
+    else if (use_small_path(ks, M, N, K))
         sgemm_small(ks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epi);
     else
         sgemm_packed(ks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epi);
