@@ -15,7 +15,6 @@
 //    block applies beta (beta == 0: C is not read), later ones accumulate; bias and ReLU are
 //    applied in the store of the last K block.
 #include <algorithm>
-#include <cstdlib>
 
 #include "fastmlp/cpu_features.h"
 #include "fastmlp/gemm.h"
@@ -206,15 +205,12 @@ void packed_serial(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, i
                    float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
                    float beta, float* C, int64_t ldc, GemmEpilogue epi) {
     const int MR = ks.mr, NR = ks.nr;
-    static const int64_t kc_env = std::getenv("TUNE_KC") ? std::atoll(std::getenv("TUNE_KC")) : 0;
-    static const int64_t mc_env = std::getenv("TUNE_MC") ? std::atoll(std::getenv("TUNE_MC")) : 0;
-    static const int64_t nc_env = std::getenv("TUNE_NC") ? std::atoll(std::getenv("TUNE_NC")) : 0;
     // K split into equal blocks (K = 2048 with kc 384 gives 6 x 342, not 5 x 384 + 128: a short
     // last block would pay the C-tile load/store for little work).
-    const int64_t KC0 = kc_env ? kc_env : ks.kc;
+    const int64_t KC0 = ks.kc;
     const int64_t KC = std::min<int64_t>(KC0, ceil_div(ceil_div(K, ceil_div(K, KC0)), 8) * 8);
-    const int64_t NC = std::min<int64_t>(nc_env ? nc_env : ks.nc, ceil_div(N, NR) * NR);
-    const int64_t MC = std::min<int64_t>(mc_env ? mc_env : ks.mc, ceil_div(M, MR) * MR);
+    const int64_t NC = std::min<int64_t>(ks.nc, ceil_div(N, NR) * NR);
+    const int64_t MC = std::min<int64_t>(ks.mc, ceil_div(M, MR) * MR);
     // element (i, p) of op(A) at A[i*a_rs + p*a_ps]; element (p, j) of op(B) at B[j*b_js + p*b_ps]
     const int64_t a_rs = trans_a ? 1 : lda, a_ps = trans_a ? lda : 1;
     const int64_t b_js = trans_b ? ldb : 1, b_ps = trans_b ? 1 : ldb;
