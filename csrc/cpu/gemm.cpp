@@ -15,6 +15,7 @@
 //    block applies beta (beta == 0: C is not read), later ones accumulate; bias and ReLU are
 //    applied in the store of the last K block.
 #include <algorithm>
+#include <exception>
 
 #include "fastmlp/cpu_features.h"
 #include "fastmlp/gemm.h"
@@ -44,6 +45,33 @@ namespace {
 using namespace gemm_detail;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Runs body(tid, nth) on nt threads (inline when nt <= 1). An exception on any thread (a scratch
+// buffer that cannot grow) is rethrown on the caller's thread, never let out of the OpenMP
+// region, which would terminate the process.
+template <class Body>
+void parallel_run(int nt, Body&& body) {
+    if (nt <= 1) {
+        body(0, 1);
+        return;
+    }
+    std::exception_ptr err;
+#pragma omp parallel num_threads(nt)
+    {
+#ifdef _OPENMP
+        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+#else
+        const int tid = 0, nth = 1;
+#endif
+        try {
+            body(tid, nth);
+        } catch (...) {
+#pragma omp critical(fastmlp_gemm_error)
+            if (!err) err = std::current_exception();
+        }
+    }
+    if (err) std::rethrow_exception(err);
+}
 
 inline float relu1(float v) { return v > 0.0f ? v : (v != v ? v : 0.0f); }
 
@@ -110,19 +138,7 @@ void sgemm_dot(const KernelSet& ks, int64_t M, int64_t N, int64_t K, float alpha
             ks.dot(t);
         }
     };
-    if (nt <= 1) {
-        run(0, tiles);
-        return;
-    }
-#pragma omp parallel num_threads(nt)
-    {
-#ifdef _OPENMP
-        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-#else
-        const int tid = 0, nth = 1;
-#endif
-        run(tiles * tid / nth, tiles * (tid + 1) / nth);
-    }
+    parallel_run(nt, [&](int tid, int nth) { run(tiles * tid / nth, tiles * (tid + 1) / nth); });
 }
 
 // ---- small path --------------------------------------------------------------------------
@@ -184,19 +200,7 @@ void sgemm_small(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int
             }
         }
     };
-    if (nt <= 1) {
-        run(0, tiles);
-        return;
-    }
-#pragma omp parallel num_threads(nt)
-    {
-#ifdef _OPENMP
-        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-#else
-        const int tid = 0, nth = 1;
-#endif
-        run(tiles * tid / nth, tiles * (tid + 1) / nth);
-    }
+    parallel_run(nt, [&](int tid, int nth) { run(tiles * tid / nth, tiles * (tid + 1) / nth); });
 }
 
 // ---- packed path -------------------------------------------------------------------------
@@ -269,13 +273,7 @@ void sgemm_packed(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, in
     const int64_t a_rs = trans_a ? 1 : lda, b_js = trans_b ? ldb : 1;
     const int64_t np = ceil_div(N, ks.nr), mp = ceil_div(M, ks.mr);
     const bool by_cols = np >= 2 * nt || np >= mp;
-#pragma omp parallel num_threads(nt)
-    {
-#ifdef _OPENMP
-        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-#else
-        const int tid = 0, nth = 1;
-#endif
+    parallel_run(nt, [&](int tid, int nth) {
         if (by_cols) {
             const int64_t j0 = np * tid / nth * ks.nr;
             const int64_t j1 = std::min<int64_t>(N, np * (tid + 1) / nth * ks.nr);
@@ -292,7 +290,7 @@ void sgemm_packed(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, in
                 packed_serial(ks, trans_a, trans_b, i1 - i0, N, K, alpha, A + i0 * a_rs, lda, B,
                               ldb, beta, C + i0 * ldc, ldc, epi);
         }
-    }
+    });
 }
 
 }  // namespace
