@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import operator
 
 __all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "inference_mode",
            "Node", "run_backward", "backward", "grad"]
@@ -168,15 +169,12 @@ def run_backward(root, grad, retain_graph=False):
         return
     nodes = [node0]
     seen = {node0}
-    stack = [node0]
-    while stack:
-        n = stack.pop()
+    for n in nodes:  # grows while iterating: a breadth-first walk of the graph
         for t in n.inputs:
             p = t._node
             if p is not None and p not in seen:
                 seen.add(p)
                 nodes.append(p)
-                stack.append(p)
     if len(nodes) > 1:
         nodes.sort(key=_seq_of, reverse=True)
     node0.gacc = grad
@@ -188,8 +186,7 @@ def run_backward(root, grad, retain_graph=False):
             n.gacc = None
             if n.saved is None:
                 raise RuntimeError(_FREED)
-            grads = n.backward(g)
-            for t, gi in zip(n.inputs, grads):
+            for t, gi in zip(n.inputs, n.backward(g)):
                 if gi is None:
                     continue
                 p = t._node
@@ -202,13 +199,13 @@ def run_backward(root, grad, retain_graph=False):
                     p.gacc = p.gacc + gi
             if not retain_graph:
                 n.release()
-    finally:
+    except BaseException:
         for n in nodes:
             n.gacc = None
+        raise
 
 
-def _seq_of(n):
-    return n.seq
+_seq_of = operator.attrgetter("seq")
 
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):

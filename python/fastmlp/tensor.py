@@ -362,9 +362,13 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
         if gradient is None:
-            if self._data.size != 1:
+            a = self._data
+            if a.ndim == 0 and a.dtype is _F32 and type(a) is _ndarray:
+                g = _ONE_F32
+            elif a.size != 1:
                 raise RuntimeError("grad can be implicitly created only for scalar outputs")
-            g = _ones_like_scalar(self._data)
+            else:
+                g = _ones_like_scalar(a)
         else:
             if isinstance(gradient, Tensor):
                 _same_device(self._data, gradient._data)
@@ -375,7 +379,7 @@ class Tensor:
                 raise RuntimeError(f"Mismatch in shape: grad_output[0] has a shape of {Size(g.shape)} "
                                    f"and output[0] has a shape of {self.shape}.")
             g = g.astype(self._data.dtype, copy=True)  # nodes may read it; never alias the caller's
-        run_backward(self, g, builtins.bool(retain_graph))
+        run_backward(self, g, retain_graph)
 
     # ---- representation --------------------------------------------------------------------
     def __repr__(self):
@@ -732,6 +736,8 @@ def _rebuild(arr, requires_grad):
 
 
 _ONES = {}
+_ONE_F32 = np.ones((), dtype=np.float32)
+_ONE_F32.flags.writeable = False
 
 
 def _ones_like_scalar(a):

@@ -257,27 +257,46 @@ class _ReluNode(Node):
         return (g * (y > 0),)
 
 
-def _probe_tensor(input, inplace=False):
-    return _getrefcount(input)
+def _fuse_relu(input):
+    """Apply ReLU in place on a fresh Linear output and fuse it into the Linear's node.
+
+    Called from exactly one frame that holds ``input`` (``relu`` or ``ReLU.__call__``). Returns
+    False (doing nothing) unless ``input`` is a Linear output that nothing else references.
+    """
+    node = input._node
+    if (type(node) is not _LinearNode or node.y is not None or not _FUSE
+            or node.saved is None or _getrefcount(input) > _TEMP_REFS
+            or _getrefcount(input._data) > _ARRAY_REFS):
+        return False
+    data = input._data
+    if type(data) is _ndarray and data.dtype is _F32:
+        _relu_fwd(data, data)
+    elif data.dtype == _F32:
+        ops.relu(data, out=data)
+    else:
+        _relu_inplace_generic(data)
+    node.y = data if data.ndim == 2 else data.reshape(-1, data.shape[-1])
+    return True
 
 
-def _probe_array(input, inplace=False):
-    return _getrefcount(input._data)
+def _probe_refs(input):
+    return _getrefcount(input), _getrefcount(input._data)
+
+
+def _probe_caller(input):  # the same frame structure as relu() -> _fuse_relu()
+    return _probe_refs(input)
 
 
 def _calibrate():
-    """Refcounts seen inside relu() for an unreferenced temporary; None if it can't tell."""
+    """Refcounts _fuse_relu sees for an unreferenced temporary; (None, None) if it can't tell."""
     def make():
         return _wrap(np.zeros(1, np.float32))
 
-    temp = _probe_tensor(make())
+    temp, arr_alone = _probe_caller(make())
     held = make()
-    if _probe_tensor(held) <= temp:
-        return None, None
-    arr_alone = _probe_array(make())
-    t = make()
-    view = t._data[:]  # noqa: F841  (a second reference to the array must be visible)
-    if _probe_array(t) <= arr_alone:
+    view = held._data[:]  # noqa: F841  (a second reference to the array must be visible)
+    held_refs, held_arr = _probe_caller(held)
+    if held_refs <= temp or held_arr <= arr_alone:
         return None, None
     return temp, arr_alone
 
@@ -288,17 +307,7 @@ _FUSE = _TEMP_REFS is not None
 
 def relu(input, inplace=False):
     """``max(input, 0)``; fused into the preceding Linear when its output is an unshared temporary."""
-    node = input._node
-    if (type(node) is _LinearNode and node.y is None and _FUSE and node.saved is not None
-            and _getrefcount(input) <= _TEMP_REFS and _getrefcount(input._data) <= _ARRAY_REFS):
-        data = input._data
-        if type(data) is _ndarray and data.dtype is _F32:
-            _relu_fwd(data, data)
-        elif data.dtype == _F32:
-            ops.relu(data, out=data)
-        else:
-            _relu_inplace_generic(data)
-        node.y = data if data.ndim == 2 else data.reshape(-1, data.shape[-1])
+    if input._node is not None and _fuse_relu(input):
         return input
     x = input._data
     if inplace and not (input.requires_grad and GradMode.enabled):
