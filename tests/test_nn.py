@@ -260,3 +260,17 @@ def test_sequential_indexing():
     assert len(s) == 6 and s(x).shape == (5, 1)
     with pytest.raises(IndexError):
         s[10]
+
+
+def test_mse_gradient_scaled_by_upstream():
+    x = fastmlp.tensor([[1.0], [2.0]], requires_grad=True)
+    t = fastmlp.tensor([[0.0], [0.0]])
+    (nn.MSELoss()(x, t) * 3).backward()
+    np.testing.assert_allclose(x.grad.numpy(), 3 * 2 * np.array([[1.0], [2.0]]) / 2)
+    x.grad = None
+    loss = nn.MSELoss(reduction="sum")(x, t)
+    assert loss.item() == 5.0
+    loss.backward()
+    np.testing.assert_allclose(x.grad.numpy(), [[2.0], [4.0]])
+    with fastmlp.no_grad():
+        assert nn.MSELoss()(x, t).item() == 2.5

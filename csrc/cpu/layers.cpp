@@ -38,6 +38,14 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
         sgemm(false, false, B, C, OC, 1.0f, g, OC, weight, C, 0.0f, dinp, C);
 }
 
+double mse_forward_backward(float* dpred, const float* pred, const float* target, int64_t n,
+                            float scale) {
+    // dpred (n), pred (n), target (n)
+    const double loss = mse_forward(pred, target, n);
+    mse_backward(dpred, pred, target, n, scale);
+    return loss;
+}
+
 void sgd_step_many(float* const* params, const float* const* grads, float* const* bufs,
                    const int64_t* sizes, const bool* first_step, int64_t n, const SgdOptions& opt) {
     for (int64_t i = 0; i < n; ++i)

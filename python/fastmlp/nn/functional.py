@@ -26,6 +26,7 @@ import numpy as np
 from .. import _C, ops
 from ..autograd import GradMode, Node, _seq
 from ..devices import array_module, device_of
+from ..tensor import _ONE_F32 as _ONE
 from ..tensor import Size, Tensor, _as_tensor_like, _same_device, _unbroadcast, _wrap
 
 __all__ = ["linear", "relu", "relu_", "mse_loss", "ShapeError", "DtypeError"]
@@ -39,6 +40,7 @@ _relu_fwd = _C.relu_forward
 _relu_bwd = _C.relu_backward
 _mse_fwd = _C.mse_forward
 _mse_bwd = _C.mse_backward
+_mse_fb = _C.mse_forward_backward
 _new = object.__new__
 
 
@@ -342,7 +344,11 @@ class _MseNode(Node):
 
     def backward(self, g):
         a, t = self.inputs
-        x, y, reduction = self.saved
+        x, y, reduction, d = self.saved
+        if d is not None:  # computed with the loss; g is the seed 1.0 unless chained further
+            if g is not _ONE:
+                d = d * g.item() if g.item() != 1.0 else d
+            return (d if a.requires_grad else None, -d if t.requires_grad else None)
         if reduction == "none":
             d = 2 * (x - y) * g
             da = _unbroadcast(d, x.shape) if a.requires_grad else None
@@ -397,8 +403,14 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
         except ValueError:
             raise ShapeError(f"mse_loss: the size of input {Size(x.shape)} and target "
                              f"{Size(y.shape)} cannot be broadcast together") from None
+    d = None
+    need_grad = GradMode.enabled and (input.requires_grad or target.requires_grad)
     if reduction != "none" and type(x) is _ndarray and x.dtype is _F32 and x.shape == y.shape:
-        v = _mse_fwd(x, y)
+        if need_grad:  # the gradient comes out of the same call (scaled for a seed of 1.0)
+            n = x.size
+            v, d = _mse_fb(x, y, 2.0 / n if reduction == "mean" and n else 2.0)
+        else:
+            v = _mse_fwd(x, y)
         if reduction == "sum":
             v *= x.size
         out = np.array(v, dtype=_F32)
@@ -406,11 +418,11 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
         v = ops.mse_loss(x, y)
         out = array_module(device_of(x)).asarray(v * (x.size if reduction == "sum" else 1), dtype=_F32)
     else:
-        d = x - y
-        sq = d * d
+        diff = x - y
+        sq = diff * diff
         out = sq if reduction == "none" else (sq.mean() if reduction == "mean" else sq.sum())
         if type(x) is _ndarray:
             out = np.asarray(out, dtype=np.result_type(x, y))
-    if GradMode.enabled and (input.requires_grad or target.requires_grad):
-        return _wrap(out, _MseNode((input, target), (x, y, reduction)), True)
+    if need_grad:
+        return _wrap(out, _MseNode((input, target), (x, y, reduction, d)), True)
     return _wrap(out)
