@@ -274,3 +274,93 @@ def test_mse_gradient_scaled_by_upstream():
     np.testing.assert_allclose(x.grad.numpy(), [[2.0], [4.0]])
     with fastmlp.no_grad():
         assert nn.MSELoss()(x, t).item() == 2.5
+
+
+# ---- the layer kernels under nn.Linear (fastmlp.ops.linear_backward / _C.linear_forward) ------
+@pytest.mark.parametrize("B,C,OC", [(1, 1, 1), (7, 13, 5), (64, 10, 20), (33, 17, 1), (0, 4, 3),
+                                    (5, 0, 3), (130, 67, 35)])
+@pytest.mark.parametrize("relu", [False, True])
+def test_layer_kernels_match_float64(B, C, OC, relu):
+    from fastmlp import _C, ops
+
+    rng = np.random.default_rng(B * 100 + C)
+    x = rng.standard_normal((B, C)).astype(np.float32)
+    w = rng.standard_normal((OC, C)).astype(np.float32)
+    b = rng.standard_normal(OC).astype(np.float32)
+    g = rng.standard_normal((B, OC)).astype(np.float32)
+    y = _C.linear_forward(x, w, b, relu, None)
+    ref = x.astype(np.float64) @ w.T.astype(np.float64) + b
+    if relu:
+        ref = np.maximum(ref, 0)
+    tol = 1e-5 * max(C, 1)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=tol)
+    gm = g.astype(np.float64) * ((y > 0) if relu else 1)
+    g_before = g.copy()
+    dx, dw, db = ops.linear_backward(g, x, w, relu_out=y if relu else None)
+    np.testing.assert_array_equal(g, g_before)  # grad is not written
+    np.testing.assert_allclose(dx, gm @ w, rtol=1e-5, atol=1e-5 * max(OC, 1))
+    np.testing.assert_allclose(dw, gm.T @ x, rtol=1e-5, atol=1e-5 * max(B, 1))
+    np.testing.assert_allclose(db, gm.sum(0), rtol=1e-5, atol=1e-5 * max(B, 1))
+    dw2, db2 = np.ones_like(dw), np.ones_like(db)
+    out = ops.linear_backward(g, x, w, relu_out=y if relu else None, dweight=dw2, dbias=db2,
+                              accumulate=True, need_input_grad=False)
+    assert out[0] is None and out[1] is dw2 and out[2] is db2
+    np.testing.assert_allclose(dw2, 1 + gm.T @ x, rtol=1e-5, atol=1e-5 * max(B, 1))
+    np.testing.assert_allclose(db2, 1 + gm.sum(0), rtol=1e-5, atol=1e-5 * max(B, 1))
+
+
+def test_layer_kernels_thread_count_independent():
+    from fastmlp import ops
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((300, 200)).astype(np.float32)
+    w = rng.standard_normal((150, 200)).astype(np.float32)
+    g = rng.standard_normal((300, 150)).astype(np.float32)
+    prev = fastmlp.get_num_threads()
+    try:
+        res = []
+        for n in (1, 2):
+            fastmlp.set_num_threads(n)
+            res.append(ops.linear_backward(g, x, w, relu_out=g))
+    finally:
+        fastmlp.set_num_threads(prev)
+    for a, b in zip(*res):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_layer_kernels_bad_input():
+    from fastmlp import _C, ops
+
+    x = np.zeros((4, 3), np.float32)
+    w = np.zeros((2, 3), np.float32)
+    g = np.zeros((4, 2), np.float32)
+    with pytest.raises(TypeError, match="float32"):
+        _C.linear_forward(x.astype(np.float64), w)
+    with pytest.raises(ValueError, match=r"'x' must have shape \(batch, 3\)"):
+        _C.linear_forward(np.zeros((4, 5), np.float32), w)
+    with pytest.raises(ValueError, match="'bias'"):
+        _C.linear_forward(x, w, np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="'grad' must have shape"):
+        ops.linear_backward(np.zeros((4, 3), np.float32), x, w)
+    with pytest.raises(ValueError, match="'relu_out'"):
+        ops.linear_backward(g, x, w, relu_out=np.zeros((3, 2), np.float32))
+    ro = np.zeros((2, 3), np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        ops.linear_backward(g, x, w, dweight=ro)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        ops.linear_backward(g, x, w, dweight=np.zeros((3, 2), np.float32).T)
+    with pytest.raises(ValueError, match="overlap"):
+        ops.linear_backward(g, x, w, dweight=w)
+    with pytest.raises(ValueError, match="'dbias' must have shape"):
+        ops.linear_backward(g, x, w, dbias=np.zeros(5, np.float32))
+    with pytest.raises(TypeError):
+        ops.linear_backward(g, [[1.0]], w)
+    with pytest.raises(ValueError):
+        _C.sgd_step_many([w], [g], None, [False], 0.1)
+    with pytest.raises(ValueError, match="nesterov"):
+        _C.sgd_step_many([w], [w.copy()], [w.copy()], [False], 0.1, 0.0, 0.0, 0.0, True)
+    with pytest.raises(ValueError, match="momentum_buffers"):
+        _C.sgd_step_many([w], [w.copy()], None, [False], 0.1, 0.9)
+    with pytest.raises(ValueError, match="reduction"):
+        ops.mse_loss_and_grad(x, x, reduction="none")

@@ -143,12 +143,17 @@ def _set_leaf_grad(t, g):
 
 def _linear_backward_generic(g, x, w, y, want_x, want_w, want_b):
     """The same backward with array ops (float64 on numpy, or CUDA through fastmlp.ops)."""
-    f32 = g.dtype == _F32 and type(g) is not _ndarray
+    if g.dtype == _F32 and x.dtype == _F32 and w.dtype == _F32:  # CUDA (or odd CPU layouts)
+        if type(g) is _ndarray:
+            g, x, w = (np.ascontiguousarray(a) for a in (g, x, w))
+            y = None if y is None else np.ascontiguousarray(y)
+        return ops.linear_backward(g, x, w, relu_out=y, need_input_grad=want_x,
+                                   need_weight_grad=want_w, need_bias_grad=want_b)
     if y is not None:
-        g = ops.relu_backward(g, y) if f32 else g * (y > 0)
-    db = (ops.bias_grad(g) if f32 else g.sum(axis=0)) if want_b else None
-    dw = (ops.matmul(g.T, x) if f32 else g.T @ x) if want_w else None
-    dx = (ops.matmul(g, w) if f32 else g @ w) if want_x else None
+        g = g * (y > 0)
+    db = g.sum(axis=0) if want_b else None
+    dw = g.T @ x if want_w else None
+    dx = g @ w if want_x else None
     return dx, dw, db
 
 
