@@ -256,3 +256,20 @@ def test_device_objects():
     assert fastmlp.device("cpu") == "cpu"
     with pytest.raises(RuntimeError):
         fastmlp.device("tpu")
+
+
+def test_type_promotion_like_torch():
+    f, i = fastmlp.ones(2, 3), fastmlp.arange(3)
+    assert (f * i).dtype == fastmlp.float32
+    assert (i / 2).dtype == fastmlp.float32 and (i / i.clone().add_(1)).dtype == fastmlp.float32
+    assert (f + fastmlp.tensor(2.0, dtype=fastmlp.float64)).dtype == fastmlp.float32  # 0-d loses
+    assert (fastmlp.ones(2, dtype=fastmlp.float64) + fastmlp.ones(2)).dtype == fastmlp.float64
+    x = fastmlp.ones(3, requires_grad=True)
+    (x * i).sum().backward()
+    assert x.grad.dtype == fastmlp.float32 and x.grad.tolist() == [0.0, 1.0, 2.0]
+
+
+def test_parameter_repr_and_str():
+    p = nn.Parameter(fastmlp.ones(2))
+    assert str(p) == repr(p) == "Parameter containing:\ntensor([1., 1.], requires_grad=True)"
+    assert f"{fastmlp.tensor(0.25):.2f}" == "0.25"

@@ -103,6 +103,14 @@ def _unbroadcast(g, shape):
     return g.reshape(shape)
 
 
+def _unb(g, like):
+    """The gradient for an input ``like``: un-broadcast to its shape, in its dtype."""
+    g = _unbroadcast(g, like.shape)
+    if g.dtype != like.dtype and like.dtype.kind == "f":
+        g = g.astype(like.dtype)
+    return g
+
+
 def _fmt_array(a):
     """Array text in PyTorch's style: 4 decimals, or integers written as ``1.``."""
     if a.size == 0:
@@ -400,7 +408,8 @@ class Tensor:
             return f"tensor([], {', '.join([body] + extra)})"
         return "tensor(" + ", ".join([body] + extra) + ")"
 
-    __str__ = __repr__
+    def __str__(self):
+        return self.__repr__()
 
     def __len__(self):
         if self._data.ndim == 0:
@@ -825,8 +834,30 @@ def _binary(a, b, node_cls):
         b = _as_tensor_like(b, a)
     elif type(a._data) is not type(b._data):
         _same_device(a._data, b._data)
-    out = node_cls.forward(a._data, b._data)
+    x, y = a._data, b._data
+    out = node_cls.forward(x, y)
+    if out.dtype != x.dtype and out.dtype != y.dtype or (out.dtype.kind == "f" and x.dtype != y.dtype):
+        out = out.astype(_promote(x, y, node_cls), copy=False)
     return _result(out, node_cls, (a, b))
+
+
+def _promote(x, y, node_cls):
+    """PyTorch's result dtype: a float operand's type beats an int one; within floats a
+    dimensioned tensor beats a 0-d one; int / int is float32."""
+    kx, ky = x.dtype.kind, y.dtype.kind
+    if kx == "f" and ky != "f":
+        return x.dtype
+    if ky == "f" and kx != "f":
+        return y.dtype
+    if kx == "f" and ky == "f":
+        if x.ndim == 0 and y.ndim > 0:
+            return y.dtype
+        if y.ndim == 0 and x.ndim > 0:
+            return x.dtype
+        return np.result_type(x.dtype, y.dtype)
+    if node_cls is _Div:
+        return np.dtype(np.float32)
+    return np.result_type(x.dtype, y.dtype)
 
 
 class _Add(Node):
@@ -836,8 +867,8 @@ class _Add(Node):
 
     def backward(self, g):
         a, b = self.inputs
-        return (_unbroadcast(g, a._data.shape) if a.requires_grad else None,
-                _unbroadcast(g, b._data.shape) if b.requires_grad else None)
+        return (_unb(g, a._data) if a.requires_grad else None,
+                _unb(g, b._data) if b.requires_grad else None)
 
 
 class _Sub(Node):
@@ -847,8 +878,8 @@ class _Sub(Node):
 
     def backward(self, g):
         a, b = self.inputs
-        return (_unbroadcast(g, a._data.shape) if a.requires_grad else None,
-                _unbroadcast(-g, b._data.shape) if b.requires_grad else None)
+        return (_unb(g, a._data) if a.requires_grad else None,
+                _unb(-g, b._data) if b.requires_grad else None)
 
 
 class _Mul(Node):
@@ -858,8 +889,8 @@ class _Mul(Node):
 
     def backward(self, g):
         a, b = self.inputs
-        return (_unbroadcast(g * b._data, a._data.shape) if a.requires_grad else None,
-                _unbroadcast(g * a._data, b._data.shape) if b.requires_grad else None)
+        return (_unb(g * b._data, a._data) if a.requires_grad else None,
+                _unb(g * a._data, b._data) if b.requires_grad else None)
 
 
 class _Div(Node):
@@ -870,8 +901,8 @@ class _Div(Node):
     def backward(self, g):
         a, b = self.inputs
         x, y = a._data, b._data
-        return (_unbroadcast(g / y, x.shape) if a.requires_grad else None,
-                _unbroadcast(-g * x / (y * y), y.shape) if b.requires_grad else None)
+        return (_unb(g / y, x) if a.requires_grad else None,
+                _unb(-g * x / (y * y), y) if b.requires_grad else None)
 
 
 class _Pow(Node):
@@ -882,13 +913,13 @@ class _Pow(Node):
     def backward(self, g):
         a, b = self.inputs
         x, y = a._data, b._data
-        ga = _unbroadcast(g * y * x ** (y - 1), x.shape) if a.requires_grad else None
+        ga = _unb(g * y * x ** (y - 1), x) if a.requires_grad else None
         gb = None
         if b.requires_grad:
             xp = array_module(device_of(x))
             with np.errstate(divide="ignore", invalid="ignore"):
                 lg = xp.where(x > 0, xp.log(xp.where(x > 0, x, 1)), 0)
-            gb = _unbroadcast(g * (x ** y) * lg, y.shape)
+            gb = _unb(g * (x ** y) * lg, y)
         return ga, gb
 
 
