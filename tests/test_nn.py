@@ -364,3 +364,16 @@ def test_layer_kernels_bad_input():
         _C.sgd_step_many([w], [w.copy()], None, [False], 0.1, 0.9)
     with pytest.raises(ValueError, match="reduction"):
         ops.mse_loss_and_grad(x, x, reduction="none")
+
+
+@pytest.mark.parametrize("B,OC", [(64, 20), (3, 1), (1000, 300)])  # serial and parallel paths
+def test_linear_backward_bias_is_bitwise_bias_kernel(B, OC):
+    from fastmlp import ops
+
+    rng = np.random.default_rng(B)
+    g = rng.standard_normal((B, OC)).astype(np.float32)
+    y = np.maximum(rng.standard_normal((B, OC)).astype(np.float32), 0)
+    x = rng.standard_normal((B, 5)).astype(np.float32)
+    w = rng.standard_normal((OC, 5)).astype(np.float32)
+    _, _, db = ops.linear_backward(g, x, w, relu_out=y, need_input_grad=False)
+    np.testing.assert_array_equal(db, ops.bias_grad(ops.relu_backward(g, y)))
