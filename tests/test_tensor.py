@@ -146,6 +146,7 @@ def test_arithmetic_broadcast_and_scalars():
     (lambda a: (a.exp() + (a * a + 1).log()).tanh() + a.sigmoid(), [(3, 3)]),
     (lambda a, b: fastmlp.cat([a, b], dim=0) * 2, [(2, 3), (1, 3)]),
     (lambda a: a.max(dim=1)[0] + a.max(), [(3, 4)]),
+    (lambda a: (lambda h: h * h + h.sum() * h + fastmlp.relu(h))(a * 2 - 0.3), [(3, 4)]),  # a DAG
 ])
 def test_autograd_matches_finite_differences(fn, shapes):
     check_grad(fn, *shapes)

@@ -113,11 +113,25 @@ class _LinearNode(Node):
                                   acc_w, acc_b)
             if leaf_w:
                 if not acc_w:
-                    _set_leaf_grad(w_t, dw)
+                    if w_t.grad is None:
+                        t = _new(Tensor)
+                        t._data = dw
+                        t.grad = t._node = None
+                        t.requires_grad = False
+                        w_t.grad = t
+                    else:
+                        _set_leaf_grad(w_t, dw)
                 dw = None
             if leaf_b:
                 if not acc_b:
-                    _set_leaf_grad(b_t, db)
+                    if b_t.grad is None:
+                        t = _new(Tensor)
+                        t._data = db
+                        t.grad = t._node = None
+                        t.requires_grad = False
+                        b_t.grad = t
+                    else:
+                        _set_leaf_grad(b_t, db)
                 db = None
         else:
             dx, dw, db = _linear_backward_generic(g, x, w, self.y, x_t.requires_grad,
