@@ -274,3 +274,26 @@ def test_parameter_repr_and_str():
     p = nn.Parameter(fastmlp.ones(2))
     assert str(p) == repr(p) == "Parameter containing:\ntensor([1., 1.], requires_grad=True)"
     assert f"{fastmlp.tensor(0.25):.2f}" == "0.25"
+
+
+class _FakeGpuArray(np.ndarray):
+    """A numpy array that claims to live on a GPU (for the device-mixing checks, no GPU needed)."""
+
+    @property
+    def __cuda_array_interface__(self):
+        return {"shape": self.shape, "typestr": "<f4", "data": (0, False), "version": 3}
+
+
+def test_mixing_devices_is_a_clear_error():
+    from fastmlp.tensor import _wrap
+
+    gpu = _wrap(np.zeros((2, 3), np.float32).view(_FakeGpuArray))
+    cpu = fastmlp.zeros(2, 3)
+    assert gpu.device == fastmlp.device("cuda:0") and gpu.is_cuda
+    for op in (lambda: gpu + cpu, lambda: cpu * gpu, lambda: fastmlp.matmul(cpu, gpu.t())):
+        with pytest.raises(RuntimeError, match="Expected all tensors to be on the same device"):
+            op()
+    with pytest.raises(RuntimeError, match="same device"):
+        nn.Linear(3, 2)(gpu)
+    with pytest.raises(TypeError, match="numpy"):
+        gpu.numpy()
