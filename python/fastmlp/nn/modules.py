@@ -332,7 +332,12 @@ class Module:
 
     # ---- state dict ------------------------------------------------------------------------
     def state_dict(self, destination=None, prefix="", keep_vars=False):
-        """name → tensor for every parameter and persistent buffer (sharing memory, detached)."""
+        """name → tensor for every parameter and persistent buffer (sharing memory, detached).
+
+        To PyTorch: ``torch_model.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in
+        sd.items()})``. From PyTorch: ``model.load_state_dict(torch_model.state_dict())`` works
+        directly (torch tensors are read through ``.detach().cpu().numpy()``).
+        """
         if destination is None:
             destination = OrderedDict()
         for name, p in self._parameters.items():
