@@ -108,6 +108,7 @@ def test_basic_accessors():
     assert t.mean().item() == pytest.approx(5.5)
     assert t.sum(dim=0).tolist() == [12.0, 15.0, 18.0, 21.0]
     assert (t > 5).dtype == fastmlp.bool and (t > 5).sum().item() == 6
+    assert (t == None) is False and (t != None) is True  # noqa: E711
     with pytest.raises(TypeError):
         len(fastmlp.tensor(1.0))
     with pytest.raises(RuntimeError, match="cannot be converted to Scalar"):

@@ -487,6 +487,8 @@ class Tensor:
 
     # comparisons give bool tensors (no gradient)
     def _cmp(self, other, op):
+        if other is None:
+            return NotImplemented  # `t == None` is False, `t != None` is True, as in PyTorch
         o = other._data if isinstance(other, Tensor) else other
         if isinstance(other, Tensor):
             _same_device(self._data, o)

@@ -401,6 +401,35 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     """Mean (or sum, or elementwise) squared error, as ``torch.nn.functional.mse_loss``."""
     if size_average is not None or reduce is not None:
         reduction = _legacy_reduction(size_average, reduce, reduction)
+    return _mse(input, target, reduction)
+
+
+def _mse(input, target, reduction):
+    """The training-step case first (CPU float32, same shapes, a backward to follow): one call
+    gives the loss and its gradient; everything else goes through :func:`_mse_general`."""
+    x = input._data
+    if isinstance(target, Tensor):
+        y = target._data
+        if (type(x) is _ndarray and type(y) is _ndarray and x.dtype is _F32 and y.dtype is _F32
+                and x.shape == y.shape and x.size and GradMode.enabled
+                and (input.requires_grad or target.requires_grad)
+                and (reduction == "mean" or reduction == "sum")):
+            n = x.size
+            if reduction == "mean":
+                v, d = _mse_fb(x, y, 2.0 / n)
+            else:
+                v, d = _mse_fb(x, y, 2.0)
+                v *= n
+            t = _new(Tensor)
+            t._data = np.array(v, dtype=_F32)
+            t.grad = None
+            t.requires_grad = True
+            t._node = _MseNode((input, target), (x, y, reduction, d))
+            return t
+    return _mse_general(input, target, reduction)
+
+
+def _mse_general(input, target, reduction):
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{reduction} is not a valid value for reduction")
     if not isinstance(target, Tensor):

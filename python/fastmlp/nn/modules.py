@@ -531,7 +531,7 @@ class MSELoss(Module):
         return F.mse_loss(input, target, reduction=self.reduction)
 
     def __call__(self, input, target):
-        return F.mse_loss(input, target, reduction=self.reduction)
+        return F._mse(input, target, self.reduction)
 
 
 class Sequential(Module):
