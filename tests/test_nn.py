@@ -377,3 +377,48 @@ def test_linear_backward_bias_is_bitwise_bias_kernel(B, OC):
     w = rng.standard_normal((OC, 5)).astype(np.float32)
     _, _, db = ops.linear_backward(g, x, w, relu_out=y, need_input_grad=False)
     np.testing.assert_array_equal(db, ops.bias_grad(ops.relu_backward(g, y)))
+
+
+def test_init_functions():
+    from fastmlp.nn import init
+
+    assert init.calculate_gain("relu") == pytest.approx(np.sqrt(2))
+    assert init.calculate_gain("tanh") == pytest.approx(5 / 3)
+    assert init.calculate_gain("leaky_relu", np.sqrt(5)) == pytest.approx(np.sqrt(1 / 3))
+    assert init.calculate_gain("linear") == 1
+    with pytest.raises(ValueError):
+        init.calculate_gain("swish")
+    w = nn.Parameter(fastmlp.empty(300, 200))
+    assert init.zeros_(w) is w and not w.numpy().any()
+    init.ones_(w)
+    assert (w.numpy() == 1).all()
+    init.constant_(w, 0.5)
+    assert (w.numpy() == 0.5).all()
+    init.xavier_uniform_(w)
+    a = np.sqrt(6 / 500)
+    assert np.abs(w.numpy()).max() <= a and np.abs(w.numpy()).max() > 0.95 * a
+    init.kaiming_uniform_(w, nonlinearity="relu")
+    b = np.sqrt(2) * np.sqrt(3 / 200)
+    assert np.abs(w.numpy()).max() <= b and np.abs(w.numpy()).max() > 0.95 * b
+    init.normal_(w, mean=2.0, std=0.1)
+    assert abs(w.numpy().mean() - 2.0) < 0.01 and abs(w.numpy().std() - 0.1) < 0.01
+    init.uniform_(w, -3, -2)
+    assert w.numpy().min() >= -3 and w.numpy().max() <= -2
+    assert w.requires_grad and w.dtype == fastmlp.float32 and w.grad_fn is None
+    with pytest.raises(ValueError, match="fewer than 2 dimensions"):
+        init.xavier_uniform_(nn.Parameter(fastmlp.zeros(3)))
+
+
+def test_module_dtype_conversion_keeps_parameter_identity():
+    net = Net()
+    w = net.fc1.weight
+    opt_params = list(net.parameters())
+    net.double()
+    assert net.fc1.weight is w and w.dtype == fastmlp.float64
+    assert all(a is b for a, b in zip(opt_params, net.parameters()))
+    out = net(fastmlp.randn(4, 10, dtype=fastmlp.float64))
+    assert out.dtype == fastmlp.float64
+    net.float()
+    assert w.dtype == fastmlp.float32
+    with pytest.raises(TypeError, match="floating point"):
+        net.to(fastmlp.int64)
