@@ -7,6 +7,7 @@ and the ratio. Writes JSON (and a PNG when matplotlib is available).
 
     PYTHONPATH=python python bench/mlp.py                 # both configurations
     PYTHONPATH=python python bench/mlp.py --config seed --profile   # + where the time goes
+    PYTHONPATH=python python bench/mlp.py --timer cpu     # CPU time: steadier on a busy machine
 """
 from __future__ import annotations
 
@@ -66,21 +67,24 @@ def setup(lib, sizes, batch, state=None):
     return net, crit, opt, x, y
 
 
+TIMER = time.perf_counter
+
+
 def run_steps(net, crit, opt, x, y, n):
-    t0 = time.perf_counter()
+    t0 = TIMER()
     for _ in range(n):
         outputs = net(x)
         loss = crit(outputs, y)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return (time.perf_counter() - t0) / n
+    return (TIMER() - t0) / n
 
 
 def profile_breakdown(lib, net, crit, opt, x, y, n):
     """Median µs per phase of a step (manual timing)."""
     phases = {"forward": [], "loss": [], "zero_grad": [], "backward": [], "step": []}
-    pc = time.perf_counter
+    pc = TIMER
     for _ in range(n):
         t0 = pc()
         out = net(x)
@@ -106,8 +110,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--profile", action="store_true", help="also print a per-phase breakdown and "
                     "a cProfile of fastmlp's steps")
+    ap.add_argument("--timer", choices=["wall", "cpu"], default="wall",
+                    help="wall clock (default), or the process's CPU time (all threads), which "
+                    "is steadier on a machine shared with other jobs")
     ap.add_argument("--out", default="bench/results/mlp.json")
     args = ap.parse_args()
+    global TIMER
+    TIMER = time.perf_counter if args.timer == "wall" else time.process_time
 
     import fastmlp
 
@@ -141,6 +150,7 @@ def main():
                 tt.append(run_steps(*t, steps))
         fm = statistics.median(ft)
         rec = {"config": name, "sizes": sizes, "batch": batch, "threads": threads,
+               "timer": args.timer,
                "fastmlp_us_per_step": fm * 1e6, "fastmlp_steps_per_s": 1 / fm,
                "cpu_path": fastmlp.get_cpu_path()}
         line = f"{name:5s} {sizes} batch {batch}: fastmlp {fm * 1e6:8.1f} us/step"

@@ -116,6 +116,16 @@ def test_tall_wide_and_mlp_shapes(cpu_path, mode):
         check(M, N, K, mode, rng, bias=True, relu=True)
 
 
+def test_few_rows_nt_dot_path(cpu_path):
+    # X @ W^T with 1..16 rows (batch-1 forward): dot products along K, no packing.
+    rng = np.random.default_rng(12)
+    for M in [1, 2, 3, 4, 5, 7, 16]:
+        for N, K in [(33, 1), (37, 15), (100, 16), (41, 17), (64, 300)]:
+            check(M, N, K, "NT", rng)
+            check(M, N, K, "NT", rng, alpha=1.5, beta=-0.5, bias=True, relu=True, offset=(1, 3),
+                  pad=2, out_pad=1)
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("shape", [(13, 7, 5), (45, 50, 300), (8, 17, 33)])
 def test_views_unaligned_and_padded(cpu_path, mode, shape):
@@ -181,7 +191,7 @@ def test_relu_keeps_nan(cpu_path, mode, shape):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("shape", [(300, 200, 150), (128, 1000, 40), (2000, 10, 100),
-                                   (700, 40, 50), (64, 512, 512)])
+                                   (700, 40, 50), (64, 512, 512), (5, 3000, 200), (1, 5000, 300)])
 def test_threads_bitwise_equal(cpu_path, threads, mode, shape):
     rng = np.random.default_rng(9)
     M, N, K = shape

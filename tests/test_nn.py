@@ -260,3 +260,165 @@ def test_sequential_indexing():
     assert len(s) == 6 and s(x).shape == (5, 1)
     with pytest.raises(IndexError):
         s[10]
+
+
+def test_mse_gradient_scaled_by_upstream():
+    x = fastmlp.tensor([[1.0], [2.0]], requires_grad=True)
+    t = fastmlp.tensor([[0.0], [0.0]])
+    (nn.MSELoss()(x, t) * 3).backward()
+    np.testing.assert_allclose(x.grad.numpy(), 3 * 2 * np.array([[1.0], [2.0]]) / 2)
+    x.grad = None
+    loss = nn.MSELoss(reduction="sum")(x, t)
+    assert loss.item() == 5.0
+    loss.backward()
+    np.testing.assert_allclose(x.grad.numpy(), [[2.0], [4.0]])
+    with fastmlp.no_grad():
+        assert nn.MSELoss()(x, t).item() == 2.5
+
+
+# ---- the layer kernels under nn.Linear (fastmlp.ops.linear_backward / _C.linear_forward) ------
+@pytest.mark.parametrize("B,C,OC", [(1, 1, 1), (7, 13, 5), (64, 10, 20), (33, 17, 1), (0, 4, 3),
+                                    (5, 0, 3), (130, 67, 35)])
+@pytest.mark.parametrize("relu", [False, True])
+def test_layer_kernels_match_float64(B, C, OC, relu):
+    from fastmlp import _C, ops
+
+    rng = np.random.default_rng(B * 100 + C)
+    x = rng.standard_normal((B, C)).astype(np.float32)
+    w = rng.standard_normal((OC, C)).astype(np.float32)
+    b = rng.standard_normal(OC).astype(np.float32)
+    g = rng.standard_normal((B, OC)).astype(np.float32)
+    y = _C.linear_forward(x, w, b, relu, None)
+    ref = x.astype(np.float64) @ w.T.astype(np.float64) + b
+    if relu:
+        ref = np.maximum(ref, 0)
+    tol = 1e-5 * max(C, 1)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=tol)
+    gm = g.astype(np.float64) * ((y > 0) if relu else 1)
+    g_before = g.copy()
+    dx, dw, db = ops.linear_backward(g, x, w, relu_out=y if relu else None)
+    np.testing.assert_array_equal(g, g_before)  # grad is not written
+    np.testing.assert_allclose(dx, gm @ w, rtol=1e-5, atol=1e-5 * max(OC, 1))
+    np.testing.assert_allclose(dw, gm.T @ x, rtol=1e-5, atol=1e-5 * max(B, 1))
+    np.testing.assert_allclose(db, gm.sum(0), rtol=1e-5, atol=1e-5 * max(B, 1))
+    dw2, db2 = np.ones_like(dw), np.ones_like(db)
+    out = ops.linear_backward(g, x, w, relu_out=y if relu else None, dweight=dw2, dbias=db2,
+                              accumulate=True, need_input_grad=False)
+    assert out[0] is None and out[1] is dw2 and out[2] is db2
+    np.testing.assert_allclose(dw2, 1 + gm.T @ x, rtol=1e-5, atol=1e-5 * max(B, 1))
+    np.testing.assert_allclose(db2, 1 + gm.sum(0), rtol=1e-5, atol=1e-5 * max(B, 1))
+
+
+def test_layer_kernels_thread_count_independent():
+    from fastmlp import ops
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((300, 200)).astype(np.float32)
+    w = rng.standard_normal((150, 200)).astype(np.float32)
+    g = rng.standard_normal((300, 150)).astype(np.float32)
+    prev = fastmlp.get_num_threads()
+    try:
+        res = []
+        for n in (1, 2):
+            fastmlp.set_num_threads(n)
+            res.append(ops.linear_backward(g, x, w, relu_out=g))
+    finally:
+        fastmlp.set_num_threads(prev)
+    for a, b in zip(*res):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_layer_kernels_bad_input():
+    from fastmlp import _C, ops
+
+    x = np.zeros((4, 3), np.float32)
+    w = np.zeros((2, 3), np.float32)
+    g = np.zeros((4, 2), np.float32)
+    with pytest.raises(TypeError, match="float32"):
+        _C.linear_forward(x.astype(np.float64), w)
+    with pytest.raises(ValueError, match=r"'x' must have shape \(batch, 3\)"):
+        _C.linear_forward(np.zeros((4, 5), np.float32), w)
+    with pytest.raises(ValueError, match="'bias'"):
+        _C.linear_forward(x, w, np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="'grad' must have shape"):
+        ops.linear_backward(np.zeros((4, 3), np.float32), x, w)
+    with pytest.raises(ValueError, match="'relu_out'"):
+        ops.linear_backward(g, x, w, relu_out=np.zeros((3, 2), np.float32))
+    ro = np.zeros((2, 3), np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        ops.linear_backward(g, x, w, dweight=ro)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        ops.linear_backward(g, x, w, dweight=np.zeros((3, 2), np.float32).T)
+    with pytest.raises(ValueError, match="overlap"):
+        ops.linear_backward(g, x, w, dweight=w)
+    with pytest.raises(ValueError, match="'dbias' must have shape"):
+        ops.linear_backward(g, x, w, dbias=np.zeros(5, np.float32))
+    with pytest.raises(TypeError):
+        ops.linear_backward(g, [[1.0]], w)
+    with pytest.raises(ValueError):
+        _C.sgd_step_many([w], [g], None, [False], 0.1)
+    with pytest.raises(ValueError, match="nesterov"):
+        _C.sgd_step_many([w], [w.copy()], [w.copy()], [False], 0.1, 0.0, 0.0, 0.0, True)
+    with pytest.raises(ValueError, match="momentum_buffers"):
+        _C.sgd_step_many([w], [w.copy()], None, [False], 0.1, 0.9)
+    with pytest.raises(ValueError, match="reduction"):
+        ops.mse_loss_and_grad(x, x, reduction="none")
+
+
+@pytest.mark.parametrize("B,OC", [(64, 20), (3, 1), (1000, 300)])  # serial and parallel paths
+def test_linear_backward_bias_is_bitwise_bias_kernel(B, OC):
+    from fastmlp import ops
+
+    rng = np.random.default_rng(B)
+    g = rng.standard_normal((B, OC)).astype(np.float32)
+    y = np.maximum(rng.standard_normal((B, OC)).astype(np.float32), 0)
+    x = rng.standard_normal((B, 5)).astype(np.float32)
+    w = rng.standard_normal((OC, 5)).astype(np.float32)
+    _, _, db = ops.linear_backward(g, x, w, relu_out=y, need_input_grad=False)
+    np.testing.assert_array_equal(db, ops.bias_grad(ops.relu_backward(g, y)))
+
+
+def test_init_functions():
+    from fastmlp.nn import init
+
+    assert init.calculate_gain("relu") == pytest.approx(np.sqrt(2))
+    assert init.calculate_gain("tanh") == pytest.approx(5 / 3)
+    assert init.calculate_gain("leaky_relu", np.sqrt(5)) == pytest.approx(np.sqrt(1 / 3))
+    assert init.calculate_gain("linear") == 1
+    with pytest.raises(ValueError):
+        init.calculate_gain("swish")
+    w = nn.Parameter(fastmlp.empty(300, 200))
+    assert init.zeros_(w) is w and not w.numpy().any()
+    init.ones_(w)
+    assert (w.numpy() == 1).all()
+    init.constant_(w, 0.5)
+    assert (w.numpy() == 0.5).all()
+    init.xavier_uniform_(w)
+    a = np.sqrt(6 / 500)
+    assert np.abs(w.numpy()).max() <= a and np.abs(w.numpy()).max() > 0.95 * a
+    init.kaiming_uniform_(w, nonlinearity="relu")
+    b = np.sqrt(2) * np.sqrt(3 / 200)
+    assert np.abs(w.numpy()).max() <= b and np.abs(w.numpy()).max() > 0.95 * b
+    init.normal_(w, mean=2.0, std=0.1)
+    assert abs(w.numpy().mean() - 2.0) < 0.01 and abs(w.numpy().std() - 0.1) < 0.01
+    init.uniform_(w, -3, -2)
+    assert w.numpy().min() >= -3 and w.numpy().max() <= -2
+    assert w.requires_grad and w.dtype == fastmlp.float32 and w.grad_fn is None
+    with pytest.raises(ValueError, match="fewer than 2 dimensions"):
+        init.xavier_uniform_(nn.Parameter(fastmlp.zeros(3)))
+
+
+def test_module_dtype_conversion_keeps_parameter_identity():
+    net = Net()
+    w = net.fc1.weight
+    opt_params = list(net.parameters())
+    net.double()
+    assert net.fc1.weight is w and w.dtype == fastmlp.float64
+    assert all(a is b for a, b in zip(opt_params, net.parameters()))
+    out = net(fastmlp.randn(4, 10, dtype=fastmlp.float64))
+    assert out.dtype == fastmlp.float64
+    net.float()
+    assert w.dtype == fastmlp.float32
+    with pytest.raises(TypeError, match="floating point"):
+        net.to(fastmlp.int64)

@@ -145,3 +145,28 @@ def test_against_torch_sgd_momentum_buffers():
     np.testing.assert_allclose(fp.numpy(), tp.detach().numpy(), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(fo.state[fp]["momentum_buffer"].numpy(),
                                to.state[tp]["momentum_buffer"].numpy(), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("size", [1, 7, 300, 200_001])
+@pytest.mark.parametrize("kw", CASES)
+def test_sgd_step_many_bitwise_equals_per_parameter_kernel(size, kw):
+    """_C.sgd_step_many (small params run serially in layers.cpp) == ops.sgd_step, bitwise."""
+    from fastmlp import _C, ops
+
+    rng = np.random.default_rng(size)
+    p = rng.standard_normal(size).astype(np.float32)
+    bufs = [rng.standard_normal(size).astype(np.float32) for _ in range(2)]
+    opts = dict(lr=kw["lr"], momentum=kw.get("momentum", 0.0), dampening=kw.get("dampening", 0.0),
+                weight_decay=kw.get("weight_decay", 0.0), nesterov=kw.get("nesterov", False),
+                maximize=kw.get("maximize", False))
+    a, b = p.copy(), p.copy()
+    ba, bb = bufs[0].copy(), bufs[0].copy()
+    for first in (True, False):
+        g = rng.standard_normal(size).astype(np.float32)
+        ops.sgd_step(a, g, ba, first_step=first, **opts)
+        _C.sgd_step_many([b], [g], [bb] if opts["momentum"] else None, [first], opts["lr"],
+                         opts["momentum"], opts["dampening"], opts["weight_decay"],
+                         opts["nesterov"], opts["maximize"])
+    np.testing.assert_array_equal(a, b)
+    if opts["momentum"]:
+        np.testing.assert_array_equal(ba, bb)

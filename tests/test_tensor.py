@@ -108,6 +108,7 @@ def test_basic_accessors():
     assert t.mean().item() == pytest.approx(5.5)
     assert t.sum(dim=0).tolist() == [12.0, 15.0, 18.0, 21.0]
     assert (t > 5).dtype == fastmlp.bool and (t > 5).sum().item() == 6
+    assert (t == None) is False and (t != None) is True  # noqa: E711
     with pytest.raises(TypeError):
         len(fastmlp.tensor(1.0))
     with pytest.raises(RuntimeError, match="cannot be converted to Scalar"):
@@ -146,6 +147,7 @@ def test_arithmetic_broadcast_and_scalars():
     (lambda a: (a.exp() + (a * a + 1).log()).tanh() + a.sigmoid(), [(3, 3)]),
     (lambda a, b: fastmlp.cat([a, b], dim=0) * 2, [(2, 3), (1, 3)]),
     (lambda a: a.max(dim=1)[0] + a.max(), [(3, 4)]),
+    (lambda a: (lambda h: h * h + h.sum() * h + fastmlp.relu(h))(a * 2 - 0.3), [(3, 4)]),  # a DAG
 ])
 def test_autograd_matches_finite_differences(fn, shapes):
     check_grad(fn, *shapes)
@@ -256,3 +258,43 @@ def test_device_objects():
     assert fastmlp.device("cpu") == "cpu"
     with pytest.raises(RuntimeError):
         fastmlp.device("tpu")
+
+
+def test_type_promotion_like_torch():
+    f, i = fastmlp.ones(2, 3), fastmlp.arange(3)
+    assert (f * i).dtype == fastmlp.float32
+    assert (i / 2).dtype == fastmlp.float32 and (i / i.clone().add_(1)).dtype == fastmlp.float32
+    assert (f + fastmlp.tensor(2.0, dtype=fastmlp.float64)).dtype == fastmlp.float32  # 0-d loses
+    assert (fastmlp.ones(2, dtype=fastmlp.float64) + fastmlp.ones(2)).dtype == fastmlp.float64
+    x = fastmlp.ones(3, requires_grad=True)
+    (x * i).sum().backward()
+    assert x.grad.dtype == fastmlp.float32 and x.grad.tolist() == [0.0, 1.0, 2.0]
+
+
+def test_parameter_repr_and_str():
+    p = nn.Parameter(fastmlp.ones(2))
+    assert str(p) == repr(p) == "Parameter containing:\ntensor([1., 1.], requires_grad=True)"
+    assert f"{fastmlp.tensor(0.25):.2f}" == "0.25"
+
+
+class _FakeGpuArray(np.ndarray):
+    """A numpy array that claims to live on a GPU (for the device-mixing checks, no GPU needed)."""
+
+    @property
+    def __cuda_array_interface__(self):
+        return {"shape": self.shape, "typestr": "<f4", "data": (0, False), "version": 3}
+
+
+def test_mixing_devices_is_a_clear_error():
+    from fastmlp.tensor import _wrap
+
+    gpu = _wrap(np.zeros((2, 3), np.float32).view(_FakeGpuArray))
+    cpu = fastmlp.zeros(2, 3)
+    assert gpu.device == fastmlp.device("cuda:0") and gpu.is_cuda
+    for op in (lambda: gpu + cpu, lambda: cpu * gpu, lambda: fastmlp.matmul(cpu, gpu.t())):
+        with pytest.raises(RuntimeError, match="Expected all tensors to be on the same device"):
+            op()
+    with pytest.raises(RuntimeError, match="same device"):
+        nn.Linear(3, 2)(gpu)
+    with pytest.raises(TypeError, match="numpy"):
+        gpu.numpy()

@@ -21,7 +21,7 @@ def init_params(sizes, rng):
 
 
 def reference_train(ws, bs, relu, X, Y, orders, B, lr, momentum=0.0, dampening=0.0,
-                    weight_decay=0.0, nesterov=False, drop_last=False):
+                    weight_decay=0.0, nesterov=False, drop_last=False, no_bias=False):
     """The eager loop in float64: MSELoss(mean), torch.optim.SGD, DataLoader batching."""
     ws = [w.astype(np.float64) for w in ws]
     bs = [b.astype(np.float64) for b in bs]
@@ -52,6 +52,8 @@ def reference_train(ws, bs, relu, X, Y, orders, B, lr, momentum=0.0, dampening=0
                     if relu[l - 1]:
                         d = d * (acts[l] > 0)
             for i, (p, g) in enumerate(zip(params, grads)):
+                if no_bias and i % 2 == 1:
+                    continue
                 g = g + weight_decay * p
                 if momentum:
                     bufs[i] = g.copy() if bufs[i] is None else momentum * bufs[i] + (1 - dampening) * g
@@ -123,6 +125,22 @@ def test_drop_last_skips_partial_batch(path):
     assert r["steps"] == 4
     assert_params_close(ws, bs, rws, rbs)
     np.testing.assert_allclose(r["losses"], rloss, rtol=1e-5)
+
+
+@pytest.mark.parametrize("path", ["small", "gemm"])
+def test_layers_without_bias(path):
+    rng = np.random.default_rng(16)
+    ws, _ = init_params((6, 12, 2), rng)
+    zeros = [np.zeros(12), np.zeros(2)]
+    X, Y = data(90, 6, 2)
+    order = rng.permutation(90)
+    rws, rbs, _ = reference_train(ws, zeros, [True, False], X, Y, [order], 16, 0.1, momentum=0.9,
+                                  no_bias=True)
+    wb = [np.zeros_like(w) for w in ws]
+    _C.mlp_train(ws, [None, None], [True, False], X, Y, batch_size=16, perm=order, lr=0.1,
+                 momentum=0.9, weight_bufs=wb, bias_bufs=[None, None], path=path)
+    assert_params_close(ws, [], rws, [])
+    assert not rbs[0].any()
 
 
 def test_chunked_calls_equal_one_call():
@@ -466,9 +484,23 @@ def test_fit_matches_fastmlp_eager_loop():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    fastmlp.fit(fused, X, Y, epochs=1, batch_size=64, lr=0.05, momentum=0.9, permutation=order,
-                progress=False)
+    fastmlp.fit(fused, fastmlp.tensor(X), fastmlp.tensor(Y), epochs=1, batch_size=64, lr=0.05,
+                momentum=0.9, permutation=order, progress=False)  # Tensors in, like numpy
     for p, q in zip(fused.parameters(), eager.parameters()):
         np.testing.assert_allclose(p.numpy(), q.numpy(), rtol=1e-5, atol=1e-5 * np.abs(q.numpy()).max())
     seq = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 1))
     assert extract_chain(seq).relu == [True, False]
+    nested = nn.Sequential(nn.Sequential(nn.Linear(10, 20), nn.ReLU()), nn.Linear(20, 1), nn.ReLU())
+    assert extract_chain(nested).relu == [True, True]
+    with pytest.raises(ValueError, match="does not follow a Linear"):
+        extract_chain(nn.Sequential(nn.ReLU(), nn.Linear(3, 1)))
+
+
+def test_progress_bar_with_tqdm(capsys):
+    pytest.importorskip("tqdm")
+    model, _, _ = seq_model((4, 6, 1), np.random.default_rng(17))
+    X, Y = data(40, 4, 1)
+    fastmlp.fit(model, X, Y, epochs=3, batch_size=8, lr=0.1, progress=True,
+                validation_data=(X, Y))
+    err = capsys.readouterr().err
+    assert "3/3" in err and "val_loss" in err and "samples/s" in err

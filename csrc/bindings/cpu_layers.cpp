@@ -184,6 +184,25 @@ py::tuple linear_backward_py(py::handle g_obj, py::handle x_obj, py::handle w_ob
     return py::make_tuple(dx, dw, db);
 }
 
+// (loss, dinput): the mean squared error and scale * (input - target), in one call.
+py::tuple mse_forward_backward_py(py::handle p_obj, py::handle t_obj, float scale) {
+    py::array p = in_arr(p_obj, "input");
+    py::array t = in_arr(t_obj, "target");
+    check_same_shape(p, "input", t, "target");
+    std::vector<py::ssize_t> shape(p.shape(), p.shape() + p.ndim());
+    py::array d = py::array_t<float>(shape);
+    const float* pp = static_cast<const float*>(p.data());
+    const float* tp = static_cast<const float*>(t.data());
+    float* dp = static_cast<float*>(d.mutable_data());
+    const int64_t n = p.size();
+    double loss;
+    {
+        py::gil_scoped_release nogil;
+        loss = mse_forward_backward(dp, pp, tp, n, scale);
+    }
+    return py::make_tuple(loss, d);
+}
+
 // One SGD step over lists of parameters: params[i] -= lr * update(grads[i], bufs[i]).
 void sgd_step_many_py(py::list params, py::list grads, py::handle bufs_obj, py::list first_step,
                       float lr, float momentum, float dampening, float weight_decay, bool nesterov,
@@ -254,6 +273,9 @@ void register_layers(py::module_& m) {
           py::arg("accumulate_weight") = false, py::arg("accumulate_bias") = false,
           "Backward of linear_forward (ReLU mask from relu_out if given) in one call; returns "
           "(dinput, dweight, dbias).");
+    m.def("mse_forward_backward", &mse_forward_backward_py, py::arg("input"), py::arg("target"),
+          py::arg("scale"),
+          "(loss, dinput): mean of (input - target)^2 and scale * (input - target), in one call.");
     m.def("sgd_step_many", &sgd_step_many_py, py::arg("params"), py::arg("grads"),
           py::arg("momentum_buffers"), py::arg("first_step"), py::arg("lr"),
           py::arg("momentum") = 0.0f, py::arg("dampening") = 0.0f, py::arg("weight_decay") = 0.0f,

@@ -10,12 +10,11 @@
 //  * packed path: for jc (NC columns of C) / pc (KC of K) / ic (MC rows): B block packed once
 //    into KC x NC micro-panels (L3), A block into MC x KC micro-panels (L2), then every
 //    (jr, ir) register tile runs the micro-kernel with the B micro-panel held in L1.
-//    Threads split the jr micro-panels (output columns) and cooperate on packing; K is never
-//    split, so every element sees the same sequence of FMAs for any thread count. The first K
+//    Threads take disjoint slices of C and pack privately (no barriers); K is never split, so
+//    every element sees the same sequence of FMAs for any thread count. The first K
 //    block applies beta (beta == 0: C is not read), later ones accumulate; bias and ReLU are
 //    applied in the store of the last K block.
 #include <algorithm>
-#include <cstdlib>
 #include <exception>
 
 #include "fastmlp/cpu_features.h"
@@ -47,6 +46,33 @@ using namespace gemm_detail;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Runs body(tid, nth) on nt threads (inline when nt <= 1). An exception on any thread (a scratch
+// buffer that cannot grow) is rethrown on the caller's thread, never let out of the OpenMP
+// region, which would terminate the process.
+template <class Body>
+void parallel_run(int nt, Body&& body) {
+    if (nt <= 1) {
+        body(0, 1);
+        return;
+    }
+    std::exception_ptr err;
+#pragma omp parallel num_threads(nt)
+    {
+#ifdef _OPENMP
+        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+#else
+        const int tid = 0, nth = 1;
+#endif
+        try {
+            body(tid, nth);
+        } catch (...) {
+#pragma omp critical(fastmlp_gemm_error)
+            if (!err) err = std::current_exception();
+        }
+    }
+    if (err) std::rethrow_exception(err);
+}
+
 inline float relu1(float v) { return v > 0.0f ? v : (v != v ? v : 0.0f); }
 
 // K == 0: C = alpha*0 + beta*C (+bias) (relu), as the reference computes it.
@@ -72,6 +98,47 @@ bool use_small_path(const KernelSet& ks, int64_t M, int64_t N, int64_t K) {
     if (M <= 2 * ks.smr) return true;
     const double work = double(M) * double(N) * double(K);
     return work <= 96.0 * 96.0 * 96.0;
+}
+
+// ---- dot path: C = A @ W^T with few rows ---------------------------------------------------
+// Rows of A and rows of W are both contiguous along K: dot products need no packing at all,
+// where the small path would transpose all of W and the packed path would waste most of an
+// MR-row tile.
+bool use_dot_path(int64_t M, int64_t N, bool trans_a, bool trans_b) {
+    return trans_b && !trans_a && M <= 16 && N > 32;
+}
+
+void sgemm_dot(const KernelSet& ks, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+               int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+               GemmEpilogue epi) {
+    // One row: the kernel takes 1 x 2*dnr tiles (see dot_any).
+    const int64_t dn = M == 1 ? 2 * ks.dnr : ks.dnr;
+    const int64_t mt = ceil_div(M, ks.dmr), ntl = ceil_div(N, dn);
+    const int64_t tiles = mt * ntl;
+    const int nt = int(std::min<int64_t>(threads_for(2.0 * double(M) * double(N) * double(K)), tiles));
+    auto run = [&](int64_t t0, int64_t t1) {
+        TileArgs t;
+        t.k = K;
+        t.lda = lda;
+        t.ldb = ldb;
+        t.ldc = ldc;
+        t.alpha = alpha;
+        t.beta = beta;
+        t.relu = epi.relu;
+        for (int64_t q = t0; q < t1; ++q) {
+            // column tiles outer: a W row block is read once, all (few) rows of A stay in cache
+            const int64_t jt = q / mt, it = q % mt;
+            const int64_t i0 = it * ks.dmr, j0 = jt * dn;
+            t.m = std::min<int64_t>(ks.dmr, M - i0);
+            t.n = std::min<int64_t>(dn, N - j0);
+            t.a = A + i0 * lda;
+            t.b = B + j0 * ldb;
+            t.c = C + i0 * ldc + j0;
+            t.bias = epi.bias ? epi.bias + j0 : nullptr;
+            ks.dot(t);
+        }
+    };
+    parallel_run(nt, [&](int tid, int nth) { run(tiles * tid / nth, tiles * (tid + 1) / nth); });
 }
 
 // ---- small path --------------------------------------------------------------------------
@@ -133,104 +200,97 @@ void sgemm_small(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int
             }
         }
     };
-    if (nt <= 1) {
-        run(0, tiles);
-        return;
-    }
-    // run() may allocate (edge-row scratch): an exception must not leave the parallel region
-    // (that is std::terminate), so the first one is carried out and rethrown here.
-    std::exception_ptr error;
-#pragma omp parallel num_threads(nt)
-    {
-#ifdef _OPENMP
-        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-#else
-        const int tid = 0, nth = 1;
-#endif
-        try {
-            run(tiles * tid / nth, tiles * (tid + 1) / nth);
-        } catch (...) {
-#pragma omp critical(fastmlp_gemm_error)
-            if (!error) error = std::current_exception();
-        }
-    }
-    if (error) std::rethrow_exception(error);
+    parallel_run(nt, [&](int tid, int nth) { run(tiles * tid / nth, tiles * (tid + 1) / nth); });
 }
 
 // ---- packed path -------------------------------------------------------------------------
-void sgemm_packed(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
-                  float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
-                  float beta, float* C, int64_t ldc, GemmEpilogue epi) {
+// One thread, one (M x N) problem: the five BLIS loops with this thread's own packing buffers.
+void packed_serial(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                   float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+                   float beta, float* C, int64_t ldc, GemmEpilogue epi) {
     const int MR = ks.mr, NR = ks.nr;
-    static const int64_t kc_env = std::getenv("TUNE_KC") ? std::atoll(std::getenv("TUNE_KC")) : 0;
-    static const int64_t mc_env = std::getenv("TUNE_MC") ? std::atoll(std::getenv("TUNE_MC")) : 0;
-    static const int64_t nc_env = std::getenv("TUNE_NC") ? std::atoll(std::getenv("TUNE_NC")) : 0;
-    const int64_t KC = kc_env ? kc_env : ks.kc;
-    const int64_t NC = std::min<int64_t>(nc_env ? nc_env : ks.nc, ceil_div(N, NR) * NR);
-    const int64_t MC = std::min<int64_t>(mc_env ? mc_env : ks.mc, ceil_div(M, MR) * MR);
+    // K split into equal blocks (K = 2048 with kc 384 gives 6 x 342, not 5 x 384 + 128: a short
+    // last block would pay the C-tile load/store for little work).
+    const int64_t KC0 = ks.kc;
+    const int64_t KC = std::min<int64_t>(KC0, ceil_div(ceil_div(K, ceil_div(K, KC0)), 8) * 8);
+    const int64_t NC = std::min<int64_t>(ks.nc, ceil_div(N, NR) * NR);
+    const int64_t MC = std::min<int64_t>(ks.mc, ceil_div(M, MR) * MR);
     // element (i, p) of op(A) at A[i*a_rs + p*a_ps]; element (p, j) of op(B) at B[j*b_js + p*b_ps]
     const int64_t a_rs = trans_a ? 1 : lda, a_ps = trans_a ? lda : 1;
     const int64_t b_js = trans_b ? ldb : 1, b_ps = trans_b ? 1 : ldb;
     const int64_t kc_max = std::min<int64_t>(KC, K);
-    // Shared buffers (the calling thread's scratch), double-buffered so that one barrier per
-    // A block suffices: a buffer is refilled only after every thread passed a later barrier.
-    const size_t a_size = size_t(MC) * size_t(kc_max), b_size = size_t(NC) * size_t(kc_max);
-    float* abuf = scratch(SCRATCH_A, 2 * a_size);
-    float* bbuf = scratch(SCRATCH_B, 2 * b_size);
-    const int nt = threads_for(2.0 * double(M) * double(N) * double(K));
-
-#pragma omp parallel num_threads(nt)
-    {
-#ifdef _OPENMP
-        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-#else
-        const int tid = 0, nth = 1;
-#endif
-        int64_t astep = 0, bstep = 0;
-        TileArgs t;
-        t.ldc = ldc;
-        t.alpha = alpha;
-        t.relu = false;
-        t.lda = MR;
-        t.ldb = NR;
-        for (int64_t jc = 0; jc < N; jc += NC) {
-            const int64_t nc = std::min(NC, N - jc);
-            const int64_t np = ceil_div(nc, NR);
-            for (int64_t pc = 0; pc < K; pc += KC) {
-                const int64_t kc = std::min(KC, K - pc);
-                const bool first = pc == 0, last = pc + kc >= K;
-                float* bp = bbuf + (bstep++ & 1) * b_size;
-                ks.pack(bp, B + jc * b_js + pc * b_ps, b_js, b_ps, nc, kc, NR, np * tid / nth,
-                            np * (tid + 1) / nth);
-                t.k = kc;
-                t.beta = first ? beta : 1.0f;
-                t.relu = last && epi.relu;
-                for (int64_t ic = 0; ic < M; ic += MC) {
-                    const int64_t mc = std::min(MC, M - ic);
-                    const int64_t mp = ceil_div(mc, MR);
-                    float* ap = abuf + (astep++ & 1) * a_size;
-                    ks.pack(ap, A + ic * a_rs + pc * a_ps, a_rs, a_ps, mc, kc, MR,
-                                mp * tid / nth, mp * (tid + 1) / nth);
-#pragma omp barrier
-                    // This thread's share of the B micro-panels (output columns).
-                    const int64_t q0 = np * tid / nth, q1 = np * (tid + 1) / nth;
-                    for (int64_t q = q0; q < q1; ++q) {
-                        const int64_t j0 = q * NR;
-                        t.n = std::min<int64_t>(NR, nc - j0);
-                        t.b = bp + q * kc * NR;
-                        t.bias = (last && epi.bias) ? epi.bias + jc + j0 : nullptr;
-                        for (int64_t r = 0; r < mp; ++r) {
-                            const int64_t i0 = r * MR;
-                            t.m = std::min<int64_t>(MR, mc - i0);
-                            t.a = ap + r * kc * MR;
-                            t.c = C + (ic + i0) * ldc + jc + j0;
-                            ks.packed(t);
-                        }
+    float* ap = scratch(SCRATCH_A, size_t(MC) * size_t(kc_max));
+    float* bp = scratch(SCRATCH_B, size_t(NC) * size_t(kc_max));
+    TileArgs t;
+    t.ldc = ldc;
+    t.alpha = alpha;
+    t.lda = MR;
+    t.ldb = NR;
+    for (int64_t jc = 0; jc < N; jc += NC) {
+        const int64_t nc = std::min(NC, N - jc);
+        const int64_t np = ceil_div(nc, NR);
+        for (int64_t pc = 0; pc < K; pc += KC) {
+            const int64_t kc = std::min(KC, K - pc);
+            const bool first = pc == 0, last = pc + kc >= K;
+            ks.pack(bp, B + jc * b_js + pc * b_ps, b_js, b_ps, nc, kc, NR, 0, np);
+            t.k = kc;
+            t.beta = first ? beta : 1.0f;  // later K blocks accumulate onto the first
+            t.relu = last && epi.relu;
+            for (int64_t ic = 0; ic < M; ic += MC) {
+                const int64_t mc = std::min(MC, M - ic);
+                const int64_t mp = ceil_div(mc, MR);
+                ks.pack(ap, A + ic * a_rs + pc * a_ps, a_rs, a_ps, mc, kc, MR, 0, mp);
+                for (int64_t q = 0; q < np; ++q) {
+                    const int64_t j0 = q * NR;
+                    t.n = std::min<int64_t>(NR, nc - j0);
+                    t.b = bp + q * kc * NR;
+                    t.bias = (last && epi.bias) ? epi.bias + jc + j0 : nullptr;
+                    for (int64_t r = 0; r < mp; ++r) {
+                        const int64_t i0 = r * MR;
+                        t.m = std::min<int64_t>(MR, mc - i0);
+                        t.a = ap + r * kc * MR;
+                        t.c = C + (ic + i0) * ldc + jc + j0;
+                        ks.packed(t);
                     }
                 }
             }
         }
     }
+}
+
+// Threads take disjoint slices of C (whole NR-column micro-panels, or MR-row panels when C is
+// too narrow to split by columns) and run the serial algorithm on them with their own buffers:
+// no barriers, each core's packed A and B stay in its own L2, and every element of C is
+// computed exactly as on one thread.
+void sgemm_packed(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                  float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+                  float beta, float* C, int64_t ldc, GemmEpilogue epi) {
+    const int nt = threads_for(2.0 * double(M) * double(N) * double(K));
+    if (nt <= 1) {
+        packed_serial(ks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epi);
+        return;
+    }
+    const int64_t a_rs = trans_a ? 1 : lda, b_js = trans_b ? ldb : 1;
+    const int64_t np = ceil_div(N, ks.nr), mp = ceil_div(M, ks.mr);
+    const bool by_cols = np >= 2 * nt || np >= mp;
+    parallel_run(nt, [&](int tid, int nth) {
+        if (by_cols) {
+            const int64_t j0 = np * tid / nth * ks.nr;
+            const int64_t j1 = std::min<int64_t>(N, np * (tid + 1) / nth * ks.nr);
+            if (j1 > j0) {
+                GemmEpilogue e = epi;
+                if (e.bias) e.bias += j0;
+                packed_serial(ks, trans_a, trans_b, M, j1 - j0, K, alpha, A, lda, B + j0 * b_js,
+                              ldb, beta, C + j0, ldc, e);
+            }
+        } else {
+            const int64_t i0 = mp * tid / nth * ks.mr;
+            const int64_t i1 = std::min<int64_t>(M, mp * (tid + 1) / nth * ks.mr);
+            if (i1 > i0)
+                packed_serial(ks, trans_a, trans_b, i1 - i0, N, K, alpha, A + i0 * a_rs, lda, B,
+                              ldb, beta, C + i0 * ldc, ldc, epi);
+        }
+    });
 }
 
 }  // namespace
@@ -244,7 +304,9 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
         return;
     }
     const KernelSet& ks = kernels_for(current_isa());
-    if (use_small_path(ks, M, N, K))
+    if (use_dot_path(M, N, trans_a, trans_b))
+        sgemm_dot(ks, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epi);
+    else if (use_small_path(ks, M, N, K))
         sgemm_small(ks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epi);
     else
         sgemm_packed(ks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epi);

@@ -54,6 +54,12 @@ struct KernelSet {
     int smr;
     int snr[2];
     MicroKernel small[2][3];
+    // Dot path for C = A @ W^T with few rows (batch-1..16 forward, NT): tiles of dmr rows of A x
+    // dnr rows of W, both read in place along K (a(i,p) = a[i*lda + p], b(p,j) = b[j*ldb + p]),
+    // sums reduced in a fixed order. Tile rows past m reread row m-1 (results dropped); with
+    // M == 1 the kernel takes 1 x 2*dnr tiles.
+    int dmr, dnr;
+    MicroKernel dot;
 };
 
 const KernelSet& kernels_generic();

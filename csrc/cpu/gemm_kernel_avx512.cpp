@@ -29,16 +29,16 @@ FASTMLP_INLINE void make_masks(int64_t n, __mmask16 (&mk)[NV]) {
 }
 
 template <int MR, int NV, int AM, bool MASKED>
-FASTMLP_INLINE void accumulate(const TileArgs& t, __m512 (&acc)[MR][NV], const __mmask16 (&mk)[NV]) {
-    const float* a = t.a;
-    const float* b = t.b;
+FASTMLP_INLINE void accumulate_range(const TileArgs& t, __m512 (&acc)[MR][NV], const __mmask16 (&mk)[NV],
+                                     int64_t p0, int64_t p1) {
     const int64_t ldb = t.ldb, ld = t.lda;
-    const int64_t k = t.k;
+    const float* b = t.b + p0 * ldb;
+    const float* a = AM == A_PACKED ? t.a + p0 * MR : AM == A_COLS ? t.a + p0 * ld : t.a;
     const float* ar[MR];
     if (AM == A_ROWS)
-        for (int i = 0; i < MR; ++i) ar[i] = a + i * ld;
+        for (int i = 0; i < MR; ++i) ar[i] = t.a + i * ld;
 #pragma GCC unroll 2
-    for (int64_t p = 0; p < k; ++p) {
+    for (int64_t p = p0; p < p1; ++p) {
         __m512 bv[NV];
         for (int v = 0; v < NV; ++v)
             bv[v] = MASKED ? _mm512_maskz_loadu_ps(mk[v], b + 16 * v) : _mm512_loadu_ps(b + 16 * v);
@@ -57,6 +57,25 @@ FASTMLP_INLINE void accumulate(const TileArgs& t, __m512 (&acc)[MR][NV], const _
     }
 }
 
+// The C tile is prefetched (for writing) PF_C steps before the end of the k loop: early enough
+// to hide an L2/L3 miss, late enough not to be evicted again by the A and B streams.
+constexpr int64_t PF_C = 24;
+
+template <int MR, int NV, int AM, bool MASKED>
+FASTMLP_INLINE void accumulate(const TileArgs& t, __m512 (&acc)[MR][NV], const __mmask16 (&mk)[NV]) {
+    const int64_t k = t.k;
+    const int64_t k_main = k > PF_C ? k - PF_C : 0;
+    accumulate_range<MR, NV, AM, MASKED>(t, acc, mk, 0, k_main);
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i) {
+        if (i < t.m) {
+            __builtin_prefetch(t.c + i * t.ldc, 1, 3);
+            if (NV > 1) __builtin_prefetch(t.c + i * t.ldc + 16 * NV - 1, 1, 3);
+        }
+    }
+    accumulate_range<MR, NV, AM, MASKED>(t, acc, mk, k_main, k);
+}
+
 template <int MR, int NV, int AM>
 void tile(const TileArgs& t) {
     __m512 acc[MR][NV];
@@ -65,8 +84,6 @@ void tile(const TileArgs& t) {
         for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
     __mmask16 mk[NV];
     make_masks<NV>(t.n, mk);
-    for (int i = 0; i < MR; ++i)
-        if (i < t.m) _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc), _MM_HINT_T0);
     if (t.n == 16 * NV)
         accumulate<MR, NV, AM, false>(t, acc, mk);
     else
@@ -93,6 +110,68 @@ void tile(const TileArgs& t) {
             _mm512_mask_storeu_ps(c + 16 * v, mk[v], r);
         }
     }
+}
+
+// ---- dot tiles (NT with few rows) -------------------------------------------------------------
+// C[i][j] = sum_p a[i*lda + p] * b[j*ldb + p]: 16 lanes of p per FMA, DMR x DNR accumulators,
+// reduced at the end (same order for every tile: the result does not depend on the tiling).
+template <int DMR, int DNR>
+void dot_tile(const TileArgs& t) {
+    const float* ar[DMR];
+    const float* br[DNR];
+#pragma GCC unroll 16
+    for (int i = 0; i < DMR; ++i) ar[i] = t.a + (i < t.m ? i : t.m - 1) * t.lda;
+#pragma GCC unroll 16
+    for (int j = 0; j < DNR; ++j) br[j] = t.b + (j < t.n ? j : t.n - 1) * t.ldb;
+    __m512 acc[DMR][DNR];
+#pragma GCC unroll 16
+    for (int i = 0; i < DMR; ++i)
+#pragma GCC unroll 16
+        for (int j = 0; j < DNR; ++j) acc[i][j] = _mm512_setzero_ps();
+    const int64_t k = t.k;
+    for (int64_t p = 0; p < k; p += 16) {
+        const __mmask16 mk = k - p >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (k - p)) - 1);
+        __m512 bv[DNR];
+#pragma GCC unroll 16
+        for (int j = 0; j < DNR; ++j) bv[j] = _mm512_maskz_loadu_ps(mk, br[j] + p);
+    #pragma GCC unroll 16
+    for (int i = 0; i < DMR; ++i) {
+            const __m512 av = _mm512_maskz_loadu_ps(mk, ar[i] + p);
+    #pragma GCC unroll 16
+        for (int j = 0; j < DNR; ++j) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < DMR; ++i) {
+        if (i >= t.m) continue;
+        float* c = t.c + i * t.ldc;
+#pragma GCC unroll 16
+        for (int j = 0; j < DNR; ++j) {
+            if (j >= t.n) continue;
+            float v = t.alpha * _mm512_reduce_add_ps(acc[i][j]);
+            if (t.beta != 0.0f) v += t.beta * c[j];
+            if (t.bias) v += t.bias[j];
+            if (t.relu) v = v > 0.0f ? v : (v != v ? v : 0.0f);
+            c[j] = v;
+        }
+    }
+}
+
+// One row of A: a 1 x 2*DNR tile (no redundant rows), else DMR x DNR.
+template <int DMR, int DNR>
+void dot_any(const TileArgs& t) {
+    if (t.m == 1) {
+        TileArgs u = t;
+        for (int64_t j = 0; j < t.n; j += 2 * DNR) {
+            u.n = t.n - j < 2 * DNR ? t.n - j : 2 * DNR;
+            u.b = t.b + j * t.ldb;
+            u.c = t.c + j;
+            u.bias = t.bias ? t.bias + j : nullptr;
+            dot_tile<1, 2 * DNR>(u);
+        }
+        return;
+    }
+    dot_tile<DMR, DNR>(t);
 }
 
 // ---- packing ------------------------------------------------------------------------------
@@ -178,20 +257,24 @@ void pack_avx512(float* dst, const float* src, int64_t rs, int64_t ps, int64_t r
 
 constexpr int MR = 12, NV = 2, SMR = 8;
 
-// Cache blocks (Sapphire Rapids class Xeon: L1d 48 KiB, L2 2 MiB per core, large shared L3):
-//   kc = 256: the 256 x 32 B micro-panel (32 KiB) stays in L1 next to a streaming 12-row A panel,
-//   mc = 192: the 192 x 256 A block (192 KiB) sits in L2 with room for the C tiles,
-//   nc = 4096: the 256 x 4096 B block (4 MiB) in L3, shared by both cores.
+// Cache blocks, measured on this Sapphire/Emerald Rapids class Xeon (L1d 48 KiB, L2 2 MiB per
+// core, shared L3), single thread, best-of runs at 1024^3 / 2048^3 / 4096^3:
+//   kc = 384 (K split into equal blocks <= 384): the 12 x 384 A micro-panel (18 KiB) and the
+//        384 x 32 B micro-panel (48 KiB) both stream from L2; 256 and 512 measured within noise,
+//        128-192 ~3% slower (more passes over C).
+//   mc = 48: four A micro-panels per B micro-panel visit; 48-96 beat 192 by 3-6%.
+//   nc = 1024: the 384 x 1024 B block (1.5 MiB, on huge pages) in L2; 512-4096 within noise.
 const KernelSet kSet = {
     "avx512",
     MR, 16 * NV,
-    /*mc=*/96, /*kc=*/384, /*nc=*/1024,
+    /*mc=*/48, /*kc=*/384, /*nc=*/1024,
     &tile<MR, NV, A_PACKED>,
     &pack_avx512,
     SMR,
     {16, 32},
     {{&tile<SMR, 1, A_PACKED>, &tile<SMR, 1, A_ROWS>, &tile<SMR, 1, A_COLS>},
      {&tile<SMR, 2, A_PACKED>, &tile<SMR, 2, A_ROWS>, &tile<SMR, 2, A_COLS>}},
+    4, 4, &dot_any<4, 4>,
 };
 
 }  // namespace

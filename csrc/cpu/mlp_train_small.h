@@ -121,8 +121,6 @@ namespace {
 
 constexpr int64_t kLanes = 16;
 
-inline float relu1(float v) { return v > 0.0f ? v : (v != v ? v : 0.0f); }
-
 // 16 floats as one GCC/Clang vector (4 SSE, 2 AVX or 1 AVX-512 register), unaligned load/store.
 typedef float v16 __attribute__((vector_size(64)));
 inline v16 ld16(const float* p) {
@@ -132,13 +130,14 @@ inline v16 ld16(const float* p) {
 }
 inline void st16(float* p, v16 v) { __builtin_memcpy(p, &v, sizeof(v)); }
 
-// a * b + c: one fused rounding where the ISA has FMA (avx2, avx512), two otherwise.
-inline float madd(float a, float b, float c) {
-#if defined(FASTMLP_SMALL_USE_FMA)
-    return __builtin_fmaf(a, b, c);
-#else
-    return a * b + c;
-#endif
+// acc + bias, then ReLU (NaN stays NaN: a NaN lane fails both comparisons and is kept).
+inline v16 bias_relu(v16 acc, float bias, bool relu) {
+    v16 v = acc + bias;
+    if (relu) {
+        const v16 zero = {};
+        v = v < zero ? zero : v;
+    }
+    return v;
 }
 
 // Sums of 16 lanes in a fixed tree order (per ISA; the thread count never enters).
@@ -227,6 +226,68 @@ inline float sum16(const float* __restrict x, int64_t Bp) {
 }
 #endif
 
+// The batch gather, transposed: dst (d, ld) feature-major gets rows src[idx[b]] (d wide) for
+// b < B and zeros for b in [B, Bp).
+inline void gather_rows_scalar(float* __restrict dst, int64_t ld, const float* src, int64_t d,
+                               const int64_t* idx, int64_t B, int64_t Bp) {
+    for (int64_t b = 0; b < B; ++b) {
+        const float* row = src + idx[b] * d;
+        for (int64_t i = 0; i < d; ++i) dst[i * ld + b] = row[i];
+    }
+    for (int64_t i = 0; i < d; ++i)
+        for (int64_t b = B; b < Bp; ++b) dst[i * ld + b] = 0.0f;
+}
+
+#if defined(__AVX512F__)
+// r[k] lane j  ->  r[j] lane k  (a 16x16 in-register transpose)
+inline void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int k = 0; k < 8; ++k) {
+        t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    for (int k = 0; k < 4; ++k) {
+        r[4 * k + 0] = _mm512_shuffle_ps(t[4 * k + 0], t[4 * k + 2], 0x44);
+        r[4 * k + 1] = _mm512_shuffle_ps(t[4 * k + 0], t[4 * k + 2], 0xEE);
+        r[4 * k + 2] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0x44);
+        r[4 * k + 3] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0xEE);
+    }
+    for (int k = 0; k < 4; ++k) {
+        t[k] = _mm512_shuffle_f32x4(r[k], r[k + 4], 0x88);
+        t[k + 4] = _mm512_shuffle_f32x4(r[k], r[k + 4], 0xDD);
+        t[k + 8] = _mm512_shuffle_f32x4(r[k + 8], r[k + 12], 0x88);
+        t[k + 12] = _mm512_shuffle_f32x4(r[k + 8], r[k + 12], 0xDD);
+    }
+    for (int k = 0; k < 8; ++k) {
+        r[k] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0x88);
+        r[k + 8] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0xDD);
+    }
+}
+
+// 16 rows at a time: masked row loads (never past a row's end), one transpose, vector stores.
+inline void gather_rows(float* dst, int64_t ld, const float* src, int64_t d, const int64_t* idx,
+                        int64_t B, int64_t Bp) {
+    if (d < 4) return gather_rows_scalar(dst, ld, src, d, idx, B, Bp);
+    for (int64_t c0 = 0; c0 < d; c0 += kLanes) {
+        const int64_t cw = d - c0 < kLanes ? d - c0 : kLanes;
+        const __mmask16 m = __mmask16((1u << cw) - 1u);
+        for (int64_t b0 = 0; b0 < Bp; b0 += kLanes) {
+            __m512 r[16];
+            for (int64_t k = 0; k < kLanes; ++k)
+                r[k] = b0 + k < B ? _mm512_maskz_loadu_ps(m, src + idx[b0 + k] * d + c0)
+                                  : _mm512_setzero_ps();
+            transpose16(r);
+            for (int64_t j = 0; j < cw; ++j) _mm512_storeu_ps(dst + (c0 + j) * ld + b0, r[j]);
+        }
+    }
+}
+#else
+inline void gather_rows(float* dst, int64_t ld, const float* src, int64_t d, const int64_t* idx,
+                        int64_t B, int64_t Bp) {
+    gather_rows_scalar(dst, ld, src, d, idx, B, Bp);
+}
+#endif
+
 [[maybe_unused]] double small_step_impl(const std::vector<MlpLayer>& layers, SmallScratch& s,
                                         const float* X, const float* Y, const int64_t* idx,
                                         int64_t B, const StepRule& rule, bool first_step,
@@ -237,19 +298,8 @@ inline float sum16(const float* __restrict x, int64_t Bp) {
     const int64_t d_in = layers[0].in, d_out = layers[L - 1].out;
 
     // Gather the batch, transposed to (features, ld); pad columns are zero.
-    {
-        float* a0 = s.act[0];
-        for (int64_t b = 0; b < B; ++b) {
-            const float* row = X + idx[b] * d_in;
-            for (int64_t i = 0; i < d_in; ++i) a0[i * ld + b] = row[i];
-        }
-        for (int64_t b = 0; b < B; ++b) {
-            const float* row = Y + idx[b] * d_out;
-            for (int64_t o = 0; o < d_out; ++o) s.yT[o * ld + b] = row[o];
-        }
-        for (int64_t i = 0; i < d_in; ++i)
-            for (int64_t b = B; b < Bp; ++b) a0[i * ld + b] = 0.0f;
-    }
+    gather_rows(s.act[0], ld, X, d_in, idx, B, Bp);
+    gather_rows(s.yT, ld, Y, d_out, idx, B, Bp);
 
     // Forward: z (out, Bp) = sum_i W[o][i] * a[i][:] (i in order), + bias, relu.
     for (int64_t l = 0; l < L; ++l) {
@@ -261,40 +311,26 @@ inline float sum16(const float* __restrict x, int64_t Bp) {
             float* __restrict zo = z + o * ld;
             const float bo = ly.bias ? ly.bias[o] : 0.0f;
             const bool relu = ly.relu;
-            for (int64_t b0 = 0; b0 < Bp; b0 += 4 * kLanes) {
-                const int64_t nb = Bp - b0 < 4 * kLanes ? Bp - b0 : 4 * kLanes;
-                if (nb == 4 * kLanes) {  // 64 accumulators in 4 vector registers (avx512)
-                    v16 acc0 = {}, acc1 = {}, acc2 = {}, acc3 = {};
-                    for (int64_t i = 0; i < ly.in; ++i) {
-                        const float wi = w[i];
-                        const float* ai = a + i * ld + b0;
-                        acc0 += wi * ld16(ai);
-                        acc1 += wi * ld16(ai + kLanes);
-                        acc2 += wi * ld16(ai + 2 * kLanes);
-                        acc3 += wi * ld16(ai + 3 * kLanes);
-                    }
-                    float acc[4 * kLanes];
-                    st16(acc, acc0);
-                    st16(acc + kLanes, acc1);
-                    st16(acc + 2 * kLanes, acc2);
-                    st16(acc + 3 * kLanes, acc3);
-                    for (int64_t k = 0; k < 4 * kLanes; ++k) {
-                        const float v = acc[k] + bo;
-                        zo[b0 + k] = relu ? relu1(v) : v;
-                    }
-                } else {
-                    float acc[4 * kLanes];
-                    for (int64_t k = 0; k < nb; ++k) acc[k] = 0.0f;
-                    for (int64_t i = 0; i < ly.in; ++i) {
-                        const float wi = w[i];
-                        const float* ai = a + i * ld + b0;
-                        for (int64_t k = 0; k < nb; ++k) acc[k] = madd(wi, ai[k], acc[k]);
-                    }
-                    for (int64_t k = 0; k < nb; ++k) {
-                        const float v = acc[k] + bo;
-                        zo[b0 + k] = relu ? relu1(v) : v;
-                    }
+            int64_t b0 = 0;
+            for (; b0 + 4 * kLanes <= Bp; b0 += 4 * kLanes) {  // 64 samples in 4 registers
+                v16 acc0 = {}, acc1 = {}, acc2 = {}, acc3 = {};
+                for (int64_t i = 0; i < ly.in; ++i) {
+                    const float wi = w[i];
+                    const float* ai = a + i * ld + b0;
+                    acc0 += wi * ld16(ai);
+                    acc1 += wi * ld16(ai + kLanes);
+                    acc2 += wi * ld16(ai + 2 * kLanes);
+                    acc3 += wi * ld16(ai + 3 * kLanes);
                 }
+                st16(zo + b0, bias_relu(acc0, bo, relu));
+                st16(zo + b0 + kLanes, bias_relu(acc1, bo, relu));
+                st16(zo + b0 + 2 * kLanes, bias_relu(acc2, bo, relu));
+                st16(zo + b0 + 3 * kLanes, bias_relu(acc3, bo, relu));
+            }
+            for (; b0 < Bp; b0 += kLanes) {  // the rest, 16 at a time (Bp is a multiple of 16)
+                v16 acc = {};
+                for (int64_t i = 0; i < ly.in; ++i) acc += w[i] * ld16(a + i * ld + b0);
+                st16(zo + b0, bias_relu(acc, bo, relu));
             }
         }
     }
@@ -302,15 +338,23 @@ inline float sum16(const float* __restrict x, int64_t Bp) {
     // Loss (double, fixed order) and the output gradient (pad columns zero).
     const float* P = s.act[size_t(L)];
     float* dz = s.d0;
-    double sq = 0.0;
+    // Squared errors in double, 8 partial sums over the batch, combined in a fixed order.
+    double part[8] = {0.0};
     for (int64_t o = 0; o < d_out; ++o) {
         const float* po = P + o * ld;
         const float* yo = s.yT + o * ld;
-        for (int64_t b = 0; b < B; ++b) {
+        int64_t b = 0;
+        for (; b + 8 <= B; b += 8)
+            for (int64_t k = 0; k < 8; ++k) {
+                const double d = double(po[b + k]) - double(yo[b + k]);
+                part[k] += d * d;
+            }
+        for (; b < B; ++b) {
             const double d = double(po[b]) - double(yo[b]);
-            sq += d * d;
+            part[b & 7] += d * d;
         }
     }
+    const double sq = ((part[0] + part[4]) + (part[2] + part[6])) + ((part[1] + part[5]) + (part[3] + part[7]));
     const double count = double(B) * double(d_out);
     double loss;
     float scale;
@@ -354,16 +398,18 @@ inline float sum16(const float* __restrict x, int64_t Bp) {
         if (l > 0) {
             const bool mask = layers[size_t(l - 1)].relu;
             for (int64_t i = 0; i < ly.in; ++i) {
-                float* __restrict di = da + i * ld;
-                for (int64_t b = 0; b < Bp; ++b) di[b] = 0.0f;
-                for (int64_t o = 0; o < ly.out; ++o) {
-                    const float w = ly.weight[o * ly.in + i];
-                    const float* __restrict dzo = dz + o * ld;
-                    for (int64_t b = 0; b < Bp; ++b) di[b] = madd(w, dzo[b], di[b]);
-                }
-                if (mask) {
-                    const float* ai = a + i * ld;
-                    for (int64_t b = 0; b < Bp; ++b) di[b] = ai[b] > 0.0f ? di[b] : 0.0f;
+                float* di = da + i * ld;
+                const float* ai = a + i * ld;
+                for (int64_t b0 = 0; b0 < Bp; b0 += kLanes) {  // one register per 16 samples
+                    v16 acc = {};
+                    for (int64_t o = 0; o < ly.out; ++o)
+                        acc += ly.weight[o * ly.in + i] * ld16(dz + o * ld + b0);
+                    if (mask) {
+                        const v16 av = ld16(ai + b0);
+                        const v16 zero = {};
+                        acc = av > zero ? acc : zero;
+                    }
+                    st16(di + b0, acc);
                 }
             }
         }

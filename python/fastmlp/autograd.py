@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import operator
 import threading
 
 __all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "inference_mode",
@@ -167,55 +168,55 @@ def _accumulate_leaf(t, g):
         cur._data += g
 
 
+_PENDING = object()  # gacc marker of a node that is in this backward's walk but has no grad yet
+
+
 def run_backward(root, grad, retain_graph=False):
     """Backpropagate ``grad`` (an array shaped like ``root``) through the graph behind ``root``."""
     node0 = root._node
     if node0 is None:  # backward() on a leaf: its gradient is the seed itself
         _accumulate_leaf(root, grad)
         return
+    pending = _PENDING
+    node0.gacc = pending
     nodes = [node0]
-    seen = {node0}
-    stack = [node0]
-    while stack:
-        n = stack.pop()
-        for t in n.inputs:
-            p = t._node
-            if p is not None and p not in seen:
-                seen.add(p)
-                nodes.append(p)
-                stack.append(p)
-    if len(nodes) > 1:
-        nodes.sort(key=_seq_of, reverse=True)
-    node0.gacc = grad
     try:
+        for n in nodes:  # grows while iterating: a breadth-first walk, marking nodes as it goes
+            for t in n.inputs:
+                p = t._node
+                if p is not None and p.gacc is not pending:
+                    p.gacc = pending
+                    nodes.append(p)
+        if len(nodes) > 1:
+            nodes.sort(key=_seq_of, reverse=True)  # creation order reversed: topological
+        node0.gacc = grad
         for n in nodes:
             g = n.gacc
-            if g is None:
-                continue
             n.gacc = None
+            if g is pending:  # no gradient reached this node
+                continue
             if n.saved is None:
                 raise RuntimeError(_FREED)
-            grads = n.backward(g)
-            for t, gi in zip(n.inputs, grads):
+            for t, gi in zip(n.inputs, n.backward(g)):
                 if gi is None:
                     continue
                 p = t._node
                 if p is None:
                     if t.requires_grad:
                         _accumulate_leaf(t, gi)
-                elif p.gacc is None:
+                elif p.gacc is pending:
                     p.gacc = gi
                 else:
                     p.gacc = p.gacc + gi
             if not retain_graph:
                 n.release()
-    finally:
+    except BaseException:
         for n in nodes:
             n.gacc = None
+        raise
 
 
-def _seq_of(n):
-    return n.seq
+_seq_of = operator.attrgetter("seq")
 
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):

@@ -91,6 +91,50 @@ def mse_loss_backward(input, target, *, grad_output=1.0, reduction="mean", out=N
     return _C.mse_backward(input, target, scale, out)
 
 
+def linear_backward(grad, x, weight, *, relu_out=None, need_input_grad=True, need_weight_grad=True,
+                    need_bias_grad=True, dweight=None, dbias=None, accumulate=False):
+    """Backward of :func:`linear` (and of its ReLU when ``relu_out`` is given), in one kernel call.
+
+    ``grad`` (batch, out) is the gradient of the output; ``relu_out`` the ReLU's output, whose
+    mask ``relu_out > 0`` is applied to ``grad`` first. Returns ``(dinput, dweight, dbias)``, with
+    None for what is not needed. ``dweight``/``dbias`` arrays, when given, are filled (or added to
+    with ``accumulate=True``) in place. ``grad`` is never written.
+    """
+    if type(grad) is not np.ndarray and hasattr(grad, "__cuda_array_interface__"):
+        g = grad if relu_out is None else relu_backward(grad, relu_out)
+        db = dw = dx = None
+        if need_bias_grad or dbias is not None:
+            db = bias_grad(g, out=dbias, accumulate=accumulate and dbias is not None)
+        if need_weight_grad or dweight is not None:
+            if dweight is None:
+                dw = matmul(g.T, x)
+            else:
+                dw = matmul(g.T, x, out=dweight, beta=1.0 if accumulate else 0.0)
+        if need_input_grad:
+            dx = matmul(g, weight)
+        return dx, dw, db
+    acc_w = accumulate and dweight is not None
+    acc_b = accumulate and dbias is not None
+    return _C.linear_backward(grad, x, weight, relu_out, None, dweight, dbias, need_input_grad,
+                              need_weight_grad, need_bias_grad, acc_w, acc_b)
+
+
+def mse_loss_and_grad(input, target, *, reduction="mean"):
+    """``(loss, dinput)``: :func:`mse_loss` (a float) and its gradient, in one kernel call."""
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    if type(input) is not np.ndarray and hasattr(input, "__cuda_array_interface__"):
+        loss = mse_loss(input, target)
+        d = mse_loss_backward(input, target, reduction=reduction)
+    else:
+        n = np.size(input)
+        loss, d = _C.mse_forward_backward(input, target, 2.0 / max(n, 1) if reduction == "mean" else 2.0)
+    return (loss * np.size(input) if reduction == "sum" else loss), d
+
+
+__all__ += ["linear_backward", "mse_loss_and_grad"]
+
+
 def sgd_step(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0.0,
              weight_decay=0.0, nesterov=False, maximize=False, first_step=False):
     """One ``torch.optim.SGD`` update of ``param`` in place (and of ``momentum_buffer``).

@@ -103,6 +103,14 @@ def _unbroadcast(g, shape):
     return g.reshape(shape)
 
 
+def _unb(g, like):
+    """The gradient for an input ``like``: un-broadcast to its shape, in its dtype."""
+    g = _unbroadcast(g, like.shape)
+    if g.dtype != like.dtype and like.dtype.kind == "f":
+        g = g.astype(like.dtype)
+    return g
+
+
 def _fmt_array(a):
     """Array text in PyTorch's style: 4 decimals, or integers written as ``1.``."""
     if a.size == 0:
@@ -362,9 +370,13 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
         if gradient is None:
-            if self._data.size != 1:
+            a = self._data
+            if a.ndim == 0 and a.dtype is _F32 and type(a) is _ndarray:
+                g = _ONE_F32
+            elif a.size != 1:
                 raise RuntimeError("grad can be implicitly created only for scalar outputs")
-            g = _ones_like_scalar(self._data)
+            else:
+                g = _ones_like_scalar(a)
         else:
             if isinstance(gradient, Tensor):
                 _same_device(self._data, gradient._data)
@@ -375,7 +387,7 @@ class Tensor:
                 raise RuntimeError(f"Mismatch in shape: grad_output[0] has a shape of {Size(g.shape)} "
                                    f"and output[0] has a shape of {self.shape}.")
             g = g.astype(self._data.dtype, copy=True)  # nodes may read it; never alias the caller's
-        run_backward(self, g, builtins.bool(retain_graph))
+        run_backward(self, g, retain_graph)
 
     # ---- representation --------------------------------------------------------------------
     def __repr__(self):
@@ -396,7 +408,8 @@ class Tensor:
             return f"tensor([], {', '.join([body] + extra)})"
         return "tensor(" + ", ".join([body] + extra) + ")"
 
-    __str__ = __repr__
+    def __str__(self):
+        return self.__repr__()
 
     def __len__(self):
         if self._data.ndim == 0:
@@ -474,6 +487,8 @@ class Tensor:
 
     # comparisons give bool tensors (no gradient)
     def _cmp(self, other, op):
+        if other is None:
+            return NotImplemented  # `t == None` is False, `t != None` is True, as in PyTorch
         o = other._data if isinstance(other, Tensor) else other
         if isinstance(other, Tensor):
             _same_device(self._data, o)
@@ -732,6 +747,8 @@ def _rebuild(arr, requires_grad):
 
 
 _ONES = {}
+_ONE_F32 = np.ones((), dtype=np.float32)
+_ONE_F32.flags.writeable = False
 
 
 def _ones_like_scalar(a):
@@ -819,8 +836,30 @@ def _binary(a, b, node_cls):
         b = _as_tensor_like(b, a)
     elif type(a._data) is not type(b._data):
         _same_device(a._data, b._data)
-    out = node_cls.forward(a._data, b._data)
+    x, y = a._data, b._data
+    out = node_cls.forward(x, y)
+    if out.dtype != x.dtype and out.dtype != y.dtype or (out.dtype.kind == "f" and x.dtype != y.dtype):
+        out = out.astype(_promote(x, y, node_cls), copy=False)
     return _result(out, node_cls, (a, b))
+
+
+def _promote(x, y, node_cls):
+    """PyTorch's result dtype: a float operand's type beats an int one; within floats a
+    dimensioned tensor beats a 0-d one; int / int is float32."""
+    kx, ky = x.dtype.kind, y.dtype.kind
+    if kx == "f" and ky != "f":
+        return x.dtype
+    if ky == "f" and kx != "f":
+        return y.dtype
+    if kx == "f" and ky == "f":
+        if x.ndim == 0 and y.ndim > 0:
+            return y.dtype
+        if y.ndim == 0 and x.ndim > 0:
+            return x.dtype
+        return np.result_type(x.dtype, y.dtype)
+    if node_cls is _Div:
+        return np.dtype(np.float32)
+    return np.result_type(x.dtype, y.dtype)
 
 
 class _Add(Node):
@@ -830,8 +869,8 @@ class _Add(Node):
 
     def backward(self, g):
         a, b = self.inputs
-        return (_unbroadcast(g, a._data.shape) if a.requires_grad else None,
-                _unbroadcast(g, b._data.shape) if b.requires_grad else None)
+        return (_unb(g, a._data) if a.requires_grad else None,
+                _unb(g, b._data) if b.requires_grad else None)
 
 
 class _Sub(Node):
@@ -841,8 +880,8 @@ class _Sub(Node):
 
     def backward(self, g):
         a, b = self.inputs
-        return (_unbroadcast(g, a._data.shape) if a.requires_grad else None,
-                _unbroadcast(-g, b._data.shape) if b.requires_grad else None)
+        return (_unb(g, a._data) if a.requires_grad else None,
+                _unb(-g, b._data) if b.requires_grad else None)
 
 
 class _Mul(Node):
@@ -852,8 +891,8 @@ class _Mul(Node):
 
     def backward(self, g):
         a, b = self.inputs
-        return (_unbroadcast(g * b._data, a._data.shape) if a.requires_grad else None,
-                _unbroadcast(g * a._data, b._data.shape) if b.requires_grad else None)
+        return (_unb(g * b._data, a._data) if a.requires_grad else None,
+                _unb(g * a._data, b._data) if b.requires_grad else None)
 
 
 class _Div(Node):
@@ -864,8 +903,8 @@ class _Div(Node):
     def backward(self, g):
         a, b = self.inputs
         x, y = a._data, b._data
-        return (_unbroadcast(g / y, x.shape) if a.requires_grad else None,
-                _unbroadcast(-g * x / (y * y), y.shape) if b.requires_grad else None)
+        return (_unb(g / y, x) if a.requires_grad else None,
+                _unb(-g * x / (y * y), y) if b.requires_grad else None)
 
 
 class _Pow(Node):
@@ -876,13 +915,13 @@ class _Pow(Node):
     def backward(self, g):
         a, b = self.inputs
         x, y = a._data, b._data
-        ga = _unbroadcast(g * y * x ** (y - 1), x.shape) if a.requires_grad else None
+        ga = _unb(g * y * x ** (y - 1), x) if a.requires_grad else None
         gb = None
         if b.requires_grad:
             xp = array_module(device_of(x))
             with np.errstate(divide="ignore", invalid="ignore"):
                 lg = xp.where(x > 0, xp.log(xp.where(x > 0, x, 1)), 0)
-            gb = _unbroadcast(g * (x ** y) * lg, y.shape)
+            gb = _unb(g * (x ** y) * lg, y)
         return ga, gb
 
 

@@ -137,9 +137,19 @@ def _submodules(model):
     return out
 
 
+def _flat_children(model):
+    out = []
+    for m in _children(model):
+        if _kind(m) == "Sequential" and _children(m) is not None:
+            out.extend(_flat_children(m))  # nested Sequentials are one chain
+        else:
+            out.append(m)
+    return out
+
+
 def _chain_from_sequential(model) -> Chain:
     weights, biases, relu, mods = [], [], [], []
-    for i, m in enumerate(_children(model)):
+    for i, m in enumerate(_flat_children(model)):
         k = _kind(m)
         if k == "Linear":
             w, b = _linear_arrays(m, f"layer {i}")

@@ -23,6 +23,12 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
                      const float* weight, const float* relu_out, int64_t B, int64_t C, int64_t OC,
                      bool accumulate_weight, bool accumulate_bias);
 
+// MSE loss and its gradient in one pass over the data (the training step needs both):
+//   returns mean over n of (pred - target)^2 (double accumulation, fixed order, as mse_forward)
+//   dpred (n) = scale * (pred - target)          (scale = 2/n for the mean, 2 for the sum)
+double mse_forward_backward(float* dpred, const float* pred, const float* target, int64_t n,
+                            float scale);
+
 // sgd_step over n parameters at once (same options for all); first_step[i] as in sgd_step.
 // params[i], grads[i], bufs[i] (bufs[i] may be null when momentum == 0) each have sizes[i] floats.
 void sgd_step_many(float* const* params, const float* const* grads, float* const* bufs,

@@ -26,6 +26,7 @@ import numpy as np
 from .. import _C, ops
 from ..autograd import GradMode, Node, _seq
 from ..devices import array_module, device_of
+from ..tensor import _ONE_F32 as _ONE
 from ..tensor import Size, Tensor, _as_tensor_like, _same_device, _unbroadcast, _wrap
 
 __all__ = ["linear", "relu", "relu_", "mse_loss", "ShapeError", "DtypeError"]
@@ -39,6 +40,7 @@ _relu_fwd = _C.relu_forward
 _relu_bwd = _C.relu_backward
 _mse_fwd = _C.mse_forward
 _mse_bwd = _C.mse_backward
+_mse_fb = _C.mse_forward_backward
 _new = object.__new__
 
 
@@ -111,11 +113,25 @@ class _LinearNode(Node):
                                   acc_w, acc_b)
             if leaf_w:
                 if not acc_w:
-                    _set_leaf_grad(w_t, dw)
+                    if w_t.grad is None:
+                        t = _new(Tensor)
+                        t._data = dw
+                        t.grad = t._node = None
+                        t.requires_grad = False
+                        w_t.grad = t
+                    else:
+                        _set_leaf_grad(w_t, dw)
                 dw = None
             if leaf_b:
                 if not acc_b:
-                    _set_leaf_grad(b_t, db)
+                    if b_t.grad is None:
+                        t = _new(Tensor)
+                        t._data = db
+                        t.grad = t._node = None
+                        t.requires_grad = False
+                        b_t.grad = t
+                    else:
+                        _set_leaf_grad(b_t, db)
                 db = None
         else:
             dx, dw, db = _linear_backward_generic(g, x, w, self.y, x_t.requires_grad,
@@ -141,12 +157,17 @@ def _set_leaf_grad(t, g):
 
 def _linear_backward_generic(g, x, w, y, want_x, want_w, want_b):
     """The same backward with array ops (float64 on numpy, or CUDA through fastmlp.ops)."""
-    f32 = g.dtype == _F32 and type(g) is not _ndarray
+    if g.dtype == _F32 and x.dtype == _F32 and w.dtype == _F32:  # CUDA (or odd CPU layouts)
+        if type(g) is _ndarray:
+            g, x, w = (np.ascontiguousarray(a) for a in (g, x, w))
+            y = None if y is None else np.ascontiguousarray(y)
+        return ops.linear_backward(g, x, w, relu_out=y, need_input_grad=want_x,
+                                   need_weight_grad=want_w, need_bias_grad=want_b)
     if y is not None:
-        g = ops.relu_backward(g, y) if f32 else g * (y > 0)
-    db = (ops.bias_grad(g) if f32 else g.sum(axis=0)) if want_b else None
-    dw = (ops.matmul(g.T, x) if f32 else g.T @ x) if want_w else None
-    dx = (ops.matmul(g, w) if f32 else g @ w) if want_x else None
+        g = g * (y > 0)
+    db = g.sum(axis=0) if want_b else None
+    dw = g.T @ x if want_w else None
+    dx = g @ w if want_x else None
     return dx, dw, db
 
 
@@ -257,27 +278,46 @@ class _ReluNode(Node):
         return (g * (y > 0),)
 
 
-def _probe_tensor(input, inplace=False):
-    return _getrefcount(input)
+def _fuse_relu(input):
+    """Apply ReLU in place on a fresh Linear output and fuse it into the Linear's node.
+
+    Called from exactly one frame that holds ``input`` (``relu`` or ``ReLU.__call__``). Returns
+    False (doing nothing) unless ``input`` is a Linear output that nothing else references.
+    """
+    node = input._node
+    if (type(node) is not _LinearNode or node.y is not None or not _FUSE
+            or node.saved is None or _getrefcount(input) > _TEMP_REFS
+            or _getrefcount(input._data) > _ARRAY_REFS):
+        return False
+    data = input._data
+    if type(data) is _ndarray and data.dtype is _F32:
+        _relu_fwd(data, data)
+    elif data.dtype == _F32:
+        ops.relu(data, out=data)
+    else:
+        _relu_inplace_generic(data)
+    node.y = data if data.ndim == 2 else data.reshape(-1, data.shape[-1])
+    return True
 
 
-def _probe_array(input, inplace=False):
-    return _getrefcount(input._data)
+def _probe_refs(input):
+    return _getrefcount(input), _getrefcount(input._data)
+
+
+def _probe_caller(input):  # the same frame structure as relu() -> _fuse_relu()
+    return _probe_refs(input)
 
 
 def _calibrate():
-    """Refcounts seen inside relu() for an unreferenced temporary; None if it can't tell."""
+    """Refcounts _fuse_relu sees for an unreferenced temporary; (None, None) if it can't tell."""
     def make():
         return _wrap(np.zeros(1, np.float32))
 
-    temp = _probe_tensor(make())
+    temp, arr_alone = _probe_caller(make())
     held = make()
-    if _probe_tensor(held) <= temp:
-        return None, None
-    arr_alone = _probe_array(make())
-    t = make()
-    view = t._data[:]  # noqa: F841  (a second reference to the array must be visible)
-    if _probe_array(t) <= arr_alone:
+    view = held._data[:]  # noqa: F841  (a second reference to the array must be visible)
+    held_refs, held_arr = _probe_caller(held)
+    if held_refs <= temp or held_arr <= arr_alone:
         return None, None
     return temp, arr_alone
 
@@ -288,17 +328,7 @@ _FUSE = _TEMP_REFS is not None
 
 def relu(input, inplace=False):
     """``max(input, 0)``; fused into the preceding Linear when its output is an unshared temporary."""
-    node = input._node
-    if (type(node) is _LinearNode and node.y is None and _FUSE and node.saved is not None
-            and _getrefcount(input) <= _TEMP_REFS and _getrefcount(input._data) <= _ARRAY_REFS):
-        data = input._data
-        if type(data) is _ndarray and data.dtype is _F32:
-            _relu_fwd(data, data)
-        elif data.dtype == _F32:
-            ops.relu(data, out=data)
-        else:
-            _relu_inplace_generic(data)
-        node.y = data if data.ndim == 2 else data.reshape(-1, data.shape[-1])
+    if input._node is not None and _fuse_relu(input):
         return input
     x = input._data
     if inplace and not (input.requires_grad and GradMode.enabled):
@@ -333,7 +363,11 @@ class _MseNode(Node):
 
     def backward(self, g):
         a, t = self.inputs
-        x, y, reduction = self.saved
+        x, y, reduction, d = self.saved
+        if d is not None:  # computed with the loss; g is the seed 1.0 unless chained further
+            if g is not _ONE:
+                d = d * g.item() if g.item() != 1.0 else d
+            return (d if a.requires_grad else None, -d if t.requires_grad else None)
         if reduction == "none":
             d = 2 * (x - y) * g
             da = _unbroadcast(d, x.shape) if a.requires_grad else None
@@ -367,6 +401,35 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     """Mean (or sum, or elementwise) squared error, as ``torch.nn.functional.mse_loss``."""
     if size_average is not None or reduce is not None:
         reduction = _legacy_reduction(size_average, reduce, reduction)
+    return _mse(input, target, reduction)
+
+
+def _mse(input, target, reduction):
+    """The training-step case first (CPU float32, same shapes, a backward to follow): one call
+    gives the loss and its gradient; everything else goes through :func:`_mse_general`."""
+    x = input._data
+    if isinstance(target, Tensor):
+        y = target._data
+        if (type(x) is _ndarray and type(y) is _ndarray and x.dtype is _F32 and y.dtype is _F32
+                and x.shape == y.shape and x.size and GradMode.enabled
+                and (input.requires_grad or target.requires_grad)
+                and (reduction == "mean" or reduction == "sum")):
+            n = x.size
+            if reduction == "mean":
+                v, d = _mse_fb(x, y, 2.0 / n)
+            else:
+                v, d = _mse_fb(x, y, 2.0)
+                v *= n
+            t = _new(Tensor)
+            t._data = np.array(v, dtype=_F32)
+            t.grad = None
+            t.requires_grad = True
+            t._node = _MseNode((input, target), (x, y, reduction, d))
+            return t
+    return _mse_general(input, target, reduction)
+
+
+def _mse_general(input, target, reduction):
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{reduction} is not a valid value for reduction")
     if not isinstance(target, Tensor):
@@ -388,8 +451,14 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
         except ValueError:
             raise ShapeError(f"mse_loss: the size of input {Size(x.shape)} and target "
                              f"{Size(y.shape)} cannot be broadcast together") from None
+    d = None
+    need_grad = GradMode.enabled and (input.requires_grad or target.requires_grad)
     if reduction != "none" and type(x) is _ndarray and x.dtype is _F32 and x.shape == y.shape:
-        v = _mse_fwd(x, y)
+        if need_grad:  # the gradient comes out of the same call (scaled for a seed of 1.0)
+            n = x.size
+            v, d = _mse_fb(x, y, 2.0 / n if reduction == "mean" and n else 2.0)
+        else:
+            v = _mse_fwd(x, y)
         if reduction == "sum":
             v *= x.size
         out = np.array(v, dtype=_F32)
@@ -397,11 +466,11 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
         v = ops.mse_loss(x, y)
         out = array_module(device_of(x)).asarray(v * (x.size if reduction == "sum" else 1), dtype=_F32)
     else:
-        d = x - y
-        sq = d * d
+        diff = x - y
+        sq = diff * diff
         out = sq if reduction == "none" else (sq.mean() if reduction == "mean" else sq.sum())
         if type(x) is _ndarray:
             out = np.asarray(out, dtype=np.result_type(x, y))
-    if GradMode.enabled and (input.requires_grad or target.requires_grad):
-        return _wrap(out, _MseNode((input, target), (x, y, reduction)), True)
+    if need_grad:
+        return _wrap(out, _MseNode((input, target), (x, y, reduction, d)), True)
     return _wrap(out)

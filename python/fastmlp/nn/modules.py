@@ -189,6 +189,13 @@ class Module:
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # Linear/ReLU/MSELoss call their kernels straight from __call__ (one Python call less
+        # per layer); a subclass that defines its own forward gets the generic __call__ back.
+        if "forward" in cls.__dict__ and "__call__" not in cls.__dict__:
+            cls.__call__ = Module.__call__
+
     # ---- traversal -------------------------------------------------------------------------
     def named_modules(self, memo=None, prefix="", remove_duplicate=True):
         if memo is None:
@@ -325,7 +332,12 @@ class Module:
 
     # ---- state dict ------------------------------------------------------------------------
     def state_dict(self, destination=None, prefix="", keep_vars=False):
-        """name → tensor for every parameter and persistent buffer (sharing memory, detached)."""
+        """name → tensor for every parameter and persistent buffer (sharing memory, detached).
+
+        To PyTorch: ``torch_model.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in
+        sd.items()})``. From PyTorch: ``model.load_state_dict(torch_model.state_dict())`` works
+        directly (torch tensors are read through ``.detach().cpu().numpy()``).
+        """
         if destination is None:
             destination = OrderedDict()
         for name, p in self._parameters.items():
@@ -457,6 +469,9 @@ class Linear(Module):
     def forward(self, input):
         return F._linear(input, self.weight, self.bias, False, self)
 
+    def __call__(self, input):
+        return F._linear(input, self.weight, self.bias, False, self)
+
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}")
@@ -468,6 +483,11 @@ class ReLU(Module):
         self.inplace = inplace
 
     def forward(self, input):
+        return F.relu(input, self.inplace)
+
+    def __call__(self, input):
+        if input._node is not None and F._fuse_relu(input):  # fused into the Linear before it
+            return input
         return F.relu(input, self.inplace)
 
     def extra_repr(self):
@@ -509,6 +529,9 @@ class MSELoss(Module):
 
     def forward(self, input, target):
         return F.mse_loss(input, target, reduction=self.reduction)
+
+    def __call__(self, input, target):
+        return F._mse(input, target, self.reduction)
 
 
 class Sequential(Module):

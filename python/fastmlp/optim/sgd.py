@@ -83,6 +83,13 @@ class SGD(Optimizer):
                 _sgd_many(params, grads, bufs, first, lr, momentum, dampening, wd, nesterov,
                           maximize)
             else:
+                many = getattr(ops, "sgd_step_many", None)
+                if (many is not None and hasattr(params[0], "__cuda_array_interface__")
+                        and all(p.dtype == _F32 for p in params) and len(set(first)) == 1):
+                    # CUDA: one launch for the group (fastmlp.ops dispatches to the GPU kernels)
+                    many(params, grads, bufs, lr=lr, momentum=momentum, dampening=dampening,
+                         weight_decay=wd, nesterov=nesterov, maximize=maximize, first_step=first[0])
+                    continue
                 for i, a in enumerate(params):
                     _sgd_one(a, grads[i], None if bufs is None else bufs[i], lr, momentum,
                              dampening, wd, nesterov, maximize, first[i])

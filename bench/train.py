@@ -1,0 +1,389 @@
+"""Whole-epoch fused training (fastmlp.fit) vs PyTorch's eager loop (and JAX jit where installed).
+
+Same thread count (2 by default: fastmlp.set_num_threads, torch.set_num_threads); PyTorch and JAX
+run in worker processes (their thread pools would otherwise spin against fastmlp's OpenMP threads)
+driven from this one run, interleaved in rounds (fused, torch, jax, fused, ...); the report is each
+contender's median samples/s and the ratios. For the wide net it also times the step's matrix
+products alone (fastmlp._C.gemm on the same shapes: 3 forward NT, 2 input-grad NN, 3 weight-grad TN)
+and reports fused step time / products time.
+
+    PYTHONPATH=python python bench/train.py [--quick] [--out DIR] [--threads 2]
+
+Writes DIR/train.json and DIR/train.png (matplotlib optional). The machine is shared: timings
+are noisy, hence interleaving and medians.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
+
+import fastmlp  # noqa: E402
+from fastmlp import _C  # noqa: E402
+
+SEED = [10, 20, 1]
+WIDE = [784, 1024, 1024, 10]
+
+# (name, sizes, batch, samples per fused epoch, torch steps per timing, targets)
+CASES_FULL = [
+    ("seed b64", SEED, 64, 131072, 2048, {"vs_torch": 50.0, "vs_jax": 20.0}),
+    ("seed b16", SEED, 16, 131072, 4096, {}),
+    ("seed b1024", SEED, 1024, 131072, 128, {}),
+    ("wide b256", WIDE, 256, 256 * 24, 12, {"vs_torch": 2.8, "step_over_products": 1.15}),
+    ("wide b16", WIDE, 16, 16 * 96, 48, {}),
+    ("wide b1024", WIDE, 1024, 1024 * 8, 4, {}),
+]
+
+
+def quick_cases():
+    out = []
+    for name, sizes, b, n, steps, tg in CASES_FULL:
+        if sizes is WIDE:
+            n, steps = max(b * 4, n // 3), max(2, steps // 3)
+        else:
+            steps = max(64, steps // 4)
+        out.append((name, sizes, b, n, steps, tg))
+    return out
+
+
+def make_data(n, sizes, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, sizes[0])).astype(np.float32)
+    y = rng.standard_normal((n, sizes[-1])).astype(np.float32)
+    return X, y
+
+
+def fastmlp_model(sizes):
+    from fastmlp import nn
+
+    fastmlp.manual_seed(0)
+    mods = []
+    for i in range(len(sizes) - 1):
+        mods.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            mods.append(nn.ReLU())
+    return nn.Sequential(*mods)
+
+
+def time_fused(model, X, y, batch, lr):
+    t0 = time.perf_counter()
+    fastmlp.fit(model, X, y, epochs=1, batch_size=batch, lr=lr, seed=1, progress=False)
+    return len(X) / (time.perf_counter() - t0)
+
+
+class TorchRunner:
+    def __init__(self, sizes, X, y, batch, lr, threads):
+        import torch
+
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        self.torch = torch
+        mods = []
+        for i in range(len(sizes) - 1):
+            mods.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
+            if i < len(sizes) - 2:
+                mods.append(torch.nn.ReLU())
+        self.model = torch.nn.Sequential(*mods)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=lr)
+        self.loss = torch.nn.MSELoss()
+        self.X, self.y = torch.from_numpy(X), torch.from_numpy(y)
+        self.batch = batch
+        self.perm = torch.randperm(len(X))
+
+    def run(self, steps):
+        torch, B, n = self.torch, self.batch, len(self.X)
+        for i in range(3):  # warm
+            self._step(self.perm[:B])
+        t0 = time.perf_counter()
+        for i in range(steps):
+            s = (i * B) % max(1, n - B + 1)
+            self._step(self.perm[s:s + B])
+        return steps * B / (time.perf_counter() - t0)
+
+    def _step(self, idx):
+        out = self.model(self.X[idx])
+        loss = self.loss(out, self.y[idx])
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+
+
+class JaxRunner:
+    def __init__(self, sizes, X, y, batch, lr):
+        import jax
+        import jax.numpy as jnp
+
+        self.jax = jax
+        key = jax.random.PRNGKey(0)
+        params = []
+        for i in range(len(sizes) - 1):
+            key, k1, k2 = jax.random.split(key, 3)
+            bound = 1.0 / np.sqrt(sizes[i])
+            params.append((jax.random.uniform(k1, (sizes[i + 1], sizes[i]), minval=-bound, maxval=bound),
+                           jax.random.uniform(k2, (sizes[i + 1],), minval=-bound, maxval=bound)))
+        self.params = params
+
+        def forward(p, x):
+            for i, (w, b) in enumerate(p):
+                x = x @ w.T + b
+                if i < len(p) - 1:
+                    x = jax.nn.relu(x)
+            return x
+
+        def loss(p, x, t):
+            return jnp.mean((forward(p, x) - t) ** 2)
+
+        B = batch
+
+        @jax.jit
+        def step(p, X, Y, perm, i):  # the batch gather happens inside the compiled step
+            idx = jax.lax.dynamic_slice(perm, (i * B,), (B,))
+            g = jax.grad(loss)(p, X[idx], Y[idx])
+            return jax.tree_util.tree_map(lambda a, b: a - lr * b, p, g)
+
+        self.step = step
+        self.X, self.y = jnp.asarray(X), jnp.asarray(y)
+        self.batch = batch
+        self.nb = max(1, len(X) // batch)
+        self.perm = jnp.asarray(np.random.default_rng(0).permutation(len(X)).astype(np.int32))
+
+    def run(self, steps):
+        p = self.params
+        for i in range(2):
+            p = self.step(p, self.X, self.y, self.perm, i % self.nb)
+        self.jax.block_until_ready(p)
+        t0 = time.perf_counter()
+        for i in range(steps):
+            p = self.step(p, self.X, self.y, self.perm, i % self.nb)
+        self.jax.block_until_ready(p)
+        self.params = p
+        return steps * self.batch / (time.perf_counter() - t0)
+
+
+class Worker:
+    """A contender (torch or jax) in its own process, so that its thread pool never spins against
+    fastmlp's OpenMP threads; driven line by line (interleaving stays in this process)."""
+
+    def __init__(self, kind, case_index, quick, threads):
+        import subprocess
+
+        cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind, "--case", str(case_index),
+               "--threads", str(threads)] + (["--quick"] if quick else [])
+        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        ready = self.p.stdout.readline().strip()
+        if ready != "ready":
+            raise RuntimeError(f"{kind} worker failed to start: {ready!r}")
+
+    def run(self, steps):
+        self.p.stdin.write(f"{steps}\n")
+        self.p.stdin.flush()
+        return float(self.p.stdout.readline())
+
+    def close(self):
+        self.p.stdin.close()
+        self.p.wait()
+
+
+def worker_main(kind, case_index, quick, threads):
+    name, sizes, B, n, tsteps, targets = (quick_cases() if quick else CASES_FULL)[case_index]
+    X, y = make_data(n, sizes)
+    r = TorchRunner(sizes, X, y, B, 0.01, threads) if kind == "torch" else JaxRunner(sizes, X, y, B, 0.01)
+    r.run(2)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        print(r.run(int(line)), flush=True)
+    return 0
+
+
+def products_time(sizes, batch, reps):
+    """Seconds for one step's matrix products alone (no epilogues), median of reps."""
+    rng = np.random.default_rng(1)
+    Ws = [rng.standard_normal((o, i)).astype(np.float32) for i, o in zip(sizes[:-1], sizes[1:])]
+    As = [rng.standard_normal((batch, w)).astype(np.float32) for w in sizes]
+    outs_f = [np.empty((batch, o), np.float32) for o in sizes[1:]]
+    outs_nn = [np.empty((batch, i), np.float32) for i in sizes[:-1]]
+    outs_tn = [np.empty_like(w) for w in Ws]
+
+    def once():
+        for l, W in enumerate(Ws):  # forward NT: A_l @ W^T
+            _C.gemm(As[l], W.T, outs_f[l])
+        for l in range(len(Ws) - 1, -1, -1):
+            dZ = outs_f[l]
+            if l > 0:  # input grad NN: dZ @ W
+                _C.gemm(dZ, Ws[l], outs_nn[l])
+            _C.gemm(dZ.T, As[l], outs_tn[l])  # weight grad TN: dZ^T @ A
+
+    once()
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        once()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def run_case(case_index, cases, quick, rounds, threads, have_torch, have_jax, lr=0.01):
+    name, sizes, B, n, tsteps, targets = cases[case_index]
+    X, y = make_data(n, sizes)
+    model = fastmlp_model(sizes)
+    tr = Worker("torch", case_index, quick, threads) if have_torch else None
+    jr = Worker("jax", case_index, quick, threads) if have_jax else None
+    res = {"fused": [], "torch": [], "jax": [], "products_s": []}
+    time_fused(model, X[: max(B, min(n, 4 * B))], y[: max(B, min(n, 4 * B))], B, lr)  # warm
+    for _ in range(rounds):
+        res["fused"].append(time_fused(model, X, y, B, lr))
+        if tr:
+            res["torch"].append(tr.run(tsteps))
+        if jr:
+            res["jax"].append(jr.run(tsteps))
+        if sizes is WIDE:
+            res["products_s"].append(products_time(sizes, B, 3))
+    for w in (tr, jr):
+        if w:
+            w.close()
+    out = {"name": name, "sizes": sizes, "batch": B, "samples_per_epoch": n, "torch_steps": tsteps,
+           "rounds": rounds, "samples_per_sec": {}, "all_samples_per_sec": {}}
+    for k in ("fused", "torch", "jax"):
+        if res[k]:
+            out["samples_per_sec"][k] = statistics.median(res[k])
+            out["all_samples_per_sec"][k] = res[k]
+    sps = out["samples_per_sec"]
+    out["fused_step_s"] = B / sps["fused"]
+    if "torch" in sps:
+        out["fused_vs_torch"] = sps["fused"] / sps["torch"]
+    if "jax" in sps:
+        out["fused_vs_jax"] = sps["fused"] / sps["jax"]
+    if res["products_s"]:
+        out["products_step_s"] = statistics.median(res["products_s"])
+        out["step_over_products"] = out["fused_step_s"] / out["products_step_s"]
+    out["targets"] = targets
+    checks = {}
+    if "vs_torch" in targets and "fused_vs_torch" in out:
+        checks["vs_torch"] = out["fused_vs_torch"] >= targets["vs_torch"]
+    if "vs_jax" in targets and "fused_vs_jax" in out:
+        checks["vs_jax"] = out["fused_vs_jax"] >= targets["vs_jax"]
+    if "step_over_products" in targets and "step_over_products" in out:
+        checks["step_over_products"] = out["step_over_products"] <= targets["step_over_products"]
+    out["meets_target"] = checks
+    return out
+
+
+def plot(results, path):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(matplotlib not installed: no PNG)")
+        return None
+    names = [r["name"] for r in results]
+    libs = [k for k in ("fused", "torch", "jax") if any(k in r["samples_per_sec"] for r in results)]
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    w = 0.8 / len(libs)
+    for j, lib in enumerate(libs):
+        vals = [r["samples_per_sec"].get(lib, np.nan) for r in results]
+        xs = np.arange(len(names)) + (j - (len(libs) - 1) / 2) * w
+        ax.bar(xs, vals, w, label={"fused": "fastmlp fused", "torch": "PyTorch eager",
+                                   "jax": "JAX jit"}[lib])
+    for i, r in enumerate(results):
+        if "fused_vs_torch" in r:
+            ax.annotate(f"{r['fused_vs_torch']:.1f}x", (i, r["samples_per_sec"]["fused"]),
+                        ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(np.arange(len(names)), names)
+    ax.set_yscale("log")
+    ax.set_ylabel("training samples / s (median)")
+    ax.set_title("fastmlp.fit vs eager loops (labels: fused / PyTorch)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer rounds and shorter runs")
+    ap.add_argument("--out", default=os.path.join(HERE, "results"), help="output folder")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--only", choices=["seed", "wide"], default=None)
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--worker", choices=["torch", "jax"], help=argparse.SUPPRESS)
+    ap.add_argument("--case", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        return worker_main(args.worker, args.case, args.quick, args.threads)
+
+    fastmlp.set_num_threads(args.threads)
+    import importlib.metadata
+    import importlib.util
+
+    def version(mod):  # without importing it here: its thread pool must not start in this process
+        if importlib.util.find_spec(mod) is None:
+            return None
+        try:
+            return importlib.metadata.version(mod)
+        except importlib.metadata.PackageNotFoundError:
+            return "unknown"
+
+    torch_version, jax_version = version("torch"), version("jax")
+    have_torch = torch_version is not None and not args.no_torch
+    have_jax = jax_version is not None
+    rounds = args.rounds or (3 if args.quick else 7)
+    cases = quick_cases() if args.quick else CASES_FULL
+    if args.only:
+        cases = [c for c in cases if c[0].startswith(args.only)]
+    all_cases = quick_cases() if args.quick else CASES_FULL
+    load_start = list(os.getloadavg())
+    results = []
+    for case in cases:
+        r = run_case(all_cases.index(case), all_cases, args.quick, rounds, args.threads,
+                     have_torch, have_jax)
+        results.append(r)
+        sps = r["samples_per_sec"]
+        line = f"{r['name']:<11} fused {sps['fused'] / 1e6:8.3f} M/s"
+        if "torch" in sps:
+            line += f"  torch {sps['torch'] / 1e6:7.3f} M/s  ratio {r['fused_vs_torch']:6.1f}x"
+        if "jax" in sps:
+            line += f"  jax {sps['jax'] / 1e6:7.3f} M/s  ratio {r['fused_vs_jax']:6.1f}x"
+        if "step_over_products" in r:
+            line += (f"  step {r['fused_step_s'] * 1e3:.2f} ms / products {r['products_step_s'] * 1e3:.2f} ms"
+                     f" = {r['step_over_products']:.3f}")
+        print(line, flush=True)
+    report = {
+        "benchmark": "fused training (fastmlp.fit) vs eager loops",
+        "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+        "threads": args.threads,
+        "quick": args.quick,
+        "fastmlp": fastmlp.config.config_dict(),
+        "torch": torch_version,
+        "jax": jax_version or "not installed (pip install jax to compare)",
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "cpus": os.cpu_count(), "load_avg_start": load_start,
+                    "load_avg_end": list(os.getloadavg())},
+        "note": ("medians of interleaved rounds on a shared machine (see load_avg); noisy. PyTorch "
+                 "and JAX run in worker processes; JAX/XLA keeps its own CPU thread pool"),
+        "results": results,
+    }
+    os.makedirs(args.out, exist_ok=True)
+    jpath = os.path.join(args.out, "train.json")
+    with open(jpath, "w") as f:
+        json.dump(report, f, indent=2, default=str)
+    ppath = plot(results, os.path.join(args.out, "train.png"))
+    print(f"wrote {jpath}" + (f" and {ppath}" if ppath else ""))
+    if not have_jax:
+        print("JAX not installed: no JAX jit comparison (pip install jax)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
