@@ -32,6 +32,15 @@ def work(q):
     ok = np.allclose(c, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)
     g = rng.standard_normal((20000, 64)).astype(np.float32)
     ok = ok and np.allclose(ops.bias_grad(g), g.astype(np.float64).sum(0), rtol=1e-4, atol=1e-3)
+    # the fused trainer and the eager API too
+    import fastmlp.nn as nn
+    m = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 1))
+    X = rng.standard_normal((2048, 8)).astype(np.float32)
+    h = fastmlp.fit(m, X, X.sum(1), epochs=1, batch_size=256, lr=0.01, seed=0, progress=False)
+    ok = ok and bool(np.isfinite(h["loss"]).all())
+    loss = nn.MSELoss()(m(fastmlp.from_numpy(X)), fastmlp.from_numpy(X[:, :1]))
+    loss.backward()
+    ok = ok and m[0].weight.grad is not None
     q.put((bool(ok), fastmlp.get_num_threads(), fastmlp._C.in_forked_child()))
 
 def parent_uses_pool():

@@ -233,3 +233,27 @@ def test_no_grad_in_one_thread_does_not_affect_training_in_another():
         th.join()
         sys.setswitchinterval(old)
     assert_same(got, want)
+
+
+def fit_model(seed):
+    import fastmlp.nn as nn
+
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((512, 8)).astype(np.float32)
+    y = (X[:, :2].sum(1, keepdims=True) ** 2).astype(np.float32)
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 1))
+    with fastmlp.no_grad():
+        for p in model.parameters():
+            p.copy_(fastmlp.from_numpy((rng.standard_normal(tuple(p.shape)) * 0.2).astype(np.float32)))
+    h = fastmlp.fit(model, X, y, epochs=3, batch_size=32, lr=0.01, momentum=0.9, seed=seed,
+                    progress=False)
+    return [p.detach().numpy().copy() for p in model.parameters()] + [np.asarray(h["loss"])]
+
+
+def test_four_threads_fit_match_one_thread(threads):
+    threads(2)
+    seeds = [0, 1, 2, 3]
+    want = {s: fit_model(s) for s in seeds}
+    got = run_in_threads(fit_model, seeds)
+    for s in seeds:
+        assert_same(got[s], want[s])
