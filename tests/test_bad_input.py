@@ -474,8 +474,9 @@ raises("gemm-out-of-memory-in-parallel-region",
        "import resource\nfastmlp.set_num_threads(2)\nK = 10_000_000\na = np.zeros((5, K), np.float32); b = np.zeros((K, 33), np.float32)\n"
        "vm = int([l for l in open('/proc/self/status') if l.startswith('VmSize')][0].split()[1]) * 1024\n"
        "if os.environ.get('FASTMLP_SANITIZER_RUN'): skip('address space limits do not apply under ASan')\n"
-       "resource.setrlimit(resource.RLIMIT_AS, (vm + (300 << 20), vm + (300 << 20)))\n"
-       "ops.matmul(a, b)", "MemoryError", r"bad_alloc")
+       "old = resource.getrlimit(resource.RLIMIT_AS)\n"
+       "resource.setrlimit(resource.RLIMIT_AS, (vm + (300 << 20), old[1]))\n"
+       "try:\n    ops.matmul(a, b)\nfinally:\n    resource.setrlimit(resource.RLIMIT_AS, old)", "MemoryError", r"bad_alloc")
 
 
 # ---- running the cases ----------------------------------------------------------------------
