@@ -171,3 +171,54 @@ def test_thread_count_never_changes_results(m, n, k, data):
     np.testing.assert_array_equal(res[0][0], res[1][0])
     np.testing.assert_array_equal(res[0][1], res[1][1])
     assert res[0][2] == res[1][2]
+
+
+# ---- the layer kernels behind nn.Linear / optim.SGD (fastmlp._C) ------------------------------
+
+@SETTINGS
+@given(dim, pos, pos, st.booleans(), st.booleans(), st.data())
+def test_linear_forward_backward_kernels(b, c, oc, relu, with_bias, data):
+    _C = fastmlp._C
+    x = data.draw(arrays((b, c)))
+    w = data.draw(arrays((oc, c)))
+    bias = data.draw(arrays((oc,))) if with_bias else None
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    z = x64 @ w64.T + (bias if with_bias else 0.0)
+    ref = relu64(z) if relu else z
+    y = _C.linear_forward(x, w, bias, relu)
+    scale = float(np.abs(x).max(initial=0)) * float(np.abs(w).max(initial=0))
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=tol(c, scale) + 1e-3)
+    g = data.draw(arrays((b, oc)))
+    acc = data.draw(st.booleans())
+    dw0 = data.draw(arrays((oc, c)))
+    db0 = data.draw(arrays((oc,)))
+    dw, db = dw0.copy(), db0.copy()
+    dx, dw_r, db_r = _C.linear_backward(g, x, w, y if relu else None, dweight=dw, dbias=db,
+                                        accumulate_weight=acc, accumulate_bias=acc)
+    assert dw_r is dw and db_r is db
+    gm = g.astype(np.float64) * (y > 0) if relu else g.astype(np.float64)
+    gscale = float(np.abs(g).max(initial=0))
+    np.testing.assert_allclose(dx, gm @ w64, rtol=1e-5, atol=tol(oc, gscale * float(np.abs(w).max(initial=0))) + 1e-3)
+    np.testing.assert_allclose(dw, gm.T @ x64 + (dw0 if acc else 0.0), rtol=1e-5,
+                               atol=tol(b, gscale * float(np.abs(x).max(initial=0))) + 1e-3)
+    np.testing.assert_allclose(db, gm.sum(0) + (db0 if acc else 0.0), rtol=1e-5, atol=tol(b, gscale) + 1e-3)
+
+
+@SETTINGS
+@given(st.lists(hnp.array_shapes(min_dims=1, max_dims=2, min_side=0, max_side=12), min_size=1, max_size=4),
+       st.sampled_from([0.0, 0.9]), st.booleans(), st.data())
+def test_sgd_step_many_matches_sgd_step(shapes, momentum, first, data):
+    params = [data.draw(arrays(s)) for s in shapes]
+    grads = [data.draw(arrays(s)) for s in shapes]
+    bufs = [data.draw(arrays(s)) for s in shapes] if momentum else None
+    want_p = [p.copy() for p in params]
+    want_b = [b.copy() for b in bufs] if momentum else [None] * len(shapes)
+    for p, g, b in zip(want_p, grads, want_b):
+        ops.sgd_step(p, g, b, lr=0.1, momentum=momentum, weight_decay=0.01, first_step=first)
+    fastmlp._C.sgd_step_many(params, grads, bufs, [first] * len(shapes), 0.1, momentum=momentum,
+                             weight_decay=0.01)
+    for a, b in zip(params, want_p):
+        np.testing.assert_array_equal(a, b)
+    if momentum:
+        for a, b in zip(bufs, want_b):
+            np.testing.assert_array_equal(a, b)
