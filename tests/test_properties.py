@@ -1,5 +1,7 @@
 """Property-based tests: every op of fastmlp.ops against a float64 numpy reference over random
 shapes, layouts and values (hypothesis; bounded example counts so the file runs in seconds)."""
+import os
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,9 @@ from hypothesis.extra import numpy as hnp  # noqa: E402
 import fastmlp  # noqa: E402
 from fastmlp import ops  # noqa: E402
 
-SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None)
+# FASTMLP_HYPOTHESIS_EXAMPLES=2000 for a deeper (random, not derandomized) local hunt.
+_EXAMPLES = int(os.environ.get("FASTMLP_HYPOTHESIS_EXAMPLES", "0"))
+SETTINGS = settings(max_examples=_EXAMPLES or 60, deadline=None, derandomize=not _EXAMPLES, database=None)
 
 dim = st.integers(0, 40)
 pos = st.integers(1, 40)
@@ -25,9 +29,19 @@ def arrays(shape, elements=finite):
 @st.composite
 def layout(draw, arr):
     """The same logical matrix as a C-contiguous, transposed-storage, strided or reversed view."""
-    kind = draw(st.sampled_from(["c", "t", "strided", "reversed"]))
+    kind = draw(st.sampled_from(["c", "t", "strided", "reversed", "padded", "padded_t"]))
     if kind == "t":
         return np.ascontiguousarray(arr.T).T
+    if kind in ("padded", "padded_t") and arr.ndim == 2:
+        # read in place with a leading dimension larger than the row (no copy in the binding);
+        # the padding holds NaN so reading it would show in the result
+        src = arr if kind == "padded" else arr.T
+        pad = draw(st.integers(1, 17))
+        big = np.full((src.shape[0], src.shape[1] + pad), np.nan, np.float32)
+        off = draw(st.integers(0, pad))
+        view = big[:, off:off + src.shape[1]]
+        view[...] = src
+        return view if kind == "padded" else view.T
     if kind == "strided":
         big = np.zeros((arr.shape[0] * 2, arr.shape[1] * 3 if arr.ndim > 1 else 0) if arr.ndim > 1
                        else (arr.shape[0] * 2,), np.float32)
