@@ -20,7 +20,9 @@ STAGE=$BUILD/stage
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 
 echo "== sanitizer build ($SAN) in $BUILD"
-# Build tools: use what is there, else get them from PyPI (the build needs pybind11 and CMake).
+# Build tools: use what is there, else get them from PyPI (the build needs pybind11 and CMake);
+# the interpreter's scripts folder goes on PATH so pip-installed tools are found.
+PATH="$($PY -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
 $PY -c "import pybind11" 2>/dev/null || $PY -m pip install --quiet --disable-pip-version-check pybind11
 command -v cmake >/dev/null 2>&1 || $PY -m pip install --quiet --disable-pip-version-check cmake
 GEN=()
