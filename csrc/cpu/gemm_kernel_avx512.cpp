@@ -248,6 +248,25 @@ void pack_avx512(float* dst, const float* src, int64_t rs, int64_t ps, int64_t r
         pack_panels(dst, src, rs, ps, rows, k, w, panel_begin, panel_end);
         return;
     }
+    if (rs == 1 && w == 32) {
+        // Copies: walk each source row across all panels (one sequential stream per row
+        // instead of a 128-byte piece per row and panel).
+        for (int64_t p = 0; p < k; ++p) {
+            const float* s = src + p * ps;
+            for (int64_t q = panel_begin; q < panel_end; ++q) {
+                const int64_t r0 = q * w;
+                float* d = dst + q * k * w + p * w;
+                if (rows - r0 >= 32) {
+                    _mm512_storeu_ps(d, _mm512_loadu_ps(s + r0));
+                    _mm512_storeu_ps(d + 16, _mm512_loadu_ps(s + r0 + 16));
+                } else {
+                    _mm512_storeu_ps(d, _mm512_maskz_loadu_ps(lanes(rows - r0), s + r0));
+                    _mm512_storeu_ps(d + 16, _mm512_maskz_loadu_ps(lanes(rows - r0 - 16), s + r0 + 16));
+                }
+            }
+        }
+        return;
+    }
     for (int64_t q = panel_begin; q < panel_end; ++q) {
         const int64_t r0 = q * w;
         const int64_t nr = rows - r0 < w ? rows - r0 : w;

@@ -68,7 +68,7 @@ SmallStepFn small_step_for_isa() {
 // Scratch of the gemm path: batch-major activations.
 struct GemmScratch {
     std::vector<std::vector<float>> act;  // act[l] (batch, width_l)
-    std::vector<float> y, d0, d1, gw, gb;
+    std::vector<float> y, d0, d1, gw, gb, gb2;
     void init(const std::vector<MlpLayer>& layers, int64_t batch, bool need_gw) {
         act.assign(layers.size() + 1, {});
         act[0].assign(size_t(batch * layers[0].in), 0.0f);
@@ -83,8 +83,34 @@ struct GemmScratch {
         d1.assign(size_t(batch * maxw), 0.0f);
         if (need_gw) gw.assign(size_t(maxio), 0.0f);
         gb.assign(size_t(maxw), 0.0f);
+        gb2.assign(size_t(maxw), 0.0f);
     }
 };
+
+// d (B, C) = a > 0 ? d : 0 when mask (the ReLU gradient; NaN in a gives 0, as relu_backward),
+// and colsum (C) = the column sums of the result in double, rows in order (when not null).
+// Threads take disjoint column blocks, so the result does not depend on the thread count.
+void relu_mask_colsum(float* d, const float* a, bool mask, float* colsum, int64_t B, int64_t C) {
+    if (!mask && !colsum) return;
+    constexpr int64_t kCols = 256;
+    const int64_t nblocks = (C + kCols - 1) / kCols;
+#pragma omp parallel for schedule(static) num_threads(threads_for(double(B) * double(C) * 4.0))
+    for (int64_t blk = 0; blk < nblocks; ++blk) {
+        const int64_t j0 = blk * kCols, w = std::min(kCols, C - j0);
+        double acc[kCols];
+        for (int64_t j = 0; j < w; ++j) acc[j] = 0.0;
+        for (int64_t b = 0; b < B; ++b) {
+            float* __restrict dr = d + b * C + j0;
+            const float* __restrict ar = a + b * C + j0;
+            if (mask)
+                for (int64_t j = 0; j < w; ++j) dr[j] = ar[j] > 0.0f ? dr[j] : 0.0f;
+            if (colsum)
+                for (int64_t j = 0; j < w; ++j) acc[j] += double(dr[j]);
+        }
+        if (colsum)
+            for (int64_t j = 0; j < w; ++j) colsum[j0 + j] = float(acc[j]);
+    }
+}
 
 double gemm_step(const std::vector<MlpLayer>& layers, GemmScratch& s, const float* X,
                  const float* Y, const int64_t* idx, int64_t B, const StepRule& rule,
@@ -134,6 +160,10 @@ double gemm_step(const std::vector<MlpLayer>& layers, GemmScratch& s, const floa
     sgd.dampening = rule.dampening;
     sgd.weight_decay = rule.weight_decay;
     sgd.nesterov = rule.nesterov;
+    // The last layer's bias gradient; the others come out of the fused mask pass below.
+    float* gb = s.gb.data();
+    float* gb_next = s.gb2.data();
+    if (layers[size_t(L - 1)].bias) bias_backward(gb, dz, B, d_out, false);
     for (int64_t l = L - 1; l >= 0; --l) {
         const MlpLayer& ly = layers[size_t(l)];
         const float* a = s.act[size_t(l)].data();
@@ -141,9 +171,10 @@ double gemm_step(const std::vector<MlpLayer>& layers, GemmScratch& s, const floa
         if (l > 0) {  // da (B, in) = dz (B, out) @ W (out, in), before W changes
             sgemm(false, false, B, ly.in, ly.out, 1.0f, dz, ly.out, ly.weight, ly.in, 0.0f, da,
                   ly.in);
-            if (layers[size_t(l - 1)].relu) relu_backward(da, da, a, B * ly.in);
+            // One pass: ReLU mask of da and the bias gradient of layer l - 1 (its column sums).
+            relu_mask_colsum(da, a, layers[size_t(l - 1)].relu,
+                             layers[size_t(l - 1)].bias ? gb_next : nullptr, B, ly.in);
         }
-        if (ly.bias) bias_backward(s.gb.data(), dz, B, ly.out, false);
         if (fused_update) {
             // W = W - lr * (dz^T @ a): the same two roundings as computing the gradient first.
             sgemm(true, false, ly.out, ly.in, B, -rule.lr, dz, ly.out, a, ly.in, 1.0f, ly.weight,
@@ -155,7 +186,8 @@ double gemm_step(const std::vector<MlpLayer>& layers, GemmScratch& s, const floa
             else
                 update_param(ly.weight, s.gw.data(), ly.weight_buf, ly.in * ly.out, rule, first_step, l2);
         }
-        if (ly.bias) update_param(ly.bias, s.gb.data(), ly.bias_buf, ly.out, rule, first_step, 0.0f);
+        if (ly.bias) update_param(ly.bias, gb, ly.bias_buf, ly.out, rule, first_step, 0.0f);
+        std::swap(gb, gb_next);
         dz = da;
     }
     return loss;
