@@ -67,6 +67,7 @@ py::object gemm_py(py::handle a_obj, py::handle b_obj, py::handle out_obj, float
         arrays.push_back(&bias);
     }
     const uintptr_t stream = resolve_stream(stream_obj, a);
+    if (M == 0 || N == 0) return py::reinterpret_borrow<py::object>(out_obj);  // nothing to write
     const int dev = common_device(arrays);
     run_on(dev, [&] {
         auto f = reference ? &fastmlp::cuda::sgemm_reference : &fastmlp::cuda::sgemm;
