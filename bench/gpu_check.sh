@@ -14,6 +14,7 @@ OUT=${1:-${FASTMLP_GPU_OUT:-bench/results/gpu}}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 PY=${PYTHON:-python3}
+export OUT PY
 export CUPY_TF32=0            # cuBLAS in true FP32 (no TF32 tensor cores): the fair baseline
 export NVIDIA_TF32_OVERRIDE=0
 exec > >(tee "$OUT/gpu_check.log") 2>&1
@@ -26,7 +27,8 @@ run() {
   local name=$1 limit=$2; shift 2
   section "$name"
   local t0=$(date +%s) rc=0
-  timeout --kill-after=10 "$limit" "$@" || rc=$?
+  # bash -c so that shell functions (exported below) run under timeout too
+  timeout --kill-after=10 "$limit" bash -c '"$@"' _ "$@" || rc=$?
   if [ "$rc" -eq 0 ]; then
     echo "[ok] $name ($(( $(date +%s) - t0 )) s)"
   else
@@ -58,15 +60,20 @@ print('cuda built', c.is_built(), 'available', c.is_available(), c.unavailable_r
 print('device', c.get_device_name(0) if c.is_available() else None); \
 assert c.is_available(), 'CUDA not available after the build'")
 }
+export -f build
 run "build+install (FASTMLP_CUDA=ON, 90-real)" 240 build
 
 # 2. The test suite's GPU tests (and the binding checks), from outside the source tree so the
 #    installed package is what runs.
 tests() {
   local src=$PWD
+  # On the GPU machine a skipped GPU test is a failure: make sure nothing will skip for lack of
+  # CuPy or a device.
+  (cd "$OUT" && $PY -c "import cupy, fastmlp.cuda as c; assert c.is_available(), c.unavailable_reason()") || return 1
   (cd "$OUT" && $PY -m pytest "$src/tests/cuda" "$src/tests/test_cuda_bindings.py" -q -rs \
       -p no:cacheprovider --junitxml="$OUT/pytest_cuda.xml" --maxfail=25 --rootdir="$src" -c "$src/pyproject.toml")
 }
+export -f tests
 run "pytest (GPU tests + binding checks)" 150 tests
 
 # 3. Every CUDA kernel vs the CPU path over many shapes.

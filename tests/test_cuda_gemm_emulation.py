@@ -24,7 +24,7 @@ def test_sgemm_kernels_emulated_on_cpu(tmp_path):
         pytest.skip("no C++ compiler")
     exe = tmp_path / "gemm_emulator"
     subprocess.run([cxx, "-std=c++17", "-O1", "-w", "-I", os.path.join(ROOT, "csrc", "include"),
-                    "-I", os.path.join(ROOT, "csrc", "cuda"), SRC, "-o", str(exe)], check=True)
+                    "-I", os.path.join(ROOT, "csrc", "cuda"), "-I", os.path.join(ROOT, "tests", "cuda"), SRC, "-o", str(exe)], check=True)
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     failed = [line for line in r.stdout.splitlines() if line.startswith("FAIL")]
     assert r.returncode == 0 and not failed, (r.stdout[-3000:], r.stderr[-2000:])

@@ -1,107 +1,22 @@
-// Runs fastmlp's CUDA SGEMM device code (csrc/cuda/gemm_kernels.cuh) on the CPU, to check its
-// index arithmetic (tiles, swizzle, loaders, vector/scalar paths, edges, split-K, epilogue) on
-// machines without a GPU. Each CUDA thread is a ucontext fiber; __syncthreads() switches to the
-// next fiber, so one round over the block's 256 fibers is one barrier phase. __shared__ arrays
-// become statics shared by the fibers of the block being run. Blocks run one after another.
+// Runs fastmlp's CUDA SGEMM device code (csrc/cuda/gemm_kernels.cuh) on the CPU (cuda_emulation.h),
+// to check its index arithmetic (tiles, swizzle, loaders, vector/scalar paths, edges, split-K,
+// epilogue) on machines without a GPU.
 //
-//   g++ -std=c++17 -O1 -I csrc/include -I csrc/cuda tests/cuda/gemm_emulator.cpp -o gemm_emulator
+//   g++ -std=c++17 -O1 -I csrc/include -I csrc/cuda -I tests/cuda tests/cuda/gemm_emulator.cpp -o gemm_emulator
 //   ./gemm_emulator            # prints one line per case, exit status 1 on any mismatch
-#include <ucontext.h>
-
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
 
-// ---- the CUDA subset the kernels use ---------------------------------------------------------
-#define __global__
-#define __device__
-#define __host__
-#define __forceinline__ inline
-#define __launch_bounds__(...)
-#define __shared__ static
-#define __align__(n) __attribute__((aligned(n)))
-struct alignas(16) float4 {
-    float x, y, z, w;
-};
-inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
-template <class T>
-inline T __ldg(const T* p) {
-    if (reinterpret_cast<uintptr_t>(p) % alignof(T) != 0) {
-        std::fprintf(stderr, "misaligned %zu-byte load at %p\n", sizeof(T), (const void*)p);
-        std::abort();
-    }
-    return *p;
-}
-struct Dim3 {
-    unsigned x = 0, y = 0, z = 0;
-};
-static Dim3 threadIdx, blockIdx, blockDim, gridDim;
-using std::max;
-using std::min;
-
-static ucontext_t g_main;
-static std::vector<ucontext_t> g_fiber;
-static unsigned g_current = 0;
-inline void __syncthreads() { swapcontext(&g_fiber[g_current], &g_main); }
-
+#include "cuda_emulation.h"
 #include "gemm_kernels.cuh"
 
 using namespace fastmlp::cuda::gemm_impl;
 
-// ---- a block-by-block launcher ------------------------------------------------------------------
-static void (*g_body)() = nullptr;
-static std::vector<int> g_done;
-static void fiber_entry(int i) {
-    g_body();
-    g_done[size_t(i)] = 1;
-    swapcontext(&g_fiber[size_t(i)], &g_main);
-}
-
-template <class F>
-static void launch(unsigned grid_x, unsigned grid_z, unsigned threads, F kernel) {
-    static std::vector<std::vector<char>> stacks;
-    static F* kp;
-    kp = &kernel;
-    g_body = [] { (*kp)(); };
-    gridDim = {grid_x, 1, grid_z};
-    blockDim = {threads, 1, 1};
-    g_fiber.resize(threads);
-    stacks.resize(threads);
-    g_done.assign(threads, 0);
-    for (unsigned z = 0; z < grid_z; ++z)
-        for (unsigned x = 0; x < grid_x; ++x) {
-            blockIdx = {x, 0, z};
-            for (unsigned t = 0; t < threads; ++t) {
-                stacks[t].resize(256 * 1024);
-                getcontext(&g_fiber[t]);
-                g_fiber[t].uc_stack.ss_sp = stacks[t].data();
-                g_fiber[t].uc_stack.ss_size = stacks[t].size();
-                g_fiber[t].uc_link = &g_main;
-                makecontext(&g_fiber[t], (void (*)())fiber_entry, 1, int(t));
-                g_done[t] = 0;
-            }
-            for (bool any = true; any;) {  // one pass = one barrier phase
-                any = false;
-                for (unsigned t = 0; t < threads; ++t) {
-                    if (g_done[t]) continue;
-                    g_current = t;
-                    threadIdx = {t, 0, 0};
-                    swapcontext(&g_main, &g_fiber[t]);
-                    any = any || !g_done[t];
-                }
-            }
-        }
-}
-
 template <int BM, int BN, int BK>
 static void run_tiled(bool ta, bool tb, const GemmParams& p, int splits) {
     const unsigned tiles = unsigned(ceil_div(p.M, BM) * ceil_div(p.N, BN));
-    auto go = [&](auto kern) { launch(tiles, unsigned(splits), kThreads, [&] { kern(p); }); };
+    auto go = [&](auto kern) { emu::launch(dim3(tiles, 1, unsigned(splits)), dim3(kThreads), [&] { kern(p); }); };
     if (!ta && !tb) go(sgemm_tiled_kernel<BM, BN, BK, false, false>);
     else if (!ta && tb) go(sgemm_tiled_kernel<BM, BN, BK, false, true>);
     else if (ta && !tb) go(sgemm_tiled_kernel<BM, BN, BK, true, false>);
@@ -124,7 +39,7 @@ static std::string emu_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, 
     p.partial = partial.data();
     p.k_chunk = pl.k_chunk;
     run_tiled<64, 64, 16>(ta, tb, p, pl.splits);
-    launch(1, 1, 1, [&] { sgemm_splitk_reduce_kernel(p, pl.splits); });
+    emu::launch(dim3(1), dim3(1), [&] { sgemm_splitk_reduce_kernel(p, pl.splits); });
     return "64x64 split-K " + std::to_string(pl.splits);
 }
 
