@@ -2,7 +2,8 @@
 // to check its index arithmetic (tiles, swizzle, loaders, vector/scalar paths, edges, split-K,
 // epilogue) on machines without a GPU.
 //
-//   g++ -std=c++17 -O1 -I csrc/include -I csrc/cuda -I tests/cuda tests/cuda/gemm_emulator.cpp -o gemm_emulator
+//   g++ -std=c++17 -O1 -I tests/cuda/emu_include -I tests/cuda -I csrc/include -I csrc/cuda \
+//       tests/cuda/gemm_emulator.cpp -o gemm_emulator
 //   ./gemm_emulator            # prints one line per case, exit status 1 on any mismatch
 #include <random>
 #include <string>
