@@ -7,7 +7,8 @@
 #   bench/gpu_check.sh [OUT_DIR]        (default: $FASTMLP_GPU_OUT or bench/results/gpu)
 #
 # Every section runs even when an earlier one failed; the exit status is non-zero when any
-# section failed. JSON results go to OUT_DIR; the log is OUT_DIR/gpu_check.log. Budget: < 6 min.
+# section failed. JSON results go to OUT_DIR; the log is OUT_DIR/gpu_check.log. The whole run is
+# capped at FASTMLP_GPU_BUDGET_S seconds (default 345): each section gets at most what is left.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${1:-${FASTMLP_GPU_OUT:-bench/results/gpu}}
@@ -21,12 +22,18 @@ exec > >(tee "$OUT/gpu_check.log") 2>&1
 
 failed=()
 t_all=$(date +%s)
+BUDGET=${FASTMLP_GPU_BUDGET_S:-345}   # whole script, seconds: every section is cut to what is left
 section() { echo; echo "======== $* ($(date +%H:%M:%S), $(( $(date +%s) - t_all )) s elapsed) ========"; }
 # run NAME TIMEOUT_S CMD...: one section, bounded in time, recorded as failed on non-zero exit.
 run() {
   local name=$1 limit=$2; shift 2
   section "$name"
   local t0=$(date +%s) rc=0
+  local left=$(( BUDGET - (t0 - t_all) ))
+  if [ "$left" -lt 10 ]; then
+    echo "[FAILED] $name: not started, the ${BUDGET} s budget is spent"; failed+=("$name (no time left)"); return
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
   # bash -c so that shell functions (exported below) run under timeout too
   timeout --kill-after=10 "$limit" bash -c '"$@"' _ "$@" || rc=$?
   if [ "$rc" -eq 0 ]; then
@@ -41,6 +48,8 @@ run() {
 section "environment"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | head -5 || true
 nvcc --version 2>&1 | tail -2 || true
+cmake --version 2>&1 | head -1 || true
+ninja --version 2>&1 | head -1 || true
 $PY - <<'PYEOF' || true
 import importlib, sys
 print("python", sys.version.split()[0])
@@ -61,7 +70,7 @@ print('device', c.get_device_name(0) if c.is_available() else None); \
 assert c.is_available(), 'CUDA not available after the build'")
 }
 export -f build
-run "build+install (FASTMLP_CUDA=ON, 90-real)" 240 build
+run "build+install (FASTMLP_CUDA=ON, 90-real)" 200 build
 
 # 2. The test suite's GPU tests (and the binding checks), from outside the source tree so the
 #    installed package is what runs.
@@ -74,7 +83,7 @@ tests() {
       -p no:cacheprovider --junitxml="$OUT/pytest_cuda.xml" --maxfail=25 --rootdir="$src" -c "$src/pyproject.toml")
 }
 export -f tests
-run "pytest (GPU tests + binding checks)" 150 tests
+run "pytest (GPU tests + binding checks)" 120 tests
 
 # 3. Every CUDA kernel vs the CPU path over many shapes.
 run "kernel comparison vs CPU" 90 $PY bench/gpu_check.py compare --out "$OUT"
