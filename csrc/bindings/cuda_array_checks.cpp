@@ -39,8 +39,10 @@ CudaArray cuda_array(py::handle obj, const char* name) {
     CudaArray a;
     a.name = name;
     const std::string n = name;
-    py::module_ np = py::module_::import("numpy");
-    if (py::isinstance(obj, np.attr("ndarray")))
+    // numpy.ndarray, looked up once and kept for the life of the process (never released, so
+    // nothing runs at interpreter shutdown).
+    static PyObject* ndarray = py::object(py::module_::import("numpy").attr("ndarray")).release().ptr();
+    if (PyObject_IsInstance(obj.ptr(), ndarray) == 1)
         throw py::type_error("argument '" + n +
                              "' is a numpy.ndarray in host memory, but this CUDA kernel needs a GPU "
                              "array: use cupy.asarray(" + n + ") (or Tensor.cuda() / .to('cuda'))");
