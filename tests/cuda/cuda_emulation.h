@@ -1,8 +1,9 @@
 // A tiny CPU emulation of the CUDA subset fastmlp's kernels use, to check their index arithmetic
 // without a GPU (tests/cuda/*_emulator.cpp). Each CUDA thread of a block is a ucontext fiber;
 // __syncthreads() switches back to the scheduler, so one round over the block's fibers is one
-// barrier phase. __shared__ arrays become statics shared by the fibers of the block being run;
-// blocks run one after another. float4 loads check their 16-byte alignment.
+// barrier phase (fibers run in alternating order, so same-phase shared-memory races show up).
+// __shared__ arrays become statics shared by the fibers of the block being run; blocks run one
+// after another. float4 loads check their 16-byte alignment.
 #pragma once
 #include <ucontext.h>
 
@@ -78,9 +79,14 @@ void launch(dim3 grid, dim3 block, F kernel) {
                     makecontext(&fiber[t], (void (*)())entry, 1, int(t));
                     done[t] = 0;
                 }
-                for (bool any = true; any;) {  // one pass = one barrier phase
+                // One pass = one barrier phase. The order of the fibers alternates between
+                // passes, so a read of shared memory written in the same phase (a race on the
+                // GPU) sees different data on different passes and shows up as a mismatch.
+                unsigned pass = 0;
+                for (bool any = true; any; ++pass) {
                     any = false;
-                    for (unsigned t = 0; t < threads; ++t) {
+                    for (unsigned i = 0; i < threads; ++i) {
+                        const unsigned t = (pass + bx + by) % 2 ? threads - 1 - i : i;
                         if (done[t]) continue;
                         current = t;
                         threadIdx = dim3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
