@@ -1,24 +1,22 @@
 // CUDA device queries.
 #include <cuda_runtime.h>
 
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
+#include "cuda_check.cuh"
 #include "fastmlp/cuda_device.h"
 
 namespace fastmlp::cuda {
 
-namespace {
-void check(cudaError_t e, const char* what) {
-    if (e != cudaSuccess)
-        throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
-}
-}  // namespace
+using detail::check;
 
 int device_count() noexcept {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess) {
-        cudaGetLastError();  // clear the sticky-free error so later calls start clean
+        cudaGetLastError();  // clear the (non-sticky) error so later calls start clean
         return 0;
     }
     return n;
@@ -53,5 +51,37 @@ int driver_version() {
     cudaDriverGetVersion(&v);
     return v;
 }
+
+int current_device() {
+    int d = 0;
+    check(cudaGetDevice(&d), "cudaGetDevice");
+    return d;
+}
+
+void set_device(int device) { check(cudaSetDevice(device), "cudaSetDevice"); }
+
+int sm_count(int device) {
+    // Cached per device: asked on every GEMM launch to pick the tiling.
+    static std::mutex mu;
+    static std::vector<int> cache;
+    std::lock_guard<std::mutex> lock(mu);
+    if (device < 0) throw std::runtime_error("fastmlp CUDA: bad device ordinal");
+    if (size_t(device) < cache.size() && cache[size_t(device)] > 0) return cache[size_t(device)];
+    int n = 0;
+    check(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device),
+          "cudaDeviceGetAttribute(MultiProcessorCount)");
+    if (cache.size() <= size_t(device)) cache.resize(size_t(device) + 1, 0);
+    cache[size_t(device)] = n;
+    return n;
+}
+
+int pointer_device(const void* p) {
+    cudaPointerAttributes attr;
+    check(cudaPointerGetAttributes(&attr, p), "cudaPointerGetAttributes");
+    if (attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged) return attr.device;
+    return -1;
+}
+
+void check_error(int e, const char* what) { check(static_cast<cudaError_t>(e), what); }
 
 }  // namespace fastmlp::cuda

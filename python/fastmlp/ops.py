@@ -27,6 +27,17 @@ __all__ = [
 ]
 
 
+def _gpu():
+    """fastmlp.ops_cuda, imported on the first GPU array (keeps CuPy out of CPU-only use)."""
+    from . import ops_cuda
+
+    return ops_cuda
+
+
+# Each op starts with `type(x) is not np.ndarray and hasattr(x, "__cuda_array_interface__")`:
+# one type check on the numpy path; GPU arrays (CuPy, ...) go to the CUDA kernels.
+
+
 def matmul(a, b, *, out=None, alpha=1.0, beta=0.0, bias=None, relu=False):
     """``out = alpha * a @ b + beta * out`` (then ``+ bias`` per column, then ReLU).
 
@@ -34,6 +45,8 @@ def matmul(a, b, *, out=None, alpha=1.0, beta=0.0, bias=None, relu=False):
     read in place (as a transpose flag), never copied. With ``beta == 0`` ``out`` is overwritten
     without being read.
     """
+    if type(a) is not np.ndarray and hasattr(a, "__cuda_array_interface__"):
+        return _gpu().matmul(a, b, out=out, alpha=alpha, beta=beta, bias=bias, relu=relu)
     return _C.gemm(a, b, out, alpha, beta, bias, relu)
 
 
@@ -42,6 +55,8 @@ def linear(x, weight, bias=None, *, relu=False, out=None):
 
     ``x`` is (batch, in_features), ``weight`` (out_features, in_features), ``bias`` (out_features,).
     """
+    if type(x) is not np.ndarray and hasattr(x, "__cuda_array_interface__"):
+        return _gpu().linear(x, weight, bias, relu=relu, out=out)
     if not isinstance(weight, np.ndarray):
         raise TypeError(f"argument 'weight' must be a numpy.ndarray of float32, got {type(weight).__name__}")
     if weight.ndim != 2:
@@ -56,26 +71,36 @@ def linear(x, weight, bias=None, *, relu=False, out=None):
 
 def relu(x, *, out=None):
     """``max(x, 0)`` elementwise; nan stays nan. ``out`` may be ``x`` itself (in place)."""
+    if type(x) is not np.ndarray and hasattr(x, "__cuda_array_interface__"):
+        return _gpu().relu(x, out=out)
     return _C.relu_forward(x, out)
 
 
 def relu_backward(grad, y, *, out=None):
     """Gradient of ReLU: ``grad * (y > 0)`` where ``y`` is the ReLU's output (or its input)."""
+    if type(grad) is not np.ndarray and hasattr(grad, "__cuda_array_interface__"):
+        return _gpu().relu_backward(grad, y, out=out)
     return _C.relu_backward(grad, y, out)
 
 
 def bias_add(x, bias, *, out=None):
     """``x + bias`` per row: ``x`` (batch, features), ``bias`` (features,)."""
+    if type(x) is not np.ndarray and hasattr(x, "__cuda_array_interface__"):
+        return _gpu().bias_add(x, bias, out=out)
     return _C.bias_forward(x, bias, out)
 
 
 def bias_grad(grad, *, out=None, accumulate=False):
     """Gradient of a bias: the column sum of ``grad`` (batch, features), in a fixed order."""
+    if type(grad) is not np.ndarray and hasattr(grad, "__cuda_array_interface__"):
+        return _gpu().bias_grad(grad, out=out, accumulate=accumulate)
     return _C.bias_backward(grad, out, accumulate)
 
 
 def mse_loss(input, target):
     """Mean over all elements of ``(input - target) ** 2``, accumulated in float64. Returns a float."""
+    if type(input) is not np.ndarray and hasattr(input, "__cuda_array_interface__"):
+        return _gpu().mse_loss(input, target)
     return _C.mse_forward(input, target)
 
 
@@ -84,6 +109,8 @@ def mse_loss_backward(input, target, *, grad_output=1.0, reduction="mean", out=N
 
     ``reduction="sum"`` drops the ``1 / n``.
     """
+    if type(input) is not np.ndarray and hasattr(input, "__cuda_array_interface__"):
+        return _gpu().mse_loss_backward(input, target, grad_output=grad_output, reduction=reduction, out=out)
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
     n = np.size(input) if reduction == "mean" else 1
@@ -142,8 +169,37 @@ def sgd_step(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0
     ``first_step=True`` initialises the momentum buffer with the gradient, as PyTorch does on a
     parameter's first step.
     """
+    if type(param) is not np.ndarray and hasattr(param, "__cuda_array_interface__"):
+        return _gpu().sgd_step(param, grad, momentum_buffer, lr=lr, momentum=momentum,
+                               dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
+                               maximize=maximize, first_step=first_step)
     if lr < 0:
         raise ValueError(f"Invalid learning rate: {lr}")
     _C.sgd_step(param, grad, momentum_buffer, lr, momentum, dampening, weight_decay, nesterov,
                 maximize, first_step)
     return param
+
+
+def sgd_step_many(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampening=0.0,
+                  weight_decay=0.0, nesterov=False, maximize=False, first_step=False):
+    """:func:`sgd_step` for a list of parameters (one kernel launch on the GPU).
+
+    ``momentum_buffers`` is a list like ``params`` (or None when ``momentum == 0``).
+    """
+    opts = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                nesterov=nesterov, maximize=maximize, first_step=first_step)
+    params = list(params)
+    if params and type(params[0]) is not np.ndarray and hasattr(params[0], "__cuda_array_interface__"):
+        return _gpu().sgd_step_many(params, grads, momentum_buffers, **opts)
+    grads = list(grads)
+    if len(grads) != len(params):
+        raise ValueError(f"sgd_step_many: got {len(params)} params but {len(grads)} grads")
+    bufs = [None] * len(params) if momentum_buffers is None else list(momentum_buffers)
+    if len(bufs) != len(params):
+        raise ValueError(f"sgd_step_many: got {len(params)} params but {len(bufs)} momentum_buffers")
+    for p, g, b in zip(params, grads, bufs):
+        sgd_step(p, g, b, **opts)
+    return params
+
+
+__all__ += ["sgd_step_many"]
