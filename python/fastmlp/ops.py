@@ -27,10 +27,18 @@ __all__ = [
 ]
 
 
-def _gpu():
-    """fastmlp.ops_cuda, imported on the first GPU array (keeps CuPy out of CPU-only use)."""
+def _gpu(name, x):
+    """fastmlp.ops_cuda, imported on the first GPU array (keeps CuPy out of CPU-only use).
+
+    Where the CUDA ops cannot run (no CUDA module, no CuPy, no device) a GPU array is a
+    TypeError naming the argument and the reason, checked before anything is launched.
+    """
     from . import ops_cuda
 
+    reason = ops_cuda.unavailable_reason()
+    if reason:
+        raise TypeError(f"argument '{name}' is a GPU array ({type(x).__name__}), but fastmlp's CUDA "
+                        f"ops cannot run here ({reason}): pass a NumPy array (e.g. cupy.asnumpy(x))")
     return ops_cuda
 
 
@@ -46,7 +54,7 @@ def matmul(a, b, *, out=None, alpha=1.0, beta=0.0, bias=None, relu=False):
     without being read.
     """
     if type(a) is not np.ndarray and hasattr(a, "__cuda_array_interface__"):
-        return _gpu().matmul(a, b, out=out, alpha=alpha, beta=beta, bias=bias, relu=relu)
+        return _gpu('a', a).matmul(a, b, out=out, alpha=alpha, beta=beta, bias=bias, relu=relu)
     return _C.gemm(a, b, out, alpha, beta, bias, relu)
 
 
@@ -56,7 +64,7 @@ def linear(x, weight, bias=None, *, relu=False, out=None):
     ``x`` is (batch, in_features), ``weight`` (out_features, in_features), ``bias`` (out_features,).
     """
     if type(x) is not np.ndarray and hasattr(x, "__cuda_array_interface__"):
-        return _gpu().linear(x, weight, bias, relu=relu, out=out)
+        return _gpu('x', x).linear(x, weight, bias, relu=relu, out=out)
     if not isinstance(weight, np.ndarray):
         raise TypeError(f"argument 'weight' must be a numpy.ndarray of float32, got {type(weight).__name__}")
     if weight.ndim != 2:
@@ -72,35 +80,35 @@ def linear(x, weight, bias=None, *, relu=False, out=None):
 def relu(x, *, out=None):
     """``max(x, 0)`` elementwise; nan stays nan. ``out`` may be ``x`` itself (in place)."""
     if type(x) is not np.ndarray and hasattr(x, "__cuda_array_interface__"):
-        return _gpu().relu(x, out=out)
+        return _gpu('x', x).relu(x, out=out)
     return _C.relu_forward(x, out)
 
 
 def relu_backward(grad, y, *, out=None):
     """Gradient of ReLU: ``grad * (y > 0)`` where ``y`` is the ReLU's output (or its input)."""
     if type(grad) is not np.ndarray and hasattr(grad, "__cuda_array_interface__"):
-        return _gpu().relu_backward(grad, y, out=out)
+        return _gpu('grad', grad).relu_backward(grad, y, out=out)
     return _C.relu_backward(grad, y, out)
 
 
 def bias_add(x, bias, *, out=None):
     """``x + bias`` per row: ``x`` (batch, features), ``bias`` (features,)."""
     if type(x) is not np.ndarray and hasattr(x, "__cuda_array_interface__"):
-        return _gpu().bias_add(x, bias, out=out)
+        return _gpu('x', x).bias_add(x, bias, out=out)
     return _C.bias_forward(x, bias, out)
 
 
 def bias_grad(grad, *, out=None, accumulate=False):
     """Gradient of a bias: the column sum of ``grad`` (batch, features), in a fixed order."""
     if type(grad) is not np.ndarray and hasattr(grad, "__cuda_array_interface__"):
-        return _gpu().bias_grad(grad, out=out, accumulate=accumulate)
+        return _gpu('grad', grad).bias_grad(grad, out=out, accumulate=accumulate)
     return _C.bias_backward(grad, out, accumulate)
 
 
 def mse_loss(input, target):
     """Mean over all elements of ``(input - target) ** 2``, accumulated in float64. Returns a float."""
     if type(input) is not np.ndarray and hasattr(input, "__cuda_array_interface__"):
-        return _gpu().mse_loss(input, target)
+        return _gpu('input', input).mse_loss(input, target)
     return _C.mse_forward(input, target)
 
 
@@ -110,7 +118,7 @@ def mse_loss_backward(input, target, *, grad_output=1.0, reduction="mean", out=N
     ``reduction="sum"`` drops the ``1 / n``.
     """
     if type(input) is not np.ndarray and hasattr(input, "__cuda_array_interface__"):
-        return _gpu().mse_loss_backward(input, target, grad_output=grad_output, reduction=reduction, out=out)
+        return _gpu('input', input).mse_loss_backward(input, target, grad_output=grad_output, reduction=reduction, out=out)
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
     n = np.size(input) if reduction == "mean" else 1
@@ -170,7 +178,7 @@ def sgd_step(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0
     parameter's first step.
     """
     if type(param) is not np.ndarray and hasattr(param, "__cuda_array_interface__"):
-        return _gpu().sgd_step(param, grad, momentum_buffer, lr=lr, momentum=momentum,
+        return _gpu('param', param).sgd_step(param, grad, momentum_buffer, lr=lr, momentum=momentum,
                                dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
                                maximize=maximize, first_step=first_step)
     if lr < 0:
@@ -190,7 +198,7 @@ def sgd_step_many(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dam
                 nesterov=nesterov, maximize=maximize, first_step=first_step)
     params = list(params)
     if params and type(params[0]) is not np.ndarray and hasattr(params[0], "__cuda_array_interface__"):
-        return _gpu().sgd_step_many(params, grads, momentum_buffers, **opts)
+        return _gpu('params[0]', params[0]).sgd_step_many(params, grads, momentum_buffers, **opts)
     grads = list(grads)
     if len(grads) != len(params):
         raise ValueError(f"sgd_step_many: got {len(params)} params but {len(grads)} grads")

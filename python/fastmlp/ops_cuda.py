@@ -47,6 +47,27 @@ def _modules():
     return _cp, _C
 
 
+def unavailable_reason() -> str:
+    """Why these ops cannot run in this process ("" when they can): no CUDA module, no CuPy, no GPU."""
+    global _ready
+    if _ready:
+        return ""
+    from . import cuda
+
+    reason = cuda.unavailable_reason()
+    if reason:
+        return reason
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        return "CuPy is not installed: pip install cupy-cuda12x (or the wheel for your CUDA version)"
+    _ready = True
+    return ""
+
+
+_ready = False
+
+
 def _stream(cp):
     return cp.cuda.get_current_stream().ptr
 
