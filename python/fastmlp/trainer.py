@@ -291,6 +291,10 @@ def _as_data(a, name: str) -> np.ndarray:
         raise TypeError(f"fit: {name} must be an array or Tensor, got {_kind(a)}") from e
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise TypeError(f"fit: {name} must hold numbers, got dtype {arr.dtype}")
+    return arr  # a view: shapes are checked before the float32 copy (a huge bad input fails at once)
+
+
+def _f32(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
@@ -320,7 +324,7 @@ def prepare_data(chain: Chain, X, y, what: str = "X"):
         raise ValueError(f"fit: {what} has {X.shape[0]} samples but {ylabel} has {y.shape[0]}")
     if X.shape[0] == 0:
         raise ValueError(f"fit: {what} has no samples")
-    return X, y
+    return _f32(X), _f32(y)
 
 
 def predict(model, X) -> np.ndarray:
@@ -329,7 +333,7 @@ def predict(model, X) -> np.ndarray:
     X = _as_data(X, "X")
     if X.ndim != 2 or X.shape[1] != chain.in_features:
         raise ValueError(f"predict: X must have shape (n, {chain.in_features}), got {X.shape}")
-    return _C.mlp_forward(chain.weights, chain.biases, chain.relu, X)
+    return _C.mlp_forward(chain.weights, chain.biases, chain.relu, _f32(X))
 
 
 def _mse(pred: np.ndarray, y: np.ndarray) -> float:
@@ -439,7 +443,10 @@ def fit(model, X, y, *, epochs, batch_size, lr, momentum=0.0, dampening=0.0, wei
         val = prepare_data(chain, validation_data[0], validation_data[1], what="X_val")
     perm = None
     if permutation is not None:
-        perm = np.ascontiguousarray(permutation, dtype=np.int64)
+        perm = np.asarray(permutation)
+        if not np.issubdtype(perm.dtype, np.integer):
+            raise TypeError(f"fit: permutation must hold integers (sample indices), got dtype {perm.dtype}")
+        perm = np.ascontiguousarray(perm, dtype=np.int64)
         if perm.shape not in ((n,), (epochs, n)):
             raise ValueError(f"fit: permutation must have shape ({n},) or ({epochs}, {n}), got {perm.shape}")
     if seed is None:
