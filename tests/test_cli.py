@@ -156,3 +156,13 @@ def test_plot_without_matplotlib_is_a_clear_error(tmp_path, capsys, monkeypatch)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     line = one_line_error(capsys, ["train", str(good), "--target", "target", "--plot", str(tmp_path / "p.png")])
     assert "matplotlib" in line
+
+
+def test_bench_scripts_are_found_from_any_folder(tmp_path, monkeypatch):
+    # `python -m fastmlp bench` must work from an installed package (the scripts are installed
+    # into fastmlp/bench) as well as from a checkout, whatever the working directory.
+    from fastmlp.cli import bench_dir
+
+    monkeypatch.chdir(tmp_path)
+    d = bench_dir()
+    assert (d / "train.py").is_file() and (d / "gemm.py").is_file()

@@ -481,11 +481,12 @@ def cmd_predict(args):
 
 def bench_dir():
     here = Path(__file__).resolve().parent
-    for cand in (here.parent.parent / "bench", Path.cwd() / "bench"):
+    # a source checkout's bench/, the copy installed with the package, then ./bench
+    for cand in (here.parent.parent / "bench", here / "bench", Path.cwd() / "bench"):
         if (cand / "train.py").exists():
             return cand
-    raise CLIError("the benchmark scripts (bench/train.py) are not part of the installed package; "
-                   "run `python -m fastmlp bench` from a fastmlp source checkout")
+    raise CLIError("the benchmark scripts (bench/train.py) were not found: reinstall fastmlp "
+                   "(pip install .) or run `python -m fastmlp bench` from a fastmlp source checkout")
 
 
 def cmd_bench(args):
