@@ -11,7 +11,11 @@ import pytest
 from fastmlp.__main__ import main
 from fastmlp.cli import load_model
 
-PYDIR = str(Path(__file__).resolve().parents[1] / "python")
+import fastmlp
+
+# The folder the fastmlp under test was imported from (site-packages after `pip install .`, the
+# source tree's python/ for an in-place build), so the subprocess runs that same package.
+PYDIR = str(Path(fastmlp.__file__).resolve().parents[1])
 
 
 def run_cli(*args, timeout=120):
