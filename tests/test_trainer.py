@@ -43,6 +43,8 @@ def reference_train(ws, bs, relu, X, Y, orders, B, lr, momentum=0.0, dampening=0
             tot += loss * len(idx)
             used += len(idx)
             d = 2 * (acts[-1] - y) / y.size
+            if relu[-1]:  # a net that ends in ReLU
+                d = d * (acts[-1] > 0)
             grads = [None] * len(params)
             for l in range(len(ws) - 1, -1, -1):
                 grads[2 * l] = d.T @ acts[l]
@@ -111,6 +113,47 @@ def test_epochs_match_float64_reference(case, path, opt):
     assert r["steps"] == 2 * -(-case["n"] // case["B"])
     assert_params_close(w2, b2, rws, rbs)
     np.testing.assert_allclose(r["losses"], rloss, rtol=1e-5)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c["sizes"])))
+@pytest.mark.parametrize("path", ["small", "gemm"])
+def test_net_ending_in_relu_masks_the_output_gradient(case, path):
+    """Sequential(..., Linear, ReLU): the loss gradient passes the final ReLU's mask (the targets
+    are half negative, so about half the outputs sit at 0 and must not move their layer)."""
+    rng = np.random.default_rng(3)
+    ws, bs = init_params(case["sizes"], rng)
+    relu = [True] * len(ws)
+    X, Y = data(case["n"], case["sizes"][0], case["sizes"][-1], seed=4)
+    orders = np.stack([rng.permutation(case["n"]) for _ in range(2)])
+    rws, rbs, rloss = reference_train(ws, bs, relu, X, Y, orders, case["B"], 0.05, momentum=0.9)
+    w2, b2 = [w.copy() for w in ws], [b.copy() for b in bs]
+    r = _C.mlp_train(w2, b2, relu, X, Y, epochs=2, batch_size=case["B"], perm=orders, lr=0.05,
+                     momentum=0.9, weight_bufs=[np.zeros_like(w) for w in w2],
+                     bias_bufs=[np.zeros_like(b) for b in b2], path=path)
+    assert r["small_path"] == (path == "small")
+    assert_params_close(w2, b2, rws, rbs)
+    np.testing.assert_allclose(r["losses"], rloss, rtol=1e-5)
+
+
+def test_fit_on_a_net_ending_in_relu_matches_the_eager_loop():
+    nn = pytest.importorskip("fastmlp.nn")
+    optim = pytest.importorskip("fastmlp.optim")
+    fastmlp.manual_seed(5)
+    eager = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3), nn.ReLU())
+    fused = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3), nn.ReLU())
+    fused.load_state_dict(eager.state_dict())
+    X, Y = data(200, 6, 3, seed=6)
+    order = np.random.default_rng(16).permutation(200)
+    opt = optim.SGD(eager.parameters(), lr=0.05)
+    for s in range(0, 200, 32):
+        idx = order[s:s + 32]
+        loss = nn.MSELoss()(eager(fastmlp.tensor(X[idx])), fastmlp.tensor(Y[idx]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    fastmlp.fit(fused, X, Y, epochs=1, batch_size=32, lr=0.05, permutation=order, progress=False)
+    for p, q in zip(fused.parameters(), eager.parameters()):
+        np.testing.assert_allclose(p.numpy(), q.numpy(), rtol=1e-5, atol=1e-5 * np.abs(q.numpy()).max())
 
 
 @pytest.mark.parametrize("path", ["small", "gemm"])

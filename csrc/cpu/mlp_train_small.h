@@ -372,11 +372,15 @@ inline void gather_rows(float* dst, int64_t ld, const float* src, int64_t d, con
         scale = float(1.0 / double(B));
     }
     if (!std::isfinite(loss) && !allow_nonfinite) return loss;
+    // A net that ends in ReLU: dLoss/dZ = dLoss/dP * (P > 0), as relu_backward (NaN gives 0).
+    const bool last_relu = layers[size_t(L - 1)].relu;
     for (int64_t o = 0; o < d_out; ++o) {
         const float* po = P + o * ld;
         const float* yo = s.yT + o * ld;
         float* d = dz + o * ld;
         for (int64_t b = 0; b < B; ++b) d[b] = scale * (po[b] - yo[b]);
+        if (last_relu)
+            for (int64_t b = 0; b < B; ++b) d[b] = po[b] > 0.0f ? d[b] : 0.0f;
         for (int64_t b = B; b < Bp; ++b) d[b] = 0.0f;
     }
 
