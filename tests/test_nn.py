@@ -422,3 +422,26 @@ def test_module_dtype_conversion_keeps_parameter_identity():
     assert w.dtype == fastmlp.float32
     with pytest.raises(TypeError, match="floating point"):
         net.to(fastmlp.int64)
+
+
+@pytest.mark.parametrize("kind", ["Sequential", "ModuleList"])
+def test_container_edits_renumber_like_torch(kind):
+    """del, insert, append and slices keep the keys 0..n-1 in order, as PyTorch's containers do;
+    a Sequential edited this way runs the edited chain."""
+    mods = [nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 1)]
+    c = nn.Sequential(*mods) if kind == "Sequential" else nn.ModuleList(mods)
+    del c[1]
+    assert [type(m).__name__ for m in c] == ["Linear", "Linear", "ReLU", "Linear"]
+    c.insert(1, nn.ReLU())
+    del c[3:4]
+    c.append(nn.Identity())
+    assert list(c._modules) == [str(i) for i in range(len(c))]
+    assert [type(m).__name__ for m in c] == ["Linear", "ReLU", "Linear", "Linear", "Identity"]
+    assert [k for k, _ in c.named_parameters()] == [
+        "0.weight", "0.bias", "2.weight", "2.bias", "3.weight", "3.bias"]
+    if kind == "Sequential":
+        x = np.random.default_rng(0).standard_normal((4, 2)).astype(np.float32)
+        w = [p.numpy() for p in c.parameters()]
+        ref = np.maximum(x @ w[0].T + w[1], 0) @ w[2].T + w[3]
+        ref = ref @ w[4].T + w[5]
+        np.testing.assert_allclose(c(fastmlp.tensor(x)).numpy(), ref, rtol=1e-5, atol=1e-6)

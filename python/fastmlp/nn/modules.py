@@ -534,7 +534,48 @@ class MSELoss(Module):
         return F._mse(input, target, self.reduction)
 
 
-class Sequential(Module):
+class _ModuleSequence(Module):
+    """What Sequential and ModuleList share: integer-keyed children, renumbered as PyTorch does."""
+
+    def _renumber(self, modules):
+        for k in list(self._modules.keys()):
+            object.__delattr__(self, k)
+        self._modules.clear()
+        for i, m in enumerate(modules):
+            self.add_module(str(i), m)
+
+    def __setitem__(self, idx, module):
+        key = list(self._modules.keys())[idx]
+        setattr(self, key, module)
+
+    def __delitem__(self, idx):
+        keys = list(self._modules.keys())
+        doomed = set(keys[idx] if isinstance(idx, slice) else [keys[idx]])
+        self._renumber([m for k, m in self._modules.items() if k not in doomed])
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module):
+        self.add_module(str(len(self)), module)
+        return self
+
+    def extend(self, modules):
+        for m in modules:
+            self.append(m)
+        return self
+
+    def insert(self, index, module):
+        items = list(self._modules.values())
+        items.insert(index, module)
+        self._renumber(items)
+        return self
+
+
+class Sequential(_ModuleSequence):
     """Modules applied in order. ``Linear`` directly followed by ``ReLU`` runs as one fused kernel."""
 
     def __init__(self, *args):
@@ -586,49 +627,8 @@ class Sequential(Module):
             return type(self)(OrderedDict(list(self._modules.items())[idx]))
         return self._get_item_by_idx(idx.__index__() if not isinstance(idx, int) else idx)
 
-    def __setitem__(self, idx, module):
-        key = list(self._modules.keys())[idx]
-        setattr(self, key, module)
 
-    def __delitem__(self, idx):
-        keys = list(self._modules.keys())
-        for key in (keys[idx] if isinstance(idx, slice) else [keys[idx]]):
-            delattr(self, key)
-        # keep numbering contiguous, as PyTorch does
-        items = list(self._modules.items())
-        for k, _ in items:
-            object.__delattr__(self, k)
-        self._modules.clear()
-        for i, (_, m) in enumerate(items):
-            self.add_module(str(i), m)
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module):
-        self.add_module(str(len(self)), module)
-        return self
-
-    def extend(self, modules):
-        for m in modules:
-            self.append(m)
-        return self
-
-    def insert(self, index, module):
-        items = list(self._modules.values())
-        items.insert(index, module)
-        for k in list(self._modules.keys()):
-            object.__delattr__(self, k)
-        self._modules.clear()
-        for i, m in enumerate(items):
-            self.add_module(str(i), m)
-        return self
-
-
-class ModuleList(Module):
+class ModuleList(_ModuleSequence):
     def __init__(self, modules=None):
         super().__init__()
         if modules is not None:
@@ -638,22 +638,3 @@ class ModuleList(Module):
         if isinstance(idx, slice):
             return type(self)(list(self._modules.values())[idx])
         return list(self._modules.values())[idx]
-
-    def __setitem__(self, idx, module):
-        key = list(self._modules.keys())[idx]
-        setattr(self, key, module)
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module):
-        self.add_module(str(len(self)), module)
-        return self
-
-    def extend(self, modules):
-        for m in modules:
-            self.append(m)
-        return self
