@@ -6,6 +6,9 @@
     python bench/gpu_check.py train   --out DIR   fastmlp.nn on CPU vs CUDA vs PyTorch CUDA eager
                                                   (reports "skipped" when fastmlp.nn cannot move a
                                                   model to the GPU)
+    python bench/gpu_check.py fit     --out DIR   fastmlp.fit on the GPU (fused epochs) vs PyTorch
+                                                  CUDA eager: seed net samples/s, 784-1024-1024-10
+                                                  batch 256 step time; first-epoch loss vs torch
 
 Each writes DIR/<command>.json; exit status 1 when a correctness check fails. Speed is reported,
 never asserted (the sgemm target, >= 0.85x cuBLAS at 4096^2, is printed as met / missed).
@@ -395,12 +398,115 @@ def cmd_train(args):
     return 1 if bad else 0
 
 
+# ---- fit: the fused GPU trainer ------------------------------------------------------------------
+
+def cmd_fit(args):
+    report = dict(versions=versions(), protocol="interleaved rounds (fused epoch, torch eager steps), "
+                  "medians; GPU data resident; torch eager iterates pre-sliced GPU batches in order",
+                  nets=[])
+    try:
+        import cupy as cp
+        import torch
+
+        import fastmlp as fm
+        import fastmlp.nn as fnn
+        from fastmlp.trainer import fit
+    except Exception as e:  # noqa: BLE001
+        report["status"] = f"skipped: {e!r}"
+        print(report["status"])
+        write(args.out, "fit", report)
+        return 0
+    if not torch.cuda.is_available():
+        report["status"] = "skipped: torch has no CUDA"
+        print(report["status"])
+        write(args.out, "fit", report)
+        return 0
+    bad = 0
+    rng = np.random.default_rng(3)
+    # name, sizes, batch, samples per epoch, lr, rounds, torch steps per round
+    nets = [("seed 10-20-1", [10, 20, 1], 64, 65536, 0.05, 5, 300),
+            ("784-1024-1024-10", [784, 1024, 1024, 10], 256, 256 * 64, 0.01, 5, 64)]
+    for name, sizes, batch, n, lr, rounds, tsteps in nets:
+        entry = dict(net=name, batch=batch, samples_per_epoch=n, lr=lr, momentum=0.9)
+        try:
+            X = rnd(rng, n, sizes[0])
+            Y = np.tanh(X[:, : sizes[-1]] * 0.5 + 0.1).astype(np.float32)
+            tm, fmod = build_models(fm, fnn, torch, sizes, seed=0)
+            tm = tm.to("cuda")
+            fmod = fmod.to("cuda")
+            Xg, Yg = cp.asarray(X), cp.asarray(Y)
+            # Correctness: one epoch in order from the same weights vs torch eager (same batches).
+            h = fit(fmod, Xg, Yg, epochs=1, batch_size=batch, lr=lr, momentum=0.9, shuffle=False,
+                    progress=False)
+            topt = torch.optim.SGD(tm.parameters(), lr=lr, momentum=0.9)
+            lossf = torch.nn.MSELoss()
+            xs = [torch.from_numpy(X[i:i + batch]).cuda() for i in range(0, n, batch)]
+            ys = [torch.from_numpy(Y[i:i + batch]).cuda() for i in range(0, n, batch)]
+            tl = []
+            for xb, yb in zip(xs, ys):
+                topt.zero_grad()
+                loss = lossf(tm(xb), yb)
+                loss.backward()
+                topt.step()
+                tl.append(loss.detach() * xb.shape[0])
+            t_epoch_loss = float(torch.stack(tl).sum()) / n
+            rel = abs(h["loss"][0] - t_epoch_loss) / max(abs(t_epoch_loss), 1e-12)
+            ok = rel < 1e-3
+            bad += not ok
+            entry.update(first_epoch_loss_fastmlp=h["loss"][0], first_epoch_loss_torch=t_epoch_loss,
+                         rel_diff=rel, check="ok" if ok else "MISMATCH")
+
+            def torch_steps(k):
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                for s in range(k):
+                    i = s % len(xs)
+                    topt.zero_grad()
+                    loss = lossf(tm(xs[i]), ys[i])
+                    loss.backward()
+                    topt.step()
+                torch.cuda.synchronize()
+                return (time.perf_counter() - t0) / k
+
+            torch_steps(5)  # warm
+            fused, eager = [], []
+            for r in range(rounds):  # interleaved: fused epoch, torch steps, ...
+                h = fit(fmod, Xg, Yg, epochs=1, batch_size=batch, lr=lr, momentum=0.9, seed=r,
+                        progress=False)
+                fused.append(h["seconds"] / h["steps"])
+                eager.append(torch_steps(tsteps))
+            mf, me = statistics.median(fused), statistics.median(eager)
+            entry.update(fastmlp_fused_step_ms=mf * 1e3, torch_eager_step_ms=me * 1e3,
+                         fastmlp_fused_samples_per_s=batch / mf, torch_eager_samples_per_s=batch / me,
+                         speedup_vs_torch_eager=me / mf, rounds=rounds)
+            if name.startswith("seed"):  # the CPU fused trainer on the same data, for scale
+                cmod = build_models(fm, fnn, torch, sizes, seed=0)[1]
+                hc = fit(cmod, X, Y, epochs=2, batch_size=batch, lr=lr, momentum=0.9, seed=0,
+                         progress=False)
+                entry["fastmlp_cpu_fused_samples_per_s"] = float(np.median(hc["epoch_samples_per_sec"]))
+            print(f"{name} batch {batch}: fused GPU {mf * 1e3:.3f} ms/step ({batch / mf:,.0f} samples/s), "
+                  f"torch CUDA eager {me * 1e3:.3f} ms/step ({batch / me:,.0f} samples/s) -> "
+                  f"{me / mf:.2f}x; first-epoch loss {entry['first_epoch_loss_fastmlp']:.6f} vs torch "
+                  f"{t_epoch_loss:.6f} ({entry['check']})"
+                  + (f"; CPU fused {entry['fastmlp_cpu_fused_samples_per_s']:,.0f} samples/s"
+                     if "fastmlp_cpu_fused_samples_per_s" in entry else ""), flush=True)
+        except Exception as e:  # noqa: BLE001
+            entry.update(check="error", error=repr(e), traceback=traceback.format_exc(limit=5))
+            print(f"{name}: ERROR {e!r}")
+            bad += 1
+        report["nets"].append(entry)
+    report["status"] = "failed" if bad else "done"
+    write(args.out, "fit", report)
+    return 1 if bad else 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["compare", "gemm", "train"])
+    p.add_argument("command", choices=["compare", "gemm", "train", "fit"])
     p.add_argument("--out", default=os.environ.get("FASTMLP_GPU_OUT", "bench/results/gpu"))
     args = p.parse_args(argv)
-    return {"compare": cmd_compare, "gemm": cmd_gemm, "train": cmd_train}[args.command](args)
+    return {"compare": cmd_compare, "gemm": cmd_gemm, "train": cmd_train,
+            "fit": cmd_fit}[args.command](args)
 
 
 if __name__ == "__main__":

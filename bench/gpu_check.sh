@@ -2,7 +2,8 @@
 # One command for a GPU machine (nvcc, PyTorch, CuPy, pybind11, scikit-build-core installed; no
 # internet needed): build fastmlp with CUDA, run the GPU tests, compare every CUDA kernel with the
 # CPU path, benchmark sgemm against cuBLAS (cupy.matmul, CUPY_TF32=0), and (when fastmlp.nn can
-# move a model to the GPU) train small nets on both devices and against PyTorch CUDA.
+# move a model to the GPU) train small nets on both devices and against PyTorch CUDA, and time the
+# fused GPU trainer (fastmlp.fit) against PyTorch CUDA eager.
 #
 #   bench/gpu_check.sh [OUT_DIR]        (default: $FASTMLP_GPU_OUT or bench/results/gpu)
 #
@@ -88,11 +89,15 @@ run "pytest (GPU tests + binding checks)" 120 tests
 # 3. Every CUDA kernel vs the CPU path over many shapes.
 run "kernel comparison vs CPU" 90 $PY bench/gpu_check.py compare --out "$OUT"
 
-# 4. sgemm vs cuBLAS FP32 (cupy.matmul), square 1024-8192 and MLP shapes, NN/NT/TN.
+# 4. The fused GPU trainer (fastmlp.fit on a GPU model) vs PyTorch CUDA eager (before the longer
+#    benchmarks, so the 345 s budget never starves it).
+run "fit (fused GPU trainer vs torch CUDA eager)" 60 $PY bench/gpu_check.py fit --out "$OUT"
+
+# 5. sgemm vs cuBLAS FP32 (cupy.matmul), square 1024-8192 and MLP shapes, NN/NT/TN.
 run "sgemm benchmark vs cuBLAS" 120 $PY bench/gpu_check.py gemm --out "$OUT"
 
-# 5. Training on both devices and vs PyTorch CUDA (skipped when fastmlp.nn cannot .to('cuda')).
-run "training (fastmlp CPU vs CUDA vs torch CUDA)" 90 $PY bench/gpu_check.py train --out "$OUT"
+# 6. Training on both devices and vs PyTorch CUDA (skipped when fastmlp.nn cannot .to('cuda')).
+run "training (fastmlp CPU vs CUDA vs torch CUDA)" 60 $PY bench/gpu_check.py train --out "$OUT"
 
 section "summary"
 echo "results in $OUT:"; ls -1 "$OUT"

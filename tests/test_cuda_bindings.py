@@ -274,3 +274,124 @@ def test_sgd_step_many_cpu_path_matches_sgd_step():
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="grads"):
         fastmlp.ops.sgd_step_many(ps, gs[:1], lr=0.1)
+
+
+# ---- the GPU fused trainer: every argument checked before a launch -----------------------------
+
+def chain_args(widths=(4, 6, 2), bias=True):
+    """(weights, biases, relu) of fake GPU arrays for a Linear(+ReLU) chain."""
+    ws = [F(o, i) for i, o in zip(widths[:-1], widths[1:])]
+    bs = [F(o) if bias else None for o in widths[1:]]
+    return ws, bs, [True] * (len(ws) - 1) + [False]
+
+
+def test_mlp_train_valid_call_reaches_the_driver():
+    ws, bs, relu = chain_args()
+    reaches_driver(C.mlp_train, ws, bs, relu, F(10, 4), F(10, 2), batch_size=3)
+    perm = np.arange(10)[::-1].copy()
+    reaches_driver(C.mlp_train, ws, bs, relu, F(10, 4), F(10, 2), epochs=2, perm=perm,
+                   momentum=0.9, nesterov=True, weight_bufs=[F(6, 4), F(2, 6)],
+                   bias_bufs=[F(6), F(2)], stream=0)
+    reaches_driver(C.mlp_train, ws, [None, None], relu, F(10, 4), F(10, 2), epochs=2,
+                   perm=np.stack([perm, perm]), momentum=0.5, weight_bufs=[F(6, 4), F(2, 6)],
+                   bias_bufs=[None, None])
+    reaches_driver(C.mlp_forward, ws, bs, relu, F(10, 4), F(10, 2))
+
+
+def test_mlp_train_rejects_bad_arrays_by_name():
+    ws, bs, relu = chain_args()
+    X, Y = F(10, 4), F(10, 2)
+    with pytest.raises(TypeError, match=r"weights\[1\].*float32"):
+        C.mlp_train([ws[0], F(2, 6, typestr="<f8")], bs, relu, X, Y)
+    with pytest.raises(TypeError, match=r"weights\[0\].*cupy"):
+        C.mlp_train([np.zeros((6, 4), np.float32), ws[1]], bs, relu, X, Y)
+    with pytest.raises(TypeError, match="'X'"):
+        C.mlp_train(ws, bs, relu, np.zeros((10, 4), np.float32), Y)
+    with pytest.raises(TypeError, match="'Y'"):
+        C.mlp_train(ws, bs, relu, X, None)
+    with pytest.raises(ValueError, match=r"weights\[1\].*layer 0 outputs 6"):
+        C.mlp_train([ws[0], F(2, 5)], bs, relu, X, Y)
+    with pytest.raises(ValueError, match=r"biases\[0\]"):
+        C.mlp_train(ws, [F(5), bs[1]], relu, X, Y)
+    with pytest.raises(ValueError, match="one flag per layer"):
+        C.mlp_train(ws, bs, [True], X, Y)
+    with pytest.raises(ValueError, match="one entry"):
+        C.mlp_train(ws, bs[:1], relu, X, Y)
+    with pytest.raises(ValueError, match=r"'X' must have shape \(n, 4\)"):
+        C.mlp_train(ws, bs, relu, F(10, 3), Y)
+    with pytest.raises(ValueError, match=r"'Y' must have shape \(n, 2\)"):
+        C.mlp_train(ws, bs, relu, X, F(10))
+    with pytest.raises(ValueError, match="10 rows but 'Y' has 9"):
+        C.mlp_train(ws, bs, relu, X, F(9, 2))
+    with pytest.raises(ValueError, match="no samples"):
+        C.mlp_train(ws, bs, relu, F(0, 4), F(0, 2))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        C.mlp_train(ws, bs, relu, F(10, 4, strides=(32, 4)), Y)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        C.mlp_train([F(6, 4, strides=(4, 24)), ws[1]], bs, relu, X, Y)
+    with pytest.raises(ValueError, match=r"weights\[0\]' is read-only"):
+        C.mlp_train([F(6, 4, readonly=True), ws[1]], bs, relu, X, Y)
+    with pytest.raises(ValueError, match="non-empty 2-D"):
+        C.mlp_train([F(24), ws[1]], bs, relu, X, Y)
+
+
+def test_mlp_train_rejects_aliasing():
+    ws, bs, relu = chain_args()
+    X, Y = F(10, 4), F(10, 2)
+    with pytest.raises(ValueError, match="overlaps"):  # a bias inside a weight
+        C.mlp_train(ws, [F(6, ptr=ws[0].ptr + 16), bs[1]], relu, X, Y)
+    with pytest.raises(ValueError, match="overlaps argument 'X'"):  # training data inside a weight
+        C.mlp_train(ws, bs, relu, F(10, 4, ptr=ws[1].ptr), Y)
+    with pytest.raises(ValueError, match="overlaps"):  # a momentum buffer that is the weight
+        C.mlp_train(ws, bs, relu, X, Y, momentum=0.9, weight_bufs=[ws[0], F(2, 6)],
+                    bias_bufs=[F(6), F(2)])
+
+
+def test_mlp_train_rejects_bad_buffers_order_and_options():
+    ws, bs, relu = chain_args()
+    X, Y = F(10, 4), F(10, 2)
+    with pytest.raises(ValueError, match="momentum != 0 needs"):
+        C.mlp_train(ws, bs, relu, X, Y, momentum=0.9)
+    with pytest.raises(ValueError, match=r"weight_bufs\[1\]"):
+        C.mlp_train(ws, bs, relu, X, Y, momentum=0.9, weight_bufs=[F(6, 4), F(6, 2)],
+                    bias_bufs=[F(6), F(2)])
+    with pytest.raises(ValueError, match=r"bias_bufs\[0\]' is None"):
+        C.mlp_train(ws, bs, relu, X, Y, momentum=0.9, weight_bufs=[F(6, 4), F(2, 6)],
+                    bias_bufs=[None, F(2)])
+    with pytest.raises(TypeError, match="'perm' must be a numpy array of integers"):
+        C.mlp_train(ws, bs, relu, X, Y, perm=np.arange(10.0))
+    with pytest.raises(TypeError, match="host memory"):
+        C.mlp_train(ws, bs, relu, X, Y, perm=FakeCudaArray((10,), typestr="<i8"))
+    with pytest.raises(ValueError, match="outside"):
+        C.mlp_train(ws, bs, relu, X, Y, perm=np.arange(10) + 1)
+    with pytest.raises(ValueError, match=r"\(epochs, n\)"):
+        C.mlp_train(ws, bs, relu, X, Y, epochs=3, perm=np.zeros((2, 10), np.int64))
+    with pytest.raises(ValueError, match="batch_size"):
+        C.mlp_train(ws, bs, relu, X, Y, batch_size=0)
+    with pytest.raises(ValueError, match="epochs"):
+        C.mlp_train(ws, bs, relu, X, Y, epochs=-1)
+    with pytest.raises(ValueError, match="lr"):
+        C.mlp_train(ws, bs, relu, X, Y, lr=-0.1)
+    with pytest.raises(ValueError, match="lr"):
+        C.mlp_train(ws, bs, relu, X, Y, lr=float("nan"))
+    with pytest.raises(ValueError, match="nesterov"):
+        C.mlp_train(ws, bs, relu, X, Y, nesterov=True)
+    with pytest.raises(ValueError, match="weight_decay"):
+        C.mlp_train(ws, bs, relu, X, Y, weight_decay=-1.0)
+    with pytest.raises(TypeError, match="stream"):
+        C.mlp_train(ws, bs, relu, X, Y, stream="s")
+
+
+def test_mlp_forward_rejects_bad_out():
+    ws, bs, relu = chain_args()
+    X = F(10, 4)
+    with pytest.raises(ValueError, match=r"'out' must have shape \(10, 2\)"):
+        C.mlp_forward(ws, bs, relu, X, F(10, 3))
+    with pytest.raises(ValueError, match="overlaps argument 'X'"):
+        C.mlp_forward(ws, bs, relu, X, F(10, 2, ptr=X.ptr))
+    with pytest.raises(ValueError, match="read-only"):
+        C.mlp_forward(ws, bs, relu, X, F(10, 2, readonly=True))
+    # Parameters are only read by the forward pass: read-only weights are fine.
+    reaches_driver(C.mlp_forward, [F(6, 4, readonly=True), ws[1]], bs, relu, X, F(10, 2))
+    out = F(0, 2)
+    assert C.mlp_forward(ws, bs, relu, F(0, 4), out) is out  # nothing to run

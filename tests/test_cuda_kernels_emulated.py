@@ -5,7 +5,11 @@ CUDA subset they use (tests/cuda/cuda_emulation.h: one fiber per CUDA thread, __
 barrier phase) with the launch configurations of the .cu host code, and compare with float64:
 - gemm: every tiling (128x128, 64x64, split-K), transpose combination, aligned (float4) and
   misaligned/padded (scalar) layout, edges, alpha/beta/bias/ReLU, padding left untouched;
-- elementwise: bias, ReLU (NaN, 0), the two-pass MSE reduction, SGD and the multi-tensor SGD step.
+- elementwise: bias, ReLU (NaN, 0), the two-pass MSE reduction, SGD and the multi-tensor SGD step;
+- mlp: the GPU fused trainer's host code (csrc/cuda/mlp_train_impl.h, shared with mlp_train.cu) over
+  emulated launches of the real kernels (gather, fused gradient pass, guarded SGD, gemm with split-K
+  into the trainer's workspace) against a float64 eager loop: momentum/nesterov/dampening/weight
+  decay, orders, drop_last, a net ending in ReLU, a non-finite loss stopping (or not) training.
 What this cannot show: speed, races the real hardware could expose, or compiler/driver issues
 (bench/gpu_check.sh covers those on a GPU).
 """
@@ -23,7 +27,7 @@ INCLUDES = [os.path.join(ROOT, *p) for p in (("tests", "cuda", "emu_include"), (
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses ucontext fibers (Linux)")
 @pytest.mark.skipif(not os.path.isdir(os.path.join(ROOT, "csrc", "cuda")), reason="no source tree")
-@pytest.mark.parametrize("name", ["gemm_emulator", "elementwise_emulator"])
+@pytest.mark.parametrize("name", ["gemm_emulator", "elementwise_emulator", "mlp_emulator"])
 def test_kernels_emulated_on_cpu(name, tmp_path):
     cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")
     if not cxx:

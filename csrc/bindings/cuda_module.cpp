@@ -9,6 +9,7 @@ namespace py = pybind11;
 
 namespace fastmlp::bind {
 void register_cuda_ops(py::module_& m);
+void register_cuda_mlp(py::module_& m);
 }
 
 PYBIND11_MODULE(_cuda, m) {
@@ -26,4 +27,5 @@ PYBIND11_MODULE(_cuda, m) {
     m.def("runtime_version", &fastmlp::cuda::runtime_version);
     m.def("driver_version", &fastmlp::cuda::driver_version);
     fastmlp::bind::register_cuda_ops(m);
+    fastmlp::bind::register_cuda_mlp(m);
 }

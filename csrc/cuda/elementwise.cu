@@ -58,21 +58,31 @@ void relu_backward(float* dinp, const float* dout, const float* out, int64_t n, 
     check_launch("relu_backward_kernel");
 }
 
-void mse_forward(float* loss, double* loss64, const float* pred, const float* target, int64_t n,
-                 cudaStream_t stream) {
+int mse_forward_partials(int64_t n) {
     // The number of partials depends on n only (deterministic): ~8 elements per thread, <= 1024.
-    const int blocks = int(std::min<int64_t>(std::max<int64_t>(ceil_div(n, kThreads * 8), 1), 1024));
+    return int(std::min<int64_t>(std::max<int64_t>(ceil_div(n, kThreads * 8), 1), 1024));
+}
+
+void mse_forward_ws(float* loss, double* loss64, const float* pred, const float* target, int64_t n,
+                    double* partial, cudaStream_t stream) {
+    const int blocks = mse_forward_partials(n);
     if (blocks == 1) {
         mse_forward_kernel<<<1, kThreads, 0, stream>>>(nullptr, loss, loss64, pred, target, n, true);
         check_launch("mse_forward_kernel");
         return;
     }
-    detail::Scratch partial(size_t(blocks) * sizeof(double), stream);
-    mse_forward_kernel<<<blocks, kThreads, 0, stream>>>(partial.as<double>(), nullptr, nullptr, pred,
-                                                        target, n, false);
+    mse_forward_kernel<<<blocks, kThreads, 0, stream>>>(partial, nullptr, nullptr, pred, target, n,
+                                                        false);
     check_launch("mse_forward_kernel");
-    mse_finish_kernel<<<1, kThreads, 0, stream>>>(loss, loss64, partial.as<double>(), blocks, n);
+    mse_finish_kernel<<<1, kThreads, 0, stream>>>(loss, loss64, partial, blocks, n);
     check_launch("mse_finish_kernel");
+}
+
+void mse_forward(float* loss, double* loss64, const float* pred, const float* target, int64_t n,
+                 cudaStream_t stream) {
+    const int blocks = mse_forward_partials(n);
+    detail::Scratch partial(blocks > 1 ? size_t(blocks) * sizeof(double) : 0, stream);
+    mse_forward_ws(loss, loss64, pred, target, n, partial.as<double>(), stream);
 }
 
 void mse_backward(float* dpred, const float* pred, const float* target, int64_t n, float scale,
@@ -110,6 +120,16 @@ void sgd_step_list(const SgdParam* host_params, int count, const SgdOptions& opt
     check(cudaMemcpyAsync(table.as<void>(), host_params, bytes, cudaMemcpyHostToDevice, stream),
           "cudaMemcpyAsync (sgd descriptors)");
     sgd_step_many(table.as<SgdParam>(), count, max_n, opt, first_step, stream);
+}
+
+void sgd_step_guarded(const SgdParam* params, int count, int64_t max_n, const SgdOptions& opt,
+                      bool first_step, const double* loss, int64_t* stop, int64_t tag,
+                      bool allow_nonfinite, cudaStream_t stream) {
+    if (count <= 0 || max_n <= 0) return;
+    const dim3 grid(unsigned(grid_for(max_n, kThreads, 1024)), unsigned(std::min(count, 65535)));
+    sgd_step_guarded_kernel<<<grid, kThreads, 0, stream>>>(params, count, opt, first_step, loss,
+                                                           stop, tag, allow_nonfinite);
+    check_launch("sgd_step_guarded_kernel");
 }
 
 }  // namespace fastmlp::cuda

@@ -144,4 +144,25 @@ __global__ void sgd_step_many_kernel(const SgdParam* params, int count, const Sg
     }
 }
 
+// sgd_step_many_kernel guarded by a device flag, for training loops that never wait for the host:
+// nothing happens when *stop is set (an earlier batch stopped training); when the batch loss
+// *loss is not finite and !allow_nonfinite, *stop = tag (> 0) instead of a step. Every block
+// decides from the same two values, so the step is all or nothing.
+__global__ void sgd_step_guarded_kernel(const SgdParam* params, int count, const SgdOptions o,
+                                        bool first_step, const double* loss, int64_t* stop,
+                                        int64_t tag, bool allow_nonfinite) {
+    if (*stop) return;
+    const double l = *loss;
+    if (!allow_nonfinite && !(l - l == 0.0)) {  // NaN or +-inf (x - x is 0 exactly when finite)
+        if (blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0) *stop = tag;
+        return;
+    }
+    for (int q = blockIdx.y; q < count; q += gridDim.y) {
+        const SgdParam p = params[q];
+        for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < p.n;
+             i += int64_t(gridDim.x) * blockDim.x)
+            sgd_update(p.param, p.grad, p.buf, i, o, first_step);
+    }
+}
+
 }  // namespace fastmlp::cuda::elementwise_impl

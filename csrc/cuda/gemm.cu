@@ -64,9 +64,16 @@ const char* sgemm_plan(int64_t M, int64_t N, int64_t K) {
     return split_names[pl.splits];
 }
 
-void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-           int64_t ldc, GemmEpilogue epi, cudaStream_t stream) {
+size_t sgemm_workspace_bytes(int64_t M, int64_t N, int64_t K) {
+    if (M <= 0 || N <= 0) return 0;
+    const Plan pl = make_plan(M, N, K, sm_count(current_device()));
+    return pl.splits <= 1 ? 0 : size_t(pl.splits) * size_t(M) * size_t(N) * sizeof(float);
+}
+
+void sgemm_with_workspace(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                          const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                          float* C, int64_t ldc, GemmEpilogue epi, void* workspace,
+                          size_t workspace_bytes, cudaStream_t stream) {
     if (M <= 0 || N <= 0) return;
     GemmParams p = make_params(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epi);
     const Plan pl = make_plan(M, N, K, sm_count(current_device()));
@@ -75,12 +82,20 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
         else launch_tiled<64, 64, 16>(trans_a, trans_b, p, 1, stream);
         return;
     }
-    detail::Scratch partial(size_t(pl.splits) * size_t(M) * size_t(N) * sizeof(float), stream);
-    p.partial = partial.as<float>();
+    const size_t need = size_t(pl.splits) * size_t(M) * size_t(N) * sizeof(float);
+    detail::Scratch own(workspace && workspace_bytes >= need ? 0 : need, stream);
+    p.partial = own.as<float>() ? own.as<float>() : static_cast<float*>(workspace);
     p.k_chunk = pl.k_chunk;
     launch_tiled<64, 64, 16>(trans_a, trans_b, p, pl.splits, stream);
     sgemm_splitk_reduce_kernel<<<elementwise_blocks(M * N, 256), 256, 0, stream>>>(p, pl.splits);
     check_launch("sgemm_splitk_reduce_kernel");
+}
+
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+           int64_t ldc, GemmEpilogue epi, cudaStream_t stream) {
+    sgemm_with_workspace(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epi,
+                         nullptr, 0, stream);
 }
 
 void sgemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,

@@ -336,10 +336,13 @@ def cmd_train(args):
 
     hidden = _parse_hidden(args.hidden)
     if args.device == "cuda":
+        from . import ops_cuda
+
         if not fastmlp.cuda.is_available():
             raise CLIError(f"--device cuda: CUDA is not available ({fastmlp.cuda.unavailable_reason()})")
-        raise CLIError("--device cuda: the fused trainer runs on the CPU; train on the GPU with the "
-                       "eager loop (fastmlp.nn / fastmlp.optim on cuda tensors)")
+        reason = ops_cuda.unavailable_reason()  # e.g. CuPy missing
+        if reason:
+            raise CLIError(f"--device cuda: cannot train on the GPU ({reason})")
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -386,17 +389,21 @@ def cmd_train(args):
         if i < len(widths) - 2:
             mods.append(nn.ReLU())
     model = nn.Sequential(*mods)
+    if args.device == "cuda":
+        model = model.to("cuda")  # fit trains a GPU model on the GPU
     print(f"training {' -> '.join(map(str, widths))} (ReLU) on {len(tr):,} rows"
           + (f", validating on {len(va):,}" if n_val else "")
           + f"; {args.epochs} epochs, batch {args.batch_size}, lr {args.lr}"
-          + (", standardized" if stats else ""))
+          + (", standardized" if stats else "")
+          + (f", on {fastmlp.cuda.get_device_name(fastmlp.cuda.current_device())}"
+             if args.device == "cuda" else ""))
     try:
         h = fit(model, Xs[tr], ys_[tr], epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                 momentum=args.momentum, weight_decay=args.weight_decay, seed=args.seed,
                 validation_data=(Xs[va], ys_[va]) if n_val else None, progress=args.progress)
     except NonFiniteLossError as e:
         raise CLIError(str(e).replace("fit: ", "training failed: ")) from None
-    from .trainer import extract_chain, predict
+    from .trainer import _host, extract_chain, predict
 
     chain = extract_chain(model)
 
@@ -420,7 +427,8 @@ def cmd_train(args):
     if args.out:
         meta = {"features": feats, "targets": targets, "hidden": hidden, "standardize": stats,
                 "metrics": result, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
-        save_model(args.out, chain.weights, [b for b in chain.biases], chain.relu, meta)
+        save_model(args.out, [_host(w) for w in chain.weights], [_host(b) for b in chain.biases],
+                   chain.relu, meta)
         print(f"model saved to {args.out}")
     if args.plot:
         import matplotlib
@@ -548,7 +556,8 @@ def add_subcommands(sub):
     s.add_argument("--standardize", action="store_true", help="standardize features and targets")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--threads", type=int, default=0)
-    s.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    s.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="train on the CPU (default) or on the GPU (a CUDA build of fastmlp and CuPy)")
     s.add_argument("--out", help="save the model here (.npz)")
     s.add_argument("--plot", help="save a loss curve PNG here (needs matplotlib)")
     _progress_flag(s)

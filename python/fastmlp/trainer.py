@@ -11,6 +11,12 @@ The math is the eager loop's::
 
 so from the same weights and the same sample order it gives the same weights (within float32
 rounding of a different summation order). ``model`` is updated in place.
+
+A model whose parameters live on the GPU (``model.to("cuda")``; CuPy arrays underneath) trains on
+the GPU: ``fastmlp._cuda.mlp_train`` runs the same loop with every launch on CuPy's current
+stream, no host round trip per step, one copy back per epoch. The sample order is made on the
+host by the CPU trainer's own shuffle, so a CPU and a GPU fit with the same seed see the same
+batches.
 """
 from __future__ import annotations
 
@@ -70,6 +76,24 @@ class Chain:
     def out_features(self) -> int:
         return int(self.weights[-1].shape[0])
 
+    @property
+    def device(self) -> str:
+        """'cpu' or 'cuda:<index>': where every parameter lives (ValueError when they differ)."""
+        found = {}
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            for name, a in ((f"layer {i} weight", w), (f"layer {i} bias", b)):
+                if a is not None:
+                    found.setdefault(_array_device(a), name)
+        if len(found) > 1:
+            where = ", ".join(f"{name} on {dev}" for dev, name in found.items())
+            raise ValueError(f"fit: the model's parameters are on different devices ({where}); move "
+                             f"the whole model to one device with model.to('cpu') or model.to('cuda')")
+        return next(iter(found))
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device != "cpu"
+
     def describe(self) -> str:
         parts = [str(self.in_features)]
         for w, r in zip(self.weights, self.relu):
@@ -85,24 +109,51 @@ def _is_torch(obj) -> bool:
     return type(obj).__module__.split(".")[0] == "torch"
 
 
-def _param_array(p, what: str) -> np.ndarray:
-    """The float32 numpy array behind a parameter, without a copy (training writes into it)."""
+def _is_gpu_array(a) -> bool:
+    return type(a) is not np.ndarray and hasattr(a, "__cuda_array_interface__")
+
+
+def _array_device(a) -> str:
+    """'cpu' for a host array, 'cuda:<index>' for a GPU array."""
+    if not _is_gpu_array(a):
+        return "cpu"
+    return f"cuda:{int(getattr(getattr(a, 'device', None), 'id', 0) or 0)}"
+
+
+def _cupy():
+    import cupy
+
+    return cupy
+
+
+def _param_array(p, what: str):
+    """The float32 array behind a parameter, without a copy (training writes into it): a numpy
+    array for a CPU parameter, a CuPy array for a GPU one."""
     if p is None:
         return None
-    if isinstance(p, np.ndarray):
+    if isinstance(p, np.ndarray) and not _is_gpu_array(p):
         arr = p
     elif _is_torch(p):
-        if p.device.type != "cpu":
-            raise ValueError(f"fit: {what} is on {p.device}; fastmlp.fit trains CPU tensors")
-        arr = p.detach().numpy()
+        if p.device.type == "cuda":
+            arr = _cupy().asarray(p.detach())  # shares the tensor's memory (__cuda_array_interface__)
+        elif p.device.type != "cpu":
+            raise ValueError(f"fit: {what} is on {p.device}; fastmlp.fit trains CPU or CUDA tensors")
+        else:
+            arr = p.detach().numpy()
+    elif _is_gpu_array(p):
+        arr = p
+    elif _is_gpu_array(getattr(p, "_data", None)):
+        arr = p._data  # a fastmlp Tensor on the GPU: its CuPy array
     elif hasattr(p, "numpy"):
         arr = p.numpy()
     else:
         raise TypeError(f"fit: {what} is a {_kind(p)}, expected a Tensor or numpy array")
-    if not isinstance(arr, np.ndarray) or arr.dtype != np.float32:
-        raise TypeError(f"fit: {what} has dtype {getattr(arr, 'dtype', type(arr).__name__)}; "
+    dtype = getattr(arr, "dtype", None)
+    if dtype != np.float32:
+        raise TypeError(f"fit: {what} has dtype {dtype if dtype is not None else type(arr).__name__}; "
                         f"fastmlp trains float32 parameters")
-    if not arr.flags.c_contiguous or not arr.flags.writeable:
+    flags = getattr(arr, "flags", None)
+    if not getattr(flags, "c_contiguous", False) or not getattr(flags, "writeable", True):
         raise ValueError(f"fit: {what} is not a writable C-contiguous array, so it cannot be "
                          f"updated in place")
     return arr
@@ -182,24 +233,35 @@ def _forward_numpy(chain: Chain, x: np.ndarray) -> np.ndarray:
     return a
 
 
-def _run_model(model, x: np.ndarray, torch_like: bool) -> np.ndarray:
+def _run_model(model, x: np.ndarray, torch_like: bool, device: str = "cpu") -> np.ndarray:
     if torch_like:
         import torch
 
         with torch.no_grad():
-            out = model(torch.from_numpy(x))
-        return out.detach().numpy().astype(np.float64)
+            out = model(torch.from_numpy(x).to(device))
+        return out.detach().cpu().numpy().astype(np.float64)
     import fastmlp
 
     make = getattr(fastmlp, "tensor", None) or getattr(fastmlp, "Tensor")
     ng = getattr(fastmlp, "no_grad", None)
+    inp = make(x) if device == "cpu" else make(x).to(device)
     if ng is not None:
         with ng():
-            out = model(make(x))
+            out = model(inp)
     else:
-        out = model(make(x))
+        out = model(inp)
+    if device != "cpu" and hasattr(out, "cpu"):
+        out = out.cpu()
     arr = out.numpy() if hasattr(out, "numpy") else np.asarray(out)
     return np.asarray(arr, dtype=np.float64)
+
+
+def _host(a):
+    """A host (numpy) copy of a GPU array; a host array as is."""
+    if a is None or not _is_gpu_array(a):
+        return a
+    get = getattr(a, "get", None)
+    return np.asarray(get() if get is not None else _cupy().asnumpy(a))
 
 
 def _chain_by_probe(model) -> Chain:
@@ -223,6 +285,11 @@ def _chain_by_probe(model) -> Chain:
         weights.append(w)
         biases.append(b)
     L = len(weights)
+    device = Chain(weights, biases, [False] * L).device  # mixed devices: a clear error first
+    if device != "cpu":  # the candidates are evaluated on host copies
+        weights_h, biases_h = [_host(w) for w in weights], [_host(b) for b in biases]
+    else:
+        weights_h, biases_h = weights, biases
     if L - 1 > 12:
         raise ValueError(f"fit: cannot infer the ReLU placement of {L} Linear layers by probing; "
                          "use nn.Sequential")
@@ -231,7 +298,7 @@ def _chain_by_probe(model) -> Chain:
     half = rng.standard_normal((32, weights[0].shape[1])).astype(np.float32) * 4.0
     probe = np.concatenate([half, -half])  # both signs: every unit's ReLU shows on one side
     try:
-        got = _run_model(model, probe, torch_like)
+        got = _run_model(model, probe, torch_like, device)
     except Exception as e:  # noqa: BLE001 - any failure means: not a plain chain we can run
         raise ValueError(f"fit: running {_kind(model)} on a probe batch failed ({e}). "
                          + EAGER_HINT) from e
@@ -242,13 +309,13 @@ def _chain_by_probe(model) -> Chain:
     matches = []
     for mask in range(1 << (L - 1)):
         relu = [bool(mask >> i & 1) for i in range(L - 1)] + [False]
-        want = _forward_numpy(Chain(weights, biases, relu), probe)
+        want = _forward_numpy(Chain(weights_h, biases_h, relu), probe)
         if np.allclose(got, want, rtol=1e-4, atol=1e-4 * scale):
             matches.append(relu)
     # The model may end in a ReLU too.
     for mask in range(1 << (L - 1)):
         relu = [bool(mask >> i & 1) for i in range(L - 1)] + [True]
-        want = _forward_numpy(Chain(weights, biases, relu), probe)
+        want = _forward_numpy(Chain(weights_h, biases_h, relu), probe)
         if np.allclose(got, want, rtol=1e-4, atol=1e-4 * scale):
             matches.append(relu)
     if not matches:
@@ -267,15 +334,18 @@ def extract_chain(model) -> Chain:
     modules (registration order) with the ReLU placement found by probing its forward.
     """
     if isinstance(model, Chain):
-        return model
-    if _kind(model) == "Sequential" and _children(model) is not None:
-        return _chain_from_sequential(model)
-    if _kind(model) == "Linear":
+        chain = model
+    elif _kind(model) == "Sequential" and _children(model) is not None:
+        chain = _chain_from_sequential(model)
+    elif _kind(model) == "Linear":
         w, b = _linear_arrays(model, "model")
-        return Chain([w], [b], [False], [model])
-    if _children(model) is None and not hasattr(model, "modules"):
+        chain = Chain([w], [b], [False], [model])
+    elif _children(model) is None and not hasattr(model, "modules"):
         raise TypeError(f"fit: model must be an nn.Module (a Linear/ReLU chain), got {_kind(model)}")
-    return _chain_by_probe(model)
+    else:
+        chain = _chain_by_probe(model)
+    chain.device  # noqa: B018 - raises the clear error for a model split across devices
+    return chain
 
 
 # ---- data ------------------------------------------------------------------------------------
@@ -298,16 +368,8 @@ def _f32(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def prepare_data(chain: Chain, X, y, what: str = "X"):
-    """X (n, in) and y (n, out) as C-contiguous float32.
-
-    y of shape (n,) is read as (n, 1) when the model has one output: the usual regression target.
-    (PyTorch's MSELoss would broadcast (n, 1) against (n,) to (n, n) with a warning; fit does the
-    intended thing instead.) y (n,) for a model with several outputs is an error.
-    """
-    ylabel = "y" if what == "X" else what.replace("X", "y")
-    X = _as_data(X, what)
-    y = _as_data(y, ylabel)
+def _check_shapes(chain: Chain, X, y, what: str, ylabel: str):
+    """Shape checks shared by the host and GPU paths; returns y as (n, out)."""
     if X.ndim != 2:
         raise ValueError(f"fit: {what} must be 2-D (n_samples, {chain.in_features}), got shape {X.shape}")
     if X.shape[1] != chain.in_features:
@@ -324,12 +386,97 @@ def prepare_data(chain: Chain, X, y, what: str = "X"):
         raise ValueError(f"fit: {what} has {X.shape[0]} samples but {ylabel} has {y.shape[0]}")
     if X.shape[0] == 0:
         raise ValueError(f"fit: {what} has no samples")
+    return y
+
+
+def prepare_data(chain: Chain, X, y, what: str = "X"):
+    """X (n, in) and y (n, out) as C-contiguous float32.
+
+    y of shape (n,) is read as (n, 1) when the model has one output: the usual regression target.
+    (PyTorch's MSELoss would broadcast (n, 1) against (n,) to (n, n) with a warning; fit does the
+    intended thing instead.) y (n,) for a model with several outputs is an error.
+    """
+    ylabel = "y" if what == "X" else what.replace("X", "y")
+    X = _as_data(X, what)
+    y = _as_data(y, ylabel)
+    y = _check_shapes(chain, X, y, what, ylabel)
     return _f32(X), _f32(y)
 
 
+def _gpu_view(a):
+    """The GPU array behind a GPU array / CUDA Tensor, or None for host data."""
+    if _is_gpu_array(a):
+        return a
+    if _is_torch(a):
+        return a.detach() if a.device.type == "cuda" else None
+    data = getattr(a, "_data", None)
+    return data if _is_gpu_array(data) else None
+
+
+def prepare_data_cuda(chain: Chain, X, y, cp, what: str = "X"):
+    """X (n, in) and y (n, out) as C-contiguous float32 CuPy arrays on the model's device: GPU
+    arrays and CUDA Tensors are used in place (converted on the device only when needed), host
+    data is checked first and uploaded once."""
+    ylabel = "y" if what == "X" else what.replace("X", "y")
+    index = int(chain.device.partition(":")[2] or 0)
+    with cp.cuda.Device(index):
+        arrays = []
+        for a, name in ((X, what), (y, ylabel)):
+            g = _gpu_view(a)
+            if g is not None:
+                g = cp.asarray(g)
+                kind = g.dtype.kind
+                if kind not in "fiub":
+                    raise TypeError(f"fit: {name} must hold numbers, got dtype {g.dtype}")
+                arrays.append(g)
+            else:
+                arrays.append(_as_data(a, name))
+        Xa, ya = arrays
+        ya = _check_shapes(chain, Xa, ya, what, ylabel)
+        return tuple(cp.ascontiguousarray(a, dtype=cp.float32) if _is_gpu_array(a)
+                     else cp.asarray(_f32(a)) for a in (Xa, ya))
+
+
+def _cuda_backend(chain: Chain):
+    """(cupy, fastmlp._cuda) for training a GPU model, or RuntimeError saying why not."""
+    from . import ops_cuda
+
+    reason = ops_cuda.unavailable_reason()
+    if reason:
+        raise RuntimeError(f"fit: the model's parameters are on {chain.device}, but CUDA is not "
+                           f"available ({reason}). Keep the model on the CPU (model.to('cpu')) "
+                           f"to train it there")
+    return ops_cuda._modules()
+
+
+def _predict_cuda(chain: Chain, X, cp, C):
+    """The chain's output on the GPU: a CuPy array (X on the GPU) or a numpy array (X on the host)."""
+    on_host = _gpu_view(X) is None
+    index = int(chain.device.partition(":")[2] or 0)
+    with cp.cuda.Device(index):
+        if on_host:
+            Xh = _as_data(X, "X")
+            if Xh.ndim != 2 or Xh.shape[1] != chain.in_features:
+                raise ValueError(f"predict: X must have shape (n, {chain.in_features}), got {Xh.shape}")
+            Xd = cp.asarray(_f32(Xh))
+        else:
+            Xd = cp.asarray(_gpu_view(X))
+            if Xd.ndim != 2 or Xd.shape[1] != chain.in_features:
+                raise ValueError(f"predict: X must have shape (n, {chain.in_features}), got {Xd.shape}")
+            Xd = cp.ascontiguousarray(Xd, dtype=cp.float32)
+        out = cp.empty((Xd.shape[0], chain.out_features), dtype=cp.float32)
+        C.mlp_forward(chain.weights, chain.biases, chain.relu, Xd, out,
+                      cp.cuda.get_current_stream().ptr)
+    return _host(out) if on_host else out
+
+
 def predict(model, X) -> np.ndarray:
-    """The model's output on ``X`` (n, in) as a float32 (n, out) array, by the native forward."""
+    """The model's output on ``X`` (n, in) as a float32 (n, out) array, by the native forward.
+    For a model on the GPU it runs there: a numpy result for host ``X``, CuPy for GPU ``X``."""
     chain = extract_chain(model)
+    if chain.is_cuda:
+        cp, C = _cuda_backend(chain)
+        return _predict_cuda(chain, X, cp, C)
     X = _as_data(X, "X")
     if X.ndim != 2 or X.shape[1] != chain.in_features:
         raise ValueError(f"predict: X must have shape (n, {chain.in_features}), got {X.shape}")
@@ -418,9 +565,14 @@ def fit(model, X, y, *, epochs, batch_size, lr, momentum=0.0, dampening=0.0, wei
     - A NaN/inf batch loss raises :class:`NonFiniteLossError` naming the epoch and batch (the
       weights are as before that batch); ``allow_nonfinite=True`` keeps going.
 
+    - A model on the GPU (``model.to("cuda")``) trains there with the same semantics and the same
+      sample order for a given seed; ``X``/``y`` may be host data (uploaded once) or GPU arrays /
+      CUDA Tensors (used in place). A model split across devices is a ValueError; a GPU model
+      without a usable CUDA device a RuntimeError.
+
     Returns a :class:`History`: ``loss`` (per-epoch mean of the batch losses, weighted by batch
     size), ``val_loss``, ``samples_per_sec`` (whole run), ``epoch_samples_per_sec``, ``seconds``,
-    ``steps``, ``seed``.
+    ``steps``, ``seed``, ``device``.
     """
     chain = extract_chain(model)
     epochs = _check_int(epochs, "epochs", 1)
@@ -431,7 +583,12 @@ def fit(model, X, y, *, epochs, batch_size, lr, momentum=0.0, dampening=0.0, wei
     weight_decay = _check_float(weight_decay, "weight_decay")
     if nesterov and (momentum <= 0 or dampening != 0):
         raise ValueError("fit: Nesterov momentum requires a momentum and zero dampening")
-    X, Y = prepare_data(chain, X, y)
+    on_gpu = chain.is_cuda
+    if on_gpu:
+        cp, CU = _cuda_backend(chain)
+        X, Y = prepare_data_cuda(chain, X, y, cp)
+    else:
+        X, Y = prepare_data(chain, X, y)
     n = X.shape[0]
     if drop_last and n < batch_size:
         raise ValueError(f"fit: drop_last=True with {n} samples and batch_size={batch_size} leaves "
@@ -440,7 +597,10 @@ def fit(model, X, y, *, epochs, batch_size, lr, momentum=0.0, dampening=0.0, wei
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise TypeError("fit: validation_data must be a tuple (X_val, y_val)")
-        val = prepare_data(chain, validation_data[0], validation_data[1], what="X_val")
+        if on_gpu:
+            val = prepare_data_cuda(chain, validation_data[0], validation_data[1], cp, what="X_val")
+        else:
+            val = prepare_data(chain, validation_data[0], validation_data[1], what="X_val")
     perm = None
     if permutation is not None:
         perm = np.asarray(permutation)
@@ -456,11 +616,13 @@ def fit(model, X, y, *, epochs, batch_size, lr, momentum=0.0, dampening=0.0, wei
 
     bufs_w = bufs_b = None
     if momentum != 0:
-        bufs_w = [np.zeros_like(w) for w in chain.weights]
-        bufs_b = [np.zeros_like(b) if b is not None else None for b in chain.biases]
+        xp = cp if on_gpu else np
+        bufs_w = [xp.zeros_like(w) for w in chain.weights]
+        bufs_b = [xp.zeros_like(b) if b is not None else None for b in chain.biases]
 
     hist = History(loss=[], val_loss=[], epoch_samples_per_sec=[], samples_per_sec=0.0,
-                   seconds=0.0, steps=0, seed=seed, architecture=chain.describe())
+                   seconds=0.0, steps=0, seed=seed, architecture=chain.describe(),
+                   device=chain.device)
     prog = _Progress(progress, epochs)
     used_per_epoch = (n // batch_size) * batch_size if drop_last else n
     total_time = 0.0
@@ -471,12 +633,25 @@ def fit(model, X, y, *, epochs, batch_size, lr, momentum=0.0, dampening=0.0, wei
             else:
                 p = perm if perm.ndim == 1 else perm[e]
             t0 = time.perf_counter()
-            r = _C.mlp_train(chain.weights, chain.biases, chain.relu, X, Y, epochs=1,
-                             batch_size=batch_size, drop_last=drop_last, shuffle=bool(shuffle),
-                             seed=seed, epoch_offset=e, perm=p, mode="torch", lr=lr,
-                             momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                             nesterov=bool(nesterov), weight_bufs=bufs_w, bias_bufs=bufs_b,
-                             first_step=hist["steps"] == 0, allow_nonfinite=bool(allow_nonfinite))
+            if on_gpu:
+                if p is None and shuffle:  # the CPU trainer's own order for this epoch
+                    p = _C.mlp_shuffle_order(n, seed, e)
+                with cp.cuda.Device(int(chain.device.partition(":")[2] or 0)):
+                    r = CU.mlp_train(chain.weights, chain.biases, chain.relu, X, Y, epochs=1,
+                                     batch_size=batch_size, drop_last=drop_last, perm=p, lr=lr,
+                                     momentum=momentum, dampening=dampening,
+                                     weight_decay=weight_decay, nesterov=bool(nesterov),
+                                     weight_bufs=bufs_w, bias_bufs=bufs_b,
+                                     first_step=hist["steps"] == 0,
+                                     allow_nonfinite=bool(allow_nonfinite),
+                                     stream=cp.cuda.get_current_stream().ptr)
+            else:
+                r = _C.mlp_train(chain.weights, chain.biases, chain.relu, X, Y, epochs=1,
+                                 batch_size=batch_size, drop_last=drop_last, shuffle=bool(shuffle),
+                                 seed=seed, epoch_offset=e, perm=p, mode="torch", lr=lr,
+                                 momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                                 nesterov=bool(nesterov), weight_bufs=bufs_w, bias_bufs=bufs_b,
+                                 first_step=hist["steps"] == 0, allow_nonfinite=bool(allow_nonfinite))
             dt = time.perf_counter() - t0
             total_time += dt
             hist["steps"] += r["steps"]
@@ -493,8 +668,13 @@ def fit(model, X, y, *, epochs, batch_size, lr, momentum=0.0, dampening=0.0, wei
             hist["epoch_samples_per_sec"].append(sps)
             vl = None
             if val is not None:
-                pred = _C.mlp_forward(chain.weights, chain.biases, chain.relu, val[0])
-                vl = _mse(pred, val[1])
+                if on_gpu:  # on the device; one scalar comes back
+                    pred = _predict_cuda(chain, val[0], cp, CU)
+                    d = pred.astype(cp.float64) - val[1]
+                    vl = float((d * d).mean())
+                else:
+                    pred = _C.mlp_forward(chain.weights, chain.biases, chain.relu, val[0])
+                    vl = _mse(pred, val[1])
                 hist["val_loss"].append(vl)
             prog.update(e, loss, vl, sps)
     finally:

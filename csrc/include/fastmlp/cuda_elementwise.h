@@ -31,6 +31,14 @@ void relu_backward(float* dinp, const float* dout, const float* out, int64_t n, 
 void mse_forward(float* loss, double* loss64, const float* pred, const float* target, int64_t n,
                  cudaStream_t stream);
 
+// The number of double partial sums mse_forward uses for n elements (1: none, one block).
+int mse_forward_partials(int64_t n);
+
+// mse_forward with caller-provided scratch: partial holds mse_forward_partials(n) doubles (it may
+// be null when that is 1). Allocates nothing.
+void mse_forward_ws(float* loss, double* loss64, const float* pred, const float* target, int64_t n,
+                    double* partial, cudaStream_t stream);
+
 // dpred (n) = scale * (pred - target). dpred may equal pred.
 void mse_backward(float* dpred, const float* pred, const float* target, int64_t n, float scale,
                   cudaStream_t stream);
@@ -56,5 +64,12 @@ void sgd_step_many(const SgdParam* params, int count, int64_t max_n, const SgdOp
 // (cudaMallocAsync) and launches once. The host array may be freed when this returns.
 void sgd_step_list(const SgdParam* host_params, int count, const SgdOptions& opt, bool first_step,
                    cudaStream_t stream);
+
+// sgd_step_many guarded by device memory, for loops that never wait for the host: skipped when
+// *stop != 0; when *loss (a device double, the batch loss) is NaN/inf and !allow_nonfinite, sets
+// *stop = tag (> 0) instead of stepping. Otherwise exactly sgd_step_many.
+void sgd_step_guarded(const SgdParam* params, int count, int64_t max_n, const SgdOptions& opt,
+                      bool first_step, const double* loss, int64_t* stop, int64_t tag,
+                      bool allow_nonfinite, cudaStream_t stream);
 
 }  // namespace fastmlp::cuda

@@ -12,6 +12,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
 
 #include "fastmlp/gemm.h"  // GemmEpilogue
@@ -21,6 +22,18 @@ namespace fastmlp::cuda {
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
            int64_t ldc, GemmEpilogue epi, cudaStream_t stream);
+
+// Bytes of scratch sgemm needs for this shape on the current device (the split-K partial
+// products), 0 when it needs none.
+size_t sgemm_workspace_bytes(int64_t M, int64_t N, int64_t K);
+
+// sgemm with caller-provided scratch: workspace holds workspace_bytes bytes (16-byte aligned);
+// when that is less than sgemm_workspace_bytes(M, N, K) (or workspace is null) it allocates
+// stream-ordered scratch as sgemm does. With enough workspace it allocates nothing.
+void sgemm_with_workspace(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                          const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                          float* C, int64_t ldc, GemmEpilogue epi, void* workspace,
+                          size_t workspace_bytes, cudaStream_t stream);
 
 // The plain reference: one thread per output element, same contract. For tests.
 void sgemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
