@@ -28,6 +28,11 @@ FASTMLP_INLINE void make_masks(int64_t n, __mmask16 (&mk)[NV]) {
     }
 }
 
+// Packed panels stream from L2 (the kc x 32 B micro-panel alone fills L1): every k step
+// prefetches the A and B data PF_AB steps ahead into L1 (8 to 32 measured alike; without it
+// 2048^3 and 256x1024x1024 ran 3-5% slower).
+constexpr int64_t PF_AB = 16;
+
 template <int MR, int NV, int AM, bool MASKED>
 FASTMLP_INLINE void accumulate_range(const TileArgs& t, __m512 (&acc)[MR][NV], const __mmask16 (&mk)[NV],
                                      int64_t p0, int64_t p1) {
@@ -50,6 +55,11 @@ FASTMLP_INLINE void accumulate_range(const TileArgs& t, __m512 (&acc)[MR][NV], c
             else s = ar[i][p];
             const __m512 av = _mm512_set1_ps(s);
             for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
+        }
+        if (AM == A_PACKED) {
+            _mm_prefetch(reinterpret_cast<const char*>(b + PF_AB * ldb), _MM_HINT_T0);
+            if (NV > 1) _mm_prefetch(reinterpret_cast<const char*>(b + PF_AB * ldb + 16), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(a + PF_AB * MR), _MM_HINT_T0);
         }
         b += ldb;
         if (AM == A_PACKED) a += MR;
