@@ -9,6 +9,8 @@
 // partial tiles use masked loads/stores so nothing outside the m x n tile is touched.
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "gemm_internal.h"
 
 // GCC 12 flags _mm512_undefined_ps() inside _mm512_max_ps as maybe-uninitialized (a false positive).
@@ -213,6 +215,8 @@ FASTMLP_INLINE void transpose16(__m512 (&r)[16]) {
     }
 }
 
+constexpr int64_t PF_PACK = 8;
+
 inline __mmask16 lanes(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? 0 : __mmask16((1u << n) - 1); }
 
 // One panel of width w (w <= 16 or w == 32), rows <= w valid rows, k columns.
@@ -273,6 +277,27 @@ void pack_avx512(float* dst, const float* src, int64_t rs, int64_t ps, int64_t r
                     _mm512_storeu_ps(d, _mm512_maskz_loadu_ps(lanes(rows - r0), s + r0));
                     _mm512_storeu_ps(d + 16, _mm512_maskz_loadu_ps(lanes(rows - r0 - 16), s + r0 + 16));
                 }
+            }
+        }
+        return;
+    }
+    if (rs == 1) {
+        // Narrow panels (the 12-row A panels of TN, op(A) = stored A^T): the same row walk. Per
+        // panel, each p would read a 48-byte piece of a source row, so every cache line of the
+        // block was fetched once per panel it straddles; here each row is read once, in order.
+        // Each row piece sits on its own page (stride lda), where the hardware prefetchers do
+        // not follow: fetch the row PF_PACK steps ahead by hand.
+        const __mmask16 st = lanes(w);
+        const int64_t lo = panel_begin * w, hi = std::min<int64_t>(rows, panel_end * w);
+        for (int64_t p = 0; p < k; ++p) {
+            const float* s = src + p * ps;
+            float* d = dst + p * w;
+            if (p + PF_PACK < k)
+                for (int64_t r = lo; r < hi; r += 16)
+                    _mm_prefetch(reinterpret_cast<const char*>(s + PF_PACK * ps + r), _MM_HINT_T0);
+            for (int64_t q = panel_begin; q < panel_end; ++q) {
+                const int64_t r0 = q * w;
+                _mm512_mask_storeu_ps(d + q * k * w, st, _mm512_maskz_loadu_ps(lanes(rows - r0 < w ? rows - r0 : w), s + r0));
             }
         }
         return;
