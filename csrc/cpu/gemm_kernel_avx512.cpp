@@ -4,7 +4,8 @@
 // Packed path: 12 x 32 register tile = 24 zmm accumulators + 2 zmm of B + 1 broadcast of A (27 of
 // 32 registers). Per k step: 2 loads of B, 12 broadcasts of A (memory operand of the FMA), 24 FMAs,
 // i.e. 12 cycles on two FMA ports, enough independent chains (24 > 4-cycle latency x 2 ports).
-// Small path: 8 x 16 (narrow, N <= 16) and 8 x 32 tiles reading A in place.
+// Small path: 8 x 16 (narrow, N <= 16) and 8 x 32 tiles reading A in place, the last m < 8 rows
+// too (LAST: rows past m reread row m-1 instead of a zero-padded copy of those rows).
 // Epilogue (alpha, beta, bias, ReLU) is applied to the accumulators before the one store;
 // partial tiles use masked loads/stores so nothing outside the m x n tile is touched.
 #include <immintrin.h>
@@ -35,15 +36,20 @@ FASTMLP_INLINE void make_masks(int64_t n, __mmask16 (&mk)[NV]) {
 // 2048^3 and 256x1024x1024 ran 3-5% slower).
 constexpr int64_t PF_AB = 16;
 
-template <int MR, int NV, int AM, bool MASKED>
+// LAST: a tile of the last m < MR rows read in place (A_ROWS / A_COLS): rows past m reread row
+// m-1, so nothing outside op(A) is touched; their sums are computed and dropped by the store.
+template <int MR, int NV, int AM, bool MASKED, bool LAST>
 FASTMLP_INLINE void accumulate_range(const TileArgs& t, __m512 (&acc)[MR][NV], const __mmask16 (&mk)[NV],
                                      int64_t p0, int64_t p1) {
     const int64_t ldb = t.ldb, ld = t.lda;
     const float* b = t.b + p0 * ldb;
     const float* a = AM == A_PACKED ? t.a + p0 * MR : AM == A_COLS ? t.a + p0 * ld : t.a;
     const float* ar[MR];
+    int64_t off[MR];
     if (AM == A_ROWS)
-        for (int i = 0; i < MR; ++i) ar[i] = t.a + i * ld;
+        for (int i = 0; i < MR; ++i) ar[i] = t.a + (LAST && i >= t.m ? t.m - 1 : i) * ld;
+    if (AM == A_COLS && LAST)
+        for (int i = 0; i < MR; ++i) off[i] = i >= t.m ? t.m - 1 : i;
 #pragma GCC unroll 2
     for (int64_t p = p0; p < p1; ++p) {
         __m512 bv[NV];
@@ -53,7 +59,7 @@ FASTMLP_INLINE void accumulate_range(const TileArgs& t, __m512 (&acc)[MR][NV], c
         for (int i = 0; i < MR; ++i) {
             float s;
             if (AM == A_PACKED) s = a[i];
-            else if (AM == A_COLS) s = a[i];
+            else if (AM == A_COLS) s = LAST ? a[off[i]] : a[i];
             else s = ar[i][p];
             const __m512 av = _mm512_set1_ps(s);
             for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
@@ -73,11 +79,11 @@ FASTMLP_INLINE void accumulate_range(const TileArgs& t, __m512 (&acc)[MR][NV], c
 // to hide an L2/L3 miss, late enough not to be evicted again by the A and B streams.
 constexpr int64_t PF_C = 24;
 
-template <int MR, int NV, int AM, bool MASKED>
+template <int MR, int NV, int AM, bool MASKED, bool LAST>
 FASTMLP_INLINE void accumulate(const TileArgs& t, __m512 (&acc)[MR][NV], const __mmask16 (&mk)[NV]) {
     const int64_t k = t.k;
     const int64_t k_main = k > PF_C ? k - PF_C : 0;
-    accumulate_range<MR, NV, AM, MASKED>(t, acc, mk, 0, k_main);
+    accumulate_range<MR, NV, AM, MASKED, LAST>(t, acc, mk, 0, k_main);
 #pragma GCC unroll 32
     for (int i = 0; i < MR; ++i) {
         if (i < t.m) {
@@ -85,10 +91,10 @@ FASTMLP_INLINE void accumulate(const TileArgs& t, __m512 (&acc)[MR][NV], const _
             if (NV > 1) __builtin_prefetch(t.c + i * t.ldc + 16 * NV - 1, 1, 3);
         }
     }
-    accumulate_range<MR, NV, AM, MASKED>(t, acc, mk, k_main, k);
+    accumulate_range<MR, NV, AM, MASKED, LAST>(t, acc, mk, k_main, k);
 }
 
-template <int MR, int NV, int AM>
+template <int MR, int NV, int AM, bool LAST = false>
 void tile(const TileArgs& t) {
     __m512 acc[MR][NV];
 #pragma GCC unroll 32
@@ -97,9 +103,9 @@ void tile(const TileArgs& t) {
     __mmask16 mk[NV];
     make_masks<NV>(t.n, mk);
     if (t.n == 16 * NV)
-        accumulate<MR, NV, AM, false>(t, acc, mk);
+        accumulate<MR, NV, AM, false, LAST>(t, acc, mk);
     else
-        accumulate<MR, NV, AM, true>(t, acc, mk);
+        accumulate<MR, NV, AM, true, LAST>(t, acc, mk);
 
     // Fused epilogue and store.
     const __m512 alpha = _mm512_set1_ps(t.alpha), beta = _mm512_set1_ps(t.beta);
@@ -329,6 +335,8 @@ const KernelSet kSet = {
     {{&tile<SMR, 1, A_PACKED>, &tile<SMR, 1, A_ROWS>, &tile<SMR, 1, A_COLS>},
      {&tile<SMR, 2, A_PACKED>, &tile<SMR, 2, A_ROWS>, &tile<SMR, 2, A_COLS>}},
     4, 4, &dot_any<4, 4>,
+    {{nullptr, &tile<SMR, 1, A_ROWS, true>, &tile<SMR, 1, A_COLS, true>},
+     {nullptr, &tile<SMR, 2, A_ROWS, true>, &tile<SMR, 2, A_COLS, true>}},
 };
 
 }  // namespace
