@@ -98,7 +98,9 @@ def test_edge_sizes(cpu_path, mode):
 
 # Shapes that take the packed path for every ISA (N > 32, M > 16, enough work) and cross the
 # cache blocks: K > kc (several K blocks), M > mc, N > nc, partial tiles everywhere.
-PACKED_SHAPES = [(37, 45, 600), (200, 70, 300), (97, 131, 257), (20, 4200, 12), (257, 33, 129)]
+# (30, 8300, 20): N beyond the nc column block on every path (AVX-512 nc = 4096), per thread too.
+PACKED_SHAPES = [(37, 45, 600), (200, 70, 300), (97, 131, 257), (20, 4200, 12), (257, 33, 129),
+                 (30, 8300, 20)]
 
 
 @pytest.mark.parametrize("mode", MODES)

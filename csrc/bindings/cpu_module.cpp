@@ -34,6 +34,7 @@ namespace fastmlp::bind {
 // Other families register from their own files (declared here, defined there).
 void register_mlp(py::module_& m);
 void register_layers(py::module_& m);
+void register_gemm_fast(py::module_& m);  // cpu_gemm_fast.cpp
 }  // namespace fastmlp::bind
 
 namespace {
@@ -290,6 +291,11 @@ PYBIND11_MODULE(_C, m) {
           py::arg("b_name") = "b",
           "out = alpha * a @ b + beta * out (+ bias per column, then ReLU). a, b: 2-D float32; "
           "transposed views are read in place.");
+    // The binding above stays reachable as _gemm_checked (its name, and so its messages, still
+    // say gemm); _C.gemm becomes the CPython fast path that takes the common case and hands
+    // everything else to it.
+    m.attr("_gemm_checked") = m.attr("gemm");
+    register_gemm_fast(m);
     m.def("relu_forward", &relu_forward_py, py::arg("x"), py::arg("out") = py::none());
     m.def("relu_backward", &relu_backward_py, py::arg("grad"), py::arg("y"), py::arg("out") = py::none());
     m.def("bias_forward", &bias_forward_py, py::arg("x"), py::arg("bias"), py::arg("out") = py::none());

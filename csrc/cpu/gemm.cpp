@@ -159,6 +159,7 @@ void sgemm_small(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int
     const AMode am = trans_a ? A_COLS : A_ROWS;
     const MicroKernel full = ks.small[wide][am];
     const MicroKernel edge = ks.small[wide][A_PACKED];
+    const MicroKernel last = ks.small_last[wide][am];
     // element (i, p) of op(A) at A[i*a_rs + p*a_ps]
     const int64_t a_rs = trans_a ? 1 : lda, a_ps = trans_a ? lda : 1;
     const int64_t mt = ceil_div(M, smr), ntl = ceil_div(N, snr);
@@ -183,12 +184,13 @@ void sgemm_small(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int
             t.b = b + j0;
             t.c = C + i0 * ldc + j0;
             t.bias = epi.bias ? epi.bias + j0 : nullptr;
-            if (t.m == smr) {
+            if (t.m == smr || last) {
                 t.a = A + i0 * a_rs;
                 t.lda = lda;  // rsa (A_ROWS) or csa (A_COLS)
-                full(t);
+                (t.m == smr ? full : last)(t);
             } else {
-                // Last rows: zero-padded copy so the kernel never reads past op(A).
+                // Last rows without a last-rows kernel (avx2, generic): a zero-padded copy, so
+                // the kernel never reads past op(A).
                 if (packed_row != i0) {
                     ap = scratch(SCRATCH_EDGE, size_t(K) * size_t(smr));
                     pack_panels(ap, A + i0 * a_rs, a_rs, a_ps, t.m, K, smr, 0, 1);

@@ -60,6 +60,9 @@ struct KernelSet {
     // M == 1 the kernel takes 1 x 2*dnr tiles.
     int dmr, dnr;
     MicroKernel dot;
+    // Small path, last rows (m < smr) of op(A) read in place, indexed like `small` (A_PACKED
+    // unused); null where an ISA has none: the driver then packs those rows (zero-padded).
+    MicroKernel small_last[2][3];
 };
 
 const KernelSet& kernels_generic();

@@ -63,6 +63,11 @@ def linear(x, weight, bias=None, *, relu=False, out=None):
 
     ``x`` is (batch, in_features), ``weight`` (out_features, in_features), ``bias`` (out_features,).
     """
+    # The common case (float32 arrays _C.gemm reads in place) runs in C with no Python checks;
+    # None means "not taken": the checks below and _C.gemm's decide (and word any error).
+    y = _C.linear_fast(x, weight, bias, relu, out)
+    if y is not None:
+        return y
     if type(x) is not np.ndarray and hasattr(x, "__cuda_array_interface__"):
         return _gpu('x', x).linear(x, weight, bias, relu=relu, out=out)
     if not isinstance(weight, np.ndarray):
