@@ -15,7 +15,10 @@
 //    block applies beta (beta == 0: C is not read), later ones accumulate; bias and ReLU are
 //    applied in the store of the last K block.
 #include <algorithm>
+#include <atomic>
 #include <exception>
+
+#include <sched.h>
 
 #include "fastmlp/cpu_features.h"
 #include "fastmlp/gemm.h"
@@ -46,6 +49,26 @@ using namespace gemm_detail;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// A worker woken from sleep can be queued on the CPU of the thread that woke it even though
+// another CPU is idle (seen on KVM guests, whose scheduler avoids a halted vCPU it takes for
+// preempted): the two halves of a product then share one CPU, and the worker's spinning in
+// libgomp keeps the caller off it until the next scheduler tick (4 ms stalls on a 30 us call).
+// A worker that finds itself on the caller's CPU moves off it once: its affinity without that
+// CPU (the kernel migrates it now), then the original affinity back (no migration back).
+void leave_cpu(int caller_cpu) {
+#ifdef __linux__
+    if (caller_cpu < 0 || caller_cpu >= CPU_SETSIZE || sched_getcpu() != caller_cpu) return;
+    cpu_set_t mask, others;
+    if (sched_getaffinity(0, sizeof(mask), &mask) != 0) return;
+    others = mask;
+    CPU_CLR(caller_cpu, &others);
+    if (CPU_COUNT(&others) == 0) return;
+    if (sched_setaffinity(0, sizeof(others), &others) == 0) sched_setaffinity(0, sizeof(mask), &mask);
+#else
+    (void)caller_cpu;
+#endif
+}
+
 // Runs body(tid, nth) on nt threads (inline when nt <= 1). An exception on any thread (a scratch
 // buffer that cannot grow) is rethrown on the caller's thread, never let out of the OpenMP
 // region, which would terminate the process.
@@ -56,6 +79,12 @@ void parallel_run(int nt, Body&& body) {
         return;
     }
     std::exception_ptr err;
+    std::atomic<int> done{0};
+#ifdef __linux__
+    const int caller_cpu = sched_getcpu();
+#else
+    const int caller_cpu = -1;
+#endif
 #pragma omp parallel num_threads(nt)
     {
 #ifdef _OPENMP
@@ -63,12 +92,17 @@ void parallel_run(int nt, Body&& body) {
 #else
         const int tid = 0, nth = 1;
 #endif
+        if (tid != 0) leave_cpu(caller_cpu);
         try {
             body(tid, nth);
         } catch (...) {
 #pragma omp critical(fastmlp_gemm_error)
             if (!err) err = std::current_exception();
         }
+        // Wait for the others by yielding rather than in libgomp's spinning barrier, so that a
+        // worker still sharing this CPU gets it at once instead of at the next scheduler tick.
+        done.fetch_add(1, std::memory_order_acq_rel);
+        while (done.load(std::memory_order_acquire) < nth) sched_yield();
     }
     if (err) std::rethrow_exception(err);
 }
