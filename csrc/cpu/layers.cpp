@@ -33,7 +33,8 @@ void mask_and_bias_serial(float* gm, float* dbias, const float* dout, const floa
         const float* y = relu_out ? relu_out + i * OC : nullptr;
         float* o = gm ? gm + i * OC : nullptr;
         for (int64_t j = 0; j < OC; ++j) {
-            const float v = y ? (y[j] > 0.0f ? d[j] : 0.0f) : d[j];
+            const float dj = d[j];  // loaded unconditionally: a select, not a branch
+            const float v = y ? (y[j] > 0.0f ? dj : 0.0f) : dj;
             if (o) o[j] = v;
             if (dbias) acc[size_t(j)] += double(v);
         }

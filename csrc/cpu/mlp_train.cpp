@@ -103,7 +103,10 @@ void relu_mask_colsum(float* d, const float* a, bool mask, float* colsum, int64_
             float* __restrict dr = d + b * C + j0;
             const float* __restrict ar = a + b * C + j0;
             if (mask)
-                for (int64_t j = 0; j < w; ++j) dr[j] = ar[j] > 0.0f ? dr[j] : 0.0f;
+                for (int64_t j = 0; j < w; ++j) {
+                    const float v = dr[j];  // loaded unconditionally: a select, not a branch
+                    dr[j] = ar[j] > 0.0f ? v : 0.0f;
+                }
             if (colsum)
                 for (int64_t j = 0; j < w; ++j) acc[j] += double(dr[j]);
         }
