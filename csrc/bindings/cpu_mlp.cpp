@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "array_checks.h"
+#include "perm_check.h"
 #include "fastmlp/mlp.h"
 
 namespace py = pybind11;
@@ -143,28 +144,11 @@ py::dict mlp_train_py(py::list weights, py::list biases, py::list relu, py::hand
         check_no_overlap(p, "parameter or buffer", X, "X", false);
         check_no_overlap(p, "parameter or buffer", Y, "Y", false);
     }
-    py::array_t<int64_t, py::array::c_style | py::array::forcecast> perm;
+    PermArray perm;
     if (!perm_obj.is_none()) {
-        // An explicit order must be integers: forcecast would silently truncate 1.7 to 1.
-        if (!py::isinstance<py::array>(perm_obj) ||
-            std::string("iu").find(py::array(perm_obj).dtype().kind()) == std::string::npos)
-            throw py::type_error("mlp_train: 'perm' must be a numpy array of integers, got " +
-                                 std::string(py::str(py::isinstance<py::array>(perm_obj)
-                                                         ? py::str(py::array(perm_obj).dtype())
-                                                         : py::str(py::type::handle_of(perm_obj).attr("__name__")))));
-        perm = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(perm_obj);
-        if (!perm) throw py::type_error("mlp_train: 'perm' must be an integer array");
-        const bool one = perm.ndim() == 1 && perm.shape(0) == n;
-        const bool per_epoch = perm.ndim() == 2 && perm.shape(0) == epochs && perm.shape(1) == n;
-        if (!one && !per_epoch)
-            throw py::value_error("mlp_train: 'perm' must have shape (n,) = (" + std::to_string(n) +
-                                  ",) or (epochs, n), got " + shape_str(perm));
-        const int64_t* pp = perm.data();
-        for (py::ssize_t i = 0; i < perm.size(); ++i)
-            if (pp[i] < 0 || pp[i] >= n)
-                throw py::value_error("mlp_train: 'perm' holds index " + std::to_string(pp[i]) +
-                                      " outside [0, " + std::to_string(n) + ")");
-        o.perm = pp;
+        bool per_epoch = false;
+        perm = check_perm(perm_obj, n, epochs, per_epoch);
+        o.perm = perm.data();
         o.perm_per_epoch = per_epoch;
     }
     o.batch_size = batch_size;

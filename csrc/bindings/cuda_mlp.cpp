@@ -11,10 +11,13 @@
 #include <vector>
 
 #include "cuda_array_checks.h"
+#include "perm_check.h"
 #include "fastmlp/cuda_mlp.h"
 
 namespace py = pybind11;
 using namespace fastmlp::bind::cu;
+using fastmlp::bind::check_perm;
+using fastmlp::bind::PermArray;
 
 namespace fastmlp::bind {
 void register_cuda_mlp(py::module_& m);
@@ -161,7 +164,7 @@ py::dict mlp_train_py(py::sequence weights, py::sequence biases, py::sequence re
         check_no_overlap(c.arrays[i], Y, false);
     }
     fastmlp::cuda::CudaMlpTrainOptions o;
-    py::array_t<int64_t, py::array::c_style | py::array::forcecast> perm;
+    PermArray perm;
     if (!perm_obj.is_none()) {
         // The order is made on the host (fastmlp._C.mlp_shuffle_order, or the caller's own) and
         // copied to the device once per call. Integers only: forcecast would truncate 1.7 to 1.
@@ -169,26 +172,9 @@ py::dict mlp_train_py(py::sequence weights, py::sequence biases, py::sequence re
             throw py::type_error("mlp_train: 'perm' must be a numpy array of integers in host "
                                  "memory (it is copied to the GPU once per call), got a GPU array; "
                                  "pass cupy.asnumpy(perm)");
-        if (!py::isinstance<py::array>(perm_obj) ||
-            std::string("iu").find(py::array(perm_obj).dtype().kind()) == std::string::npos)
-            throw py::type_error("mlp_train: 'perm' must be a numpy array of integers, got " +
-                                 std::string(py::str(py::isinstance<py::array>(perm_obj)
-                                                         ? py::str(py::array(perm_obj).dtype())
-                                                         : py::str(py::type::handle_of(perm_obj).attr("__name__")))));
-        perm = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(perm_obj);
-        if (!perm) throw py::type_error("mlp_train: 'perm' must be an integer array");
-        const bool one = perm.ndim() == 1 && perm.shape(0) == n;
-        const bool per_epoch = perm.ndim() == 2 && perm.shape(0) == epochs && perm.shape(1) == n;
-        if (!one && !per_epoch)
-            throw py::value_error("mlp_train: 'perm' must have shape (n,) = (" + std::to_string(n) +
-                                  ",) or (epochs, n), got " +
-                                  shape_str(std::vector<int64_t>(perm.shape(), perm.shape() + perm.ndim())));
-        const int64_t* pp = perm.data();
-        for (py::ssize_t i = 0; i < perm.size(); ++i)
-            if (pp[i] < 0 || pp[i] >= n)
-                throw py::value_error("mlp_train: 'perm' holds index " + std::to_string(pp[i]) +
-                                      " outside [0, " + std::to_string(n) + ")");
-        o.perm = pp;
+        bool per_epoch = false;
+        perm = check_perm(perm_obj, n, epochs, per_epoch);
+        o.perm = perm.data();
         o.perm_per_epoch = per_epoch;
     }
     o.batch_size = batch_size;
