@@ -39,6 +39,21 @@ struct Carver {
     }
 };
 
+// A workspace is described once, by a layout(Carver&) that takes every piece: run with a counting
+// Carver it gives the size to allocate, then with the allocation it sets the pointers.
+template <class Layout>
+size_t workspace_bytes(Layout& layout) {
+    Carver sizing;
+    layout(sizing);
+    return sizing.used;
+}
+template <class Layout>
+void place_workspace(void* base, Layout& layout) {
+    Carver carve;
+    carve.base = static_cast<char*>(base);
+    layout(carve);
+}
+
 // Pointers into the workspace of one mlp_train call.
 struct Work {
     std::vector<float*> act;   // act[l + 1] (B, out_l); act[0] (B, din): the gathered X batch
@@ -165,12 +180,8 @@ MlpTrainResult train(Ops& ops, const std::vector<MlpLayer>& layers, const float*
         w.gemm_ws = cv.take<char>(int64_t(gemm_ws));
         w.gemm_ws_bytes = gemm_ws;
     };
-    Carver sizing;
-    layout(sizing);
-    auto mem = ops.allocate(sizing.used);
-    Carver carve;
-    carve.base = static_cast<char*>(mem.get());
-    layout(carve);
+    auto mem = ops.allocate(workspace_bytes(layout));
+    place_workspace(mem.get(), layout);
 
     std::vector<SgdParam> table;
     for (int64_t l = 0; l < L; ++l) {
@@ -256,12 +267,8 @@ void forward(Ops& ops, float* out, const std::vector<MlpLayer>& layers, const fl
         buf[1] = cv.take<float>(L > 2 ? rows_max * maxw : 0);
         ws = cv.take<char>(int64_t(gemm_ws));
     };
-    Carver sizing;
-    layout(sizing);
-    auto mem = ops.allocate(sizing.used);
-    Carver carve;
-    carve.base = static_cast<char*>(mem.get());
-    layout(carve);
+    auto mem = ops.allocate(workspace_bytes(layout));
+    place_workspace(mem.get(), layout);
     const int64_t dout = layers[L - 1].out;
     for (int64_t r0 = 0; r0 < n; r0 += chunk) {
         const int64_t rows = std::min(chunk, n - r0);
