@@ -163,12 +163,12 @@ double gemm_step(const std::vector<MlpLayer>& layers, GemmScratch& s, const floa
     sgd.dampening = rule.dampening;
     sgd.weight_decay = rule.weight_decay;
     sgd.nesterov = rule.nesterov;
-    // The last layer's bias gradient; the others come out of the fused mask pass below.
+    // The last layer's ReLU mask (a net that ends in ReLU: dLoss/dZ = dLoss/dP * (P > 0)) and
+    // bias gradient, in the same pass the loop below uses for the other layers.
     float* gb = s.gb.data();
     float* gb_next = s.gb2.data();
-    // A net that ends in ReLU: dLoss/dZ = dLoss/dP * (P > 0) first (NaN in P gives 0).
-    if (layers[size_t(L - 1)].relu) relu_mask_colsum(dz, P, true, nullptr, B, d_out);
-    if (layers[size_t(L - 1)].bias) bias_backward(gb, dz, B, d_out, false);
+    relu_mask_colsum(dz, P, layers[size_t(L - 1)].relu, layers[size_t(L - 1)].bias ? gb : nullptr,
+                     B, d_out);
     for (int64_t l = L - 1; l >= 0; --l) {
         const MlpLayer& ly = layers[size_t(l)];
         const float* a = s.act[size_t(l)].data();

@@ -378,9 +378,10 @@ inline void gather_rows(float* dst, int64_t ld, const float* src, int64_t d, con
         const float* po = P + o * ld;
         const float* yo = s.yT + o * ld;
         float* d = dz + o * ld;
-        for (int64_t b = 0; b < B; ++b) d[b] = scale * (po[b] - yo[b]);
-        if (last_relu)
-            for (int64_t b = 0; b < B; ++b) d[b] = po[b] > 0.0f ? d[b] : 0.0f;
+        for (int64_t b = 0; b < B; ++b) {
+            const float g = scale * (po[b] - yo[b]);
+            d[b] = last_relu && !(po[b] > 0.0f) ? 0.0f : g;
+        }
         for (int64_t b = B; b < Bp; ++b) d[b] = 0.0f;
     }
 
