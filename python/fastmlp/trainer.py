@@ -94,6 +94,11 @@ class Chain:
     def is_cuda(self) -> bool:
         return self.device != "cpu"
 
+    @property
+    def device_index(self) -> int:
+        """The CUDA device number of a GPU chain (0 for 'cuda')."""
+        return int(self.device.partition(":")[2] or 0)
+
     def describe(self) -> str:
         parts = [str(self.in_features)]
         for w, r in zip(self.weights, self.relu):
@@ -418,7 +423,7 @@ def prepare_data_cuda(chain: Chain, X, y, cp, what: str = "X"):
     arrays and CUDA Tensors are used in place (converted on the device only when needed), host
     data is checked first and uploaded once."""
     ylabel = "y" if what == "X" else what.replace("X", "y")
-    index = int(chain.device.partition(":")[2] or 0)
+    index = chain.device_index
     with cp.cuda.Device(index):
         arrays = []
         for a, name in ((X, what), (y, ylabel)):
@@ -449,20 +454,22 @@ def _cuda_backend(chain: Chain):
     return ops_cuda._modules()
 
 
+def _check_predict_input(chain: Chain, X):
+    """X itself when it is (n, in_features) (checked before any copy), else ValueError."""
+    if X.ndim != 2 or X.shape[1] != chain.in_features:
+        raise ValueError(f"predict: X must have shape (n, {chain.in_features}), got {X.shape}")
+    return X
+
+
 def _predict_cuda(chain: Chain, X, cp, C):
     """The chain's output on the GPU: a CuPy array (X on the GPU) or a numpy array (X on the host)."""
     on_host = _gpu_view(X) is None
-    index = int(chain.device.partition(":")[2] or 0)
+    index = chain.device_index
     with cp.cuda.Device(index):
         if on_host:
-            Xh = _as_data(X, "X")
-            if Xh.ndim != 2 or Xh.shape[1] != chain.in_features:
-                raise ValueError(f"predict: X must have shape (n, {chain.in_features}), got {Xh.shape}")
-            Xd = cp.asarray(_f32(Xh))
+            Xd = cp.asarray(_f32(_check_predict_input(chain, _as_data(X, "X"))))
         else:
-            Xd = cp.asarray(_gpu_view(X))
-            if Xd.ndim != 2 or Xd.shape[1] != chain.in_features:
-                raise ValueError(f"predict: X must have shape (n, {chain.in_features}), got {Xd.shape}")
+            Xd = _check_predict_input(chain, cp.asarray(_gpu_view(X)))
             Xd = cp.ascontiguousarray(Xd, dtype=cp.float32)
         out = cp.empty((Xd.shape[0], chain.out_features), dtype=cp.float32)
         C.mlp_forward(chain.weights, chain.biases, chain.relu, Xd, out,
@@ -477,9 +484,7 @@ def predict(model, X) -> np.ndarray:
     if chain.is_cuda:
         cp, C = _cuda_backend(chain)
         return _predict_cuda(chain, X, cp, C)
-    X = _as_data(X, "X")
-    if X.ndim != 2 or X.shape[1] != chain.in_features:
-        raise ValueError(f"predict: X must have shape (n, {chain.in_features}), got {X.shape}")
+    X = _check_predict_input(chain, _as_data(X, "X"))
     return _C.mlp_forward(chain.weights, chain.biases, chain.relu, _f32(X))
 
 
@@ -636,7 +641,7 @@ def fit(model, X, y, *, epochs, batch_size, lr, momentum=0.0, dampening=0.0, wei
             if on_gpu:
                 if p is None and shuffle:  # the CPU trainer's own order for this epoch
                     p = _C.mlp_shuffle_order(n, seed, e)
-                with cp.cuda.Device(int(chain.device.partition(":")[2] or 0)):
+                with cp.cuda.Device(chain.device_index):
                     r = CU.mlp_train(chain.weights, chain.biases, chain.relu, X, Y, epochs=1,
                                      batch_size=batch_size, drop_last=drop_last, perm=p, lr=lr,
                                      momentum=momentum, dampening=dampening,
