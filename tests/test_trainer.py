@@ -535,7 +535,7 @@ def test_fit_matches_fastmlp_eager_loop():
     assert extract_chain(seq).relu == [True, False]
     nested = nn.Sequential(nn.Sequential(nn.Linear(10, 20), nn.ReLU()), nn.Linear(20, 1), nn.ReLU())
     assert extract_chain(nested).relu == [True, True]
-    with pytest.raises(ValueError, match="does not follow a Linear"):
+    with pytest.raises(ValueError, match="before the first Linear"):
         extract_chain(nn.Sequential(nn.ReLU(), nn.Linear(3, 1)))
 
 

@@ -67,6 +67,8 @@ class Chain:
     biases: list            # (out,) arrays or None
     relu: list              # bool per layer: ReLU after it
     modules: list = field(default_factory=list)
+    frozen: list = field(default_factory=list)  # per layer: (weight frozen, bias frozen)
+    known_device: str = None  # set once checked (a traced chain is rebuilt when arrays change)
 
     @property
     def in_features(self) -> int:
@@ -79,6 +81,8 @@ class Chain:
     @property
     def device(self) -> str:
         """'cpu' or 'cuda:<index>': where every parameter lives (ValueError when they differ)."""
+        if self.known_device is not None:
+            return self.known_device
         found = {}
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             for name, a in ((f"layer {i} weight", w), (f"layer {i} bias", b)):
@@ -332,14 +336,53 @@ def _chain_by_probe(model) -> Chain:
     return Chain(weights, biases, matches[0], lins)
 
 
+def _chain_by_trace(model):
+    """A fastmlp Module read by tracing its forward (:mod:`fastmlp.tracing`): the chain and the
+    parameters it was made from (for the cache's validity check)."""
+    from . import tracing
+
+    layers = tracing.trace_layers(model)
+    weights, biases, relu, frozen, params = [], [], [], [], []
+    for i, ly in enumerate(layers):
+        w, b = ly["weight"], ly["bias"]
+        name = ly["weight_name"].rpartition(".")[0] or "layer"
+        weights.append(_param_array(w, f"{name}.weight"))
+        biases.append(_param_array(b, f"{name}.bias") if b is not None else None)
+        params.extend(p for p in (w, b) if p is not None)
+        frozen.append((not w.requires_grad, b is not None and not b.requires_grad))
+        act = ly["act"]
+        if act is None:
+            relu.append(False)
+        elif act[0] == "relu":
+            relu.append(True)
+        else:
+            raise tracing.TraceError(f"fit: {_kind(model)} applies {act[0]} after the Linear layer "
+                                     f"'{name}', which the native trainer does not run. " + EAGER_HINT)
+    chain = Chain(weights, biases, relu, [], frozen)
+    chain.known_device = chain.device  # the cache rebuilds the chain when an array changes
+    return chain, params
+
+
+def _is_fastmlp_module(model) -> bool:
+    from .nn.modules import Module
+
+    return isinstance(model, Module)
+
+
 def extract_chain(model) -> Chain:
     """The model as a :class:`Chain` sharing its parameter memory.
 
-    ``nn.Sequential`` of Linear/ReLU is read directly; another Module is read from its Linear
-    modules (registration order) with the ReLU placement found by probing its forward.
+    A fastmlp Module is read by tracing one forward (exactly what ``model(x)`` computes; cached
+    on the model until a module under it changes). A PyTorch ``nn.Sequential`` of Linear/ReLU is
+    read directly; another PyTorch Module from its Linear modules (registration order) with the
+    ReLU placement found by probing its forward.
     """
     if isinstance(model, Chain):
         chain = model
+    elif _is_fastmlp_module(model):
+        from . import tracing
+
+        chain = tracing.cached(model, _chain_by_trace)
     elif _kind(model) == "Sequential" and _children(model) is not None:
         chain = _chain_from_sequential(model)
     elif _kind(model) == "Linear":
@@ -356,6 +399,8 @@ def extract_chain(model) -> Chain:
 # ---- data ------------------------------------------------------------------------------------
 
 def _as_data(a, name: str) -> np.ndarray:
+    if type(a) is np.ndarray and a.dtype.kind == "f":
+        return a
     if _is_torch(a):
         a = a.detach().cpu().numpy()
     elif not isinstance(a, np.ndarray) and hasattr(a, "numpy"):

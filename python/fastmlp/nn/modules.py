@@ -26,6 +26,11 @@ from .parameter import Parameter
 __all__ = ["Module", "Linear", "ReLU", "Sequential", "ModuleList", "MSELoss", "Identity",
            "Flatten", "Tanh", "Sigmoid"]
 
+# Bumped by every attribute write, module (de)registration and train/eval switch on any Module:
+# caches made from a model's structure (the fused trainer's traced chain) compare it to know they
+# are still valid (one integer compare per use).
+STRUCTURE_VERSION = [0]
+
 _IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
@@ -74,6 +79,7 @@ class Module:
 
     def __setattr__(self, name, value):
         d = self.__dict__
+        STRUCTURE_VERSION[0] += 1
         if isinstance(value, Parameter):
             self._registries("parameters")
             self._discard(name)
@@ -109,6 +115,7 @@ class Module:
 
     def __delattr__(self, name):
         d = self.__dict__
+        STRUCTURE_VERSION[0] += 1
         if "_parameters" in d:
             was_module = name in d["_modules"]
             self._discard(name)
@@ -117,7 +124,7 @@ class Module:
         object.__delattr__(self, name)
 
     def _modules_changed(self):
-        pass
+        STRUCTURE_VERSION[0] += 1
 
     def register_parameter(self, name, param):
         self._registries("parameters")
@@ -262,6 +269,7 @@ class Module:
             raise ValueError("training mode is expected to be boolean")
         for m in self.modules():
             m.__dict__["training"] = mode
+        STRUCTURE_VERSION[0] += 1
         return self
 
     def eval(self):
@@ -589,6 +597,7 @@ class Sequential(_ModuleSequence):
                 self.add_module(str(i), m)
 
     def _modules_changed(self):
+        STRUCTURE_VERSION[0] += 1
         self.__dict__["_plan"] = None
 
     def _build_plan(self):

@@ -1,0 +1,244 @@
+"""Reading a fastmlp model for the fused trainer by tracing one forward through the tape.
+
+The fused trainer (:mod:`fastmlp.trainer`) runs a chain ``Linear -> activation -> Linear -> ...``
+in native code. What that chain is, is read from what ``model(x)`` actually computes: one forward
+on a small probe batch with recording on, then a walk of the recorded graph from the output back
+to the probe input. Each node on the way must be
+
+* a Linear (``x @ W.T + b``, possibly with an activation fused into it), whose weight and bias
+  are leaf parameters, or
+* an element-wise activation of the previous node's output (its kind read from the node), or
+* a shape no-op (a reshape that keeps (n, features)).
+
+Anything else (an add of two branches, a concatenation, a multiplication by a tensor, a custom
+op) is refused with the op's name, pointing to the eager loop. Because the trace follows the data,
+a module instance used at two places, a block applied twice and layers called in another order
+than they were registered are read exactly as the forward runs them; a parameter used twice (tied
+weights, a Linear applied twice) is refused, since the native loop updates each layer's weight
+on its own.
+
+The chain is cached on the model and reused while no module under it changed: every Module
+attribute write bumps :data:`fastmlp.nn.modules.STRUCTURE_VERSION`, and the cached chain also
+checks that each parameter still holds the same array.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import autograd as _ag
+from .tensor import Tensor, _wrap
+
+__all__ = ["TraceError", "trace_chain", "ACTIVATION_OF_NODE"]
+
+
+class TraceError(ValueError):
+    """The model's forward is not a chain the fused trainer can run (message names the op)."""
+
+
+# Node class name -> (activation kind name, p0, p1) reader. An activation node class may instead
+# define ``fused_act()`` returning (kind, p0, p1); a Linear node reports a fused activation
+# through the same method (None when it has none).
+def _relu_params(node):
+    return ("relu", 0.0, 0.0)
+
+
+ACTIVATION_OF_NODE = {
+    "_ReluNode": _relu_params,
+}
+
+
+def _node_activation(node):
+    """(kind, p0, p1) if ``node`` is an element-wise activation node, else None."""
+    f = getattr(node, "fused_act", None)
+    if f is not None and type(node).__name__ != "_LinearNode":
+        return f()
+    reader = ACTIVATION_OF_NODE.get(type(node).__name__)
+    return reader(node) if reader is not None else None
+
+
+def _linear_activation(node):
+    """The activation fused into a Linear node, or None."""
+    f = getattr(node, "fused_act", None)
+    if f is not None:
+        return f()
+    return ("relu", 0.0, 0.0) if getattr(node, "y", None) is not None else None
+
+
+def _op_name(node):
+    try:
+        return node.name()
+    except Exception:  # noqa: BLE001
+        return type(node).__name__
+
+
+def _param_owner(model):
+    """id(parameter) -> 'name' for every parameter of ``model`` (names as named_parameters)."""
+    out = {}
+    for name, p in model.named_parameters():
+        out.setdefault(id(p), name)
+    return out
+
+
+def _probe_candidates(model):
+    """[(in_features, dtype)] of the Linear layers in registration order (distinct widths): the
+    model's input width is one of them (the first Linear the forward applies)."""
+    out, seen = [], set()
+    for m in model.modules():
+        if type(m).__name__ == "Linear" and getattr(m, "weight", None) is not None:
+            f = int(m.weight.shape[1])
+            if f not in seen:
+                seen.add(f)
+                out.append((f, m.weight._data.dtype))
+    return out
+
+
+def _host_stand_ins(model):
+    """Swap every GPU parameter/buffer array of ``model`` for host zeros; returns what to restore."""
+    swapped = []
+    tensors = list(model.parameters())
+    if hasattr(model, "buffers"):
+        tensors += [b for b in model.buffers() if b is not None]
+    for t in tensors:
+        a = t._data
+        if type(a) is not np.ndarray and hasattr(a, "__cuda_array_interface__"):
+            swapped.append((t, a))
+            t._data = np.zeros(a.shape, np.dtype(str(a.dtype)))
+    return swapped
+
+
+HINT = ("fastmlp.fit runs chains of Linear layers with element-wise activations between them; "
+        "for any other model write the eager loop (fastmlp.nn / fastmlp.optim, as in PyTorch)")
+
+
+def trace_layers(model, in_features=None):
+    """Trace ``model`` and return its layers in forward order: a list of dicts
+    ``{"weight": Parameter, "bias": Parameter|None, "act": (kind, p0, p1)|None,
+    "weight_name": str}``. ``in_features``: the input width (by default each Linear's input
+    width is tried, in registration order, until a probe forward runs)."""
+    cands = _probe_candidates(model)
+    if not cands:
+        raise TraceError(f"fit: {type(model).__name__} has no Linear layer. " + HINT)
+    if in_features is not None:
+        cands = [(int(in_features), cands[0][1])]
+    for i, (f, dtype) in enumerate(cands):
+        try:
+            return _trace(model, f, dtype)
+        except _ProbeFailed as e:
+            if i == len(cands) - 1:
+                raise e.error from e.__cause__
+    raise AssertionError("unreachable")
+
+
+class _ProbeFailed(Exception):
+    def __init__(self, error):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _trace(model, in_features, dtype):
+    rng = np.random.default_rng(20261201)
+    probe = _wrap(rng.standard_normal((2, in_features)).astype(dtype), None, True)
+    prev = _ag.GradMode.enabled
+    _ag.GradMode.enabled = True
+    # A model on the GPU is traced on the host: its GPU arrays are swapped for host stand-ins of
+    # the same shape for the probe forward (the trace records which parameters are used, not
+    # their values) and put back at once.
+    swapped = _host_stand_ins(model)
+    try:
+        out = model(probe)
+    except Exception as e:  # noqa: BLE001 - any failure: not a chain we can run
+        raise _ProbeFailed(TraceError(
+            f"fit: running {type(model).__name__} on a probe batch of shape (2, {in_features}) "
+            f"failed ({type(e).__name__}: {e}). " + HINT)) from e
+    finally:
+        _ag.GradMode.enabled = prev
+        for t, a in swapped:
+            t._data = a
+    if not isinstance(out, Tensor):
+        raise TraceError(f"fit: {type(model).__name__}'s forward returned a "
+                         f"{type(out).__name__}, not a Tensor. " + HINT)
+    owners = _param_owner(model)
+    layers = []
+    pending_act = None  # an activation met (walking backwards) that applies to the next Linear
+    seen = {}
+    t = out
+    while t is not probe:
+        node = t._node
+        if node is None:
+            what = "a parameter or constant" if t.requires_grad is False or id(t) in owners \
+                else "a tensor that does not come from the input"
+            raise TraceError(f"fit: {type(model).__name__}'s output depends on {what} where the "
+                             f"chain expects the input. " + HINT)
+        kind = type(node).__name__
+        if kind == "_LinearNode":
+            ins = node.inputs
+            w, b = ins[1], (ins[2] if len(ins) > 2 else None)
+            for p, role in ((w, "weight"), (b, "bias")):
+                if p is None:
+                    continue
+                if p._node is not None or id(p) not in owners:
+                    raise TraceError(f"fit: a Linear layer's {role} is computed in the forward "
+                                     f"(not a parameter of the model). " + HINT)
+                if id(p) in seen:
+                    raise TraceError(
+                        f"fit: parameter '{owners[id(p)]}' is used at two places in the forward "
+                        f"(a Linear applied twice or tied weights); the fused trainer updates "
+                        f"each layer separately. " + HINT)
+                seen[id(p)] = True
+            fused = _linear_activation(node)
+            acts = [a for a in (fused, pending_act) if a is not None]
+            if len(acts) > 1:
+                raise TraceError(f"fit: two activations follow the Linear layer with weight "
+                                 f"'{owners[id(w)]}' ({acts[0][0]} then {acts[1][0]}). " + HINT)
+            layers.append({"weight": w, "bias": b, "act": acts[0] if acts else None,
+                           "weight_name": owners[id(w)]})
+            pending_act = None
+            t = ins[0]
+            continue
+        act = _node_activation(node)
+        if act is not None and len(node.inputs) >= 1:
+            if pending_act is not None:
+                raise TraceError(f"fit: two activations in a row ({act[0]} then "
+                                 f"{pending_act[0]}). " + HINT)
+            pending_act = act
+            t = node.inputs[0]
+            continue
+        if kind in ("_Reshape", "_IdentityBackward") and len(node.inputs) == 1:
+            src = node.inputs[0]
+            if tuple(src.shape) == tuple(t.shape):
+                t = src
+                continue
+        raise TraceError(f"fit: {type(model).__name__}'s forward applies {_op_name(node)}, which "
+                         f"is not part of a Linear/activation chain. " + HINT)
+    if pending_act is not None:
+        raise TraceError(f"fit: {type(model).__name__} applies {pending_act[0]} to its input "
+                         f"before the first Linear layer. " + HINT)
+    if not layers:
+        raise TraceError(f"fit: {type(model).__name__}'s forward applies no Linear layer. " + HINT)
+    layers.reverse()
+    for i in range(1, len(layers)):
+        if layers[i]["weight"].shape[1] != layers[i - 1]["weight"].shape[0]:
+            raise TraceError("fit: the traced Linear layers do not form a chain. " + HINT)
+    return layers
+
+
+def cached(model, build):
+    """``build(model)`` cached on the model until its structure (or a parameter's array) changes.
+
+    ``build`` returns ``(chain, params)``; the cache holds while no Module attribute was written
+    anywhere (STRUCTURE_VERSION) and every parameter in ``params`` still holds the same array."""
+    d = model.__dict__
+    hit = d.get("_fastmlp_chain")
+    version = _STRUCTURE_VERSION[0]
+    if hit is not None and hit[0] == version:
+        for p, a in hit[2]:
+            if p._data is not a:
+                break
+        else:
+            return hit[1]
+    chain, params = build(model)
+    d["_fastmlp_chain"] = (_STRUCTURE_VERSION[0], chain, [(p, p._data) for p in params])
+    return chain
+
+
+from .nn.modules import STRUCTURE_VERSION as _STRUCTURE_VERSION  # noqa: E402
