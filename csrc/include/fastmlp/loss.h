@@ -21,7 +21,7 @@
 //
 // Softmax cross-entropy works on a row of C logits x[c * stride] (stride 1 for (N, C) inputs, D for
 // (N, C, D) inputs). With lse = log(sum_c exp(x_c)) computed max-subtracted, logp_c = x_c - lse and
-// p_c = exp(logp_c), the row loss is  -sum_c a_c logp_c  and its gradient  dx_c = A p_c - a_c,
+// p_c = exp(logp_c) (exponentials in float, sums in double), the row loss is  -sum_c a_c logp_c  and its gradient  dx_c = A p_c - a_c,
 // A = sum_c a_c, where the coefficients a_c are
 //   class index y, label smoothing s, class weight w (all ones without one):
 //        a_c = (1 - s) w_y [c == y] + (s / C) w_c
@@ -119,7 +119,7 @@ FASTMLP_HD float loss_elem_grad(float x, float t, LossParams p, float pw = 1.0f)
 
 // ---- softmax cross-entropy, one row of C logits x[c * stride] ----
 
-// lse = max + log(sum exp(x - max)), the sum in double. NaN in the row gives NaN; a row of -inf
+// lse = max + log(sum exp(x - max)): each exp in float (x - max <= 0), the sum in double. NaN in the row gives NaN; a row of -inf
 // gives -inf (as PyTorch's log_softmax: every logp is then NaN).
 FASTMLP_HD double ce_row_logsumexp(const float* x, int64_t C, int64_t stride) {
     float m = -INFINITY;
@@ -132,7 +132,7 @@ FASTMLP_HD double ce_row_logsumexp(const float* x, int64_t C, int64_t stride) {
     if (nan) return (double)NAN;
     if (m == -INFINITY || m == INFINITY) return (double)m;
     double s = 0.0;
-    for (int64_t c = 0; c < C; ++c) s += exp((double)(x[c * stride] - m));
+    for (int64_t c = 0; c < C; ++c) s += (double)expf(x[c * stride] - m);
     return (double)m + log(s);
 }
 
@@ -165,7 +165,7 @@ FASTMLP_HD double ce_row_coef_sum_index(int64_t y, const float* w, float s, doub
 // A from ce_row_coef_sum_index; scale folds the reduction and the upstream gradient.
 FASTMLP_HD float ce_grad_index(float xc, int64_t c, double lse, int64_t y, const float* w, float s,
                                double A, int64_t C, double scale) {
-    double p = exp((double)xc - lse);
+    double p = (double)expf((float)((double)xc - lse));
     double wc = w ? (double)w[c] : 1.0;
     double a = ((double)s / (double)C) * wc;
     if (c == y) a += (1.0 - (double)s) * wc;
@@ -198,7 +198,7 @@ FASTMLP_HD double ce_row_coef_sum_prob(const float* t, int64_t C, int64_t stride
 // Gradient at class c for probability targets: scale * (A p_c - a_c), a_c = w_c ((1-s) t_c + s/C).
 FASTMLP_HD float ce_grad_prob(float xc, float tc, double wc, double lse, float s, double A, int64_t C,
                               double scale) {
-    double p = exp((double)xc - lse);
+    double p = (double)expf((float)((double)xc - lse));
     double a = wc * ((1.0 - (double)s) * (double)tc + (double)s / (double)C);
     return (float)(scale * (A * p - a));
 }
