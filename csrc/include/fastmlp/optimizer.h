@@ -140,8 +140,12 @@ FASTMLP_HD OptimCoeffs optim_coeffs(const OptimOptions& o, int64_t t) {
 }
 
 // torch.lerp(a, b, w) for float: a + w (b - a) when |w| < 0.5, else b - (b - a) (1 - w).
+// Both forms are computed and one is selected (no branch: the CPU loops vectorise).
 FASTMLP_HD float optim_lerp(float a, float b, float w) {
-    return (w < 0.5f && w > -0.5f) ? a + w * (b - a) : b - (b - a) * (1.0f - w);
+    const float d = b - a;
+    const float lo = a + w * d;
+    const float hi = b - d * (1.0f - w);
+    return fabsf(w) < 0.5f ? lo : hi;
 }
 
 // ---- the per-element rules: p, state slots in/out; grad in ---------------------------------
@@ -174,10 +178,12 @@ FASTMLP_HD void sgd_step_scalar(float& p, float grad, float& buf, const OptimCoe
 // torch.optim.Adam / AdamW on one element. vmax is read/written only when c.amsgrad.
 FASTMLP_HD void adam_step_scalar(float& p, float grad, float& m, float& v, float& vmax,
                                  const OptimCoeffs& c) {
+    // Optional terms are computed and selected, not branched on (the CPU loops vectorise).
     float g = c.maximize ? -grad : grad;
-    float pv = p;
-    if (c.decay != 1.0f) pv = pv * c.decay;  // AdamW: decoupled weight decay
-    if (c.wd != 0.0f) g = g + c.wd * pv;     // Adam: L2 penalty in the gradient
+    const float pd = p * c.decay;
+    const float pv = c.decay != 1.0f ? pd : p;  // AdamW: decoupled weight decay
+    const float gw = g + c.wd * pv;
+    g = c.wd != 0.0f ? gw : g;                 // Adam: L2 penalty in the gradient
     const float mv = optim_lerp(m, g, c.w1);
     m = mv;
     const float vv = v * c.b2 + c.one_minus_b2 * g * g;
@@ -185,21 +191,22 @@ FASTMLP_HD void adam_step_scalar(float& p, float grad, float& m, float& v, float
     float s = vv;
     if (c.amsgrad) {
         const float mx = vmax;
-        s = (mx > vv || mx != mx) ? mx : vv;  // torch.maximum: NaN propagates
-        if (vv != vv) s = vv;
+        const float hi = ((mx > vv) | (mx != mx)) ? mx : vv;  // torch.maximum: NaN propagates
+        s = vv != vv ? vv : hi;
         vmax = s;
     }
     const float denom = sqrtf(s) / c.bc2_sqrt + c.eps;
     p = pv + c.neg_step * mv / denom;
 }
 
-// torch.optim.RMSprop on one element. buf is read/written only when c.momentum > 0, ga only
-// when c.centered.
+// torch.optim.RMSprop on one element. buf is read always (pass a dummy when momentum == 0) and
+// written back unchanged unless c.momentum > 0; ga is read/written only when c.centered.
 FASTMLP_HD void rmsprop_step_scalar(float& p, float grad, float& sq, float& buf, float& ga,
                                     const OptimCoeffs& c) {
     float g = c.maximize ? -grad : grad;
     const float pv = p;
-    if (c.wd != 0.0f) g = g + c.wd * pv;
+    const float gw = g + c.wd * pv;
+    g = c.wd != 0.0f ? gw : g;
     const float sv = sq * c.b2 + c.one_minus_b2 * g * g;
     sq = sv;
     float avg;
@@ -210,20 +217,21 @@ FASTMLP_HD void rmsprop_step_scalar(float& p, float grad, float& sq, float& buf,
     } else {
         avg = sqrtf(sv) + c.eps;
     }
-    if (c.momentum > 0.0f) {
-        const float b = buf * c.momentum + g / avg;
-        buf = b;
-        p = pv + c.neg_step * b;
-    } else {
-        p = pv + c.neg_step * g / avg;
-    }
+    // Both forms computed, one selected (buf is read either way: pass a dummy when unused).
+    const bool use_momentum = c.momentum > 0.0f;
+    const float b = buf * c.momentum + g / avg;
+    buf = use_momentum ? b : buf;
+    const float with_momentum = pv + c.neg_step * b;
+    const float without = pv + c.neg_step * g / avg;
+    p = use_momentum ? with_momentum : without;
 }
 
 // torch.optim.Adagrad on one element.
 FASTMLP_HD void adagrad_step_scalar(float& p, float grad, float& sum, const OptimCoeffs& c) {
     float g = c.maximize ? -grad : grad;
     const float pv = p;
-    if (c.wd != 0.0f) g = g + c.wd * pv;
+    const float gw = g + c.wd * pv;
+    g = c.wd != 0.0f ? gw : g;
     const float s = sum + g * g;
     sum = s;
     p = pv + c.neg_step * g / (sqrtf(s) + c.eps);
