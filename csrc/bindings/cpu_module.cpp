@@ -36,6 +36,7 @@ void register_mlp(py::module_& m);
 void register_layers(py::module_& m);
 void register_gemm_fast(py::module_& m);  // cpu_gemm_fast.cpp
 void register_losses(py::module_& m);     // cpu_losses.cpp
+void register_optimizers(py::module_& m);  // cpu_optimizers.cpp
 }  // namespace fastmlp::bind
 
 namespace {
@@ -340,4 +341,5 @@ PYBIND11_MODULE(_C, m) {
     register_mlp(m);
     register_layers(m);
     register_losses(m);
+    register_optimizers(m);
 }

@@ -216,3 +216,69 @@ def sgd_step_many(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dam
 
 
 __all__ += ["sgd_step_many"]
+
+
+# ---- optim: multi-tensor optimizer steps (csrc/cpu/optimizers.cpp; rules in optimizer.h) -----
+# Each steps every parameter of a list in ONE kernel call. ``steps`` holds each parameter's step
+# count after this step (1 on its first). State lists a configuration does not use may be None.
+# Hyper-parameters are validated in fastmlp.optim (once); the bindings check the arrays.
+
+_adam_many = _C.adam_step_many
+_rmsprop_many = _C.rmsprop_step_many
+_adagrad_many = _C.adagrad_step_many
+
+
+def _on_gpu(params):
+    return (bool(params) and type(params[0]) is not np.ndarray
+            and hasattr(params[0], "__cuda_array_interface__"))
+
+
+def adam_step_many(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, lr, beta1,
+                   beta2, eps, weight_decay=0.0, amsgrad=False, maximize=False,
+                   decoupled_weight_decay=False):
+    """``torch.optim.Adam`` (``AdamW`` when ``decoupled_weight_decay``) over lists, in place."""
+    if _on_gpu(params):
+        return _gpu('params[0]', params[0]).adam_step_many(
+            params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, lr=lr, beta1=beta1,
+            beta2=beta2, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
+            decoupled_weight_decay=decoupled_weight_decay)
+    _adam_many(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, lr, beta1, beta2, eps,
+               weight_decay, amsgrad, maximize, decoupled_weight_decay)
+    return params
+
+
+def rmsprop_step_many(params, grads, square_avgs, momentum_buffers, grad_avgs, steps, *, lr,
+                      alpha, eps, weight_decay=0.0, momentum=0.0, centered=False, maximize=False):
+    """``torch.optim.RMSprop`` over lists, in place."""
+    if _on_gpu(params):
+        return _gpu('params[0]', params[0]).rmsprop_step_many(
+            params, grads, square_avgs, momentum_buffers, grad_avgs, steps, lr=lr, alpha=alpha,
+            eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered,
+            maximize=maximize)
+    _rmsprop_many(params, grads, square_avgs, momentum_buffers, grad_avgs, steps, lr, alpha, eps,
+                  weight_decay, momentum, centered, maximize)
+    return params
+
+
+def adagrad_step_many(params, grads, state_sums, steps, *, lr, lr_decay=0.0, eps=1e-10,
+                      weight_decay=0.0, maximize=False):
+    """``torch.optim.Adagrad`` over lists, in place (``state_sums`` start at
+    ``initial_accumulator_value``: the caller fills them)."""
+    if _on_gpu(params):
+        return _gpu('params[0]', params[0]).adagrad_step_many(
+            params, grads, state_sums, steps, lr=lr, lr_decay=lr_decay, eps=eps,
+            weight_decay=weight_decay, maximize=maximize)
+    _adagrad_many(params, grads, state_sums, steps, lr, lr_decay, eps, weight_decay, maximize)
+    return params
+
+
+def optim_step_many(kind, params, grads, state0=None, state1=None, state2=None, steps=None, *,
+                    reference=False, **options):
+    """Any optimizer kind through one kernel door (state slots as csrc/include/fastmlp/optimizer.h
+    lists them); ``reference=True`` runs the serial scalar reference (CPU; for tests)."""
+    _C.optim_step_many(kind, params, grads, state0, state1, state2, steps, reference=reference,
+                       **options)
+    return params
+
+
+__all__ += ["adam_step_many", "rmsprop_step_many", "adagrad_step_many", "optim_step_many"]
