@@ -33,6 +33,7 @@ using namespace fastmlp::bind;
 namespace fastmlp::bind {
 // Other families register from their own files (declared here, defined there).
 void register_mlp(py::module_& m);
+void register_mlp_fit(py::module_& m);  // cpu_mlp_fit.cpp
 void register_layers(py::module_& m);
 void register_gemm_fast(py::module_& m);  // cpu_gemm_fast.cpp
 void register_losses(py::module_& m);     // cpu_losses.cpp
@@ -339,6 +340,7 @@ PYBIND11_MODULE(_C, m) {
     }, py::arg("n"));
 
     register_mlp(m);
+    register_mlp_fit(m);
     register_layers(m);
     register_losses(m);
     register_optimizers(m);

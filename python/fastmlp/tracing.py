@@ -44,7 +44,16 @@ def _relu_params(node):
 
 ACTIVATION_OF_NODE = {
     "_ReluNode": _relu_params,
+    "_Tanh": lambda node: ("tanh", 0.0, 0.0),
+    "_Sigmoid": lambda node: ("sigmoid", 0.0, 0.0),
 }
+
+# The activation kinds of csrc/include/fastmlp/activation.h (enum Act), by name.
+ACT_KINDS = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3, "gelu": 4, "gelu_tanh": 5,
+             "silu": 6, "leaky_relu": 7, "elu": 8, "softplus": 9, "hardtanh": 10}
+# Activations that commute with dropout's non-negative scaling (dropout before them is the same
+# as after them).
+_POSITIVELY_HOMOGENEOUS = ("relu", "leaky_relu", "identity")
 
 
 def _node_activation(node):
@@ -54,6 +63,18 @@ def _node_activation(node):
         return f()
     reader = ACTIVATION_OF_NODE.get(type(node).__name__)
     return reader(node) if reader is not None else None
+
+
+def _node_dropout(node):
+    """The probability p if ``node`` is a dropout node, else None."""
+    if type(node).__name__ != "_DropoutNode":
+        return None
+    saved = node.saved
+    if isinstance(saved, tuple) and len(saved) > 1:
+        return float(saved[1])
+    mask = saved[0]
+    top = float(mask.max()) if mask.size else 0.0
+    return 1.0 if top == 0.0 else float(1.0 - 1.0 / top)
 
 
 def _linear_activation(node):
@@ -160,6 +181,8 @@ def _trace(model, in_features, dtype):
     owners = _param_owner(model)
     layers = []
     pending_act = None  # an activation met (walking backwards) that applies to the next Linear
+    pending_drop = None  # a dropout met (walking backwards) after that activation
+    drop_before_act = False
     seen = {}
     t = out
     while t is not probe:
@@ -190,10 +213,25 @@ def _trace(model, in_features, dtype):
             if len(acts) > 1:
                 raise TraceError(f"fit: two activations follow the Linear layer with weight "
                                  f"'{owners[id(w)]}' ({acts[0][0]} then {acts[1][0]}). " + HINT)
-            layers.append({"weight": w, "bias": b, "act": acts[0] if acts else None,
+            act = acts[0] if acts else None
+            if drop_before_act and act is not None and act[0] not in _POSITIVELY_HOMOGENEOUS:
+                raise TraceError(f"fit: dropout is applied before {act[0]} after the Linear layer "
+                                 f"with weight '{owners[id(w)]}'; the fused trainer applies "
+                                 f"dropout after the activation. " + HINT)
+            layers.append({"weight": w, "bias": b, "act": act, "dropout": pending_drop or 0.0,
                            "weight_name": owners[id(w)]})
-            pending_act = None
+            pending_act = pending_drop = None
+            drop_before_act = False
             t = ins[0]
+            continue
+        p = _node_dropout(node)
+        if p is not None:
+            if pending_drop is not None:
+                raise TraceError("fit: two dropouts in a row. " + HINT)
+            if pending_act is not None:
+                drop_before_act = True
+            pending_drop = p
+            t = node.inputs[0]
             continue
         act = _node_activation(node)
         if act is not None and len(node.inputs) >= 1:
@@ -213,6 +251,9 @@ def _trace(model, in_features, dtype):
     if pending_act is not None:
         raise TraceError(f"fit: {type(model).__name__} applies {pending_act[0]} to its input "
                          f"before the first Linear layer. " + HINT)
+    if pending_drop is not None:
+        raise TraceError(f"fit: {type(model).__name__} applies dropout to its input before the "
+                         f"first Linear layer. " + HINT)
     if not layers:
         raise TraceError(f"fit: {type(model).__name__}'s forward applies no Linear layer. " + HINT)
     layers.reverse()

@@ -1,0 +1,208 @@
+// fastmlp._C: the general fused trainer's bindings (mlp_fit, mlp_fit_forward). Glue only: the
+// chain, loss and optimizer are parsed by mlp_spec.h (shared with _cuda), the data checked here,
+// the GIL released around fastmlp::mlp_fit.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+#include <vector>
+
+#include "array_checks.h"
+#include "mlp_spec.h"
+#include "perm_check.h"
+#include "fastmlp/mlp_fit.h"
+
+namespace py = pybind11;
+
+namespace fastmlp::bind {
+
+namespace {
+
+struct HostArrays : Arrays {
+    std::vector<py::array> keep;
+    float* f32(py::handle obj, const std::string& name, bool writable,
+               std::vector<int64_t>& shape) override {
+        py::array a = writable ? output_contiguous(obj, name.c_str()) : input_contiguous(obj, name.c_str());
+        shape.assign(a.shape(), a.shape() + a.ndim());
+        keep.push_back(a);
+        return const_cast<float*>(static_cast<const float*>(a.data()));
+    }
+};
+
+py::array f32_matrix(py::handle obj, const char* name, int64_t cols) {
+    py::array a = as_f32_array(obj, name);
+    if (a.ndim() != 2 || a.shape(1) != cols)
+        throw py::value_error(std::string("mlp_fit: '") + name + "' must have shape (n, " +
+                              std::to_string(cols) + "), got " + shape_str(a));
+    return input_contiguous(a, name);
+}
+
+py::array f32_vector(py::handle obj, const char* name, int64_t len) {
+    py::array a = input_contiguous(obj, name);
+    if (a.ndim() != 1 || a.shape(0) != len)
+        throw py::value_error(std::string("mlp_fit: '") + name + "' must have shape (" +
+                              std::to_string(len) + ",), got " + shape_str(a));
+    return a;
+}
+
+void check_apart(const HostArrays& params, const std::vector<py::array>& data) {
+    for (size_t i = 0; i < params.keep.size(); ++i) {
+        for (const py::array& d : data) check_no_overlap(params.keep[i], "a parameter or state", d, "the data", false);
+        for (size_t j = i + 1; j < params.keep.size(); ++j)
+            check_no_overlap(params.keep[i], "a parameter or state", params.keep[j],
+                             "another parameter or state", false);
+    }
+}
+
+py::dict mlp_fit_py(py::list layers, py::handle X_obj, py::handle Y_obj, py::dict loss,
+                    py::dict optim, int64_t epochs, int64_t batch_size, bool drop_last,
+                    bool shuffle, uint64_t seed, int64_t epoch_offset, py::object perm_obj,
+                    int64_t step0, py::object lr_schedule, uint64_t dropout_seed,
+                    py::object sample_weight, py::object class_weight, py::object pos_weight,
+                    bool allow_nonfinite) {
+    if (epochs < 0) throw py::value_error("mlp_fit: epochs must be >= 0, got " + std::to_string(epochs));
+    if (batch_size < 1)
+        throw py::value_error("mlp_fit: batch_size must be >= 1, got " + std::to_string(batch_size));
+    if (step0 < 0) throw py::value_error("mlp_fit: step0 must be >= 0");
+    HostArrays arrays;
+    std::vector<FitLayer> ls = parse_layers(layers, arrays);
+    FitOptions o;
+    parse_loss(loss, o);
+    parse_optim(optim, o);
+    const int64_t d_in = ls.front().in, d_out = ls.back().out;
+    py::array X = f32_matrix(X_obj, "X", d_in);
+    const int64_t n = X.shape(0);
+    if (n < 1) throw py::value_error("mlp_fit: no samples (X has 0 rows)");
+    FitData data;
+    data.n = n;
+    data.X = static_cast<const float*>(X.data());
+    std::vector<py::array> held{X};
+    py::array Y;
+    py::array_t<int64_t, py::array::c_style> Yi;
+    if (o.loss.kind == Loss::cross_entropy) {
+        py::array y = py::reinterpret_borrow<py::array>(py::array::ensure(Y_obj));
+        if (!y || std::string("iu").find(y.dtype().kind()) == std::string::npos)
+            throw py::type_error("mlp_fit: cross_entropy needs class-index targets 'Y' of an integer "
+                                 "dtype (int64), got " + std::string(py::str(y ? py::str(y.dtype()) : py::str("a non-array"))));
+        Yi = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(y);
+        if (Yi.ndim() != 1 || Yi.shape(0) != n)
+            throw py::value_error("mlp_fit: class targets 'Y' must have shape (" + std::to_string(n) +
+                                  ",), got " + shape_str(Yi));
+        const int64_t* yp = Yi.data();
+        for (int64_t i = 0; i < n; ++i)
+            if ((yp[i] < 0 || yp[i] >= d_out) && yp[i] != o.ignore_index)
+                throw py::value_error("mlp_fit: Target " + std::to_string(yp[i]) +
+                                      " is out of bounds (the model has " + std::to_string(d_out) +
+                                      " classes)");
+        data.Yi = yp;
+        held.push_back(Yi);
+    } else {
+        Y = f32_matrix(Y_obj, "Y", d_out);
+        if (Y.shape(0) != n)
+            throw py::value_error("mlp_fit: 'X' has " + std::to_string(n) + " rows but 'Y' has " +
+                                  std::to_string(Y.shape(0)));
+        data.Y = static_cast<const float*>(Y.data());
+        held.push_back(Y);
+    }
+    py::array sw, cw, pw, lrs;
+    if (!sample_weight.is_none()) {
+        sw = f32_vector(sample_weight, "sample_weight", n);
+        data.sample_weight = static_cast<const float*>(sw.data());
+        held.push_back(sw);
+    }
+    if (!class_weight.is_none()) {
+        if (o.loss.kind != Loss::cross_entropy)
+            throw py::value_error("mlp_fit: 'class_weight' applies to cross_entropy only");
+        cw = f32_vector(class_weight, "class_weight", d_out);
+        o.class_weight = static_cast<const float*>(cw.data());
+        held.push_back(cw);
+    }
+    if (!pos_weight.is_none()) {
+        if (o.loss.kind != Loss::bce_with_logits)
+            throw py::value_error("mlp_fit: 'pos_weight' applies to bce_with_logits only");
+        pw = f32_vector(pos_weight, "pos_weight", d_out);
+        o.pos_weight = static_cast<const float*>(pw.data());
+        held.push_back(pw);
+    }
+    if (!lr_schedule.is_none()) {
+        lrs = input_contiguous(lr_schedule, "lr_schedule");
+        if (lrs.ndim() != 1) throw py::value_error("mlp_fit: 'lr_schedule' must be 1-D");
+        o.lr_schedule = static_cast<const float*>(lrs.data());
+        o.lr_schedule_len = lrs.shape(0);
+    }
+    check_apart(arrays, held);
+    PermArray perm;
+    if (!perm_obj.is_none()) {
+        bool per_epoch = false;
+        perm = check_perm(perm_obj, n, epochs, per_epoch);
+        o.perm = perm.data();
+        o.perm_per_epoch = per_epoch;
+    }
+    o.batch_size = batch_size;
+    o.drop_last = drop_last;
+    o.shuffle = shuffle;
+    o.seed = seed;
+    o.epoch_offset = epoch_offset;
+    o.step0 = step0;
+    o.dropout_seed = dropout_seed;
+    o.allow_nonfinite = allow_nonfinite;
+    FitResult r;
+    {
+        py::gil_scoped_release nogil;
+        r = mlp_fit(ls, data, epochs, o);
+    }
+    py::dict d;
+    d["losses"] = r.epoch_loss;
+    d["steps"] = r.steps;
+    if (r.stopped_nonfinite)
+        d["nonfinite"] = py::make_tuple(r.bad_epoch, r.bad_batch, r.bad_loss);
+    else
+        d["nonfinite"] = py::none();
+    return d;
+}
+
+py::array mlp_fit_forward_py(py::list layers, py::handle X_obj) {
+    HostArrays arrays;
+    py::list ro;
+    for (py::handle h : layers) {  // read-only: inference writes no parameter
+        py::dict d = py::reinterpret_borrow<py::dict>(h);
+        py::dict c;
+        for (auto kv : d) c[kv.first] = kv.second;
+        c["frozen_weight"] = true;
+        c["frozen_bias"] = true;
+        c["wstate"] = py::none();
+        c["bstate"] = py::none();
+        ro.append(c);
+    }
+    std::vector<FitLayer> ls = parse_layers(ro, arrays);
+    py::array X = f32_matrix(X_obj, "X", ls.front().in);
+    const int64_t n = X.shape(0);
+    py::array_t<float> out({n, ls.back().out});
+    if (n > 0) {
+        float* op = out.mutable_data();
+        const float* xp = static_cast<const float*>(X.data());
+        py::gil_scoped_release nogil;
+        mlp_fit_forward(op, ls, xp, n);
+    }
+    return out;
+}
+
+}  // namespace
+
+void register_mlp_fit(py::module_& m) {
+    m.def("mlp_fit", &mlp_fit_py, py::arg("layers"), py::arg("X"), py::arg("Y"), py::kw_only(),
+          py::arg("loss"), py::arg("optim"), py::arg("epochs") = 1, py::arg("batch_size") = 64,
+          py::arg("drop_last") = false, py::arg("shuffle") = true, py::arg("seed") = 0,
+          py::arg("epoch_offset") = 0, py::arg("perm") = py::none(), py::arg("step0") = 0,
+          py::arg("lr_schedule") = py::none(), py::arg("dropout_seed") = 0,
+          py::arg("sample_weight") = py::none(), py::arg("class_weight") = py::none(),
+          py::arg("pos_weight") = py::none(), py::arg("allow_nonfinite") = false,
+          "Fused training of a Linear/activation/dropout chain with any loss and optimizer of "
+          "fastmlp (see csrc/bindings/mlp_spec.h for the layer/loss/optim dicts); updates "
+          "parameters and optimizer state in place. Returns {'losses', 'steps', 'nonfinite'}.");
+    m.def("mlp_fit_forward", &mlp_fit_forward_py, py::arg("layers"), py::arg("X"),
+          "Inference through the same chain (no dropout): (n, out) float32.");
+}
+
+}  // namespace fastmlp::bind

@@ -1,0 +1,365 @@
+// The general fused trainer (mlp_fit.h): any activation, dropout, loss and optimizer of the
+// numeric-rule headers, batch-major on fastmlp::sgemm. The ReLU/MSE/SGD special case keeps its
+// own faster trainer (mlp_train.cpp, with the small-matrix path); this one is what fit runs for
+// every other chain. Every rule comes from activation.h, loss.h and optimizer.h.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "fastmlp/cpu_features.h"
+#include "fastmlp/elementwise.h"
+#include "fastmlp/gemm.h"
+#include "fastmlp/mlp.h"
+#include "fastmlp/mlp_fit.h"
+
+namespace fastmlp {
+
+namespace {
+
+inline int threads_elem(int64_t n, double cost = 8.0) { return threads_for(double(n) * cost); }
+
+// Counter-based uniform in [0, 1) for the dropout mask: a hash of (seed, step, layer, index), so
+// masks do not depend on the thread count or the order elements are visited in.
+inline uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+inline float dropout_uniform(uint64_t seed, int64_t step, int64_t layer, int64_t index) {
+    uint64_t k = mix64(seed + 0x9E3779B97F4A7C15ull * uint64_t(step + 1));
+    k = mix64(k ^ (0xD1B54A32D192ED03ull * uint64_t(layer + 1)));
+    k = mix64(k + uint64_t(index) * 0x9E3779B97F4A7C15ull);
+    return float(k >> 40) * (1.0f / 16777216.0f);  // 24 random bits
+}
+
+struct Scratch {
+    std::vector<std::vector<float>> a;     // a[l] (B, in_l): layer inputs; a[L] = output P
+    std::vector<std::vector<float>> z;     // z[l] (B, out_l): pre-activation where needed
+    std::vector<std::vector<float>> mask;  // mask[l] (B, out_l): dropout scale (0 or 1/(1-p))
+    std::vector<float> y, d0, d1, gw, gb;
+    std::vector<int64_t> yi;
+    std::vector<float> sw;
+    void init(const std::vector<FitLayer>& layers, int64_t B, bool index_targets) {
+        const size_t L = layers.size();
+        a.assign(L + 1, {});
+        z.assign(L, {});
+        mask.assign(L, {});
+        a[0].assign(size_t(B * layers[0].in), 0.0f);
+        int64_t maxw = layers[0].in, maxio = 0;
+        for (size_t l = 0; l < L; ++l) {
+            const FitLayer& ly = layers[l];
+            a[l + 1].assign(size_t(B * ly.out), 0.0f);
+            if (ly.act.kind != Act::identity && ly.act.kind != Act::relu)
+                z[l].assign(size_t(B * ly.out), 0.0f);
+            if (ly.dropout > 0.0f) mask[l].assign(size_t(B * ly.out), 0.0f);
+            maxw = std::max(maxw, ly.out);
+            maxio = std::max(maxio, ly.in * ly.out);
+        }
+        if (index_targets)
+            yi.assign(size_t(B), 0);
+        else
+            y.assign(size_t(B * layers.back().out), 0.0f);
+        sw.assign(size_t(B), 1.0f);
+        d0.assign(size_t(B * maxw), 0.0f);
+        d1.assign(size_t(B * maxw), 0.0f);
+        gw.assign(size_t(maxio), 0.0f);
+        gb.assign(size_t(maxw), 0.0f);
+    }
+};
+
+// y (B, C) = act(z) element-wise (y may equal z for the kinds whose backward reads only y).
+void act_apply(float* y, const float* z, int64_t n, ActParams p) {
+#pragma omp parallel for schedule(static) num_threads(threads_elem(n, 30.0))
+    for (int64_t i = 0; i < n; ++i) y[i] = act_forward_scalar(z[i], p);
+}
+
+// d (n) = d * act'(z, y) in place.
+void act_grad(float* d, const float* z, const float* y, int64_t n, ActParams p) {
+    if (p.kind == Act::identity) return;
+    if (p.kind == Act::relu) {
+#pragma omp parallel for schedule(static) num_threads(threads_elem(n))
+        for (int64_t i = 0; i < n; ++i) {
+            const float v = d[i];
+            d[i] = y[i] > 0.0f ? v : 0.0f;
+        }
+        return;
+    }
+#pragma omp parallel for schedule(static) num_threads(threads_elem(n, 30.0))
+    for (int64_t i = 0; i < n; ++i) d[i] = act_backward_scalar(d[i], z ? z[i] : y[i], y[i], p);
+}
+
+// colsum (C) of d (B, C) in double, rows in order; column blocks per thread (thread-independent).
+void colsum(float* out, const float* d, int64_t B, int64_t C) {
+    constexpr int64_t kCols = 256;
+    const int64_t nblocks = (C + kCols - 1) / kCols;
+#pragma omp parallel for schedule(static) num_threads(threads_for(double(B) * double(C) * 2.0))
+    for (int64_t blk = 0; blk < nblocks; ++blk) {
+        const int64_t j0 = blk * kCols, w = std::min(kCols, C - j0);
+        double acc[kCols];
+        for (int64_t j = 0; j < w; ++j) acc[j] = 0.0;
+        for (int64_t b = 0; b < B; ++b) {
+            const float* r = d + b * C + j0;
+            for (int64_t j = 0; j < w; ++j) acc[j] += double(r[j]);
+        }
+        for (int64_t j = 0; j < w; ++j) out[j0 + j] = float(acc[j]);
+    }
+}
+
+// The loss of one batch and dP (B, O) = dLoss/dP. P (B, O); targets y (B, O) or yi (B); per-sample
+// weights sw (B) (all ones without sample_weight). Returns the batch loss (double).
+double loss_and_grad(float* dP, const float* P, const float* y, const int64_t* yi, const float* sw,
+                     bool weighted, int64_t B, int64_t O, const FitOptions& opt) {
+    const LossParams lp = opt.loss;
+    if (lp.kind == Loss::cross_entropy) {
+        // Rows of O logits. mean: sum_i sw_i * row_loss_i / sum_i sw_i * w_{y_i} (PyTorch's
+        // weighted mean when sw = 1), ignore_index rows contribute nothing.
+        const float* cw = opt.class_weight;
+        const float s = opt.label_smoothing;
+        double wsum = double(O);
+        if (cw) {
+            wsum = 0.0;
+            for (int64_t c = 0; c < O; ++c) wsum += double(cw[c]);
+        }
+        std::vector<double> rl(size_t(B), 0.0), rw(size_t(B), 0.0);
+#pragma omp parallel for schedule(static) num_threads(threads_elem(B * O, 20.0))
+        for (int64_t b = 0; b < B; ++b) {
+            const float* x = P + b * O;
+            float* g = dP + b * O;
+            const int64_t t = yi[b];
+            if (t == opt.ignore_index) {
+                for (int64_t c = 0; c < O; ++c) g[c] = 0.0f;
+                continue;
+            }
+            const double lse = ce_row_logsumexp(x, O, 1);
+            rl[size_t(b)] = double(sw[b]) * ce_row_loss_index(x, O, 1, lse, t, cw, s);
+            rw[size_t(b)] = double(sw[b]) * ce_row_weight(t, cw);
+        }
+        double num = 0.0, den = 0.0;
+        for (int64_t b = 0; b < B; ++b) {
+            num += rl[size_t(b)];
+            den += rw[size_t(b)];
+        }
+        const double scale = den != 0.0 ? 1.0 / den : 0.0;
+#pragma omp parallel for schedule(static) num_threads(threads_elem(B * O, 20.0))
+        for (int64_t b = 0; b < B; ++b) {
+            const int64_t t = yi[b];
+            if (t == opt.ignore_index) continue;
+            const float* x = P + b * O;
+            const double lse = ce_row_logsumexp(x, O, 1);
+            const double A = ce_row_coef_sum_index(t, cw, s, wsum, O);
+            const double sc = scale * double(sw[b]);
+            float* g = dP + b * O;
+            for (int64_t c = 0; c < O; ++c) g[c] = ce_grad_index(x[c], c, lse, t, cw, s, A, O, sc);
+        }
+        return den != 0.0 ? num / den : NAN;
+    }
+    // Element-wise losses: mean over the B x O elements (weighted: sum_i sw_i sum_o l / (O sum sw)).
+    double swsum = 0.0;
+    for (int64_t b = 0; b < B; ++b) swsum += double(sw[b]);
+    const double denom = double(O) * (weighted ? swsum : double(B));
+    std::vector<double> rows(size_t(B), 0.0);
+    const float* pw = opt.pos_weight;
+#pragma omp parallel for schedule(static) num_threads(threads_elem(B * O, 10.0))
+    for (int64_t b = 0; b < B; ++b) {
+        double acc = 0.0;
+        const float wb = sw[b];
+        const float g_scale = float(double(wb) / denom);
+        for (int64_t o = 0; o < O; ++o) {
+            const float x = P[b * O + o], t = y[b * O + o];
+            const float pwo = pw ? pw[o] : 1.0f;
+            acc += double(loss_elem_value(x, t, lp, pwo));
+            dP[b * O + o] = loss_elem_grad(x, t, lp, pwo) * g_scale;
+        }
+        rows[size_t(b)] = acc * double(wb);
+    }
+    double total = 0.0;
+    for (int64_t b = 0; b < B; ++b) total += rows[size_t(b)];
+    return denom != 0.0 ? total / denom : NAN;
+}
+
+void forward_batch(const std::vector<FitLayer>& layers, Scratch& s, int64_t B, bool train,
+                   uint64_t dseed, int64_t step) {
+    const int64_t L = int64_t(layers.size());
+    for (int64_t l = 0; l < L; ++l) {
+        const FitLayer& ly = layers[size_t(l)];
+        const int64_t n = B * ly.out;
+        float* out = s.a[size_t(l + 1)].data();
+        const bool keep_z = !s.z[size_t(l)].empty();
+        float* zbuf = keep_z ? s.z[size_t(l)].data() : out;
+        GemmEpilogue epi;
+        epi.bias = ly.bias;
+        epi.relu = ly.act.kind == Act::relu;
+        sgemm(false, true, B, ly.out, ly.in, 1.0f, s.a[size_t(l)].data(), ly.in, ly.weight, ly.in,
+              0.0f, zbuf, ly.out, epi);
+        if (keep_z) act_apply(out, zbuf, n, ly.act);
+        if (train && ly.dropout > 0.0f) {
+            // The activation's output y is needed by act_grad (relu, tanh, sigmoid read y): the
+            // dropped values go to out, y is recovered from out / mask only where kept, so the
+            // mask stores the scale and y is kept in z for those kinds (see backward).
+            float* m = s.mask[size_t(l)].data();
+            const float p = ly.dropout;
+            const float keep_scale = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
+#pragma omp parallel for schedule(static) num_threads(threads_elem(n, 12.0))
+            for (int64_t i = 0; i < n; ++i) {
+                const bool keep = dropout_uniform(dseed, step, l, i) >= p;
+                m[i] = keep ? keep_scale : 0.0f;
+            }
+        }
+    }
+}
+
+}  // namespace
+
+bool mlp_fit_dropout_keep(uint64_t seed, int64_t step, int64_t layer, int64_t r, int64_t c,
+                          int64_t cols, float p) {
+    return dropout_uniform(seed, step, layer, r * cols + c) >= p;
+}
+
+void mlp_fit_forward(float* out, const std::vector<FitLayer>& layers, const float* X, int64_t n) {
+    const int64_t L = int64_t(layers.size());
+    std::vector<float> cur(X, X + n * layers[0].in), nxt;
+    for (int64_t l = 0; l < L; ++l) {
+        const FitLayer& ly = layers[size_t(l)];
+        float* dst;
+        if (l == L - 1) {
+            dst = out;
+        } else {
+            nxt.assign(size_t(n * ly.out), 0.0f);
+            dst = nxt.data();
+        }
+        GemmEpilogue epi;
+        epi.bias = ly.bias;
+        epi.relu = ly.act.kind == Act::relu;
+        sgemm(false, true, n, ly.out, ly.in, 1.0f, cur.data(), ly.in, ly.weight, ly.in, 0.0f, dst,
+              ly.out, epi);
+        if (ly.act.kind != Act::identity && ly.act.kind != Act::relu)
+            act_apply(dst, dst, n * ly.out, ly.act);
+        if (l != L - 1) cur.swap(nxt);
+    }
+}
+
+FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int64_t epochs,
+                  const FitOptions& opt) {
+    FitResult res;
+    const int64_t n = data.n, L = int64_t(layers.size());
+    const int64_t d_in = layers[0].in, d_out = layers.back().out;
+    const int64_t B_full = std::min(opt.batch_size, n);
+    const bool index_targets = data.Yi != nullptr;
+    const bool weighted = data.sample_weight != nullptr;
+    Scratch s;
+    s.init(layers, B_full, index_targets);
+    // With dropout the activation output y that act_grad reads must survive the mask: keep a copy.
+    std::vector<std::vector<float>> ykeep(static_cast<size_t>(L));
+    for (int64_t l = 0; l < L; ++l)
+        if (layers[size_t(l)].dropout > 0.0f) ykeep[size_t(l)].assign(size_t(B_full * layers[size_t(l)].out), 0.0f);
+    std::vector<int64_t> order(static_cast<size_t>(n));
+    int64_t step = opt.step0;
+    for (int64_t e = 0; e < epochs; ++e) {
+        if (opt.perm) {
+            const int64_t* p = opt.perm + (opt.perm_per_epoch ? e * n : 0);
+            std::copy(p, p + n, order.begin());
+        } else if (opt.shuffle) {
+            mlp_shuffle_order(order.data(), n, opt.seed, opt.epoch_offset + e);
+        } else {
+            for (int64_t i = 0; i < n; ++i) order[size_t(i)] = i;
+        }
+        double epoch_sum = 0.0;
+        int64_t used = 0, batch = 0;
+        for (int64_t start = 0; start < n; start += opt.batch_size, ++batch) {
+            const int64_t B = std::min(opt.batch_size, n - start);
+            if (B < opt.batch_size && opt.drop_last) break;
+            const int64_t* idx = order.data() + start;
+            float* a0 = s.a[0].data();
+            for (int64_t b = 0; b < B; ++b) {
+                std::memcpy(a0 + b * d_in, data.X + idx[b] * d_in, size_t(d_in) * sizeof(float));
+                if (index_targets)
+                    s.yi[size_t(b)] = data.Yi[idx[b]];
+                else
+                    std::memcpy(s.y.data() + b * d_out, data.Y + idx[b] * d_out,
+                                size_t(d_out) * sizeof(float));
+                s.sw[size_t(b)] = weighted ? data.sample_weight[idx[b]] : 1.0f;
+            }
+            // forward (dropout masks drawn for this global step)
+            forward_batch(layers, s, B, true, opt.dropout_seed, step);
+            for (int64_t l = 0; l < L; ++l) {
+                const FitLayer& ly = layers[size_t(l)];
+                if (ly.dropout <= 0.0f) continue;
+                const int64_t nn = B * ly.out;
+                float* out = s.a[size_t(l + 1)].data();
+                float* yk = ykeep[size_t(l)].data();
+                const float* m = s.mask[size_t(l)].data();
+                std::memcpy(yk, out, size_t(nn) * sizeof(float));
+                for (int64_t i = 0; i < nn; ++i) out[i] = yk[i] * m[i];
+            }
+            // Dropout after the last layer is applied to P as well (the chain's output).
+            const float* P = s.a[size_t(L)].data();
+            float* dz = s.d0.data();
+            const double loss = loss_and_grad(dz, P, s.y.data(), s.yi.data(), s.sw.data(),
+                                              weighted, B, d_out, opt);
+            if (!std::isfinite(loss) && !opt.allow_nonfinite) {
+                res.stopped_nonfinite = true;
+                res.bad_epoch = e;
+                res.bad_batch = batch;
+                res.bad_loss = loss;
+                res.epoch_loss.push_back(used ? epoch_sum / double(used) : NAN);
+                return res;
+            }
+            // backward + update, last layer first
+            OptimOptions oo = opt.optim;
+            const int64_t k = step - opt.step0;
+            if (opt.lr_schedule && k < opt.lr_schedule_len) oo.lr = double(opt.lr_schedule[k]);
+            const OptimCoeffs c = optim_coeffs(oo, step + 1);
+            for (int64_t l = L - 1; l >= 0; --l) {
+                const FitLayer& ly = layers[size_t(l)];
+                const int64_t nn = B * ly.out;
+                const float* yv = ly.dropout > 0.0f ? ykeep[size_t(l)].data() : s.a[size_t(l + 1)].data();
+                if (ly.dropout > 0.0f) {
+                    const float* m = s.mask[size_t(l)].data();
+                    for (int64_t i = 0; i < nn; ++i) dz[i] *= m[i];
+                }
+                act_grad(dz, s.z[size_t(l)].empty() ? nullptr : s.z[size_t(l)].data(), yv, nn, ly.act);
+                const float* a = s.a[size_t(l)].data();
+                float* da = dz == s.d0.data() ? s.d1.data() : s.d0.data();
+                if (l > 0)  // da (B, in) = dz (B, out) @ W (out, in), before W changes
+                    sgemm(false, false, B, ly.in, ly.out, 1.0f, dz, ly.out, ly.weight, ly.in, 0.0f,
+                          da, ly.in);
+                if (!ly.frozen_weight) {
+                    float* gw = s.gw.data();
+                    sgemm(true, false, ly.out, ly.in, B, 1.0f, dz, ly.out, a, ly.in, 0.0f, gw, ly.in);
+                    const int64_t m = ly.in * ly.out;
+                    float* s0 = ly.wstate[0];
+                    float* s1 = ly.wstate[1];
+                    float* s2 = ly.wstate[2];
+#pragma omp parallel for schedule(static) num_threads(threads_elem(m, 6.0))
+                    for (int64_t i = 0; i < m; ++i) {
+                        float d0v = 0.0f, d1v = 0.0f, d2v = 0.0f;
+                        optim_step_scalar(oo.kind, ly.weight[i], gw[i], s0 ? s0[i] : d0v,
+                                          s1 ? s1[i] : d1v, s2 ? s2[i] : d2v, c);
+                    }
+                }
+                if (ly.bias && !ly.frozen_bias) {
+                    float* gb = s.gb.data();
+                    colsum(gb, dz, B, ly.out);
+                    float* s0 = ly.bstate[0];
+                    float* s1 = ly.bstate[1];
+                    float* s2 = ly.bstate[2];
+                    for (int64_t i = 0; i < ly.out; ++i) {
+                        float d0v = 0.0f, d1v = 0.0f, d2v = 0.0f;
+                        optim_step_scalar(oo.kind, ly.bias[i], gb[i], s0 ? s0[i] : d0v,
+                                          s1 ? s1[i] : d1v, s2 ? s2[i] : d2v, c);
+                    }
+                }
+                dz = da;
+            }
+            ++step;
+            ++res.steps;
+            epoch_sum += loss * double(B);
+            used += B;
+        }
+        res.epoch_loss.push_back(used ? epoch_sum / double(used) : NAN);
+    }
+    return res;
+}
+
+}  // namespace fastmlp

@@ -1,0 +1,95 @@
+// fastmlp general fused trainer: whole epochs of minibatch training of a chain of Linear layers,
+// each followed by any element-wise activation (activation.h) and optional dropout, with any loss
+// of loss.h and any optimizer of optimizer.h, in one native call (no Python between steps).
+//
+//   for each epoch: order = perm or the seeded shuffle of mlp.h (mlp_shuffle_order) or 0..n-1
+//     for each batch (the last partial batch kept unless drop_last, as torch's DataLoader):
+//       forward   Z_l = A_l W_l^T + b_l   (sgemm NT, bias in the epilogue)
+//                 Y_l = act_l(Z_l);  A_{l+1} = dropout_l(Y_l)  (mask kept / (1 - p), seeded)
+//       loss      the mean of loss.h's per-element rule over the batch's B x out elements
+//                 (cross_entropy: over rows, weighted by class weight; optional per-sample
+//                 weights w_i: sum_i w_i l_i / sum_i w_i)
+//       backward  dP from the loss rule, dZ_l = act_l'(dA_{l+1} * mask_l), dW_l = dZ_l^T A_l (TN),
+//                 db_l = colsum(dZ_l), dA_l = dZ_l W_l (NN)
+//       update    optimizer.h's rule on every parameter not frozen, at step t = step0 + 1, ...,
+//                 with lr = lr_schedule[step] when a schedule is given
+//
+// This is what the eager loop computes with nn.Sequential(Linear, act, Dropout, ...), the loss
+// module and the optim class: from the same weights, order and dropout masks, the same numbers
+// within float32 rounding of a different summation order. Weights are PyTorch's layout (out, in),
+// row-major, updated in place. Kernels assume valid input (the bindings check it). Results do not
+// depend on the thread count (sgemm splits output tiles; reductions run in a fixed order).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "fastmlp/activation.h"
+#include "fastmlp/loss.h"
+#include "fastmlp/optimizer.h"
+
+namespace fastmlp {
+
+struct FitLayer {
+    float* weight = nullptr;  // (out, in)
+    float* bias = nullptr;    // (out) or null
+    int64_t in = 0, out = 0;
+    ActParams act;            // after the Linear
+    float dropout = 0.0f;     // after the activation (training); 0: none
+    bool frozen_weight = false, frozen_bias = false;  // requires_grad=False: never updated
+    // Optimizer state, shaped like the parameter (null where the optimizer does not use it):
+    // sgd: s0 momentum buffer; adam/adamw: s0 exp_avg, s1 exp_avg_sq, s2 max_exp_avg_sq;
+    // rmsprop: s0 square_avg, s1 momentum_buffer, s2 grad_avg; adagrad: s0 sum.
+    float* wstate[3] = {nullptr, nullptr, nullptr};
+    float* bstate[3] = {nullptr, nullptr, nullptr};
+};
+
+struct FitOptions {
+    int64_t batch_size = 64;
+    bool drop_last = false;
+    bool shuffle = true;
+    uint64_t seed = 0;
+    int64_t epoch_offset = 0;       // epoch e of this call shuffles as global epoch epoch_offset + e
+    const int64_t* perm = nullptr;  // explicit order: (n), or (epochs, n) when perm_per_epoch
+    bool perm_per_epoch = false;
+    LossParams loss;
+    const float* class_weight = nullptr;  // cross_entropy: (C) or null
+    const float* pos_weight = nullptr;    // bce_with_logits: (out) or null
+    int64_t ignore_index = -100;          // cross_entropy
+    float label_smoothing = 0.0f;         // cross_entropy
+    OptimOptions optim;
+    int64_t step0 = 0;                    // optimizer steps taken before this call
+    const float* lr_schedule = nullptr;   // (steps of this call) lr per step, or null: optim.lr
+    int64_t lr_schedule_len = 0;
+    uint64_t dropout_seed = 0;            // dropout masks: a counter-based stream of (seed, step)
+    bool allow_nonfinite = false;
+};
+
+// Data: X (n, in); targets either Y (n, out) float or Yi (n) int64 class indices (cross_entropy);
+// sample_weight (n) or null.
+struct FitData {
+    const float* X = nullptr;
+    const float* Y = nullptr;
+    const int64_t* Yi = nullptr;
+    const float* sample_weight = nullptr;
+    int64_t n = 0;
+};
+
+struct FitResult {
+    std::vector<double> epoch_loss;  // per epoch: sum(batch loss * batch size) / samples used
+    int64_t steps = 0;
+    bool stopped_nonfinite = false;
+    int64_t bad_epoch = -1, bad_batch = -1;
+    double bad_loss = 0.0;
+};
+
+FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int64_t epochs,
+                  const FitOptions& opt);
+
+// Inference of the same chain (no dropout): out (n, layers.back().out).
+void mlp_fit_forward(float* out, const std::vector<FitLayer>& layers, const float* X, int64_t n);
+
+// The dropout keep-mask element (row r, column c) of layer l at global step `step`: true = kept.
+bool mlp_fit_dropout_keep(uint64_t seed, int64_t step, int64_t layer, int64_t r, int64_t c,
+                          int64_t cols, float p);
+
+}  // namespace fastmlp
