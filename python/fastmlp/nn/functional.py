@@ -474,3 +474,6 @@ def _mse_general(input, target, reduction):
     if need_grad:
         return _wrap(out, _MseNode((input, target), (x, y, reduction, d)), True)
     return _wrap(out)
+
+
+from ._losses import *  # noqa: E402,F401,F403  (the losses: cross_entropy, l1_loss, ...)
