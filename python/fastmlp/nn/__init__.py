@@ -1,5 +1,6 @@
 """``fastmlp.nn``: modules, ``functional`` and ``init``, shaped like ``torch.nn``."""
 from . import functional, init
+from .layers import BatchNorm1d, Dropout, Embedding, LayerNorm, Unflatten
 from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss,
                    NLLLoss, SmoothL1Loss)
 from .modules import Flatten, Identity, Linear, Module, ModuleList, ReLU, Sequential, Sigmoid, Tanh
@@ -8,4 +9,5 @@ from .parameter import Parameter
 __all__ = ["Module", "Parameter", "Linear", "ReLU", "Sequential", "ModuleList", "MSELoss",
            "Identity", "Flatten", "Tanh", "Sigmoid", "functional", "init",
            "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "L1Loss", "SmoothL1Loss",
-           "HuberLoss"]
+           "HuberLoss",
+           "Dropout", "LayerNorm", "BatchNorm1d", "Unflatten", "Embedding"]

@@ -477,3 +477,4 @@ def _mse_general(input, target, reduction):
 
 
 from ._losses import *  # noqa: E402,F401,F403  (the losses: cross_entropy, l1_loss, ...)
+from ._layer_ops import *  # noqa: E402,F401,F403  (dropout, layer_norm, batch_norm, embedding)
