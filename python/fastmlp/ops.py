@@ -282,3 +282,108 @@ def optim_step_many(kind, params, grads, state0=None, state1=None, state2=None, 
 
 
 __all__ += ["adam_step_many", "rmsprop_step_many", "adagrad_step_many", "optim_step_many"]
+
+
+# ---- losses (helper "loss"): softmax cross-entropy and the element-wise losses ----------------
+# The kernels (csrc/cpu/losses.cpp, csrc/cuda/losses.cu) follow the numeric rules of
+# csrc/include/fastmlp/loss.h. Class-index targets are int64 arrays shaped like the input without
+# its class dimension (dim 1); rows whose target is ``ignore_index`` count for nothing.
+
+LOSS_KINDS = dict(_C.LOSS_KINDS)  # kind codes of the element-wise kernels (mse, l1, huber, ...)
+
+# The eager training step's call (CPU float32 only, positional, no dispatch):
+# (input, target, weight, ignore_index, label_smoothing, reduction, want_rows).
+cross_entropy_forward_backward_cpu = _C.cross_entropy_forward_backward
+
+
+def _is_gpu(x):
+    return type(x) is not np.ndarray and hasattr(x, "__cuda_array_interface__")
+
+
+def cross_entropy_forward(input, target, weight=None, *, ignore_index=-100, label_smoothing=0.0,
+                          want_rows=False):
+    """``(loss_sum, weight_sum, row_losses or None)`` of softmax cross-entropy (class indices).
+
+    ``input`` (N, C, d1, ...) float32 logits, ``target`` (N, d1, ...) int64. The 'mean' loss is
+    ``loss_sum / weight_sum`` (PyTorch's: the sum of ``weight[target]`` over non-ignored rows).
+    """
+    if _is_gpu(input):
+        return _gpu('input', input).cross_entropy_forward(
+            input, target, weight, ignore_index=ignore_index, label_smoothing=label_smoothing,
+            want_rows=want_rows)
+    return _C.cross_entropy_forward(input, target, weight, ignore_index, label_smoothing, want_rows)
+
+
+def cross_entropy_backward(input, target, weight=None, grad_rows=None, *, scale=1.0,
+                           ignore_index=-100, label_smoothing=0.0):
+    """Gradient of the row losses: ``scale * grad_rows[r] * (softmax - coefficients)`` per row."""
+    if _is_gpu(input):
+        return _gpu('input', input).cross_entropy_backward(
+            input, target, weight, grad_rows, scale=scale, ignore_index=ignore_index,
+            label_smoothing=label_smoothing)
+    return _C.cross_entropy_backward(input, target, weight, grad_rows, scale, ignore_index,
+                                     label_smoothing)
+
+
+def cross_entropy_forward_backward(input, target, weight=None, *, ignore_index=-100,
+                                   label_smoothing=0.0, reduction="mean", want_rows=False):
+    """``(loss_sum, weight_sum, dinput, row_losses or None)``: the forward and the gradient of the
+    ``reduction`` ('mean' or 'sum') loss with respect to ``input``, in one sweep over the logits."""
+    if _is_gpu(input):
+        return _gpu('input', input).cross_entropy_forward_backward(
+            input, target, weight, ignore_index=ignore_index, label_smoothing=label_smoothing,
+            reduction=reduction, want_rows=want_rows)
+    return _C.cross_entropy_forward_backward(input, target, weight, ignore_index, label_smoothing,
+                                             reduction, want_rows)
+
+
+def cross_entropy_prob_forward(input, target, weight=None, *, label_smoothing=0.0, want_rows=False):
+    """``(loss_sum, row_losses or None)`` for class-probability targets shaped like ``input``."""
+    if _is_gpu(input):
+        return _gpu('input', input).cross_entropy_prob_forward(
+            input, target, weight, label_smoothing=label_smoothing, want_rows=want_rows)
+    return _C.cross_entropy_prob_forward(input, target, weight, label_smoothing, want_rows)
+
+
+def cross_entropy_prob_backward(input, target, weight=None, grad_rows=None, *, scale=1.0,
+                                label_smoothing=0.0):
+    if _is_gpu(input):
+        return _gpu('input', input).cross_entropy_prob_backward(
+            input, target, weight, grad_rows, scale=scale, label_smoothing=label_smoothing)
+    return _C.cross_entropy_prob_backward(input, target, weight, grad_rows, scale, label_smoothing)
+
+
+def loss_elementwise_forward(kind, input, target, weight=None, pos_weight=None, *, p0=1.0,
+                             want_out=False):
+    """``(sum, losses or None)`` of an element-wise loss (``LOSS_KINDS``: mse, l1, smooth_l1 with
+    beta=p0, huber with delta=p0, bce_with_logits with ``pos_weight`` along the last dimension);
+    ``weight`` (shaped like input) multiplies each element's loss."""
+    if _is_gpu(input):
+        return _gpu('input', input).loss_elementwise_forward(
+            kind, input, target, weight, pos_weight, p0=p0, want_out=want_out)
+    return _C.loss_elementwise_forward(kind, input, target, weight, pos_weight, p0, want_out)
+
+
+def loss_elementwise_backward(kind, input, target, weight=None, pos_weight=None, grad_output=None,
+                              *, p0=1.0, scale=1.0):
+    """``scale * grad_output * weight * dl/dinput`` (grad_output None: ones)."""
+    if _is_gpu(input):
+        return _gpu('input', input).loss_elementwise_backward(
+            kind, input, target, weight, pos_weight, grad_output, p0=p0, scale=scale)
+    return _C.loss_elementwise_backward(kind, input, target, weight, pos_weight, grad_output, p0,
+                                        scale)
+
+
+def loss_elementwise_forward_backward(kind, input, target, weight=None, pos_weight=None, *, p0=1.0,
+                                      scale=1.0):
+    """``(sum, scale * weight * dl/dinput)`` in one pass."""
+    if _is_gpu(input):
+        return _gpu('input', input).loss_elementwise_forward_backward(
+            kind, input, target, weight, pos_weight, p0=p0, scale=scale)
+    return _C.loss_elementwise_forward_backward(kind, input, target, weight, pos_weight, p0, scale)
+
+
+__all__ += ["LOSS_KINDS", "cross_entropy_forward", "cross_entropy_forward_backward_cpu", "cross_entropy_backward",
+            "cross_entropy_forward_backward", "cross_entropy_prob_forward",
+            "cross_entropy_prob_backward", "loss_elementwise_forward", "loss_elementwise_backward",
+            "loss_elementwise_forward_backward"]

@@ -1,8 +1,13 @@
 """``fastmlp.nn``: modules, ``functional`` and ``init``, shaped like ``torch.nn``."""
 from . import functional, init
-from .modules import (Flatten, Identity, Linear, Module, ModuleList, MSELoss, ReLU, Sequential,
-                      Sigmoid, Tanh)
+from .layers import BatchNorm1d, Dropout, Embedding, LayerNorm, Unflatten
+from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss,
+                   NLLLoss, SmoothL1Loss)
+from .modules import Flatten, Identity, Linear, Module, ModuleList, ReLU, Sequential, Sigmoid, Tanh
 from .parameter import Parameter
 
 __all__ = ["Module", "Parameter", "Linear", "ReLU", "Sequential", "ModuleList", "MSELoss",
-           "Identity", "Flatten", "Tanh", "Sigmoid", "functional", "init"]
+           "Identity", "Flatten", "Tanh", "Sigmoid", "functional", "init",
+           "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "L1Loss", "SmoothL1Loss",
+           "HuberLoss",
+           "Dropout", "LayerNorm", "BatchNorm1d", "Unflatten", "Embedding"]

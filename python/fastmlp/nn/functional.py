@@ -474,3 +474,7 @@ def _mse_general(input, target, reduction):
     if need_grad:
         return _wrap(out, _MseNode((input, target), (x, y, reduction, d)), True)
     return _wrap(out)
+
+
+from ._losses import *  # noqa: E402,F401,F403  (the losses: cross_entropy, l1_loss, ...)
+from ._layer_ops import *  # noqa: E402,F401,F403  (dropout, layer_norm, batch_norm, embedding)

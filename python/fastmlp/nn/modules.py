@@ -1,4 +1,4 @@
-"""``nn.Module`` and the layers of an MLP: Linear, ReLU, Sequential, MSELoss, Identity, …
+"""``nn.Module`` and the layers of an MLP: Linear, ReLU, Sequential, Identity, … (losses: loss.py)
 
 Parameters, buffers and submodules are kept in ordered registries (as in PyTorch) and also as
 plain instance attributes, so ``self.fc1`` in a ``forward`` is an ordinary attribute lookup.
@@ -23,8 +23,8 @@ from . import functional as F
 from . import init
 from .parameter import Parameter
 
-__all__ = ["Module", "Linear", "ReLU", "Sequential", "ModuleList", "MSELoss", "Identity",
-           "Flatten", "Tanh", "Sigmoid"]
+__all__ = ["Module", "Linear", "ReLU", "Sequential", "ModuleList", "Identity", "Flatten", "Tanh",
+           "Sigmoid"]
 
 # Bumped by every attribute write, module (de)registration and train/eval switch on any Module:
 # caches made from a model's structure (the fused trainer's traced chain) compare it to know they
@@ -522,24 +522,6 @@ class Flatten(Module):
 
     def extra_repr(self):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
-
-
-class MSELoss(Module):
-    """Mean squared error; ``reduction`` is ``"mean"`` (default), ``"sum"`` or ``"none"``."""
-
-    def __init__(self, size_average=None, reduce=None, reduction="mean"):
-        super().__init__()
-        if size_average is not None or reduce is not None:
-            reduction = F._legacy_reduction(size_average, reduce, reduction)
-        if reduction not in F._REDUCTIONS:
-            raise ValueError(f"{reduction} is not a valid value for reduction")
-        self.reduction = reduction
-
-    def forward(self, input, target):
-        return F.mse_loss(input, target, reduction=self.reduction)
-
-    def __call__(self, input, target):
-        return F._mse(input, target, self.reduction)
 
 
 class _ModuleSequence(Module):
