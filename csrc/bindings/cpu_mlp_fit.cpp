@@ -58,7 +58,8 @@ void check_apart(const HostArrays& params, const std::vector<py::array>& data) {
 py::dict mlp_fit_py(py::list layers, py::handle X_obj, py::handle Y_obj, py::dict loss,
                     py::dict optim, int64_t epochs, int64_t batch_size, bool drop_last,
                     bool shuffle, uint64_t seed, int64_t epoch_offset, py::object perm_obj,
-                    int64_t step0, py::object lr_schedule, uint64_t dropout_seed,
+                    int64_t step0, py::object lr_schedule, py::object momentum_schedule,
+                    uint64_t dropout_seed,
                     py::object sample_weight, py::object class_weight, py::object pos_weight,
                     bool allow_nonfinite) {
     if (epochs < 0) throw py::value_error("mlp_fit: epochs must be >= 0, got " + std::to_string(epochs));
@@ -131,6 +132,13 @@ py::dict mlp_fit_py(py::list layers, py::handle X_obj, py::handle Y_obj, py::dic
         o.lr_schedule = static_cast<const float*>(lrs.data());
         o.lr_schedule_len = lrs.shape(0);
     }
+    py::array ms;
+    if (!momentum_schedule.is_none()) {
+        ms = input_contiguous(momentum_schedule, "momentum_schedule");
+        if (ms.ndim() != 1) throw py::value_error("mlp_fit: 'momentum_schedule' must be 1-D");
+        o.momentum_schedule = static_cast<const float*>(ms.data());
+        o.momentum_schedule_len = ms.shape(0);
+    }
     check_apart(arrays, held);
     PermArray perm;
     if (!perm_obj.is_none()) {
@@ -195,7 +203,8 @@ void register_mlp_fit(py::module_& m) {
           py::arg("loss"), py::arg("optim"), py::arg("epochs") = 1, py::arg("batch_size") = 64,
           py::arg("drop_last") = false, py::arg("shuffle") = true, py::arg("seed") = 0,
           py::arg("epoch_offset") = 0, py::arg("perm") = py::none(), py::arg("step0") = 0,
-          py::arg("lr_schedule") = py::none(), py::arg("dropout_seed") = 0,
+          py::arg("lr_schedule") = py::none(), py::arg("momentum_schedule") = py::none(),
+          py::arg("dropout_seed") = 0,
           py::arg("sample_weight") = py::none(), py::arg("class_weight") = py::none(),
           py::arg("pos_weight") = py::none(), py::arg("allow_nonfinite") = false,
           "Fused training of a Linear/activation/dropout chain with any loss and optimizer of "

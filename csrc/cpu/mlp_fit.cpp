@@ -37,6 +37,7 @@ struct Scratch {
     std::vector<std::vector<float>> a;     // a[l] (B, in_l): layer inputs; a[L] = output P
     std::vector<std::vector<float>> z;     // z[l] (B, out_l): pre-activation where needed
     std::vector<std::vector<float>> mask;  // mask[l] (B, out_l): dropout scale (0 or 1/(1-p))
+    std::vector<std::vector<float>> ykeep; // ykeep[l] (B, out_l): act output before dropout
     std::vector<float> y, d0, d1, gw, gb;
     std::vector<int64_t> yi;
     std::vector<float> sw;
@@ -45,6 +46,7 @@ struct Scratch {
         a.assign(L + 1, {});
         z.assign(L, {});
         mask.assign(L, {});
+        ykeep.assign(L, {});
         a[0].assign(size_t(B * layers[0].in), 0.0f);
         int64_t maxw = layers[0].in, maxio = 0;
         for (size_t l = 0; l < L; ++l) {
@@ -52,7 +54,10 @@ struct Scratch {
             a[l + 1].assign(size_t(B * ly.out), 0.0f);
             if (ly.act.kind != Act::identity && ly.act.kind != Act::relu)
                 z[l].assign(size_t(B * ly.out), 0.0f);
-            if (ly.dropout > 0.0f) mask[l].assign(size_t(B * ly.out), 0.0f);
+            if (ly.dropout > 0.0f) {
+                mask[l].assign(size_t(B * ly.out), 0.0f);
+                ykeep[l].assign(size_t(B * ly.out), 0.0f);
+            }
             maxw = std::max(maxw, ly.out);
             maxio = std::max(maxio, ly.in * ly.out);
         }
@@ -194,16 +199,18 @@ void forward_batch(const std::vector<FitLayer>& layers, Scratch& s, int64_t B, b
               0.0f, zbuf, ly.out, epi);
         if (keep_z) act_apply(out, zbuf, n, ly.act);
         if (train && ly.dropout > 0.0f) {
-            // The activation's output y is needed by act_grad (relu, tanh, sigmoid read y): the
-            // dropped values go to out, y is recovered from out / mask only where kept, so the
-            // mask stores the scale and y is kept in z for those kinds (see backward).
+            // The activation's output y (which act_grad reads for relu, tanh, sigmoid) is kept
+            // before the mask; the next layer reads the dropped, rescaled values.
             float* m = s.mask[size_t(l)].data();
+            float* yk = s.ykeep[size_t(l)].data();
             const float p = ly.dropout;
             const float keep_scale = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
 #pragma omp parallel for schedule(static) num_threads(threads_elem(n, 12.0))
             for (int64_t i = 0; i < n; ++i) {
                 const bool keep = dropout_uniform(dseed, step, l, i) >= p;
                 m[i] = keep ? keep_scale : 0.0f;
+                yk[i] = out[i];
+                out[i] = out[i] * m[i];
             }
         }
     }
@@ -249,10 +256,6 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
     const bool weighted = data.sample_weight != nullptr;
     Scratch s;
     s.init(layers, B_full, index_targets);
-    // With dropout the activation output y that act_grad reads must survive the mask: keep a copy.
-    std::vector<std::vector<float>> ykeep(static_cast<size_t>(L));
-    for (int64_t l = 0; l < L; ++l)
-        if (layers[size_t(l)].dropout > 0.0f) ykeep[size_t(l)].assign(size_t(B_full * layers[size_t(l)].out), 0.0f);
     std::vector<int64_t> order(static_cast<size_t>(n));
     int64_t step = opt.step0;
     for (int64_t e = 0; e < epochs; ++e) {
@@ -282,16 +285,6 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
             }
             // forward (dropout masks drawn for this global step)
             forward_batch(layers, s, B, true, opt.dropout_seed, step);
-            for (int64_t l = 0; l < L; ++l) {
-                const FitLayer& ly = layers[size_t(l)];
-                if (ly.dropout <= 0.0f) continue;
-                const int64_t nn = B * ly.out;
-                float* out = s.a[size_t(l + 1)].data();
-                float* yk = ykeep[size_t(l)].data();
-                const float* m = s.mask[size_t(l)].data();
-                std::memcpy(yk, out, size_t(nn) * sizeof(float));
-                for (int64_t i = 0; i < nn; ++i) out[i] = yk[i] * m[i];
-            }
             // Dropout after the last layer is applied to P as well (the chain's output).
             const float* P = s.a[size_t(L)].data();
             float* dz = s.d0.data();
@@ -309,11 +302,17 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
             OptimOptions oo = opt.optim;
             const int64_t k = step - opt.step0;
             if (opt.lr_schedule && k < opt.lr_schedule_len) oo.lr = double(opt.lr_schedule[k]);
+            if (opt.momentum_schedule && k < opt.momentum_schedule_len) {
+                if (oo.kind == Optim::adam || oo.kind == Optim::adamw)
+                    oo.beta1 = double(opt.momentum_schedule[k]);
+                else
+                    oo.momentum = double(opt.momentum_schedule[k]);
+            }
             const OptimCoeffs c = optim_coeffs(oo, step + 1);
             for (int64_t l = L - 1; l >= 0; --l) {
                 const FitLayer& ly = layers[size_t(l)];
                 const int64_t nn = B * ly.out;
-                const float* yv = ly.dropout > 0.0f ? ykeep[size_t(l)].data() : s.a[size_t(l + 1)].data();
+                const float* yv = ly.dropout > 0.0f ? s.ykeep[size_t(l)].data() : s.a[size_t(l + 1)].data();
                 if (ly.dropout > 0.0f) {
                     const float* m = s.mask[size_t(l)].data();
                     for (int64_t i = 0; i < nn; ++i) dz[i] *= m[i];

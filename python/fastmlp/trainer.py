@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _C
+from .training_spec import resolve_loss, resolve_optimizer, write_back_state
 
 __all__ = ["fit", "predict", "History", "NonFiniteLossError", "extract_chain", "Chain"]
 
@@ -69,6 +70,35 @@ class Chain:
     modules: list = field(default_factory=list)
     frozen: list = field(default_factory=list)  # per layer: (weight frozen, bias frozen)
     known_device: str = None  # set once checked (a traced chain is rebuilt when arrays change)
+    acts: list = None       # per layer: (kind name, p0, p1) or None (activation.h's kinds)
+    dropout: list = None    # per layer: dropout probability after the activation (training)
+    params: list = None     # per layer: (weight Parameter, bias Parameter or None)
+
+    @property
+    def basic(self) -> bool:
+        """Only ReLU/identity activations and no dropout: the ReLU/MSE/SGD trainer can run it."""
+        acts = self.acts or []
+        return all(a is None or a[0] in ("relu", "identity") for a in acts) and \
+            not any(self.dropout or [])
+
+    def spec_layers(self, states=None, frozen=True):
+        """The layer dicts of csrc/bindings/mlp_spec.h (states: per layer (wstate, bstate))."""
+        from .tracing import ACT_KINDS
+
+        out = []
+        acts = self.acts or [("relu", 0.0, 0.0) if r else None for r in self.relu]
+        drops = self.dropout or [0.0] * len(self.weights)
+        fro = self.frozen or [(False, False)] * len(self.weights)
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            a = acts[i] or ("identity", 0.0, 0.0)
+            d = {"weight": w, "bias": b, "act": (ACT_KINDS[a[0]], float(a[1]), float(a[2])),
+                 "dropout": float(drops[i]),
+                 "frozen_weight": bool(fro[i][0]) if frozen else True,
+                 "frozen_bias": bool(fro[i][1]) if frozen else True}
+            if states is not None:
+                d["wstate"], d["bstate"] = states[i]
+            out.append(d)
+        return out
 
     @property
     def in_features(self) -> int:
@@ -105,8 +135,11 @@ class Chain:
 
     def describe(self) -> str:
         parts = [str(self.in_features)]
-        for w, r in zip(self.weights, self.relu):
-            parts.append(f"{w.shape[0]}{' relu' if r else ''}")
+        acts = self.acts or [("relu",) if r else None for r in self.relu]
+        for i, (w, a) in enumerate(zip(self.weights, acts)):
+            d = (self.dropout or [0.0] * len(self.weights))[i]
+            parts.append(f"{w.shape[0]}{' ' + a[0] if a and a[0] != 'identity' else ''}"
+                         f"{f' dropout({d:g})' if d else ''}")
         return " -> ".join(parts)
 
 
@@ -343,6 +376,7 @@ def _chain_by_trace(model):
 
     layers = tracing.trace_layers(model)
     weights, biases, relu, frozen, params = [], [], [], [], []
+    acts, drops, pairs = [], [], []
     for i, ly in enumerate(layers):
         w, b = ly["weight"], ly["bias"]
         name = ly["weight_name"].rpartition(".")[0] or "layer"
@@ -351,14 +385,11 @@ def _chain_by_trace(model):
         params.extend(p for p in (w, b) if p is not None)
         frozen.append((not w.requires_grad, b is not None and not b.requires_grad))
         act = ly["act"]
-        if act is None:
-            relu.append(False)
-        elif act[0] == "relu":
-            relu.append(True)
-        else:
-            raise tracing.TraceError(f"fit: {_kind(model)} applies {act[0]} after the Linear layer "
-                                     f"'{name}', which the native trainer does not run. " + EAGER_HINT)
-    chain = Chain(weights, biases, relu, [], frozen)
+        relu.append(act is not None and act[0] == "relu")
+        acts.append(act)
+        drops.append(ly.get("dropout", 0.0))
+        pairs.append((w, b))
+    chain = Chain(weights, biases, relu, [], frozen, acts=acts, dropout=drops, params=pairs)
     chain.known_device = chain.device  # the cache rebuilds the chain when an array changes
     return chain, params
 
@@ -530,7 +561,14 @@ def predict(model, X) -> np.ndarray:
         cp, C = _cuda_backend(chain)
         return _predict_cuda(chain, X, cp, C)
     X = _check_predict_input(chain, _as_data(X, "X"))
-    return _C.mlp_forward(chain.weights, chain.biases, chain.relu, _f32(X))
+    return _forward(chain, _f32(X))
+
+
+def _forward(chain: Chain, X: np.ndarray) -> np.ndarray:
+    """The chain on host float32 X (inference: no dropout)."""
+    if chain.basic:
+        return _C.mlp_forward(chain.weights, chain.biases, chain.relu, X)
+    return _C.mlp_fit_forward(chain.spec_layers(frozen=False), X)
 
 
 def _mse(pred: np.ndarray, y: np.ndarray) -> float:
@@ -594,63 +632,192 @@ def _check_float(v, name, lo=0.0):
     return v
 
 
-def fit(model, X, y, *, epochs, batch_size, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
-        nesterov=False, shuffle=True, drop_last=False, seed=None, validation_data=None,
-        progress=None, allow_nonfinite=False, permutation=None):
-    """Train ``model`` (an ``nn.Sequential`` of Linear/ReLU, or a Module whose forward is such a
-    chain) on ``X``, ``y`` with MSE loss and SGD, whole epochs at a time in native code.
+def _class_targets(y, n_classes, what):
+    """Class-index targets (n,) int64 for cross-entropy, checked as PyTorch does."""
+    if _is_torch(y):
+        y = y.detach().cpu().numpy()
+    elif hasattr(y, "_data"):
+        y = y._data
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y.reshape(-1)
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"fit: cross_entropy needs class-index targets {what} of an integer dtype "
+                        f"(int64), got dtype {y.dtype}; for class probabilities use the eager loop")
+    if y.ndim != 1:
+        raise ValueError(f"fit: class targets {what} must have shape (n,), got {y.shape}")
+    return np.ascontiguousarray(y, dtype=np.int64)
 
-    Same semantics as the eager loop with ``DataLoader(..., batch_size, shuffle, drop_last)``,
-    ``nn.MSELoss()`` and ``optim.SGD(model.parameters(), lr, momentum, dampening, weight_decay,
-    nesterov)`` created fresh for this call. Parameters are updated in place.
 
-    - ``X`` (n, in) and ``y`` (n, out) are numpy arrays or Tensors (converted to float32); ``y``
-      of shape (n,) is read as (n, 1) when the model has one output.
-    - ``shuffle``: a new seeded permutation each epoch; ``seed`` (int) makes it reproducible (None:
-      a fresh random seed, recorded in the history). ``permutation``: an explicit sample order,
-      (n,) for every epoch or (epochs, n), instead of shuffling.
-    - ``validation_data=(X_val, y_val)``: its MSE after every epoch in ``history["val_loss"]``.
-    - ``progress``: a tqdm bar (or a line per epoch without tqdm) on stderr; None shows it only
-      when stderr is a terminal.
-    - A NaN/inf batch loss raises :class:`NonFiniteLossError` naming the epoch and batch (the
-      weights are as before that batch); ``allow_nonfinite=True`` keeps going.
+def _weights_vector(w, n, name):
+    if w is None:
+        return None
+    a = np.asarray(w._data if hasattr(w, "_data") else w)
+    if a.dtype.kind not in "fiu":
+        raise TypeError(f"fit: {name} must hold numbers, got dtype {a.dtype}")
+    a = np.ascontiguousarray(a, dtype=np.float32).reshape(-1)
+    if a.shape != (n,):
+        raise ValueError(f"fit: {name} must have shape ({n},), got {a.shape}")
+    if not np.all(np.isfinite(a)) or np.any(a < 0):
+        raise ValueError(f"fit: {name} must hold finite non-negative weights")
+    return a
 
-    - A model on the GPU (``model.to("cuda")``) trains there with the same semantics and the same
-      sample order for a given seed; ``X``/``y`` may be host data (uploaded once) or GPU arrays /
-      CUDA Tensors (used in place). A model split across devices is a ValueError; a GPU model
-      without a usable CUDA device a RuntimeError.
 
-    Returns a :class:`History`: ``loss`` (per-epoch mean of the batch losses, weighted by batch
-    size), ``val_loss``, ``samples_per_sec`` (whole run), ``epoch_samples_per_sec``, ``seconds``,
-    ``steps``, ``seed``, ``device``.
+def _accuracy(pred, y):
+    yi = np.asarray(y).reshape(-1)
+    if pred.shape[1] == 1:  # binary logits
+        return float(np.mean((pred[:, 0] > 0) == (yi > 0.5)))
+    return float(np.mean(np.argmax(pred, axis=1) == yi))
+
+
+def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd", momentum=0.0,
+        dampening=0.0, weight_decay=None, nesterov=False, shuffle=True, drop_last=False, seed=None,
+        validation_data=None, progress=None, allow_nonfinite=False, permutation=None,
+        scheduler=None, scheduler_interval=None, lr_schedule=None, sample_weight=None,
+        class_weight=None, metric=None, patience=None, min_delta=0.0, restore_best_weights=True,
+        on_epoch_end=None, **hyper):
+    """Train ``model`` on ``X``, ``y`` whole epochs at a time in native code.
+
+    ``model``: an ``nn.Sequential`` or any Module whose forward is a chain of Linear layers with
+    element-wise activations (ReLU, Tanh, Sigmoid, GELU, SiLU, LeakyReLU, ELU, Softplus, Hardtanh)
+    and Dropout between them, read by tracing one forward (:mod:`fastmlp.tracing`). Same
+    semantics as the eager loop with ``DataLoader(..., batch_size, shuffle, drop_last)``, the
+    loss module and the optimizer created for this call (or passed in). Parameters (and an
+    optimizer instance's state) are updated in place; parameters with ``requires_grad=False``
+    are left alone, as the eager loop leaves them.
+
+    - ``loss``: 'mse' (default), 'cross_entropy' (int64 class targets), 'bce_with_logits', 'l1',
+      'huber', 'smooth_l1', or the loss module itself (``nn.CrossEntropyLoss(weight=...,
+      label_smoothing=...)``, ``nn.HuberLoss(delta=...)``, ``nn.BCEWithLogitsLoss(pos_weight=...)``).
+    - ``optimizer``: 'sgd' (default; ``momentum``, ``dampening``, ``weight_decay``, ``nesterov``),
+      'adam', 'adamw' (``betas``, ``eps``, ``weight_decay``, ``amsgrad``), 'rmsprop' (``alpha``,
+      ``eps``, ``momentum``, ``centered``), 'adagrad' (``lr_decay``, ``eps``,
+      ``initial_accumulator_value``), with ``lr`` and the hyper-parameters as keyword
+      arguments (PyTorch's names and defaults, ``maximize`` too); or an ``optim`` instance built
+      on ``model.parameters()`` whose settings and state are used and left updated.
+    - ``scheduler``: an ``optim.lr_scheduler`` instance on that optimizer instance, stepped per
+      epoch (default) or per step (``scheduler_interval='step'``; the default for OneCycleLR);
+      ``ReduceLROnPlateau`` is stepped with the validation loss (or the training loss).
+      ``lr_schedule``: a callable ``step -> lr`` (global optimizer step, from 0). Per-step rates
+      are computed before each epoch and applied inside the native loop.
+    - ``X`` (n, in), ``y`` (n, out) (or (n,) class indices for cross_entropy): arrays or Tensors.
+    - ``sample_weight`` (n,): a weighted mean loss, sum_i w_i l_i / sum_i w_i. ``class_weight``
+      (classes,): cross-entropy's per-class weight.
+    - ``shuffle``, ``seed``, ``permutation``, ``drop_last``: the sample order, as before.
+    - ``validation_data=(X_val, y_val)``: its loss after every epoch in ``history["val_loss"]``
+      (and ``history["val_accuracy"]`` for classification, or with ``metric='accuracy'``).
+      ``patience``: stop when the validation loss (training loss without validation data) has not
+      improved by ``min_delta`` for that many epochs; ``restore_best_weights`` puts back the best.
+    - ``on_epoch_end(history)``: called after every epoch; returning True stops training.
+    - A NaN/inf batch loss raises :class:`NonFiniteLossError` (``allow_nonfinite=True`` goes on).
+    - A model on the GPU trains there (ReLU chains with MSE and SGD today).
+
+    Returns a :class:`History`: ``loss``, ``val_loss``, ``samples_per_sec``, ``seconds``,
+    ``steps``, ``seed``, ``device``, ``lr`` (per epoch), ``best_epoch`` with ``patience``.
     """
     chain = extract_chain(model)
     epochs = _check_int(epochs, "epochs", 1)
     batch_size = _check_int(batch_size, "batch_size", 1)
-    lr = _check_float(lr, "learning rate lr")
-    momentum = _check_float(momentum, "momentum")
-    dampening = _check_float(dampening, "dampening")
-    weight_decay = _check_float(weight_decay, "weight_decay")
-    if nesterov and (momentum <= 0 or dampening != 0):
-        raise ValueError("fit: Nesterov momentum requires a momentum and zero dampening")
+    lspec = resolve_loss(loss, chain.out_features)
+    wd_given = weight_decay is not None
+    if isinstance(optimizer, str):
+        name = optimizer.lower()
+        h = dict(hyper)
+        if name in ("sgd", "rmsprop"):
+            h.setdefault("momentum", momentum)
+        elif momentum != 0.0:
+            raise TypeError(f"fit: momentum is a hyper-parameter of sgd and rmsprop; {name} does "
+                            f"not take it (Adam's is betas=(beta1, beta2))")
+        if name == "sgd":
+            h.setdefault("dampening", dampening)
+            h.setdefault("nesterov", bool(nesterov))
+        elif dampening != 0.0 or nesterov:
+            raise TypeError(f"fit: dampening/nesterov are SGD's; {name} does not take them")
+        if wd_given:
+            h.setdefault("weight_decay", weight_decay)
+        if lr is not None:
+            lr = _check_float(lr, "learning rate lr")
+        ospec = resolve_optimizer(name, lr, h, [p for pair in (chain.params or []) for p in pair
+                                                if p is not None])
+    else:
+        if momentum or dampening or nesterov or wd_given:
+            raise TypeError("fit: with an optimizer instance, set momentum/weight_decay/... on it")
+        if not chain.params:
+            raise ValueError("fit: an optimizer instance needs a fastmlp model")
+        ospec = resolve_optimizer(optimizer, lr, hyper, [p for pair in chain.params for p in pair
+                                                         if p is not None])
+    if scheduler is not None and (ospec.instance is None or
+                                  getattr(scheduler, "optimizer", None) is not ospec.instance):
+        raise ValueError("fit: scheduler must be an lr_scheduler on the optimizer instance passed "
+                         "as optimizer= (a scheduler steps its own optimizer's learning rate)")
+    if scheduler is not None and lr_schedule is not None:
+        raise TypeError("fit: pass scheduler or lr_schedule, not both")
+    if lr_schedule is not None and not callable(lr_schedule):
+        raise TypeError(f"fit: lr_schedule must be a callable step -> lr, got {_kind(lr_schedule)}")
+    sched_kind = type(scheduler).__name__ if scheduler is not None else None
+    if scheduler_interval is None:
+        scheduler_interval = "step" if sched_kind == "OneCycleLR" else "epoch"
+    if scheduler_interval not in ("epoch", "step"):
+        raise ValueError(f"fit: scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
+    if sched_kind == "ReduceLROnPlateau" and scheduler_interval == "step":
+        raise ValueError("fit: ReduceLROnPlateau is stepped per epoch with a metric")
+    if patience is not None:
+        patience = _check_int(patience, "patience", 1)
+    min_delta = _check_float(min_delta, "min_delta")
+    if metric not in (None, "loss", "accuracy"):
+        raise ValueError(f"fit: metric must be 'loss' or 'accuracy', got {metric!r}")
+    if on_epoch_end is not None and not callable(on_epoch_end):
+        raise TypeError(f"fit: on_epoch_end must be callable, got {_kind(on_epoch_end)}")
+    frozen_any = any(a or b for a, b in (chain.frozen or []))
+    fast = (chain.basic and lspec.name == "mse" and ospec.name == "sgd" and ospec.instance is None
+            and not ospec.hyper.get("maximize") and scheduler is None and lr_schedule is None
+            and sample_weight is None and class_weight is None and not frozen_any)
     on_gpu = chain.is_cuda
+    if on_gpu and not fast:
+        raise ValueError(f"fit: on the GPU the fused trainer runs ReLU chains with MSE and SGD; "
+                         f"this run ({chain.describe()}, loss {lspec.name}, {ospec.name}) trains on "
+                         f"the CPU (model.to('cpu')) or with the eager loop")
     if on_gpu:
         cp, CU = _cuda_backend(chain)
         X, Y = prepare_data_cuda(chain, X, y, cp)
+    elif lspec.classification:
+        Xa = _as_data(X, "X")
+        if Xa.ndim != 2 or Xa.shape[1] != chain.in_features:
+            raise ValueError(f"fit: X must have shape (n, {chain.in_features}), got {Xa.shape}")
+        Y = _class_targets(y, chain.out_features, "y")
+        if Y.shape[0] != Xa.shape[0]:
+            raise ValueError(f"fit: X has {Xa.shape[0]} samples but y has {Y.shape[0]}")
+        if Xa.shape[0] == 0:
+            raise ValueError("fit: X has no samples")
+        X = _f32(Xa)
     else:
         X, Y = prepare_data(chain, X, y)
     n = X.shape[0]
     if drop_last and n < batch_size:
         raise ValueError(f"fit: drop_last=True with {n} samples and batch_size={batch_size} leaves "
                          "no batch to train on")
+    sw = _weights_vector(sample_weight, n, "sample_weight")
+    cw = None
+    if class_weight is not None:
+        if not lspec.classification:
+            raise ValueError("fit: class_weight applies to loss='cross_entropy'")
+        cw = _weights_vector(class_weight, chain.out_features, "class_weight")
+        lspec.class_weight = cw
     val = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise TypeError("fit: validation_data must be a tuple (X_val, y_val)")
         if on_gpu:
             val = prepare_data_cuda(chain, validation_data[0], validation_data[1], cp, what="X_val")
+        elif lspec.classification:
+            Xv = _as_data(validation_data[0], "X_val")
+            if Xv.ndim != 2 or Xv.shape[1] != chain.in_features:
+                raise ValueError(f"fit: X_val has {Xv.shape[-1]} features but the model takes "
+                                 f"{chain.in_features}")
+            val = (_f32(Xv), _class_targets(validation_data[1], chain.out_features, "y_val"))
         else:
             val = prepare_data(chain, validation_data[0], validation_data[1], what="X_val")
+    want_acc = metric == "accuracy" or (metric is None and lspec.classification)
     perm = None
     if permutation is not None:
         perm = np.asarray(permutation)
@@ -664,44 +831,87 @@ def fit(model, X, y, *, epochs, batch_size, lr, momentum=0.0, dampening=0.0, wei
     else:
         seed = _check_int(seed, "seed", 0) & ((1 << 64) - 1)
 
+    steps_per_epoch = n // batch_size if drop_last else -(-n // batch_size)
     bufs_w = bufs_b = None
-    if momentum != 0:
+    states = None
+    momentum = float(ospec.hyper.get("momentum", 0.0)) if ospec.name == "sgd" else 0.0
+    if fast and momentum != 0:
         xp = cp if on_gpu else np
         bufs_w = [xp.zeros_like(w) for w in chain.weights]
         bufs_b = [xp.zeros_like(b) if b is not None else None for b in chain.biases]
+    if not fast:
+        states = []
+        for (pw, pb), w, b in zip(chain.params, chain.weights, chain.biases):
+            states.append((ospec.state_for(pw, w), ospec.state_for(pb, b) if pb is not None else None))
+    chain_params = [p for pair in (chain.params or []) for p in pair if p is not None]
 
     hist = History(loss=[], val_loss=[], epoch_samples_per_sec=[], samples_per_sec=0.0,
                    seconds=0.0, steps=0, seed=seed, architecture=chain.describe(),
-                   device=chain.device)
+                   device=chain.device, lr=[])
+    if want_acc:
+        hist["val_accuracy"] = []
     prog = _Progress(progress, epochs)
     used_per_epoch = (n // batch_size) * batch_size if drop_last else n
     total_time = 0.0
+    best = None  # (score, epoch, saved parameter copies)
+    bad_epochs = 0
+    group = ospec.instance.param_groups[0] if ospec.instance is not None else None
     try:
         for e in range(epochs):
             if perm is None:
                 p = None
             else:
                 p = perm if perm.ndim == 1 else perm[e]
+            cur_lr = float(group["lr"]) if group is not None else ospec.lr
+            sched = msched = None
+            if lr_schedule is not None or (scheduler is not None and scheduler_interval == "step"):
+                sched = np.empty(steps_per_epoch, np.float32)
+                mkey = "betas" if ospec.name in ("adam", "adamw") else "momentum"
+                if group is not None and mkey in group:
+                    msched = np.empty(steps_per_epoch, np.float32)
+                for k in range(steps_per_epoch):
+                    if lr_schedule is not None:
+                        sched[k] = _check_float(lr_schedule(ospec.step + k), "lr_schedule(step)")
+                    else:  # the rates the eager loop's steps would use, then its scheduler.step()
+                        sched[k] = float(group["lr"])
+                        if msched is not None:
+                            v = group[mkey]
+                            msched[k] = float(v[0] if mkey == "betas" else v)
+                        scheduler.step()
+            hist["lr"].append(float(sched[0]) if sched is not None and len(sched) else cur_lr)
             t0 = time.perf_counter()
-            if on_gpu:
+            if fast and on_gpu:
                 if p is None and shuffle:  # the CPU trainer's own order for this epoch
                     p = _C.mlp_shuffle_order(n, seed, e)
                 with cp.cuda.Device(chain.device_index):
                     r = CU.mlp_train(chain.weights, chain.biases, chain.relu, X, Y, epochs=1,
-                                     batch_size=batch_size, drop_last=drop_last, perm=p, lr=lr,
-                                     momentum=momentum, dampening=dampening,
-                                     weight_decay=weight_decay, nesterov=bool(nesterov),
+                                     batch_size=batch_size, drop_last=drop_last, perm=p, lr=ospec.lr,
+                                     momentum=momentum, dampening=ospec.hyper["dampening"],
+                                     weight_decay=ospec.hyper["weight_decay"],
+                                     nesterov=bool(ospec.hyper["nesterov"]),
                                      weight_bufs=bufs_w, bias_bufs=bufs_b,
                                      first_step=hist["steps"] == 0,
                                      allow_nonfinite=bool(allow_nonfinite),
                                      stream=cp.cuda.get_current_stream().ptr)
-            else:
+            elif fast:
                 r = _C.mlp_train(chain.weights, chain.biases, chain.relu, X, Y, epochs=1,
                                  batch_size=batch_size, drop_last=drop_last, shuffle=bool(shuffle),
-                                 seed=seed, epoch_offset=e, perm=p, mode="torch", lr=lr,
-                                 momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                                 nesterov=bool(nesterov), weight_bufs=bufs_w, bias_bufs=bufs_b,
-                                 first_step=hist["steps"] == 0, allow_nonfinite=bool(allow_nonfinite))
+                                 seed=seed, epoch_offset=e, perm=p, mode="torch", lr=ospec.lr,
+                                 momentum=momentum, dampening=ospec.hyper["dampening"],
+                                 weight_decay=ospec.hyper["weight_decay"],
+                                 nesterov=bool(ospec.hyper["nesterov"]), weight_bufs=bufs_w,
+                                 bias_bufs=bufs_b, first_step=hist["steps"] == 0,
+                                 allow_nonfinite=bool(allow_nonfinite))
+            else:
+                r = _C.mlp_fit(chain.spec_layers(states), X, Y, loss=lspec.as_dict(),
+                               optim=ospec.as_dict(lr=cur_lr), epochs=1, batch_size=batch_size,
+                               drop_last=drop_last, shuffle=bool(shuffle), seed=seed,
+                               epoch_offset=e, perm=p, step0=ospec.step, lr_schedule=sched,
+                               momentum_schedule=msched,
+                               dropout_seed=seed ^ 0x5DEECE66D, sample_weight=sw,
+                               class_weight=lspec.class_weight, pos_weight=lspec.pos_weight,
+                               allow_nonfinite=bool(allow_nonfinite))
+                ospec.step += r["steps"]
             dt = time.perf_counter() - t0
             total_time += dt
             hist["steps"] += r["steps"]
@@ -712,8 +922,8 @@ def fit(model, X, y, *, epochs, batch_size, lr, momentum=0.0, dampening=0.0, wei
                     f"training stopped before that batch's update. Lower the learning rate, check "
                     f"the data for NaN/inf, or pass allow_nonfinite=True to continue",
                     epoch=e, batch=batch, loss=bad, history=hist)
-            loss = r["losses"][0]
-            hist["loss"].append(loss)
+            loss_e = r["losses"][0]
+            hist["loss"].append(loss_e)
             sps = used_per_epoch / dt if dt > 0 else float("inf")
             hist["epoch_samples_per_sec"].append(sps)
             vl = None
@@ -723,13 +933,46 @@ def fit(model, X, y, *, epochs, batch_size, lr, momentum=0.0, dampening=0.0, wei
                     d = pred.astype(cp.float64) - val[1]
                     vl = float((d * d).mean())
                 else:
-                    pred = _C.mlp_forward(chain.weights, chain.biases, chain.relu, val[0])
-                    vl = _mse(pred, val[1])
+                    pred = _forward(chain, val[0])
+                    vl = lspec.value(pred, val[1])
+                    if want_acc:
+                        hist["val_accuracy"].append(_accuracy(pred, val[1]))
                 hist["val_loss"].append(vl)
-            prog.update(e, loss, vl, sps)
+            if scheduler is not None and scheduler_interval == "epoch":
+                if sched_kind == "ReduceLROnPlateau":
+                    scheduler.step(vl if vl is not None else loss_e)
+                else:
+                    scheduler.step()
+            prog.update(e, loss_e, vl, sps)
+            stop = False
+            if patience is not None:
+                score = vl if vl is not None else loss_e
+                if best is None or score < best[0] - min_delta:
+                    saved = ([w.copy() for w in chain.weights],
+                             [b.copy() if b is not None else None for b in chain.biases]) \
+                        if restore_best_weights else None
+                    best = (score, e, saved)
+                    bad_epochs = 0
+                else:
+                    bad_epochs += 1
+                    if bad_epochs >= patience:
+                        stop = True
+                hist["best_epoch"] = best[1]
+            if on_epoch_end is not None and on_epoch_end(hist) is True:
+                stop = True
+            if stop:
+                break
+        if best is not None and restore_best_weights and best[2] is not None:
+            for w, sw_ in zip(chain.weights, best[2][0]):
+                w[...] = sw_
+            for b, sb in zip(chain.biases, best[2][1]):
+                if b is not None:
+                    b[...] = sb
     finally:
         prog.close()
         hist["seconds"] = total_time
         done = len(hist["loss"])
         hist["samples_per_sec"] = used_per_epoch * done / total_time if total_time > 0 else 0.0
+        if not fast:
+            write_back_state(ospec, chain_params)
     return hist

@@ -60,6 +60,10 @@ struct FitOptions {
     int64_t step0 = 0;                    // optimizer steps taken before this call
     const float* lr_schedule = nullptr;   // (steps of this call) lr per step, or null: optim.lr
     int64_t lr_schedule_len = 0;
+    // (steps of this call) beta1 (adam/adamw) or momentum (sgd/rmsprop) per step, or null: as set
+    // (OneCycleLR's cycle_momentum changes it every step).
+    const float* momentum_schedule = nullptr;
+    int64_t momentum_schedule_len = 0;
     uint64_t dropout_seed = 0;            // dropout masks: a counter-based stream of (seed, step)
     bool allow_nonfinite = false;
 };
