@@ -61,7 +61,7 @@ py::dict mlp_fit_py(py::list layers, py::handle X_obj, py::handle Y_obj, py::dic
                     int64_t step0, py::object lr_schedule, py::object momentum_schedule,
                     uint64_t dropout_seed,
                     py::object sample_weight, py::object class_weight, py::object pos_weight,
-                    bool allow_nonfinite) {
+                    bool allow_nonfinite, py::dict sklearn) {
     if (epochs < 0) throw py::value_error("mlp_fit: epochs must be >= 0, got " + std::to_string(epochs));
     if (batch_size < 1)
         throw py::value_error("mlp_fit: batch_size must be >= 1, got " + std::to_string(batch_size));
@@ -155,6 +155,12 @@ py::dict mlp_fit_py(py::list layers, py::handle X_obj, py::handle Y_obj, py::dic
     o.step0 = step0;
     o.dropout_seed = dropout_seed;
     o.allow_nonfinite = allow_nonfinite;
+    o.loss_sum_outputs = spec_num<bool>(sklearn, "loss_sum_outputs", false);
+    o.loss_scale = spec_num<float>(sklearn, "loss_scale", 1.0f);
+    o.l2_weights = spec_num<float>(sklearn, "l2_weights", 0.0f);
+    o.adam_eps_before_correction = spec_num<bool>(sklearn, "adam_eps_before_correction", false);
+    if (!(o.loss_scale > 0.0f) || !(o.l2_weights >= 0.0f))
+        throw py::value_error("mlp_fit: sklearn loss_scale must be > 0 and l2_weights >= 0");
     FitResult r;
     {
         py::gil_scoped_release nogil;
@@ -207,6 +213,7 @@ void register_mlp_fit(py::module_& m) {
           py::arg("dropout_seed") = 0,
           py::arg("sample_weight") = py::none(), py::arg("class_weight") = py::none(),
           py::arg("pos_weight") = py::none(), py::arg("allow_nonfinite") = false,
+          py::arg("sklearn") = py::dict(),
           "Fused training of a Linear/activation/dropout chain with any loss and optimizer of "
           "fastmlp (see csrc/bindings/mlp_spec.h for the layer/loss/optim dicts); updates "
           "parameters and optimizer state in place. Returns {'losses', 'steps', 'nonfinite'}.");

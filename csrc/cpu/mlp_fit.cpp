@@ -162,7 +162,8 @@ double loss_and_grad(float* dP, const float* P, const float* y, const int64_t* y
     // Element-wise losses: mean over the B x O elements (weighted: sum_i sw_i sum_o l / (O sum sw)).
     double swsum = 0.0;
     for (int64_t b = 0; b < B; ++b) swsum += double(sw[b]);
-    const double denom = double(O) * (weighted ? swsum : double(B));
+    const double denom = double(opt.loss_sum_outputs ? 1 : O) * (weighted ? swsum : double(B)) /
+                         double(opt.loss_scale);
     std::vector<double> rows(size_t(B), 0.0);
     const float* pw = opt.pos_weight;
 #pragma omp parallel for schedule(static) num_threads(threads_elem(B * O, 10.0))
@@ -288,8 +289,14 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
             // Dropout after the last layer is applied to P as well (the chain's output).
             const float* P = s.a[size_t(L)].data();
             float* dz = s.d0.data();
-            const double loss = loss_and_grad(dz, P, s.y.data(), s.yi.data(), s.sw.data(),
+            double loss = loss_and_grad(dz, P, s.y.data(), s.yi.data(), s.sw.data(),
                                               weighted, B, d_out, opt);
+            if (opt.l2_weights != 0.0f) {
+                double w2 = 0.0;
+                for (const FitLayer& ly : layers)
+                    for (int64_t j = 0; j < ly.in * ly.out; ++j) w2 += double(ly.weight[j]) * ly.weight[j];
+                loss += 0.5 * double(opt.l2_weights) * w2 / double(B);
+            }
             if (!std::isfinite(loss) && !opt.allow_nonfinite) {
                 res.stopped_nonfinite = true;
                 res.bad_epoch = e;
@@ -308,7 +315,10 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
                 else
                     oo.momentum = double(opt.momentum_schedule[k]);
             }
+            if (opt.adam_eps_before_correction && (oo.kind == Optim::adam || oo.kind == Optim::adamw))
+                oo.eps = oo.eps / std::sqrt(1.0 - std::pow(oo.beta2, double(step + 1)));
             const OptimCoeffs c = optim_coeffs(oo, step + 1);
+            const float l2 = float(double(opt.l2_weights) / double(B));
             for (int64_t l = L - 1; l >= 0; --l) {
                 const FitLayer& ly = layers[size_t(l)];
                 const int64_t nn = B * ly.out;
@@ -333,7 +343,7 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
 #pragma omp parallel for schedule(static) num_threads(threads_elem(m, 6.0))
                     for (int64_t i = 0; i < m; ++i) {
                         float d0v = 0.0f, d1v = 0.0f, d2v = 0.0f;
-                        optim_step_scalar(oo.kind, ly.weight[i], gw[i], s0 ? s0[i] : d0v,
+                        optim_step_scalar(oo.kind, ly.weight[i], gw[i] + l2 * ly.weight[i], s0 ? s0[i] : d0v,
                                           s1 ? s1[i] : d1v, s2 ? s2[i] : d2v, c);
                     }
                 }

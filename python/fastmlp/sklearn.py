@@ -1,5 +1,15 @@
-"""A scikit-learn estimator on the fused trainer: :class:`MLPRegressor`, a drop-in for
-``sklearn.neural_network.MLPRegressor(solver="sgd")`` (ReLU hidden layers, identity output).
+"""scikit-learn estimators on the fused trainer: :class:`MLPRegressor` and :class:`MLPClassifier`,
+drop-ins for ``sklearn.neural_network.MLPRegressor`` / ``MLPClassifier`` with ``activation`` in
+{identity, logistic, tanh, relu} and ``solver`` in {sgd, adam}.
+
+With ``solver="sgd"`` and ``activation="relu"`` the regressor runs the ReLU/SGD trainer
+(``_C.mlp_train`` in scikit-learn mode) and follows scikit-learn step for step, as described
+below. Every other configuration, and the classifier, runs the general trainer (``_C.mlp_fit``)
+with scikit-learn's conventions: losses summed over outputs and averaged over the batch (half
+squared error for regression, log-loss with a softmax output for multiclass and a logistic output
+for binary and multilabel targets), the L2 penalty on the weights only, scikit-learn's Adam
+(``beta_1``, ``beta_2``, ``epsilon``). Its SGD there is PyTorch's momentum form, equal to
+scikit-learn's velocity form at a constant learning rate.
 
 It follows scikit-learn's semantics step for step: half squared-error loss; L2 penalty ``alpha``
 on the weights only (not the intercepts), scaled by 1 / batch size; Glorot-uniform init with bound
@@ -13,8 +23,8 @@ the same way as scikit-learn, in float32 instead of float64.
 Differences, by design:
 - computation is float32: float64 input is converted to float32 (a documented conversion, not an
   error); ``coefs_`` / ``intercepts_`` are float32; ``predict`` returns float64 like scikit-learn.
-- ``solver`` is ``"sgd"`` only and ``activation`` ``"relu"`` only (others raise ValueError).
-- no ``sample_weight`` and no sparse input.
+- ``solver="lbfgs"`` is not offered (a ValueError); no sparse input.
+- ``sample_weight``: a weighted mean of the per-sample losses (the general trainer).
 
 scikit-learn is an optional dependency (``pip install fastmlp[sklearn]``).
 """
@@ -25,13 +35,17 @@ import warnings
 import numpy as np
 
 try:
-    from sklearn.base import BaseEstimator, RegressorMixin
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 except ImportError as e:  # pragma: no cover - exercised only without scikit-learn
     raise ImportError("fastmlp.sklearn needs scikit-learn: pip install fastmlp[sklearn]") from e
 
 from . import _C
 
-__all__ = ["MLPRegressor"]
+__all__ = ["MLPRegressor", "MLPClassifier"]
+
+# scikit-learn's hidden activations -> the kinds of csrc/include/fastmlp/activation.h
+_ACTS = {"identity": (0, 0.0, 0.0), "logistic": (3, 0.0, 0.0), "tanh": (2, 0.0, 0.0),
+         "relu": (1, 0.0, 0.0)}
 
 
 class _SGDSchedule:
@@ -66,19 +80,17 @@ class _SGDSchedule:
         return False
 
 
-class MLPRegressor(RegressorMixin, BaseEstimator):
-    """Multi-layer perceptron regressor trained by fastmlp's fused SGD trainer.
+class _BaseMLP(BaseEstimator):
+    """What MLPRegressor and MLPClassifier share: parameters, initialisation, the epoch loop."""
 
-    Parameters and fitted attributes are those of ``sklearn.neural_network.MLPRegressor`` with
-    ``solver="sgd"`` (see the module docstring for the differences). ``coefs_[i]`` has shape
-    ``(fan_in, fan_out)`` as in scikit-learn.
-    """
+    _is_classifier = False
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="sgd", alpha=0.0001,
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
                  batch_size="auto", learning_rate="constant", learning_rate_init=0.001,
                  power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4,
                  verbose=False, warm_start=False, momentum=0.9, nesterovs_momentum=True,
-                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10):
+                 early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-8, n_iter_no_change=10):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -97,6 +109,9 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         self.nesterovs_momentum = nesterovs_momentum
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
 
     # ---- validation ----------------------------------------------------------------------------
@@ -106,20 +121,28 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             v = getattr(self, name)
             ok_type = (int, np.integer) if integral else (int, float, np.integer, np.floating)
             if isinstance(v, bool) or not isinstance(v, ok_type):
-                raise ValueError(f"The '{name}' parameter of MLPRegressor must be "
+                raise ValueError(f"The '{name}' parameter of {type(self).__name__} must be "
                                  f"{'an int' if integral else 'a float'}, got {v!r}")
             if (v <= lo if lo_open else v < lo) or (hi is not None and v > hi) or v != v:
                 rng = f"{'>' if lo_open else '>='} {lo}" + (f" and <= {hi}" if hi is not None else "")
-                raise ValueError(f"The '{name}' parameter of MLPRegressor must be {rng}, got {v!r}")
+                raise ValueError(f"The '{name}' parameter of {type(self).__name__} must be {rng}, "
+                                 f"got {v!r}")
 
-        if self.solver != "sgd":
-            raise ValueError(f"fastmlp's MLPRegressor supports solver='sgd' only, got {self.solver!r}")
-        if self.activation != "relu":
-            raise ValueError(f"fastmlp's MLPRegressor supports activation='relu' only, got "
-                             f"{self.activation!r}")
+        who = type(self).__name__
+        if self.solver not in ("sgd", "adam"):
+            raise ValueError(f"fastmlp's {who} supports solver 'sgd' and 'adam', got "
+                             f"{self.solver!r}")
+        if self.activation not in _ACTS:
+            raise ValueError(f"The 'activation' parameter of {who} must be one of 'identity', "
+                             f"'logistic', 'tanh', 'relu', got {self.activation!r}")
         if self.learning_rate not in ("constant", "invscaling", "adaptive"):
-            raise ValueError("The 'learning_rate' parameter of MLPRegressor must be one of "
+            raise ValueError(f"The 'learning_rate' parameter of {who} must be one of "
                              f"'constant', 'invscaling', 'adaptive', got {self.learning_rate!r}")
+        number("beta_1", 0.0, hi=1.0)
+        number("beta_2", 0.0, hi=1.0)
+        number("epsilon", 0.0, lo_open=True)
+        if self.beta_1 >= 1.0 or self.beta_2 >= 1.0:
+            raise ValueError(f"The 'beta_1' and 'beta_2' parameters of {who} must be < 1")
         number("alpha", 0.0)
         number("learning_rate_init", 0.0, lo_open=True)
         number("power_t", 0.0)
@@ -128,7 +151,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         number("momentum", 0.0, hi=1.0)
         number("validation_fraction", 0.0, hi=1.0)
         if self.validation_fraction >= 1.0:
-            raise ValueError("The 'validation_fraction' parameter of MLPRegressor must be < 1, "
+            raise ValueError(f"The 'validation_fraction' parameter of {who} must be < 1, "
                              f"got {self.validation_fraction!r}")
         if self.n_iter_no_change != np.inf:
             number("n_iter_no_change", 1, integral=True)
@@ -153,6 +176,14 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             y = column_or_1d(y, warn=True)
         return X, np.asarray(y, dtype=np.float32)
 
+    def _out_activation(self, y2):
+        return "identity"
+
+    def _encode(self, y):
+        """(targets for the trainer, y as (n, outputs) for the layer sizes)."""
+        y2 = y.reshape(-1, 1) if y.ndim == 1 else y
+        return y2, y2
+
     # ---- training ------------------------------------------------------------------------------
 
     def _initialize(self, y2, layer_units):
@@ -160,10 +191,11 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         self.t_ = 0
         self.n_outputs_ = y2.shape[1]
         self.n_layers_ = len(layer_units)
-        self.out_activation_ = "identity"
+        self.out_activation_ = self._out_activation(y2)
         self._W, self._b = [], []
+        factor = 2.0 if self.activation == "logistic" else 6.0
         for fan_in, fan_out in zip(layer_units[:-1], layer_units[1:]):
-            bound = np.sqrt(6.0 / (fan_in + fan_out))  # Glorot uniform (factor 2 is for logistic)
+            bound = np.sqrt(factor / (fan_in + fan_out))  # Glorot uniform, as scikit-learn
             coef = self._random_state.uniform(-bound, bound, (fan_in, fan_out))
             intercept = self._random_state.uniform(-bound, bound, fan_out)
             self._W.append(np.ascontiguousarray(coef.T, dtype=np.float32))
@@ -173,6 +205,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         self._best_b = [b.copy() for b in self._b]
         self.loss_curve_ = []
         self._no_improvement_count = 0
+        self._general = None
         if self.early_stopping:
             self.validation_scores_ = []
             self.best_validation_score_ = -np.inf
@@ -204,7 +237,12 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
     def _relu(self):
         return [True] * (len(self._W) - 1) + [False]
 
-    def _fit(self, X, y, incremental):
+    def _exact_path(self, sample_weight):
+        """The ReLU/SGD regressor runs the trainer that follows scikit-learn step for step."""
+        return (not self._is_classifier and self.solver == "sgd" and self.activation == "relu"
+                and sample_weight is None)
+
+    def _fit(self, X, y, incremental, sample_weight=None, classes=None):
         from sklearn.model_selection import train_test_split
         from sklearn.utils import check_random_state
         from sklearn.utils import shuffle as sk_shuffle
@@ -212,7 +250,14 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         sizes = self._check_params()
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         X, y = self._validate_input(X, y, reset=first_pass)
-        y2 = y.reshape(-1, 1) if y.ndim == 1 else y
+        if sample_weight is not None:
+            from sklearn.utils.validation import _check_sample_weight
+
+            sample_weight = np.ascontiguousarray(
+                _check_sample_weight(sample_weight, X, dtype=np.float32), dtype=np.float32)
+        if self._is_classifier:
+            self._set_classes(y, first_pass or not hasattr(self, "classes_"), classes)
+        ytrain, y2 = self._encode(y)
         n_samples, n_features = X.shape
         layer_units = [n_features] + sizes + [y2.shape[1]]
         self._random_state = check_random_state(self.random_state)
@@ -225,25 +270,31 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
                 raise ValueError(f"warm start / partial_fit: the data needs layers {want} but the "
                                  f"fitted coefs_ have shapes {have}")
             self._pull()
+        exact = self._exact_path(sample_weight)
         if not incremental or not hasattr(self, "_optimizer"):
             self._optimizer = _SGDSchedule(self._W, self._b, self.learning_rate_init,
                                            self.learning_rate, self.momentum,
                                            self.nesterovs_momentum, self.power_t)
+            self._general = None
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         early_stopping = self.early_stopping
         if early_stopping:
-            X_train, X_val, y_train, y_val = train_test_split(
-                X, y2, random_state=self._random_state, test_size=self.validation_fraction)
+            stratify = ytrain if (self._is_classifier and ytrain.ndim == 1) else None
+            parts = [X, ytrain] + ([sample_weight] if sample_weight is not None else [])
+            split = train_test_split(*parts, random_state=self._random_state,
+                                     test_size=self.validation_fraction, stratify=stratify)
+            X_train, X_val, y_train, y_val = split[:4]
+            if sample_weight is not None:
+                sample_weight = np.ascontiguousarray(split[4])
             if X_val.shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                                  "or the size of your dataset.")
-            if y.ndim == 1:
-                y_val = y_val.ravel()
+            y_val = self._decode_val(y_val, y)
         else:
-            X_train, y_train, X_val, y_val = X, y2, None, None
+            X_train, y_train, X_val, y_val = X, ytrain, None, None
         X_train = np.ascontiguousarray(X_train, dtype=np.float32)
-        y_train = np.ascontiguousarray(y_train, dtype=np.float32)
+        y_train = np.ascontiguousarray(y_train)
         n = X_train.shape[0]
         sample_idx = np.arange(n, dtype=int)
         if self.batch_size == "auto":
@@ -262,12 +313,16 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         for _ in range(self.max_iter):
             if self.shuffle:
                 sample_idx = sk_shuffle(sample_idx, random_state=self._random_state)
-            r = _C.mlp_train(self._W, self._b, relu, X_train, y_train, epochs=1,
-                             batch_size=batch_size, shuffle=False,
-                             perm=sample_idx if self.shuffle else None, mode="sklearn",
-                             lr=opt.learning_rate, momentum=opt.momentum, nesterov=opt.nesterov,
-                             alpha=float(self.alpha), weight_bufs=opt.vel_w, bias_bufs=opt.vel_b,
-                             allow_nonfinite=False)
+            if exact:
+                r = _C.mlp_train(self._W, self._b, relu, X_train, y_train, epochs=1,
+                                 batch_size=batch_size, shuffle=False,
+                                 perm=sample_idx if self.shuffle else None, mode="sklearn",
+                                 lr=opt.learning_rate, momentum=opt.momentum, nesterov=opt.nesterov,
+                                 alpha=float(self.alpha), weight_bufs=opt.vel_w, bias_bufs=opt.vel_b,
+                                 allow_nonfinite=False)
+            else:
+                r = self._general_epoch(X_train, y_train, sample_weight, batch_size,
+                                        sample_idx if self.shuffle else None, opt.learning_rate)
             if r["nonfinite"] is not None:
                 e, batch, bad = r["nonfinite"]
                 raise ValueError("Solver produced non-finite parameter weights. The input data may "
@@ -280,7 +335,8 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             if self.verbose:
                 print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
             self._update_no_improvement_count(early_stopping, X_val, y_val)
-            opt.iteration_ends(self.t_)
+            if self.solver == "sgd":
+                opt.iteration_ends(self.t_)
             if self._no_improvement_count > self.n_iter_no_change:
                 if early_stopping:
                     msg = ("Validation score did not improve more than tol=%f for %d consecutive "
@@ -288,6 +344,10 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
                 else:
                     msg = ("Training loss did not improve more than tol=%f for %d consecutive "
                            "epochs." % (self.tol, self.n_iter_no_change))
+                if self.solver == "adam":  # scikit-learn's Adam stops at once
+                    if self.verbose:
+                        print(msg + " Stopping.")
+                    break
                 if opt.trigger_stopping(msg, self.verbose):
                     break
                 self._no_improvement_count = 0
@@ -300,11 +360,54 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         if early_stopping:
             self._W = [w.copy() for w in self._best_W]
             self._b = [b.copy() for b in self._best_b]
+            self._general = None  # the state belongs to other arrays now
         self._publish()
         if not all(np.isfinite(a).all() for a in self._W + self._b):
             raise ValueError("Solver produced non-finite parameter weights. The input data may "
                              "contain large values and need to be preprocessed.")
         return self
+
+    # ---- the general trainer (any activation, adam, classification, sample weights) -------------
+
+    def _loss_dict(self):
+        return {"kind": 0}  # half squared error (scaled below)
+
+    def _general_layers(self):
+        """mlp_spec.h layer dicts over self._W / self._b, with the optimizer state kept across
+        epochs (and partial_fit calls) in self._general."""
+        g = self._general
+        if g is None or len(g["state"]) != len(self._W) or any(
+                st[0][0] is not None and st[0][0].shape != w.shape
+                for st, w in zip(g["state"], self._W)):
+            adam = self.solver == "adam"
+            mom = self.solver == "sgd" and self.momentum != 0
+            def mk(a):
+                return [np.zeros_like(a) if (adam or mom) else None,
+                        np.zeros_like(a) if adam else None, None]
+            g = self._general = {"state": [(mk(w), mk(b)) for w, b in zip(self._W, self._b)],
+                                 "step": 0}
+        hidden = _ACTS[self.activation]
+        L = len(self._W)
+        return [{"weight": w, "bias": b, "act": hidden if i < L - 1 else (0, 0.0, 0.0),
+                 "wstate": g["state"][i][0], "bstate": g["state"][i][1]}
+                for i, (w, b) in enumerate(zip(self._W, self._b))]
+
+    def _general_epoch(self, X, y, sample_weight, batch_size, perm, lr):
+        layers = self._general_layers()
+        if self.solver == "adam":
+            optim = {"kind": 1, "lr": float(self.learning_rate_init), "beta1": float(self.beta_1),
+                     "beta2": float(self.beta_2), "eps": float(self.epsilon)}
+        else:
+            optim = {"kind": 0, "lr": float(lr), "momentum": float(self.momentum),
+                     "nesterov": bool(self.nesterovs_momentum and self.momentum > 0)}
+        loss = self._loss_dict()
+        sk = {"loss_sum_outputs": True, "loss_scale": 0.5 if loss["kind"] == 0 else 1.0,
+              "l2_weights": float(self.alpha), "adam_eps_before_correction": True}
+        r = _C.mlp_fit(layers, X, y, loss=loss, optim=optim, epochs=1, batch_size=batch_size,
+                       shuffle=False, perm=perm, step0=self._general["step"],
+                       sample_weight=sample_weight, sklearn=sk)
+        self._general["step"] += r["steps"]
+        return r
 
     def _update_no_improvement_count(self, early_stopping, X_val, y_val):
         if early_stopping:
@@ -329,21 +432,39 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             if self.loss_curve_[-1] < self.best_loss_:
                 self.best_loss_ = self.loss_curve_[-1]
 
-    def fit(self, X, y):
-        """Fit the model to X (n_samples, n_features) and y (n_samples,) or (n_samples, n_outputs)."""
-        return self._fit(X, y, incremental=False)
-
-    def partial_fit(self, X, y):
-        """One epoch over (X, y), continuing from the current weights and optimizer state."""
-        return self._fit(X, y, incremental=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to X (n_samples, n_features) and y; ``sample_weight`` (n_samples,)
+        weights each sample's loss."""
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     # ---- prediction ----------------------------------------------------------------------------
 
     def _forward(self, X):
         W = [np.ascontiguousarray(np.asarray(c).T, dtype=np.float32) for c in self.coefs_]
         b = [np.ascontiguousarray(i, dtype=np.float32).reshape(-1) for i in self.intercepts_]
-        return _C.mlp_forward(W, b, [True] * (len(W) - 1) + [False],
-                              np.ascontiguousarray(X, dtype=np.float32))
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if self.activation in ("relu", "identity"):
+            relu = [self.activation == "relu"] * (len(W) - 1) + [False]
+            return _C.mlp_forward(W, b, relu, X)
+        hidden = _ACTS[self.activation]
+        layers = [{"weight": w, "bias": bb, "act": hidden if i < len(W) - 1 else (0, 0.0, 0.0)}
+                  for i, (w, bb) in enumerate(zip(W, b))]
+        return _C.mlp_fit_forward(layers, X)
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor on fastmlp's fused trainers.
+
+    Parameters and fitted attributes are those of ``sklearn.neural_network.MLPRegressor`` (see
+    the module docstring for the differences). ``coefs_[i]`` has shape ``(fan_in, fan_out)``.
+    """
+
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over (X, y), continuing from the current weights and optimizer state."""
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
+
+    def _decode_val(self, y_val, y):
+        return y_val.ravel() if y.ndim == 1 else y_val
 
     def _predict(self, X):
         out = self._forward(X).astype(np.float64)
@@ -364,3 +485,139 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         if not np.isfinite(pred).all():
             return np.nan
         return r2_score(y, pred)
+
+
+def _softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _sigmoid(z):
+    return np.where(z >= 0, 1.0 / (1.0 + np.exp(-np.abs(z))), np.exp(-np.abs(z)) / (1.0 + np.exp(-np.abs(z))))
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier on fastmlp's general fused trainer: a drop-in for
+    ``sklearn.neural_network.MLPClassifier`` (binary, multiclass and multilabel targets;
+    ``predict_proba``, ``predict_log_proba``, ``classes_``, ``partial_fit(classes=)``).
+
+    The output is a softmax over the classes (multiclass) or a logistic unit per label (binary,
+    multilabel), trained with scikit-learn's log-loss; see the module docstring.
+    """
+
+    _is_classifier = True
+
+    def _validate_input(self, X, y, reset):
+        from sklearn.utils.validation import validate_data
+
+        X, y = validate_data(self, X, y, multi_output=True, dtype=np.float32, reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            from sklearn.utils import column_or_1d
+
+            y = column_or_1d(y, warn=True)
+        return X, y
+
+    def _set_classes(self, y, reset, classes):
+        from sklearn.preprocessing import LabelBinarizer
+        from sklearn.utils.multiclass import type_of_target
+
+        if reset:
+            self._label_binarizer = LabelBinarizer()
+            if classes is not None:
+                self._label_binarizer.fit(classes)
+            else:
+                self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+            kind = type_of_target(y)
+            if kind not in ("binary", "multiclass", "multilabel-indicator"):
+                raise ValueError(f"Unknown label type: {kind!r}")
+        else:
+            if classes is not None and not np.array_equal(np.asarray(classes), self.classes_) \
+                    and not np.array_equal(np.sort(np.asarray(classes)), self.classes_):
+                raise ValueError(f"`classes={list(classes)}` is not the same as on the first call "
+                                 f"to partial_fit, was: {list(self.classes_)}")
+            seen = np.unique(y) if y.ndim == 1 else None
+            if seen is not None and not np.isin(seen, self.classes_).all():
+                raise ValueError(f"y has classes not in `self.classes_`: "
+                                 f"{sorted(set(seen) - set(self.classes_))}")
+
+    def _multiclass(self):
+        return self._label_binarizer.y_type_ == "multiclass"
+
+    def _encode(self, y):
+        Y = self._label_binarizer.transform(y).astype(np.float32)
+        if self._multiclass():
+            idx = np.searchsorted(self.classes_, y).astype(np.int64)
+            return idx, Y
+        return np.ascontiguousarray(Y), Y
+
+    def _decode_val(self, y_val, y):
+        if self._multiclass():
+            return self.classes_[y_val]
+        if self._label_binarizer.y_type_ == "binary":
+            return self.classes_[y_val.ravel().astype(int)]
+        return y_val
+
+    def _out_activation(self, y2):
+        return "softmax" if self._multiclass() else "logistic"
+
+    def _loss_dict(self):
+        return {"kind": 1} if self._multiclass() else {"kind": 2}
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit to X (n_samples, n_features) and class labels y (or a label indicator matrix)."""
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """One epoch over (X, y); ``classes`` (all labels) is required on the first call."""
+        if not hasattr(self, "classes_"):
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight, classes=classes)
+
+    def _proba(self, X):
+        z = self._forward(X).astype(np.float64)
+        if self._multiclass():
+            return _softmax(z)
+        p = _sigmoid(z)
+        if self._label_binarizer.y_type_ == "binary":
+            return np.hstack([1.0 - p, p])
+        return p
+
+    def predict_proba(self, X):
+        """Class probabilities (n_samples, n_classes)."""
+        from sklearn.utils.validation import check_is_fitted, validate_data
+
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float32, reset=False)
+        return self._proba(X)
+
+    def predict_log_proba(self, X):
+        """log of :meth:`predict_proba`."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    def _predict(self, X):
+        p = self._proba(X)
+        if self._label_binarizer.y_type_ == "multilabel-indicator":
+            return (p > 0.5).astype(int)
+        return self.classes_[np.argmax(p, axis=1)]
+
+    def predict(self, X):
+        """Class labels (n_samples,) (a label indicator matrix for multilabel targets)."""
+        from sklearn.utils.validation import check_is_fitted, validate_data
+
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float32, reset=False)
+        return self._predict(X)
+
+    def _score(self, X, y):
+        from sklearn.metrics import accuracy_score
+
+        return accuracy_score(y, self._predict(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags

@@ -65,6 +65,15 @@ struct FitOptions {
     const float* momentum_schedule = nullptr;
     int64_t momentum_schedule_len = 0;
     uint64_t dropout_seed = 0;            // dropout masks: a counter-based stream of (seed, step)
+    // scikit-learn's conventions (fastmlp.sklearn): element-wise losses summed over the outputs
+    // and averaged over the rows, times loss_scale (0.5 for its squared error); an L2 penalty
+    // 0.5 * l2_weights * sum |W|^2 / B on the weights only (gradient l2_weights * W / B); and
+    // its Adam, whose eps is added to sqrt(v) before the bias correction (torch's Adam with
+    // eps / sqrt(1 - beta2^t)).
+    bool loss_sum_outputs = false;
+    float loss_scale = 1.0f;
+    float l2_weights = 0.0f;
+    bool adam_eps_before_correction = false;
     bool allow_nonfinite = false;
 };
 
