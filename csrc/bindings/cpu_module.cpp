@@ -35,6 +35,7 @@ namespace fastmlp::bind {
 void register_mlp(py::module_& m);
 void register_layers(py::module_& m);
 void register_gemm_fast(py::module_& m);  // cpu_gemm_fast.cpp
+void register_activations(py::module_& m);  // cpu_activations.cpp
 }  // namespace fastmlp::bind
 
 namespace {
@@ -338,4 +339,5 @@ PYBIND11_MODULE(_C, m) {
 
     register_mlp(m);
     register_layers(m);
+    register_activations(m);
 }

@@ -14,12 +14,16 @@
 //    every element sees the same sequence of FMAs for any thread count. The first K
 //    block applies beta (beta == 0: C is not read), later ones accumulate; bias and ReLU are
 //    applied in the store of the last K block.
+// An epilogue activation other than ReLU (epi.act) is applied by this driver to each register
+// tile right after the micro-kernel stored it (the last K block only), while it is in L1: one
+// pass over C, no second sweep (activations.h act_forward_tile, the ISA's SIMD version).
 #include <algorithm>
 #include <atomic>
 #include <exception>
 
 #include <sched.h>
 
+#include "fastmlp/activations.h"
 #include "fastmlp/cpu_features.h"
 #include "fastmlp/gemm.h"
 #include "gemm_internal.h"
@@ -123,6 +127,12 @@ void scale_only(int64_t M, int64_t N, float alpha, float beta, float* C, int64_t
             c[j] = v;
         }
     }
+    if (epilogue_relu(epi) && !epi.relu) {
+        for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = relu1(C[i * ldc + j]);
+    } else if (epilogue_tile_act(epi)) {
+        act_forward_tile(C, ldc, M, N, epi.act);
+    }
 }
 
 // The small path is used when packing would cost more than it saves: few columns (a narrow
@@ -158,7 +168,8 @@ void sgemm_dot(const KernelSet& ks, int64_t M, int64_t N, int64_t K, float alpha
         t.ldc = ldc;
         t.alpha = alpha;
         t.beta = beta;
-        t.relu = epi.relu;
+        t.relu = epilogue_relu(epi);
+        const bool post = epilogue_tile_act(epi);
         for (int64_t q = t0; q < t1; ++q) {
             // column tiles outer: a W row block is read once, all (few) rows of A stay in cache
             const int64_t jt = q / mt, it = q % mt;
@@ -170,6 +181,7 @@ void sgemm_dot(const KernelSet& ks, int64_t M, int64_t N, int64_t K, float alpha
             t.c = C + i0 * ldc + j0;
             t.bias = epi.bias ? epi.bias + j0 : nullptr;
             ks.dot(t);
+            if (post) act_forward_tile(t.c, ldc, t.m, t.n, epi.act);
         }
     };
     parallel_run(nt, [&](int tid, int nth) { run(tiles * tid / nth, tiles * (tid + 1) / nth); });
@@ -207,7 +219,8 @@ void sgemm_small(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int
         t.ldc = ldc;
         t.alpha = alpha;
         t.beta = beta;
-        t.relu = epi.relu;
+        t.relu = epilogue_relu(epi);
+        const bool post = epilogue_tile_act(epi);
         int64_t packed_row = -1;
         float* ap = nullptr;
         for (int64_t q = t0; q < t1; ++q) {
@@ -234,6 +247,7 @@ void sgemm_small(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int
                 t.lda = smr;
                 edge(t);
             }
+            if (post) act_forward_tile(t.c, ldc, t.m, t.n, epi.act);
         }
     };
     parallel_run(nt, [&](int tid, int nth) { run(tiles * tid / nth, tiles * (tid + 1) / nth); });
@@ -271,7 +285,8 @@ void packed_serial(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, i
             ks.pack(bp, B + jc * b_js + pc * b_ps, b_js, b_ps, nc, kc, NR, 0, np);
             t.k = kc;
             t.beta = first ? beta : 1.0f;  // later K blocks accumulate onto the first
-            t.relu = last && epi.relu;
+            t.relu = last && epilogue_relu(epi);
+            const bool post = last && epilogue_tile_act(epi);
             for (int64_t ic = 0; ic < M; ic += MC) {
                 const int64_t mc = std::min(MC, M - ic);
                 const int64_t mp = ceil_div(mc, MR);
@@ -287,6 +302,7 @@ void packed_serial(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, i
                         t.a = ap + r * kc * MR;
                         t.c = C + (ic + i0) * ldc + jc + j0;
                         ks.packed(t);
+                        if (post) act_forward_tile(t.c, ldc, t.m, t.n, epi.act);
                     }
                 }
             }
