@@ -76,8 +76,9 @@ ActParams act_params(int kind, float p0, float p1, const char* what) {
 namespace {
 
 // out (B,OC) = act(x (B,C) @ weight (OC,C)^T + bias (OC)); relu=True is act=relu.
-py::array linear_forward_py(py::handle x_obj, py::handle w_obj, py::handle b_obj, bool relu,
-                            py::handle out_obj, int act_kind, float p0, float p1) {
+py::object linear_forward_py(py::handle x_obj, py::handle w_obj, py::handle b_obj, bool relu,
+                            py::handle out_obj, int act_kind, float p0, float p1,
+                            bool want_pre) {
     const char* what = "linear_forward";
     ActParams act = act_params(act_kind, p0, p1, what);
     if (relu) {
@@ -118,10 +119,19 @@ py::array linear_forward_py(py::handle x_obj, py::handle w_obj, py::handle b_obj
     const float* xp = static_cast<const float*>(x.data());
     const float* wp = static_cast<const float*>(w.data());
     float* op = static_cast<float*>(out.mutable_data());
+    // want_act_input: also return z (the pre-activation) when the kind's backward needs it
+    const bool pre = want_pre && act_backward_needs_input(act.kind) && act.kind != Act::identity;
+    py::array z;
+    float* zp = nullptr;
+    if (pre) {
+        z = new_f32(B, OC);
+        zp = static_cast<float*>(z.mutable_data());
+    }
     {
         py::gil_scoped_release nogil;
-        linear_forward(op, xp, wp, bp, B, C, OC, act);
+        linear_forward(op, zp, xp, wp, bp, B, C, OC, act);
     }
+    if (want_pre) return py::make_tuple(out, pre ? py::object(z) : py::object(py::none()));
     return out;
 }
 
@@ -310,8 +320,11 @@ void register_layers(py::module_& m) {
     m.def("linear_forward", &linear_forward_py, py::arg("x"), py::arg("weight"),
           py::arg("bias") = py::none(), py::arg("relu") = false, py::arg("out") = py::none(),
           py::arg("act") = 0, py::arg("act_p0") = 0.0f, py::arg("act_p1") = 0.0f,
+          py::arg("want_act_input") = false,
           "out (B,OC) = act(x (B,C) @ weight (OC,C)^T + bias (OC)); act is a fastmlp::Act kind "
-          "(0 identity; relu=True is act=1) with parameters act_p0, act_p1.");
+          "(0 identity; relu=True is act=1) with parameters act_p0, act_p1. want_act_input=True "
+          "returns (out, z) with z the pre-activation from the same pass (None for the kinds "
+          "whose gradient reads only out).");
     m.def("linear_backward", &linear_backward_py, py::arg("grad"), py::arg("x"), py::arg("weight"),
           py::arg("relu_out") = py::none(), py::arg("dinput") = py::none(),
           py::arg("dweight") = py::none(), py::arg("dbias") = py::none(),

@@ -44,8 +44,8 @@ void softmax_generic(float* out, const float* x, int64_t rows, int64_t cols, boo
             s += e;
         }
         if (log) {
-            const float lse = mx + float(std::log(double(s)));
-            for (int64_t j = 0; j < cols; ++j) o[j] = xr[j] - lse;
+            const float ls = float(std::log(double(s)));
+            for (int64_t j = 0; j < cols; ++j) o[j] = (xr[j] - mx) - ls;
         } else {
             const float inv = 1.0f / s;
             for (int64_t j = 0; j < cols; ++j) o[j] = o[j] * inv;

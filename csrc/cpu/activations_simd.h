@@ -97,6 +97,16 @@ struct ActSimd {
         return V::sel(V::isnan(x), x, y);
     }
 
+    // sigmoid(x) and 1 - sigmoid(x) = sigmoid(-x), both without cancellation
+    static inline F sigmoid_pair(F x, F& one_minus) {
+        const F e = exp(c(0.0f) - V::vabs(x));
+        const F d = c(1.0f) / (c(1.0f) + e);
+        const F ed = e * d;
+        const M pos = V::ge(x, c(0.0f)), nan = V::isnan(x);
+        one_minus = V::sel(nan, x, V::sel(pos, ed, d));
+        return V::sel(nan, x, V::sel(pos, d, ed));
+    }
+
     // Phi(z) and, when pdf != null, phi(z) = exp(-z^2/2) / sqrt(2 pi).
     static inline F normal_cdf(F z, F* pdf) {
         const F a = V::vabs(z);
@@ -197,26 +207,28 @@ struct ActSimd {
                 const float k0 = 0.79788456080286536f, k1 = 0.044715f;
                 const F z2 = z * z;
                 const F u2 = (z + c(k1) * z2 * z) * c(2.0f * k0);
-                const F s = sigmoid(u2);
+                F om;
+                const F s = sigmoid_pair(u2, om);
                 const F du = c(k0) * (c(1.0f) + c(3.0f * k1) * z2);
                 // 0.5 (1 + t) + 0.5 z (1 - t^2) du with t = 2s - 1: s + 2 z s (1 - s) du
-                return dy * (s + c(2.0f) * z * s * (c(1.0f) - s) * du);
+                return dy * (s + c(2.0f) * z * s * om * du);
             }
             case Act::silu: {
-                const F s = sigmoid(z);
-                return dy * (s * (c(1.0f) + z * (c(1.0f) - s)));
+                F om;
+                const F s = sigmoid_pair(z, om);
+                return dy * (s * (c(1.0f) + z * om));
             }
             case Act::leaky_relu: return V::sel(V::gt(z, c(0.0f)), dy, dy * c(p0));
             case Act::elu: {
-                const F e = exp(V::vmin(z, c(0.0f)));
-                return V::sel(V::le(z, c(0.0f)), dy * c(p0) * e, dy);
+                const F e = exp(V::vmin(z, c(0.0f)));  // vmin(NaN, 0) = 0: NaN from z below
+                return V::sel(V::gt(z, c(0.0f)), dy, V::sel(V::isnan(z), z, dy * c(p0) * e));
             }
             case Act::softplus: {
                 const F bz = z * c(p0);
                 return V::sel(V::gt(bz, c(p1)), dy, dy * sigmoid(bz));
             }
             case Act::hardtanh:
-                return V::sel(V::m_or(V::le(z, c(p0)), V::ge(z, c(p1))), c(0.0f), dy);
+                return V::sel(V::m_and(V::gt(z, c(p0)), V::lt(z, c(p1))), dy, c(0.0f));
         }
         return dy;
     }
@@ -371,11 +383,12 @@ void softmax_rows_simd(float* out, const float* x, int64_t rows, int64_t cols, b
             for (; j < cols; ++j) o[j] = o[j] * (1.0f / s);
         } else {
             const float s = row_exp_sum<V>(nullptr, xr, cols, mx);
-            const float lse = mx + float(__builtin_log(double(s)));
-            const typename V::F vl = V::set1(lse);
+            // (x - max) - log(s), PyTorch's order: max + log(s) would round away small outputs
+            const float ls = float(__builtin_log(double(s)));
+            const typename V::F vl = V::set1(ls), vm = V::set1(mx);
             int64_t j = 0;
-            for (; j + W <= cols; j += W) V::store(o + j, V::load(xr + j) - vl);
-            for (; j < cols; ++j) o[j] = xr[j] - lse;
+            for (; j + W <= cols; j += W) V::store(o + j, (V::load(xr + j) - vm) - vl);
+            for (; j < cols; ++j) o[j] = (xr[j] - mx) - ls;
         }
     }
 }

@@ -111,6 +111,18 @@ void parallel_run(int nt, Body&& body) {
     if (err) std::rethrow_exception(err);
 }
 
+// The driver's part of the epilogue on one finished tile tc (m x n) of C: keep the pre-activation
+// (epi.pre_act, at the same offset from its base as tc from C), then apply epi.act in place.
+inline void tile_act(const GemmEpilogue& epi, const float* C, float* tc, int64_t ldc, int64_t m,
+                     int64_t n) {
+    if (epi.pre_act) {
+        float* z = epi.pre_act + (tc - C);
+        for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < n; ++j) z[i * ldc + j] = tc[i * ldc + j];
+    }
+    act_forward_tile(tc, ldc, m, n, epi.act);
+}
+
 inline float relu1(float v) { return v > 0.0f ? v : (v != v ? v : 0.0f); }
 
 // K == 0: C = alpha*0 + beta*C (+bias) (relu), as the reference computes it.
@@ -131,7 +143,7 @@ void scale_only(int64_t M, int64_t N, float alpha, float beta, float* C, int64_t
         for (int64_t i = 0; i < M; ++i)
             for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = relu1(C[i * ldc + j]);
     } else if (epilogue_tile_act(epi)) {
-        act_forward_tile(C, ldc, M, N, epi.act);
+        tile_act(epi, C, C, ldc, M, N);
     }
 }
 
@@ -181,7 +193,7 @@ void sgemm_dot(const KernelSet& ks, int64_t M, int64_t N, int64_t K, float alpha
             t.c = C + i0 * ldc + j0;
             t.bias = epi.bias ? epi.bias + j0 : nullptr;
             ks.dot(t);
-            if (post) act_forward_tile(t.c, ldc, t.m, t.n, epi.act);
+            if (post) tile_act(epi, C, t.c, ldc, t.m, t.n);
         }
     };
     parallel_run(nt, [&](int tid, int nth) { run(tiles * tid / nth, tiles * (tid + 1) / nth); });
@@ -247,7 +259,7 @@ void sgemm_small(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int
                 t.lda = smr;
                 edge(t);
             }
-            if (post) act_forward_tile(t.c, ldc, t.m, t.n, epi.act);
+            if (post) tile_act(epi, C, t.c, ldc, t.m, t.n);
         }
     };
     parallel_run(nt, [&](int tid, int nth) { run(tiles * tid / nth, tiles * (tid + 1) / nth); });
@@ -302,7 +314,7 @@ void packed_serial(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, i
                         t.a = ap + r * kc * MR;
                         t.c = C + (ic + i0) * ldc + jc + j0;
                         ks.packed(t);
-                        if (post) act_forward_tile(t.c, ldc, t.m, t.n, epi.act);
+                        if (post) tile_act(epi, C, t.c, ldc, t.m, t.n);
                     }
                 }
             }
@@ -332,15 +344,19 @@ void sgemm_packed(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, in
             if (j1 > j0) {
                 GemmEpilogue e = epi;
                 if (e.bias) e.bias += j0;
+                if (e.pre_act) e.pre_act += j0;
                 packed_serial(ks, trans_a, trans_b, M, j1 - j0, K, alpha, A, lda, B + j0 * b_js,
                               ldb, beta, C + j0, ldc, e);
             }
         } else {
             const int64_t i0 = mp * tid / nth * ks.mr;
             const int64_t i1 = std::min<int64_t>(M, mp * (tid + 1) / nth * ks.mr);
-            if (i1 > i0)
+            if (i1 > i0) {
+                GemmEpilogue e = epi;
+                if (e.pre_act) e.pre_act += i0 * ldc;
                 packed_serial(ks, trans_a, trans_b, i1 - i0, N, K, alpha, A + i0 * a_rs, lda, B,
-                              ldb, beta, C + i0 * ldc, ldc, epi);
+                              ldb, beta, C + i0 * ldc, ldc, e);
+            }
         }
     });
 }

@@ -11,12 +11,13 @@
 
 namespace fastmlp {
 
-void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t B,
-                    int64_t C, int64_t OC, ActParams act) {
+void linear_forward(float* out, float* pre_act, const float* inp, const float* weight,
+                    const float* bias, int64_t B, int64_t C, int64_t OC, ActParams act) {
     // out (B,OC), inp (B,C), weight (OC,C), bias (OC): the NT product with a bias/act epilogue.
     GemmEpilogue epi;
     epi.bias = bias;
     epi.act = act;
+    epi.pre_act = pre_act;
     sgemm(false, true, B, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC, epi);
 }
 

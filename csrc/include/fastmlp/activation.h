@@ -18,7 +18,7 @@
 //   elu         z > 0 ? z : a (exp(z) - 1)    (a = alpha)          z > 0 ? 1 : a exp(z)
 //   softplus    b z > t ? z : log1p(exp(b z)) / b  (a = beta b, b = threshold t; named p0, p1)
 //                                                                 b z > t ? 1 : sigmoid(b z)
-//   hardtanh    min(max(z, p0), p1)                               0 if z <= p0 or z >= p1, else 1
+//   hardtanh    min(max(z, p0), p1)                               p0 < z < p1 (0 at the edges)
 //
 // Accuracy: the rules are written so that float32 evaluation stays within a few ulp of the exact
 // value everywhere (the SIMD kernels are checked against them and against float64). Where
@@ -26,9 +26,10 @@
 //   gelu: Phi(z) = 0.5 erfc(-z / sqrt 2) (0.5 (1 + erf) loses all digits for z < -5), evaluated
 //         in double on the host (normcdff on the device); phi(z) from exp(-z^2/2) with z^2 split
 //         exactly by an FMA (the rounding of z*z alone costs ~z^2 ulp);
-//   gelu_tanh: 0.5 (1 + tanh(u)) = sigmoid(2u) (1 + tanh(u) cancels for u << 0).
-// NaN follows PyTorch: hardtanh's and elu's gradients pass dy through at NaN (PyTorch's
-// "z <= lo || z >= hi ? 0 : dy" and "z <= 0 ? ... : dy"), so they are written that way.
+//   gelu_tanh: 0.5 (1 + tanh(u)) = sigmoid(2u) (1 + tanh(u) cancels for u << 0);
+//   silu and gelu_tanh gradients: 1 - s as sigmoid(-x), not 1 - s (which cancels for x >> 0).
+// NaN follows PyTorch's vectorised CPU kernels (its scalar tail loop differs): at z = NaN the
+// gradient of hardtanh is 0 and that of elu is NaN.
 //
 // A backward takes the pre-activation z and the output y; act_backward_needs_input(kind) says
 // whether z is read (otherwise callers may pass y for z, or null on the CPU paths that use y).
@@ -131,21 +132,22 @@ FASTMLP_HD float act_backward_scalar(float dy, float z, float y, ActParams p) {
         case Act::gelu_tanh: {
             const float k = 0.79788456080286536f, c = 0.044715f;
             const float z2 = z * z;
-            const float s = act_sigmoid_scalar((z + c * z2 * z) * (2.0f * k));
+            const float u2 = (z + c * z2 * z) * (2.0f * k);
+            const float s = act_sigmoid_scalar(u2), om = act_sigmoid_scalar(-u2);  // om = 1 - s
             const float du = k * (1.0f + 3.0f * c * z2);
-            return dy * (s + 2.0f * z * s * (1.0f - s) * du);
+            return dy * (s + 2.0f * z * s * om * du);
         }
         case Act::silu: {
-            float s = act_sigmoid_scalar(z);
-            return dy * (s * (1.0f + z * (1.0f - s)));
+            const float s = act_sigmoid_scalar(z), om = act_sigmoid_scalar(-z);  // om = 1 - s
+            return dy * (s * (1.0f + z * om));
         }
         case Act::leaky_relu: return z > 0.0f ? dy : dy * p.p0;
-        case Act::elu: return z <= 0.0f ? dy * p.p0 * expf(z) : dy;
+        case Act::elu: return z > 0.0f ? dy : dy * p.p0 * expf(z);
         case Act::softplus: {
             float bz = p.p0 * z;
             return bz > p.p1 ? dy : dy * act_sigmoid_scalar(bz);
         }
-        case Act::hardtanh: return (z <= p.p0 || z >= p.p1) ? 0.0f : dy;
+        case Act::hardtanh: return (z > p.p0 && z < p.p1) ? dy : 0.0f;
     }
     return dy;
 }

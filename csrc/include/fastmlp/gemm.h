@@ -28,6 +28,10 @@ struct GemmEpilogue {
     // (done in the micro-kernels' store); other kinds are applied by the driver to each finished
     // output tile while it is in cache (activations.h act_forward_tile). Not combined with relu.
     ActParams act = {};
+    // With a non-ReLU act: when set, each finished tile is also stored here before the activation
+    // (the pre-activation z, (M,N) with leading dimension ldc), so that a backward needing z
+    // gets it from the same pass.
+    float* pre_act = nullptr;
 };
 
 // The micro-kernels' ReLU flag, and whether the driver applies epi.act to finished tiles.

@@ -10,10 +10,12 @@
 
 namespace fastmlp {
 
-// out (B,OC) = act(inp (B,C) @ weight (OC,C)^T + bias (OC)).   bias may be null; act any kind of
-// activation.h (identity: none), applied in the GEMM epilogue (one pass over out).
-void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t B,
-                    int64_t C, int64_t OC, ActParams act);
+// out (B,OC) = act(z), z = inp (B,C) @ weight (OC,C)^T + bias (OC).   bias may be null; act any
+// kind of activation.h (identity: none), applied in the GEMM epilogue (one pass over out).
+// pre_act (B,OC), when not null and act is neither identity nor relu, receives z from the same
+// pass (for a backward that needs it).
+void linear_forward(float* out, float* pre_act, const float* inp, const float* weight,
+                    const float* bias, int64_t B, int64_t C, int64_t OC, ActParams act);
 
 // Backward of linear_forward (with or without its activation), in one call:
 //   g      = act_backward(dout, z, y)   (dout (B,OC); z (B,OC) the pre-activation, y (B,OC) the
