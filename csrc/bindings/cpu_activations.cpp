@@ -140,8 +140,9 @@ void register_activations(py::module_& m) {
     m.def("softmax_backward", &softmax_backward_py, py::arg("grad"), py::arg("output"),
           py::arg("log") = false, py::arg("out") = py::none(),
           "Gradient of softmax / log_softmax over the last dimension from its output.");
-    m.attr("ACT_KINDS") = py::make_tuple("identity", "relu", "tanh", "sigmoid", "gelu", "gelu_tanh",
-                                         "silu", "leaky_relu", "elu", "softplus", "hardtanh");
+    py::tuple names(kActCount);
+    for (int32_t k = 0; k < kActCount; ++k) names[size_t(k)] = py::str(kActNames[k]);
+    m.attr("ACT_KINDS") = names;
 }
 
 }  // namespace fastmlp::bind

@@ -59,6 +59,10 @@ enum class Act : int32_t {
     hardtanh = 10,
 };
 constexpr int32_t kActCount = 11;
+// The kinds' names, in enum order (the Python side reads them: fastmlp.ops.ACT_KINDS).
+constexpr const char* kActNames[kActCount] = {"identity", "relu", "tanh", "sigmoid", "gelu",
+                                              "gelu_tanh", "silu", "leaky_relu", "elu",
+                                              "softplus", "hardtanh"};
 
 // An activation with its parameters (p0, p1 as in the table above; unused ones are ignored).
 struct ActParams {

@@ -315,6 +315,10 @@ def _linear_act(input, weight, bias, act, module):
             out, z = _lin_fwd(x, w, b, False, None, kind, p0, p1, True)
         else:
             out = _lin_fwd(x, w, b, False, None, kind, p0, p1)
+    elif (x.dtype == _F32 and w.dtype == _F32 and type(x) is not _ndarray and type(w) is type(x)
+          and x.ndim >= 1 and x.shape[-1] == w.shape[1]):  # CUDA: one GEMM with the act epilogue
+        x = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+        out, z = ops.linear_act(x, w, b, kind, p0, p1, want_input=True)
     else:
         x, z = _linear_forward_generic(input, weight, bias, False, module)
         out = _act_forward_any(z, kind, p0, p1)
