@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "array_checks.h"
+#include "fastmlp/activation.h"
 #include "fastmlp/layers.h"
 
 namespace py = pybind11;
@@ -57,10 +58,34 @@ void check_1d(const py::array& a, const char* name, int64_t n, const char* what)
                               std::to_string(n) + ",), got " + shape_str(a));
 }
 
-// out (B,OC) = x (B,C) @ weight (OC,C)^T + bias (OC), ReLU optional.
-py::array linear_forward_py(py::handle x_obj, py::handle w_obj, py::handle b_obj, bool relu,
-                            py::handle out_obj) {
+}  // namespace
+
+// The activation argument of linear_forward/linear_backward and the act_* kernels: its kind as
+// the int of fastmlp::Act (ValueError when out of range) and its two parameters.
+ActParams act_params(int kind, float p0, float p1, const char* what) {
+    if (kind < 0 || kind >= kActCount)
+        throw py::value_error(std::string(what) + ": 'act' must be an activation kind in [0, " +
+                              std::to_string(kActCount) + "), got " + std::to_string(kind));
+    ActParams p;
+    p.kind = static_cast<Act>(kind);
+    p.p0 = p0;
+    p.p1 = p1;
+    return p;
+}
+
+namespace {
+
+// out (B,OC) = act(x (B,C) @ weight (OC,C)^T + bias (OC)); relu=True is act=relu.
+py::object linear_forward_py(py::handle x_obj, py::handle w_obj, py::handle b_obj, bool relu,
+                            py::handle out_obj, int act_kind, float p0, float p1,
+                            bool want_pre) {
     const char* what = "linear_forward";
+    ActParams act = act_params(act_kind, p0, p1, what);
+    if (relu) {
+        if (act.kind != Act::identity && act.kind != Act::relu)
+            throw py::value_error("linear_forward: pass either relu=True or an 'act', not both");
+        act.kind = Act::relu;
+    }
     py::array x = raw_arr(x_obj, "x");
     py::array w = raw_arr(w_obj, "weight");
     if (w.ndim() != 2)
@@ -94,10 +119,19 @@ py::array linear_forward_py(py::handle x_obj, py::handle w_obj, py::handle b_obj
     const float* xp = static_cast<const float*>(x.data());
     const float* wp = static_cast<const float*>(w.data());
     float* op = static_cast<float*>(out.mutable_data());
+    // want_act_input: also return z (the pre-activation) when the kind's backward needs it
+    const bool pre = want_pre && act_backward_needs_input(act.kind) && act.kind != Act::identity;
+    py::array z;
+    float* zp = nullptr;
+    if (pre) {
+        z = new_f32(B, OC);
+        zp = static_cast<float*>(z.mutable_data());
+    }
     {
         py::gil_scoped_release nogil;
-        linear_forward(op, xp, wp, bp, B, C, OC, relu);
+        linear_forward(op, zp, xp, wp, bp, B, C, OC, act);
     }
+    if (want_pre) return py::make_tuple(out, pre ? py::object(z) : py::object(py::none()));
     return out;
 }
 
@@ -106,8 +140,18 @@ py::array linear_forward_py(py::handle x_obj, py::handle w_obj, py::handle b_obj
 py::tuple linear_backward_py(py::handle g_obj, py::handle x_obj, py::handle w_obj,
                              py::handle y_obj, py::handle dx_obj, py::handle dw_obj,
                              py::handle db_obj, bool want_dx, bool want_dw, bool want_db,
-                             bool acc_w, bool acc_b) {
+                             bool acc_w, bool acc_b, int act_kind, float p0, float p1,
+                             py::handle z_obj) {
     const char* what = "linear_backward";
+    ActParams act = act_params(act_kind, p0, p1, what);
+    if (act.kind == Act::identity && !y_obj.is_none()) act.kind = Act::relu;  // relu_out alone
+    const bool need_z = act_backward_needs_input(act.kind);
+    if (need_z && z_obj.is_none())
+        throw py::value_error("linear_backward: this activation's gradient needs 'act_input' (the "
+                              "pre-activation), got None");
+    if (!need_z && act.kind != Act::identity && y_obj.is_none())
+        throw py::value_error("linear_backward: this activation's gradient needs 'relu_out' (the "
+                              "activation's output), got None");
     py::array g = raw_arr(g_obj, "grad");
     py::array x = raw_arr(x_obj, "x");
     py::array w = raw_arr(w_obj, "weight");
@@ -124,6 +168,15 @@ py::tuple linear_backward_py(py::handle g_obj, py::handle x_obj, py::handle w_ob
         y = in_arr(y, "relu_out");
         yp = static_cast<const float*>(y.data());
     }
+    const float* zp = nullptr;
+    py::array z;
+    if (need_z) {
+        z = raw_arr(z_obj, "act_input");
+        check_2d(z, "act_input", B, OC, what);
+        z = in_arr(z, "act_input");
+        zp = static_cast<const float*>(z.data());
+        yp = nullptr;  // not read
+    }
     g = in_arr(g, "grad");
     x = in_arr(x, "x");
     w = in_arr(w, "weight");
@@ -132,6 +185,7 @@ py::tuple linear_backward_py(py::handle g_obj, py::handle x_obj, py::handle w_ob
         check_no_overlap(o, name, x, "x", false);
         check_no_overlap(o, name, w, "weight", false);
         if (yp) check_no_overlap(o, name, y, "relu_out", false);
+        if (zp) check_no_overlap(o, name, z, "act_input", false);
     };
     py::object dx = py::none(), dw = py::none(), db = py::none();
     float *dxp = nullptr, *dwp = nullptr, *dbp = nullptr;
@@ -179,7 +233,7 @@ py::tuple linear_backward_py(py::handle g_obj, py::handle x_obj, py::handle w_ob
     const float* wp = static_cast<const float*>(w.data());
     {
         py::gil_scoped_release nogil;
-        linear_backward(dxp, dwp, dbp, gp, xp, wp, yp, B, C, OC, acc_w, acc_b);
+        linear_backward(dxp, dwp, dbp, gp, xp, wp, zp, yp, B, C, OC, act, acc_w, acc_b);
     }
     return py::make_tuple(dx, dw, db);
 }
@@ -265,14 +319,22 @@ void sgd_step_many_py(py::list params, py::list grads, py::handle bufs_obj, py::
 void register_layers(py::module_& m) {
     m.def("linear_forward", &linear_forward_py, py::arg("x"), py::arg("weight"),
           py::arg("bias") = py::none(), py::arg("relu") = false, py::arg("out") = py::none(),
-          "out (B,OC) = x (B,C) @ weight (OC,C)^T + bias (OC), then ReLU when relu.");
+          py::arg("act") = 0, py::arg("act_p0") = 0.0f, py::arg("act_p1") = 0.0f,
+          py::arg("want_act_input") = false,
+          "out (B,OC) = act(x (B,C) @ weight (OC,C)^T + bias (OC)); act is a fastmlp::Act kind "
+          "(0 identity; relu=True is act=1) with parameters act_p0, act_p1. want_act_input=True "
+          "returns (out, z) with z the pre-activation from the same pass (None for the kinds "
+          "whose gradient reads only out).");
     m.def("linear_backward", &linear_backward_py, py::arg("grad"), py::arg("x"), py::arg("weight"),
           py::arg("relu_out") = py::none(), py::arg("dinput") = py::none(),
           py::arg("dweight") = py::none(), py::arg("dbias") = py::none(),
           py::arg("want_dinput") = true, py::arg("want_dweight") = true, py::arg("want_dbias") = true,
           py::arg("accumulate_weight") = false, py::arg("accumulate_bias") = false,
-          "Backward of linear_forward (ReLU mask from relu_out if given) in one call; returns "
-          "(dinput, dweight, dbias).");
+          py::arg("act") = 0, py::arg("act_p0") = 0.0f, py::arg("act_p1") = 0.0f,
+          py::arg("act_input") = py::none(),
+          "Backward of linear_forward (and its activation) in one call; returns (dinput, dweight, "
+          "dbias). The activation's gradient reads relu_out (its output) or act_input (its input, "
+          "for the kinds whose gradient needs it); relu_out alone with act=0 means ReLU.");
     m.def("mse_forward_backward", &mse_forward_backward_py, py::arg("input"), py::arg("target"),
           py::arg("scale"),
           "(loss, dinput): mean of (input - target)^2 and scale * (input - target), in one call.");

@@ -38,6 +38,7 @@ void register_layers(py::module_& m);
 void register_gemm_fast(py::module_& m);  // cpu_gemm_fast.cpp
 void register_losses(py::module_& m);     // cpu_losses.cpp
 void register_optimizers(py::module_& m);  // cpu_optimizers.cpp
+void register_activations(py::module_& m);  // cpu_activations.cpp
 }  // namespace fastmlp::bind
 
 namespace {
@@ -344,4 +345,5 @@ PYBIND11_MODULE(_C, m) {
     register_layers(m);
     register_losses(m);
     register_optimizers(m);
+    register_activations(m);
 }

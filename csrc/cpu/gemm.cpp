@@ -14,12 +14,16 @@
 //    every element sees the same sequence of FMAs for any thread count. The first K
 //    block applies beta (beta == 0: C is not read), later ones accumulate; bias and ReLU are
 //    applied in the store of the last K block.
+// An epilogue activation other than ReLU (epi.act) is applied by this driver to each register
+// tile right after the micro-kernel stored it (the last K block only), while it is in L1: one
+// pass over C, no second sweep (activations.h act_forward_tile, the ISA's SIMD version).
 #include <algorithm>
 #include <atomic>
 #include <exception>
 
 #include <sched.h>
 
+#include "fastmlp/activations.h"
 #include "fastmlp/cpu_features.h"
 #include "fastmlp/gemm.h"
 #include "gemm_internal.h"
@@ -107,6 +111,18 @@ void parallel_run(int nt, Body&& body) {
     if (err) std::rethrow_exception(err);
 }
 
+// The driver's part of the epilogue on one finished tile tc (m x n) of C: keep the pre-activation
+// (epi.pre_act, at the same offset from its base as tc from C), then apply epi.act in place.
+inline void tile_act(const GemmEpilogue& epi, const float* C, float* tc, int64_t ldc, int64_t m,
+                     int64_t n) {
+    if (epi.pre_act) {
+        float* z = epi.pre_act + (tc - C);
+        for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < n; ++j) z[i * ldc + j] = tc[i * ldc + j];
+    }
+    act_forward_tile(tc, ldc, m, n, epi.act);
+}
+
 inline float relu1(float v) { return v > 0.0f ? v : (v != v ? v : 0.0f); }
 
 // K == 0: C = alpha*0 + beta*C (+bias) (relu), as the reference computes it.
@@ -122,6 +138,12 @@ void scale_only(int64_t M, int64_t N, float alpha, float beta, float* C, int64_t
             if (epi.relu) v = relu1(v);
             c[j] = v;
         }
+    }
+    if (epilogue_relu(epi) && !epi.relu) {
+        for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = relu1(C[i * ldc + j]);
+    } else if (epilogue_tile_act(epi)) {
+        tile_act(epi, C, C, ldc, M, N);
     }
 }
 
@@ -158,7 +180,8 @@ void sgemm_dot(const KernelSet& ks, int64_t M, int64_t N, int64_t K, float alpha
         t.ldc = ldc;
         t.alpha = alpha;
         t.beta = beta;
-        t.relu = epi.relu;
+        t.relu = epilogue_relu(epi);
+        const bool post = epilogue_tile_act(epi);
         for (int64_t q = t0; q < t1; ++q) {
             // column tiles outer: a W row block is read once, all (few) rows of A stay in cache
             const int64_t jt = q / mt, it = q % mt;
@@ -170,6 +193,7 @@ void sgemm_dot(const KernelSet& ks, int64_t M, int64_t N, int64_t K, float alpha
             t.c = C + i0 * ldc + j0;
             t.bias = epi.bias ? epi.bias + j0 : nullptr;
             ks.dot(t);
+            if (post) tile_act(epi, C, t.c, ldc, t.m, t.n);
         }
     };
     parallel_run(nt, [&](int tid, int nth) { run(tiles * tid / nth, tiles * (tid + 1) / nth); });
@@ -207,7 +231,8 @@ void sgemm_small(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int
         t.ldc = ldc;
         t.alpha = alpha;
         t.beta = beta;
-        t.relu = epi.relu;
+        t.relu = epilogue_relu(epi);
+        const bool post = epilogue_tile_act(epi);
         int64_t packed_row = -1;
         float* ap = nullptr;
         for (int64_t q = t0; q < t1; ++q) {
@@ -234,6 +259,7 @@ void sgemm_small(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int
                 t.lda = smr;
                 edge(t);
             }
+            if (post) tile_act(epi, C, t.c, ldc, t.m, t.n);
         }
     };
     parallel_run(nt, [&](int tid, int nth) { run(tiles * tid / nth, tiles * (tid + 1) / nth); });
@@ -271,7 +297,8 @@ void packed_serial(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, i
             ks.pack(bp, B + jc * b_js + pc * b_ps, b_js, b_ps, nc, kc, NR, 0, np);
             t.k = kc;
             t.beta = first ? beta : 1.0f;  // later K blocks accumulate onto the first
-            t.relu = last && epi.relu;
+            t.relu = last && epilogue_relu(epi);
+            const bool post = last && epilogue_tile_act(epi);
             for (int64_t ic = 0; ic < M; ic += MC) {
                 const int64_t mc = std::min(MC, M - ic);
                 const int64_t mp = ceil_div(mc, MR);
@@ -287,6 +314,7 @@ void packed_serial(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, i
                         t.a = ap + r * kc * MR;
                         t.c = C + (ic + i0) * ldc + jc + j0;
                         ks.packed(t);
+                        if (post) tile_act(epi, C, t.c, ldc, t.m, t.n);
                     }
                 }
             }
@@ -316,15 +344,19 @@ void sgemm_packed(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, in
             if (j1 > j0) {
                 GemmEpilogue e = epi;
                 if (e.bias) e.bias += j0;
+                if (e.pre_act) e.pre_act += j0;
                 packed_serial(ks, trans_a, trans_b, M, j1 - j0, K, alpha, A, lda, B + j0 * b_js,
                               ldb, beta, C + j0, ldc, e);
             }
         } else {
             const int64_t i0 = mp * tid / nth * ks.mr;
             const int64_t i1 = std::min<int64_t>(M, mp * (tid + 1) / nth * ks.mr);
-            if (i1 > i0)
+            if (i1 > i0) {
+                GemmEpilogue e = epi;
+                if (e.pre_act) e.pre_act += i0 * ldc;
                 packed_serial(ks, trans_a, trans_b, i1 - i0, N, K, alpha, A + i0 * a_rs, lda, B,
-                              ldb, beta, C + i0 * ldc, ldc, epi);
+                              ldb, beta, C + i0 * ldc, ldc, e);
+            }
         }
     });
 }

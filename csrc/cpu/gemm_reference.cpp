@@ -19,7 +19,11 @@ void sgemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
             float v = alpha * acc;
             if (beta != 0.0f) v += beta * C[i * ldc + j];
             if (epi.bias) v += epi.bias[j];
-            if (epi.relu) v = v > 0.0f ? v : (v != v ? v : 0.0f);
+            if (epilogue_relu(epi)) v = v > 0.0f ? v : (v != v ? v : 0.0f);
+            else if (epilogue_tile_act(epi)) {
+                if (epi.pre_act) epi.pre_act[i * ldc + j] = v;
+                v = act_forward_scalar(v, epi.act);
+            }
             C[i * ldc + j] = v;
         }
     }

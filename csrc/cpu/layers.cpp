@@ -1,21 +1,23 @@
-// Linear (+ReLU) forward and backward as single calls over sgemm and the elementwise kernels.
+// Linear (+activation) forward and backward as single calls over sgemm and the elementwise kernels.
 #include "fastmlp/layers.h"
 
 #include <cstddef>
 #include <vector>
 
+#include "fastmlp/activations.h"
 #include "fastmlp/cpu_features.h"
 #include "fastmlp/elementwise.h"
 #include "fastmlp/gemm.h"
 
 namespace fastmlp {
 
-void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t B,
-                    int64_t C, int64_t OC, bool relu) {
-    // out (B,OC), inp (B,C), weight (OC,C), bias (OC): the NT product with a bias/ReLU epilogue.
+void linear_forward(float* out, float* pre_act, const float* inp, const float* weight,
+                    const float* bias, int64_t B, int64_t C, int64_t OC, ActParams act) {
+    // out (B,OC), inp (B,C), weight (OC,C), bias (OC): the NT product with a bias/act epilogue.
     GemmEpilogue epi;
     epi.bias = bias;
-    epi.relu = relu;
+    epi.act = act;
+    epi.pre_act = pre_act;
     sgemm(false, true, B, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC, epi);
 }
 
@@ -47,13 +49,27 @@ void mask_and_bias_serial(float* gm, float* dbias, const float* dout, const floa
 }  // namespace
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, const float* relu_out, int64_t B, int64_t C, int64_t OC,
-                     bool accumulate_weight, bool accumulate_bias) {
-    // dinp (B,C), dweight (OC,C), dbias (OC), dout (B,OC), inp (B,C), weight (OC,C), relu_out (B,OC)
+                     const float* weight, const float* act_in, const float* act_out, int64_t B,
+                     int64_t C, int64_t OC, ActParams act, bool accumulate_weight,
+                     bool accumulate_bias) {
+    // dinp (B,C), dweight (OC,C), dbias (OC), dout (B,OC), inp (B,C), weight (OC,C),
+    // act_in (B,OC), act_out (B,OC)
     const float* g = dout;
     thread_local std::vector<float> scratch;
     const size_t n = size_t(B) * size_t(OC);
-    if (threads_for(double(n) * 8.0) == 1) {  // as the elementwise kernels decide: one thread
+    // ReLU keeps its one-pass mask + bias sum; the others form g with act_backward first.
+    const float* relu_out = act.kind == Act::relu ? (act_out ? act_out : act_in) : nullptr;
+    if (act.kind != Act::identity && act.kind != Act::relu) {
+        if (scratch.size() < n) scratch.resize(n);
+        act_backward(scratch.data(), dout, act_in, act_out, int64_t(n), act);
+        g = scratch.data();
+        if (dbias != nullptr) {
+            if (threads_for(double(n) * 8.0) == 1)
+                mask_and_bias_serial(nullptr, dbias, g, nullptr, B, OC, accumulate_bias);
+            else
+                bias_backward(dbias, g, B, OC, accumulate_bias);
+        }
+    } else if (threads_for(double(n) * 8.0) == 1) {  // as the elementwise kernels decide: one thread
         float* gm = nullptr;
         if (relu_out != nullptr) {
             if (scratch.size() < n) scratch.resize(n);

@@ -30,6 +30,10 @@ struct GemmParams {
     float* partial;   // split-K: (splits, M, N) raw products; null: write C with the epilogue
     int64_t k_chunk;  // K per split (a multiple of BK); K when not split
     bool relu;
+    // An element-wise activation other than ReLU (activation.h), applied after bias; pre_act,
+    // when set, receives the value before it (same layout as C).
+    fastmlp::ActParams act;
+    float* pre_act;
     bool vec_a, vec_b, vec_c;  // 16-byte vector access allowed (pointer and ld aligned)
 };
 
@@ -39,7 +43,12 @@ __device__ __forceinline__ float epilogue(const GemmParams& p, float acc, int64_
     float v = p.alpha * acc;
     if (p.beta != 0.0f) v += p.beta * p.C[m * p.ldc + n];  // beta == 0: C is never read
     if (p.bias) v += p.bias[n];
-    return p.relu ? relu_keep_nan(v) : v;
+    if (p.relu) return relu_keep_nan(v);
+    if (p.act.kind != fastmlp::Act::identity) {
+        if (p.pre_act) p.pre_act[m * p.ldc + n] = v;
+        return fastmlp::act_forward_scalar(v, p.act);
+    }
+    return v;
 }
 
 // Loads a BK-deep slice of a BO-wide panel (BO rows of A, or BO columns of B) into registers and
@@ -309,7 +318,9 @@ GemmParams make_params(int64_t M, int64_t N, int64_t K, float alpha, const float
     p.alpha = alpha; p.beta = beta;
     p.A = A; p.lda = lda; p.B = B; p.ldb = ldb; p.C = C; p.ldc = ldc;
     p.bias = epi.bias;
-    p.relu = epi.relu;
+    p.relu = epilogue_relu(epi);
+    p.act = epilogue_tile_act(epi) ? epi.act : fastmlp::ActParams{};
+    p.pre_act = epilogue_tile_act(epi) ? epi.pre_act : nullptr;
     p.partial = nullptr;
     p.k_chunk = std::max<int64_t>(K, 1);
     p.vec_a = aligned16(A, lda);

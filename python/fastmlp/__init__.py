@@ -31,11 +31,11 @@ from .tensor import (Size, Tensor, abs, allclose, arange, argmax, as_tensor, cat
                      clip, empty, empty_like, equal, exp, eye, flatten, from_numpy, full,
                      full_like, is_tensor, linspace, log, matmul, max, mean, min, mm, numel, ones,
                      ones_like, rand, rand_like, randint, randn, randn_like, randperm, reshape,
-                     sigmoid, sqrt, squeeze, stack, sum, tanh, tensor, transpose, unsqueeze,
+                     sigmoid, softmax, log_softmax, sqrt, squeeze, stack, sum, tanh, tensor, transpose, unsqueeze,
                      where, zeros, zeros_like)
 from .serialization import load, save  # noqa: E402
 from . import nn, optim, utils  # noqa: E402
-from .nn.functional import relu, relu_  # noqa: E402
+from .nn.functional import relu, relu_, sigmoid, tanh  # noqa: E402,F811  (fusable: one frame)
 from .nn.parameter import Parameter  # noqa: E402,F401
 
 FloatTensor = Tensor

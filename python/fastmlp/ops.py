@@ -387,3 +387,91 @@ __all__ += ["LOSS_KINDS", "cross_entropy_forward", "cross_entropy_forward_backwa
             "cross_entropy_forward_backward", "cross_entropy_prob_forward",
             "cross_entropy_prob_backward", "loss_elementwise_forward", "loss_elementwise_backward",
             "loss_elementwise_forward_backward"]
+
+
+# ---- activations (element-wise kinds, softmax / log_softmax) --------------------------------
+# An activation is named by its kind (an index into ACT_KINDS, the order of fastmlp::Act in
+# csrc/include/fastmlp/activation.h, which _C reports) and two float parameters p0, p1:
+# leaky_relu (negative_slope), elu (alpha), softplus (beta, threshold), hardtanh (min, max).
+ACT_KINDS = tuple(_C.ACT_KINDS)
+_ACT_INDEX = {name: i for i, name in enumerate(ACT_KINDS)}
+# kinds whose gradient reads the pre-activation z (the others read the output y)
+ACT_NEEDS_INPUT = frozenset(i for i, n in enumerate(ACT_KINDS)
+                            if n not in ("identity", "relu", "tanh", "sigmoid"))
+
+
+def act_kind(kind):
+    """The kind index of an activation given by name (``"gelu"``) or index."""
+    if isinstance(kind, str):
+        try:
+            return _ACT_INDEX[kind]
+        except KeyError:
+            raise ValueError(f"unknown activation {kind!r}; expected one of {ACT_KINDS}") from None
+    return int(kind)
+
+
+def act_forward(x, kind, p0=0.0, p1=0.0, *, out=None):
+    """``f(x)`` element-wise for activation ``kind`` (name or index) with parameters p0, p1.
+
+    ``out`` may be ``x`` itself (in place).
+    """
+    k = kind if type(kind) is int else act_kind(kind)
+    if type(x) is not np.ndarray and hasattr(x, "__cuda_array_interface__"):
+        return _gpu('x', x).act_forward(x, k, p0, p1, out=out)
+    return _C.act_forward(x, k, p0, p1, out)
+
+
+def act_backward(grad, input, output, kind, p0=0.0, p1=0.0, *, out=None):
+    """``grad * f'(input)``; reads ``input`` (the pre-activation) for the kinds in
+    ``ACT_NEEDS_INPUT`` and ``output`` (``f(input)``) for the others; the unread one may be None."""
+    k = kind if type(kind) is int else act_kind(kind)
+    if type(grad) is not np.ndarray and hasattr(grad, "__cuda_array_interface__"):
+        return _gpu('grad', grad).act_backward(grad, input, output, k, p0, p1, out=out)
+    return _C.act_backward(grad, input, output, k, p0, p1, out)
+
+
+def softmax(x, *, log=False, out=None):
+    """softmax (or log_softmax with ``log=True``) over the last axis, max-subtracted."""
+    if type(x) is not np.ndarray and hasattr(x, "__cuda_array_interface__"):
+        return _gpu('x', x).softmax(x, log=log, out=out)
+    return _C.softmax_forward(x, log, out)
+
+
+def softmax_backward(grad, output, *, log=False, out=None):
+    """Gradient of :func:`softmax` over the last axis from its ``output``."""
+    if type(grad) is not np.ndarray and hasattr(grad, "__cuda_array_interface__"):
+        return _gpu('grad', grad).softmax_backward(grad, output, log=log, out=out)
+    return _C.softmax_backward(grad, output, log, out)
+
+
+def linear_act(x, weight, bias, kind, p0=0.0, p1=0.0, *, want_input=False):
+    """``f(x @ weight.T + bias)`` with the activation in the GEMM epilogue (one pass).
+
+    With ``want_input=True`` returns ``(y, z)``, ``z`` the pre-activation from the same pass when
+    the kind's gradient needs it (else None).
+    """
+    k = kind if type(kind) is int else act_kind(kind)
+    if type(x) is not np.ndarray and hasattr(x, "__cuda_array_interface__"):
+        return _gpu('x', x).linear_act(x, weight, bias, k, p0, p1, want_input=want_input)
+    return _C.linear_forward(x, weight, bias, False, None, k, p0, p1, want_input)
+
+
+def linear_act_backward(grad, x, weight, kind, p0=0.0, p1=0.0, *, act_input=None, act_output=None,
+                        need_input_grad=True, need_weight_grad=True, need_bias_grad=True,
+                        dweight=None, dbias=None, accumulate=False):
+    """Backward of :func:`linear_act` in one call: ``(dinput, dweight, dbias)`` as
+    :func:`linear_backward`; the activation's gradient reads ``act_input`` (z) or ``act_output`` (y)."""
+    k = kind if type(kind) is int else act_kind(kind)
+    if type(grad) is not np.ndarray and hasattr(grad, "__cuda_array_interface__"):
+        g = act_backward(grad, act_input, act_output, k, p0, p1)
+        return linear_backward(g, x, weight, need_input_grad=need_input_grad,
+                               need_weight_grad=need_weight_grad, need_bias_grad=need_bias_grad,
+                               dweight=dweight, dbias=dbias, accumulate=accumulate)
+    acc_w = accumulate and dweight is not None
+    acc_b = accumulate and dbias is not None
+    return _C.linear_backward(grad, x, weight, act_output, None, dweight, dbias, need_input_grad,
+                              need_weight_grad, need_bias_grad, acc_w, acc_b, k, p0, p1, act_input)
+
+
+__all__ += ["ACT_KINDS", "ACT_NEEDS_INPUT", "act_kind", "act_forward", "act_backward", "softmax",
+            "softmax_backward", "linear_act", "linear_act_backward"]

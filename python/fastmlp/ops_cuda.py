@@ -215,3 +215,59 @@ def sgd_step_many(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dam
                     lr, momentum, dampening, weight_decay, nesterov, maximize, first_step,
                     _stream(cp))
     return params
+
+
+# ---- activations (element-wise kinds, softmax / log_softmax): fastmlp.ops's signatures --------
+def act_forward(x, kind, p0=0.0, p1=0.0, *, out=None):
+    """``f(x)`` element-wise for activation kind ``kind`` (an index of ``fastmlp.ops.ACT_KINDS``)."""
+    cp, C = _modules()
+    x = _contiguous(cp, x)
+    if out is None:
+        out = _empty_like(cp, x)
+    return C.act_forward(x, int(kind), float(p0), float(p1), out, _stream(cp))
+
+
+def act_backward(grad, input, output, kind, p0=0.0, p1=0.0, *, out=None):
+    """``grad * f'(input)`` (reads ``input`` or ``output`` as the kind needs)."""
+    cp, C = _modules()
+    grad = _contiguous(cp, grad)
+    input = None if input is None else _contiguous(cp, input)
+    output = None if output is None else _contiguous(cp, output)
+    if out is None:
+        out = _empty_like(cp, grad)
+    return C.act_backward(grad, input, output, int(kind), float(p0), float(p1), out, _stream(cp))
+
+
+def softmax(x, *, log=False, out=None):
+    """softmax (or log_softmax) over the last axis."""
+    cp, C = _modules()
+    x = _contiguous(cp, x)
+    if out is None:
+        out = _empty_like(cp, x)
+    return C.softmax_forward(x, bool(log), out, _stream(cp))
+
+
+def softmax_backward(grad, output, *, log=False, out=None):
+    cp, C = _modules()
+    grad, output = _contiguous(cp, grad), _contiguous(cp, output)
+    if out is None:
+        out = _empty_like(cp, grad)
+    return C.softmax_backward(grad, output, bool(log), out, _stream(cp))
+
+
+def linear_act(x, weight, bias, kind, p0=0.0, p1=0.0, *, want_input=False):
+    """``f(x @ weight.T + bias)`` in one GEMM (activation in the epilogue); ``(y, z)`` with
+    ``want_input=True`` (z the pre-activation when the kind's gradient reads it, else None)."""
+    cp, C = _modules()
+    x, weight = _contiguous(cp, x), _contiguous(cp, weight)
+    bias = None if bias is None else _contiguous(cp, bias)
+    shape = (x.shape[0], weight.shape[0]) if x.ndim == 2 and weight.ndim == 2 else (0, 0)
+    out = cp.empty(shape, dtype=cp.float32)
+    from .ops import ACT_NEEDS_INPUT
+
+    pre = cp.empty(shape, dtype=cp.float32) if want_input and int(kind) in ACT_NEEDS_INPUT else None
+    C.linear_act_forward(x, weight, bias, out, int(kind), float(p0), float(p1), pre, _stream(cp))
+    return (out, pre) if want_input else out
+
+
+__all__ += ["act_forward", "act_backward", "softmax", "softmax_backward", "linear_act"]

@@ -23,7 +23,7 @@ from .devices import CPU, array_module, asarray, check_cuda_available, device, d
 __all__ = ["Tensor", "Size", "tensor", "as_tensor", "from_numpy", "zeros", "ones", "empty", "full",
            "zeros_like", "ones_like", "empty_like", "full_like", "rand", "randn", "rand_like",
            "randn_like", "randint", "randperm", "arange", "linspace", "eye", "cat", "stack",
-           "is_tensor", "numel", "exp", "log", "sqrt", "tanh", "sigmoid", "abs", "sum", "mean",
+           "is_tensor", "numel", "exp", "log", "sqrt", "tanh", "sigmoid", "softmax", "log_softmax", "abs", "sum", "mean",
            "matmul", "mm", "flatten", "transpose", "reshape", "argmax", "max", "min", "clamp",
            "where", "allclose", "equal", "squeeze", "unsqueeze"]
 
@@ -713,6 +713,12 @@ class Tensor:
     def sigmoid(self):
         return sigmoid(self)
 
+    def softmax(self, dim=None, dtype=None):
+        return softmax(self, dim, dtype)
+
+    def log_softmax(self, dim=None, dtype=None):
+        return log_softmax(self, dim, dtype)
+
     def abs(self):
         return abs(self)
 
@@ -963,9 +969,34 @@ def _unary(name, fwd, bwd):
 exp = _unary("Exp", lambda xp, x: xp.exp(x), lambda xp, x, y, g: g * y)
 log = _unary("Log", lambda xp, x: xp.log(x), lambda xp, x, y, g: g / x)
 sqrt = _unary("Sqrt", lambda xp, x: xp.sqrt(x), lambda xp, x, y, g: g / (2 * y))
-tanh = _unary("Tanh", lambda xp, x: xp.tanh(x), lambda xp, x, y, g: g * (1 - y * y))
-sigmoid = _unary("Sigmoid", lambda xp, x: (1 / (1 + xp.exp(-x))).astype(x.dtype, copy=False),
-                 lambda xp, x, y, g: g * y * (1 - y))
+
+
+# ---- activations: the kernels behind nn.functional (imported on first use: nn builds on this
+# module). torch.tanh / torch.sigmoid / torch.softmax / torch.log_softmax and the Tensor methods.
+def tanh(input):
+    from .nn.functional import tanh as f
+
+    return f(input)
+
+
+def sigmoid(input):
+    from .nn.functional import sigmoid as f
+
+    return f(input)
+
+
+def softmax(input, dim=None, dtype=None):
+    from .nn.functional import _softmax
+
+    return _softmax(input, dim, dtype, False)
+
+
+def log_softmax(input, dim=None, dtype=None):
+    from .nn.functional import _softmax
+
+    return _softmax(input, dim, dtype, True)
+
+
 abs = _unary("Abs", lambda xp, x: xp.abs(x), lambda xp, x, y, g: g * xp.sign(x))  # noqa: A001
 
 

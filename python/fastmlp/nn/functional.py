@@ -1,4 +1,5 @@
-"""``fastmlp.nn.functional``: linear, relu, mse_loss — the hot ops, on the compiled kernels.
+"""``fastmlp.nn.functional``: linear, relu and the other activations, softmax, mse_loss — the hot
+ops, on the compiled kernels.
 
 Fusion without asking:
 
@@ -12,6 +13,11 @@ Fusion without asking:
   Linear output (``h = fc1(x); relu(h)``), a separate ReLU op runs, as in PyTorch.
 * The backward of a (fused) Linear is one ``_C.linear_backward`` call: ReLU mask, bias gradient,
   weight gradient (accumulated straight into ``weight.grad``) and input gradient.
+* Every other element-wise activation (tanh, sigmoid, gelu, silu, leaky_relu, elu, softplus,
+  hardtanh, relu6) fuses the same way: ``Sequential(Linear, GELU())`` puts it in the GEMM epilogue
+  (which also keeps the pre-activation z when the gradient needs it), ``F.gelu(fc(x))`` applies it
+  to the fresh Linear output and records it on the Linear's node; the backward is one
+  ``linear_backward`` call whose first step is the activation's gradient.
 
 CPU float32 goes to ``fastmlp._C``; float64 tensors use numpy; CUDA tensors go through
 :mod:`fastmlp.ops` (which dispatches on ``__cuda_array_interface__``).
@@ -29,7 +35,9 @@ from ..devices import array_module, device_of
 from ..tensor import _ONE_F32 as _ONE
 from ..tensor import Size, Tensor, _as_tensor_like, _same_device, _unbroadcast, _wrap
 
-__all__ = ["linear", "relu", "relu_", "mse_loss", "ShapeError", "DtypeError"]
+__all__ = ["linear", "relu", "relu_", "mse_loss", "ShapeError", "DtypeError",
+           "tanh", "sigmoid", "gelu", "silu", "leaky_relu", "leaky_relu_", "elu", "elu_", "softplus",
+           "hardtanh", "hardtanh_", "relu6", "softmax", "log_softmax"]
 
 _ndarray = np.ndarray
 _F32 = np.dtype(np.float32)
@@ -41,6 +49,9 @@ _relu_bwd = _C.relu_backward
 _mse_fwd = _C.mse_forward
 _mse_bwd = _C.mse_backward
 _mse_fb = _C.mse_forward_backward
+_act_fwd = ops.act_forward
+_act_bwd = ops.act_backward
+_NEEDS_Z = ops.ACT_NEEDS_INPUT
 _new = object.__new__
 
 
@@ -54,9 +65,11 @@ class DtypeError(TypeError, RuntimeError):
 
 # ---- Linear -------------------------------------------------------------------------------
 class _LinearNode(Node):
-    """Backward of ``x @ w.T + b`` (and of its ReLU when fused: ``y`` is then the ReLU output)."""
+    """Backward of ``x @ w.T + b`` and of the activation fused after it: ``act`` its kind (0: none,
+    1: ReLU, ...; ``act_p`` its parameters), ``y`` the activation's output (kinds whose gradient
+    reads y) or ``z`` its input (the others)."""
 
-    __slots__ = ("x2", "y", "in_shape")
+    __slots__ = ("x2", "y", "z", "act", "act_p", "in_shape")
 
     def __init__(self, inputs, x2, in_shape):
         self.inputs = inputs
@@ -64,15 +77,19 @@ class _LinearNode(Node):
         self.seq = next(_seq)
         self.gacc = None
         self.x2 = x2
-        self.y = None
+        self.y = self.z = None
+        self.act = 0
+        self.act_p = None
         self.in_shape = in_shape
 
     def name(self):
-        return "AddmmBackward0" if self.y is None else "ReluBackward0"
+        if self.act == 0:
+            return "ReluBackward0" if self.y is not None else "AddmmBackward0"
+        return _ACT_NODE_NAMES[self.act]
 
     def release(self):
         self.saved = None
-        self.x2 = self.y = None
+        self.x2 = self.y = self.z = None
 
     def backward(self, g):
         inputs = self.inputs
@@ -109,8 +126,13 @@ class _LinearNode(Node):
                         acc_b = True
                 else:
                     want_b = True
-            dx, dw, db = _lin_bwd(g, x, w, self.y, None, dw_buf, db_buf, want_x, want_w, want_b,
-                                  acc_w, acc_b)
+            if self.act <= 1:
+                dx, dw, db = _lin_bwd(g, x, w, self.y, None, dw_buf, db_buf, want_x, want_w,
+                                      want_b, acc_w, acc_b)
+            else:
+                p = self.act_p
+                dx, dw, db = _lin_bwd(g, x, w, self.y, None, dw_buf, db_buf, want_x, want_w,
+                                      want_b, acc_w, acc_b, self.act, p[0], p[1], self.z)
             if leaf_w:
                 if not acc_w:
                     if w_t.grad is None:
@@ -134,7 +156,13 @@ class _LinearNode(Node):
                         _set_leaf_grad(b_t, db)
                 db = None
         else:
-            dx, dw, db = _linear_backward_generic(g, x, w, self.y, x_t.requires_grad,
+            if self.act > 1:  # the activation's gradient first, then the plain Linear backward
+                p = self.act_p
+                g = _act_backward_any(g, self.z, self.y, self.act, p[0], p[1])
+                y = None
+            else:
+                y = self.y
+            dx, dw, db = _linear_backward_generic(g, x, w, y, x_t.requires_grad,
                                                   w_t.requires_grad,
                                                   b_t is not None and b_t.requires_grad)
         if dx is not None and dx.shape != self.in_shape:
@@ -195,7 +223,13 @@ def _dtype_error(x, w, module):
 
 
 def _linear(input, weight, bias, relu, module):
-    """The one Linear implementation (Linear.forward, F.linear, Sequential's fused Linear+ReLU)."""
+    """The one Linear implementation (Linear.forward, F.linear, Sequential's fused Linear+act).
+
+    ``relu`` is False (no activation), True (ReLU) or an activation ``(kind, p0, p1)`` applied in
+    the same kernel's epilogue.
+    """
+    if relu is not False and relu is not True:
+        return _linear_act(input, weight, bias, relu, module)
     x = input._data
     w = weight._data
     b = None if bias is None else bias._data
@@ -257,6 +291,49 @@ def _linear_forward_generic(input, weight, bias, relu, module):
         if relu:
             out = array_module(device_of(out)).where(out < 0, 0, out).astype(out.dtype, copy=False)
     return x2, out
+
+
+def _linear_act(input, weight, bias, act, module):
+    """Linear + a (non-ReLU) activation ``act = (kind, p0, p1)``: one GEMM whose epilogue applies
+    it (and stores the pre-activation z from the same pass when the gradient will read it)."""
+    kind, p0, p1 = act
+    x = input._data
+    w = weight._data
+    b = None if bias is None else bias._data
+    in_shape = x.shape
+    need_grad = GradMode.enabled and (input.requires_grad or weight.requires_grad
+                                      or (bias is not None and bias.requires_grad))
+    z = None
+    if type(x) is _ndarray and x.dtype is _F32 and w.dtype is _F32 and type(w) is _ndarray:
+        if x.ndim != 2:
+            if x.ndim == 0:
+                raise _shape_error(x, w, module)
+            x = x.reshape(-1, x.shape[-1])
+        if x.shape[1] != w.shape[1]:
+            raise _shape_error(input._data, w, module)
+        if need_grad and kind in _NEEDS_Z:
+            out, z = _lin_fwd(x, w, b, False, None, kind, p0, p1, True)
+        else:
+            out = _lin_fwd(x, w, b, False, None, kind, p0, p1)
+    elif (x.dtype == _F32 and w.dtype == _F32 and type(x) is not _ndarray and type(w) is type(x)
+          and x.ndim >= 1 and x.shape[-1] == w.shape[1]):  # CUDA: one GEMM with the act epilogue
+        x = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+        out, z = ops.linear_act(x, w, b, kind, p0, p1, want_input=True)
+    else:
+        x, z = _linear_forward_generic(input, weight, bias, False, module)
+        out = _act_forward_any(z, kind, p0, p1)
+    if len(in_shape) != 2:
+        out = out.reshape(in_shape[:-1] + (w.shape[0],))
+    if need_grad:
+        node = _LinearNode((input, weight) if bias is None else (input, weight, bias), x, in_shape)
+        node.act = kind
+        node.act_p = (p0, p1)
+        if kind in _NEEDS_Z:
+            node.z = z
+        else:
+            node.y = out if out.ndim == 2 else out.reshape(-1, w.shape[0])
+        return _wrap(out, node, True)
+    return _wrap(out)
 
 
 def linear(input, weight, bias=None):
@@ -474,6 +551,377 @@ def _mse_general(input, target, reduction):
     if need_grad:
         return _wrap(out, _MseNode((input, target), (x, y, reduction, d)), True)
     return _wrap(out)
+
+
+# ---- element-wise activations and softmax -------------------------------------------------
+# One Node per activation (forward and backward side by side below); the numeric rules are the
+# C++ ones (fastmlp.ops.act_forward/act_backward) for float32, numpy/CuPy formulas of the same
+# functions for other dtypes. An activation is (kind, p0, p1) with kind an index of
+# fastmlp.ops.ACT_KINDS.
+_K = {name: i for i, name in enumerate(ops.ACT_KINDS)}
+_K_TANH, _K_SIGMOID, _K_GELU, _K_GELU_TANH = _K["tanh"], _K["sigmoid"], _K["gelu"], _K["gelu_tanh"]
+_K_SILU, _K_LEAKY, _K_ELU, _K_SOFTPLUS, _K_HARDTANH = (_K["silu"], _K["leaky_relu"], _K["elu"],
+                                                        _K["softplus"], _K["hardtanh"])
+_ACT_NODE_NAMES = {_K["relu"]: "ReluBackward0", _K_TANH: "TanhBackward0",
+                   _K_SIGMOID: "SigmoidBackward0", _K_GELU: "GeluBackward0",
+                   _K_GELU_TANH: "GeluBackward0", _K_SILU: "SiluBackward0",
+                   _K_LEAKY: "LeakyReluBackward0", _K_ELU: "EluBackward0",
+                   _K_SOFTPLUS: "SoftplusBackward0", _K_HARDTANH: "HardtanhBackward0"}
+
+
+class ArgumentError(RuntimeError, ValueError):
+    """A bad argument value (a RuntimeError as in PyTorch, and a ValueError)."""
+
+
+def _erfc(xp, x):
+    if xp is np:
+        try:
+            from scipy.special import erfc
+        except ImportError:  # pragma: no cover - scipy is optional
+            import math
+
+            return np.vectorize(math.erfc, otypes=[x.dtype])(x)
+        return erfc(x)
+    from cupyx.scipy.special import erfc  # pragma: no cover - GPU only
+
+    return erfc(x)
+
+
+def _sigmoid_xp(xp, x):
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def _act_forward_xp(xp, z, kind, p0, p1):
+    """The activation rules of activation.h in array form (float64 and other non-kernel dtypes)."""
+    with np.errstate(all="ignore"):
+        if kind == _K_TANH:
+            return xp.tanh(z)
+        if kind == _K_SIGMOID:
+            return _sigmoid_xp(xp, z)
+        if kind == _K_GELU:
+            return z * (0.5 * _erfc(xp, -z * 0.70710678118654752440))
+        if kind == _K_GELU_TANH:
+            return z * _sigmoid_xp(xp, (z + 0.044715 * z * z * z) * (2 * 0.79788456080286536))
+        if kind == _K_SILU:
+            return z * _sigmoid_xp(xp, z)
+        if kind == _K_LEAKY:
+            return xp.where(z > 0, z, z * p0)
+        if kind == _K_ELU:
+            return xp.where(z > 0, z, p0 * xp.expm1(xp.minimum(z, 0)))
+        if kind == _K_SOFTPLUS:
+            bz = z * p0
+            return xp.where(bz > p1, z, (xp.maximum(bz, 0) + xp.log1p(xp.exp(-xp.abs(bz)))) / p0)
+        if kind == _K_HARDTANH:
+            return xp.where(z < p0, p0, xp.where(z > p1, p1, z)).astype(z.dtype, copy=False)
+        if kind == _K["relu"]:
+            return xp.where(z < 0, 0, z).astype(z.dtype, copy=False)
+    return z
+
+
+def _act_backward_xp(xp, g, z, y, kind, p0, p1):
+    with np.errstate(all="ignore"):
+        if kind == _K_TANH:
+            return g * (1 - y * y)
+        if kind == _K_SIGMOID:
+            return g * (1 - y) * y
+        if kind == _K_GELU:
+            cdf = 0.5 * _erfc(xp, -z * 0.70710678118654752440)
+            return g * (cdf + z * (xp.exp(-0.5 * z * z) * 0.39894228040143268))
+        if kind == _K_GELU_TANH:
+            k0, k1 = 0.79788456080286536, 0.044715
+            s = _sigmoid_xp(xp, (z + k1 * z * z * z) * (2 * k0))
+            return g * (s + 2 * z * s * (1 - s) * (k0 * (1 + 3 * k1 * z * z)))
+        if kind == _K_SILU:
+            s = _sigmoid_xp(xp, z)
+            return g * (s * (1 + z * (1 - s)))
+        if kind == _K_LEAKY:
+            return xp.where(z > 0, g, g * p0)
+        if kind == _K_ELU:
+            return xp.where(z > 0, g, g * p0 * xp.exp(z))
+        if kind == _K_SOFTPLUS:
+            bz = z * p0
+            return xp.where(bz > p1, g, g * _sigmoid_xp(xp, bz))
+        if kind == _K_HARDTANH:
+            return xp.where((z > p0) & (z < p1), g, 0).astype(g.dtype, copy=False)
+        if kind == _K["relu"]:
+            return g * (y > 0)
+    return g
+
+
+def _act_forward_any(z, kind, p0, p1):
+    """f(z) for any array: the kernels for float32 (CPU or CUDA), array formulas otherwise."""
+    if z.dtype == _F32:
+        if type(z) is _ndarray and not z.flags.c_contiguous:
+            z = np.ascontiguousarray(z)
+        return _act_fwd(z, kind, p0, p1)
+    return _act_forward_xp(array_module(device_of(z)), z, kind, p0, p1)
+
+
+def _act_backward_any(g, z, y, kind, p0, p1):
+    if g.dtype == _F32 and (z if kind in _NEEDS_Z else y).dtype == _F32:
+        if type(g) is _ndarray:
+            g = np.ascontiguousarray(g)
+        return _act_bwd(g, z, y, kind, p0, p1)
+    out = _act_backward_xp(array_module(device_of(g)), g, z, y, kind, p0, p1)
+    return out.astype(g.dtype, copy=False) if out.dtype != g.dtype else out
+
+
+class _ActNode(Node):
+    """Backward of an unfused element-wise activation; saved = (z or y, kind, p0, p1)."""
+
+    __slots__ = ()
+
+    def name(self):
+        return _ACT_NODE_NAMES[self.saved[1]] if self.saved else "ActBackward0"
+
+    def backward(self, g):
+        v, kind, p0, p1 = self.saved
+        if kind in _NEEDS_Z:
+            return (_act_backward_any(g, v, None, kind, p0, p1),)
+        return (_act_backward_any(g, None, v, kind, p0, p1),)
+
+
+def _fuse_act(input, kind, p0, p1):
+    """Apply an activation to a fresh Linear output and record it on the Linear's node (what
+    ``_fuse_relu`` does for ReLU). In place for the kinds whose gradient reads the output; for
+    the others the output is a new array and the Linear output is kept as z. Called from exactly
+    one frame holding ``input``; False (doing nothing) unless nothing else references it."""
+    node = input._node
+    if (type(node) is not _LinearNode or node.act or node.y is not None or not _FUSE
+            or node.saved is None or _getrefcount(input) > _TEMP_REFS
+            or _getrefcount(input._data) > _ARRAY_REFS):
+        return False
+    data = input._data
+    if kind in _NEEDS_Z:
+        node.z = data if data.ndim == 2 else data.reshape(-1, data.shape[-1])
+        input._data = _act_forward_any(data, kind, p0, p1)
+    else:
+        if data.dtype == _F32:
+            _act_fwd(data, kind, p0, p1, out=data)
+        else:
+            data[...] = _act_forward_xp(array_module(device_of(data)), data, kind, p0, p1)
+        node.y = data if data.ndim == 2 else data.reshape(-1, data.shape[-1])
+    node.act = kind
+    node.act_p = (p0, p1)
+    return True
+
+
+def _act_unfused(input, kind, p0, p1, inplace):
+    if not isinstance(input, Tensor):
+        raise TypeError(f"expected a Tensor as input, got {type(input).__name__}")
+    x = input._data
+    if x.dtype.kind != "f":
+        raise DtypeError(f"{ops.ACT_KINDS[kind]}: input has dtype {x.dtype}; this activation needs "
+                         f"floating point input (use x.float())")
+    need_grad = GradMode.enabled and input.requires_grad
+    if inplace and not need_grad:
+        if x.dtype == _F32 and x.flags.c_contiguous:
+            _act_fwd(x, kind, p0, p1, out=x)
+        else:
+            x[...] = _act_forward_xp(array_module(device_of(x)), x, kind, p0, p1)
+        return input
+    y = _act_forward_any(x, kind, p0, p1)
+    if need_grad:
+        return _wrap(y, _ActNode((input,), (x if kind in _NEEDS_Z else y, kind, p0, p1)), True)
+    return _wrap(y)
+
+
+def tanh(input):
+    """``tanh(input)`` (``torch.tanh``)."""
+    if input._node is not None and _fuse_act(input, _K_TANH, 0.0, 0.0):
+        return input
+    return _act_unfused(input, _K_TANH, 0.0, 0.0, False)
+
+
+def sigmoid(input):
+    """``1 / (1 + exp(-input))`` (``torch.sigmoid``), stable for large ``|input|``."""
+    if input._node is not None and _fuse_act(input, _K_SIGMOID, 0.0, 0.0):
+        return input
+    return _act_unfused(input, _K_SIGMOID, 0.0, 0.0, False)
+
+
+def _gelu_kind(approximate):
+    if approximate == "none":
+        return _K_GELU
+    if approximate == "tanh":
+        return _K_GELU_TANH
+    raise ArgumentError(f"gelu: argument 'approximate' must be 'none' or 'tanh', got {approximate!r} "
+                        f"(approximate argument must be either none or tanh.)")
+
+
+def gelu(input, approximate="none"):
+    """``input * Phi(input)`` (``approximate="none"``) or its tanh approximation."""
+    kind = _gelu_kind(approximate)
+    if input._node is not None and _fuse_act(input, kind, 0.0, 0.0):
+        return input
+    return _act_unfused(input, kind, 0.0, 0.0, False)
+
+
+def silu(input, inplace=False):
+    """``input * sigmoid(input)``."""
+    if input._node is not None and _fuse_act(input, _K_SILU, 0.0, 0.0):
+        return input
+    return _act_unfused(input, _K_SILU, 0.0, 0.0, inplace)
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    """``input`` where positive, ``negative_slope * input`` elsewhere."""
+    p0 = float(negative_slope)
+    if input._node is not None and _fuse_act(input, _K_LEAKY, p0, 0.0):
+        return input
+    return _act_unfused(input, _K_LEAKY, p0, 0.0, inplace)
+
+
+def leaky_relu_(input, negative_slope=0.01):
+    return leaky_relu(input, negative_slope, True)
+
+
+def elu(input, alpha=1.0, inplace=False):
+    """``input`` where positive, ``alpha * (exp(input) - 1)`` elsewhere."""
+    p0 = float(alpha)
+    if input._node is not None and _fuse_act(input, _K_ELU, p0, 0.0):
+        return input
+    return _act_unfused(input, _K_ELU, p0, 0.0, inplace)
+
+
+def elu_(input, alpha=1.0):
+    return elu(input, alpha, True)
+
+
+def softplus(input, beta=1.0, threshold=20.0):
+    """``log(1 + exp(beta * input)) / beta``, linear where ``beta * input > threshold``."""
+    p0, p1 = float(beta), float(threshold)
+    if input._node is not None and _fuse_act(input, _K_SOFTPLUS, p0, p1):
+        return input
+    return _act_unfused(input, _K_SOFTPLUS, p0, p1, False)
+
+
+def _hardtanh_params(min_val, max_val):
+    if min_val > max_val:
+        raise ValueError(f"min_val cannot be greater than max_val (hardtanh got min_val={min_val}, "
+                         f"max_val={max_val})")
+    return float(min_val), float(max_val)
+
+
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    """``input`` clamped to ``[min_val, max_val]``."""
+    p0, p1 = _hardtanh_params(min_val, max_val)
+    if input._node is not None and _fuse_act(input, _K_HARDTANH, p0, p1):
+        return input
+    return _act_unfused(input, _K_HARDTANH, p0, p1, inplace)
+
+
+def hardtanh_(input, min_val=-1.0, max_val=1.0):
+    return hardtanh(input, min_val, max_val, True)
+
+
+def relu6(input, inplace=False):
+    """``min(max(input, 0), 6)`` (hardtanh on [0, 6])."""
+    if input._node is not None and _fuse_act(input, _K_HARDTANH, 0.0, 6.0):
+        return input
+    return _act_unfused(input, _K_HARDTANH, 0.0, 6.0, inplace)
+
+
+# ---- softmax / log_softmax ------------------------------------------------------------------
+def _softmax_dim(name, ndim, dim):
+    if dim is None:  # PyTorch's legacy implicit choice
+        warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call "
+                      f"to include dim=X as an argument.", UserWarning, stacklevel=3)
+        return 0 if ndim in (0, 1, 3) else 1
+    try:
+        d = dim.__index__()
+    except AttributeError:
+        raise TypeError(f"{name}(): argument 'dim' must be int, not {type(dim).__name__}") from None
+    n = max(ndim, 1)
+    if not -n <= d < n:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but "
+                         f"got {d})")
+    return d % n
+
+
+def _softmax_xp(xp, x, log):
+    with np.errstate(all="ignore"):
+        m = x.max(axis=-1, keepdims=True) if x.shape[-1] else x
+        e = x - m
+        if log:
+            return e - xp.log(xp.exp(e).sum(axis=-1, keepdims=True))
+        p = xp.exp(e)
+        return p / p.sum(axis=-1, keepdims=True)
+
+
+def _softmax_last(x, log):
+    """softmax over the last axis of any array (kernels for float32, array formulas otherwise)."""
+    if x.dtype == _F32:
+        if type(x) is _ndarray and not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x)
+        return ops.softmax(x, log=log)
+    return _softmax_xp(array_module(device_of(x)), x, log)
+
+
+def _softmax_backward_last(g, y, log):
+    if g.dtype == _F32 and y.dtype == _F32:
+        if type(g) is _ndarray:
+            g = np.ascontiguousarray(g)
+        return ops.softmax_backward(g, y, log=log)
+    xp = array_module(device_of(g))
+    if log:
+        return g - xp.exp(y) * g.sum(axis=-1, keepdims=True)
+    return y * (g - (g * y).sum(axis=-1, keepdims=True))
+
+
+class _SoftmaxNode(Node):
+    """saved = (y, dim, log): y the output with `dim` moved last."""
+
+    __slots__ = ()
+
+    def name(self):
+        return "LogSoftmaxBackward0" if self.saved and self.saved[2] else "SoftmaxBackward0"
+
+    def backward(self, g):
+        y, dim, log = self.saved
+        if g.ndim == 0:
+            return (_softmax_backward_last(g.reshape(1), y, log).reshape(()),)
+        moved = dim != g.ndim - 1
+        if moved:
+            g = array_module(device_of(g)).moveaxis(g, dim, -1)
+        d = _softmax_backward_last(g, y, log)
+        if moved:
+            d = array_module(device_of(d)).moveaxis(d, -1, dim)
+        return (d,)
+
+
+def _softmax(input, dim, dtype, log):
+    name = "log_softmax" if log else "softmax"
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{name}(): argument 'input' must be Tensor, not {type(input).__name__}")
+    x = input._data
+    if dtype is not None:
+        from ..dtypes import to_numpy_dtype
+
+        x = x.astype(to_numpy_dtype(dtype), copy=False)
+    if x.dtype.kind != "f":
+        raise DtypeError(f"{name}: input has dtype {x.dtype}; it needs floating point input (use "
+                         f"x.float() or dtype=torch.float32)")
+    d = _softmax_dim(name, x.ndim, dim)
+    xp = array_module(device_of(x))
+    moved = x.ndim > 1 and d != x.ndim - 1
+    xl = xp.moveaxis(x, d, -1) if moved else (x.reshape(1) if x.ndim == 0 else x)
+    yl = _softmax_last(xl, log)
+    y = xp.moveaxis(yl, -1, d) if moved else (yl.reshape(()) if x.ndim == 0 else yl)
+    if GradMode.enabled and input.requires_grad:
+        return _wrap(y, _SoftmaxNode((input,), (yl, d if x.ndim else 0, log)), True)
+    return _wrap(y)
+
+
+def softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """``exp(x) / sum(exp(x))`` along ``dim`` (max-subtracted)."""
+    return _softmax(input, dim, dtype, False)
+
+
+def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """``x - log(sum(exp(x)))`` along ``dim`` (max-subtracted)."""
+    return _softmax(input, dim, dtype, True)
 
 
 from ._losses import *  # noqa: E402,F401,F403  (the losses: cross_entropy, l1_loss, ...)

@@ -23,8 +23,7 @@ from . import functional as F
 from . import init
 from .parameter import Parameter
 
-__all__ = ["Module", "Linear", "ReLU", "Sequential", "ModuleList", "Identity", "Flatten", "Tanh",
-           "Sigmoid"]
+__all__ = ["Module", "Linear", "ReLU", "Sequential", "ModuleList", "Identity", "Flatten"]
 
 # Bumped by every attribute write, module (de)registration and train/eval switch on any Module:
 # caches made from a model's structure (the fused trainer's traced chain) compare it to know they
@@ -502,16 +501,6 @@ class ReLU(Module):
         return "inplace=True" if self.inplace else ""
 
 
-class Tanh(Module):
-    def forward(self, input):
-        return input.tanh()
-
-
-class Sigmoid(Module):
-    def forward(self, input):
-        return input.sigmoid()
-
-
 class Flatten(Module):
     def __init__(self, start_dim=1, end_dim=-1):
         super().__init__()
@@ -566,7 +555,8 @@ class _ModuleSequence(Module):
 
 
 class Sequential(_ModuleSequence):
-    """Modules applied in order. ``Linear`` directly followed by ``ReLU`` runs as one fused kernel."""
+    """Modules applied in order. ``Linear`` directly followed by ``ReLU`` or any other element-wise
+    activation module (one with ``_act_spec``, see nn/activation.py) runs as one fused kernel."""
 
     def __init__(self, *args):
         super().__init__()
@@ -583,13 +573,21 @@ class Sequential(_ModuleSequence):
         self.__dict__["_plan"] = None
 
     def _build_plan(self):
+        from .activation import _ElementwiseAct  # (activation.py builds on this module)
+
+        act_call = _ElementwiseAct.__call__
         mods = [m for m in self._modules.values() if m is not None]
         plan = []
         i = 0
         while i < len(mods):
             m = mods[i]
-            if (type(m) is Linear and i + 1 < len(mods) and type(mods[i + 1]) is ReLU):
+            nxt = mods[i + 1] if i + 1 < len(mods) else None
+            if type(m) is Linear and type(nxt) is ReLU:
                 plan.append((True, m))
+                i += 2
+            elif (type(m) is Linear and hasattr(nxt, "_act_spec")
+                  and type(nxt).__call__ is act_call):
+                plan.append((nxt, m))  # its spec is read at each call (parameters may change)
                 i += 2
             else:
                 plan.append((False, m))
@@ -601,10 +599,12 @@ class Sequential(_ModuleSequence):
         plan = self._plan or self._build_plan()
         linear = F._linear
         for fused, m in plan:
-            if fused:
+            if fused is False:
+                input = m(input)
+            elif fused is True:
                 input = linear(input, m.weight, m.bias, True, m)
             else:
-                input = m(input)
+                input = linear(input, m.weight, m.bias, fused._act_spec(), m)
         return input
 
     def _get_item_by_idx(self, idx):
