@@ -12,8 +12,18 @@ from fastmlp.trainer import fit, predict
 
 torch = pytest.importorskip("torch")
 
+F = fastmlp.nn.functional
+TF = torch.nn.functional
 ACTS = {"relu": (fastmlp.relu, torch.relu), "tanh": (fastmlp.tanh, torch.tanh),
-        "sigmoid": (fastmlp.sigmoid, torch.sigmoid)}
+        "sigmoid": (fastmlp.sigmoid, torch.sigmoid),
+        "gelu": (F.gelu, TF.gelu),
+        "gelu_tanh": (lambda x: F.gelu(x, approximate="tanh"), lambda x: TF.gelu(x, approximate="tanh")),
+        "silu": (F.silu, TF.silu),
+        "leaky_relu": (lambda x: F.leaky_relu(x, 0.1), lambda x: TF.leaky_relu(x, 0.1)),
+        "elu": (lambda x: F.elu(x, alpha=0.7), lambda x: TF.elu(x, alpha=0.7)),
+        "softplus": (lambda x: F.softplus(x, beta=2.0, threshold=3.0),
+                     lambda x: TF.softplus(x, beta=2.0, threshold=3.0)),
+        "hardtanh": (lambda x: F.hardtanh(x, -0.5, 0.8), lambda x: TF.hardtanh(x, -0.5, 0.8))}
 
 
 class FNet(nn.Module):
@@ -100,45 +110,63 @@ def run_case(act, loss, opt, sizes, n=48, bs=16, epochs=2, sched=None, atol=2e-6
     fout = 3 if loss == "cross_entropy" else (2 if loss == "bce_with_logits" else sizes[-1])
     sizes = list(sizes[:-1]) + [fout]
     m = FNet(sizes, act)
-    t = torch_net(m, act)
     X, Y = data(loss, n, sizes[0], fout, rng)
-    tl, fl = LOSSES[loss]()
     name, hyper, lr = OPTIMS[opt]
-    topt = TORCH_OPT[name](t.parameters(), lr=lr, **hyper)
     order = np.stack([rng.permutation(n) for _ in range(epochs)])
-    tsched = None
-    if sched == "onecycle":
-        tsched = torch.optim.lr_scheduler.OneCycleLR(topt, max_lr=lr, total_steps=epochs * (n // bs),
-                                                     cycle_momentum=False)
-    for e in range(epochs):
-        for i in range(0, n, bs):
-            idx = order[e, i:i + bs]
-            out = t(torch.from_numpy(X[idx]))
-            target = torch.from_numpy(Y[idx])
-            lv = tl(out, target)
-            topt.zero_grad()
-            lv.backward()
-            topt.step()
-            if tsched is not None:
-                tsched.step()
+    total = epochs * (n // bs)
+
+    def torch_run(dtype):
+        t = torch_net(m, act).to(dtype)
+        tl, _ = LOSSES[loss]()
+        tl = tl.to(dtype) if hasattr(tl, "to") else tl
+        topt = TORCH_OPT[name](t.parameters(), lr=lr, **hyper)
+        tsched = None
+        if sched == "onecycle":
+            tsched = torch.optim.lr_scheduler.OneCycleLR(topt, max_lr=lr, total_steps=total,
+                                                         cycle_momentum=False)
+        for e in range(epochs):
+            for i in range(0, n, bs):
+                idx = order[e, i:i + bs]
+                out = t(torch.from_numpy(X[idx]).to(dtype))
+                target = torch.from_numpy(Y[idx])
+                if target.is_floating_point():
+                    target = target.to(dtype)
+                lv = tl(out, target)
+                topt.zero_grad()
+                lv.backward()
+                topt.step()
+                if tsched is not None:
+                    tsched.step()
+        return [q.detach().double().numpy() for q in t.state_dict().values()]
+
+    ref32 = torch_run(torch.float32)
+    _, fl = LOSSES[loss]()
     kw = dict(hyper)
     lr_schedule = None
     if sched == "onecycle":
         ref = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
-        rs = torch.optim.lr_scheduler.OneCycleLR(ref, max_lr=lr, total_steps=epochs * (n // bs),
+        rs = torch.optim.lr_scheduler.OneCycleLR(ref, max_lr=lr, total_steps=total,
                                                  cycle_momentum=False)
         lrs = []
-        for _ in range(epochs * (n // bs)):
+        for _ in range(total):
             lrs.append(ref.param_groups[0]["lr"])
             ref.step()
             rs.step()
         lr_schedule = lambda k: lrs[k]  # noqa: E731
     h = fit(m, X, Y, epochs=epochs, batch_size=bs, lr=lr, loss=fl, optimizer=name,
             permutation=order, progress=False, lr_schedule=lr_schedule, **kw)
-    for (k, p), q in zip(m.state_dict().items(), t.state_dict().values()):
-        q = q.detach().numpy()
-        np.testing.assert_allclose(p.numpy(), q, rtol=1e-5, atol=atol * max(1.0, np.abs(q).max()),
-                                   err_msg=f"{act}/{loss}/{opt}: {k}")
+    ref64 = None
+    for (k, p), q in zip(m.state_dict().items(), ref32):
+        p = p.numpy()
+        tol = atol * max(1.0, np.abs(q).max())
+        if not np.allclose(p, q, rtol=1e-5, atol=tol):
+            # Some combinations amplify float32 rounding (sign gradients of L1 into RMSprop's
+            # normalisation, clipped activations): then fastmlp must be as close to PyTorch's
+            # float32 run as that run is to its own float64 one.
+            if ref64 is None:
+                ref64 = dict(zip(m.state_dict().keys(), torch_run(torch.float64)))
+            tol = max(tol, 2.0 * np.abs(q - ref64[k]).max())
+        np.testing.assert_allclose(p, q, rtol=1e-5, atol=tol, err_msg=f"{act}/{loss}/{opt}: {k}")
     with fastmlp.no_grad():
         np.testing.assert_allclose(predict(m, X), m(fastmlp.tensor(X)).numpy(), rtol=1e-5, atol=1e-6)
     return h
@@ -235,6 +263,27 @@ def test_classification_accuracy_and_sample_weight():
         loss="cross_entropy", shuffle=False, progress=False)
     for p, q in zip(m1.parameters(), m2.parameters()):
         np.testing.assert_allclose(p.numpy(), q.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nn.Sequential(nn.Linear(5, 8), nn.GELU(), nn.Linear(8, 8), nn.SiLU(), nn.Linear(8, 2)),
+    lambda: nn.Sequential(nn.Linear(5, 8), nn.LeakyReLU(0.2), nn.Linear(8, 8), nn.ELU(0.5),
+                          nn.Linear(8, 8), nn.Softplus(beta=1.5), nn.Linear(8, 8), nn.Hardtanh(),
+                          nn.Linear(8, 2)),
+    lambda: nn.Sequential(nn.Linear(5, 8), nn.GELU(approximate="tanh"), nn.Linear(8, 2), nn.Tanh()),
+], ids=["gelu-silu", "mixed", "tanh-head"])
+def test_module_activations_are_traced_with_their_parameters(make):
+    m = make()
+    x = np.random.default_rng(0).standard_normal((9, 5)).astype(np.float32)
+    with fastmlp.no_grad():
+        np.testing.assert_allclose(predict(m, x), m(fastmlp.tensor(x)).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_softmax_head_is_refused_naming_it():
+    m = nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1))
+    with pytest.raises(ValueError, match="Softmax"):
+        fit(m, np.zeros((4, 4), np.float32), np.zeros(4, np.int64), epochs=1, batch_size=2,
+            lr=0.1, loss="cross_entropy", progress=False)
 
 
 def test_dropout_trains_with_pytorch_statistics():

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "fastmlp/activations.h"
 #include "fastmlp/cpu_features.h"
 #include "fastmlp/elementwise.h"
 #include "fastmlp/gemm.h"
@@ -52,8 +53,7 @@ struct Scratch {
         for (size_t l = 0; l < L; ++l) {
             const FitLayer& ly = layers[l];
             a[l + 1].assign(size_t(B * ly.out), 0.0f);
-            if (ly.act.kind != Act::identity && ly.act.kind != Act::relu)
-                z[l].assign(size_t(B * ly.out), 0.0f);
+            if (act_backward_needs_input(ly.act.kind)) z[l].assign(size_t(B * ly.out), 0.0f);
             if (ly.dropout > 0.0f) {
                 mask[l].assign(size_t(B * ly.out), 0.0f);
                 ykeep[l].assign(size_t(B * ly.out), 0.0f);
@@ -73,25 +73,12 @@ struct Scratch {
     }
 };
 
-// y (B, C) = act(z) element-wise (y may equal z for the kinds whose backward reads only y).
-void act_apply(float* y, const float* z, int64_t n, ActParams p) {
-#pragma omp parallel for schedule(static) num_threads(threads_elem(n, 30.0))
-    for (int64_t i = 0; i < n; ++i) y[i] = act_forward_scalar(z[i], p);
-}
+// y (n) = act(z) and d (n) = d * act'(z, y): the SIMD kernels of activations.h.
+void act_apply(float* y, const float* z, int64_t n, ActParams p) { act_forward(y, z, n, p); }
 
-// d (n) = d * act'(z, y) in place.
 void act_grad(float* d, const float* z, const float* y, int64_t n, ActParams p) {
     if (p.kind == Act::identity) return;
-    if (p.kind == Act::relu) {
-#pragma omp parallel for schedule(static) num_threads(threads_elem(n))
-        for (int64_t i = 0; i < n; ++i) {
-            const float v = d[i];
-            d[i] = y[i] > 0.0f ? v : 0.0f;
-        }
-        return;
-    }
-#pragma omp parallel for schedule(static) num_threads(threads_elem(n, 30.0))
-    for (int64_t i = 0; i < n; ++i) d[i] = act_backward_scalar(d[i], z ? z[i] : y[i], y[i], p);
+    act_backward(d, d, z, y, n, p);
 }
 
 // colsum (C) of d (B, C) in double, rows in order; column blocks per thread (thread-independent).
@@ -195,7 +182,7 @@ void forward_batch(const std::vector<FitLayer>& layers, Scratch& s, int64_t B, b
         float* zbuf = keep_z ? s.z[size_t(l)].data() : out;
         GemmEpilogue epi;
         epi.bias = ly.bias;
-        epi.relu = ly.act.kind == Act::relu;
+        if (!keep_z) epi.act = ly.act;  // in the epilogue, on each tile while it is in cache
         sgemm(false, true, B, ly.out, ly.in, 1.0f, s.a[size_t(l)].data(), ly.in, ly.weight, ly.in,
               0.0f, zbuf, ly.out, epi);
         if (keep_z) act_apply(out, zbuf, n, ly.act);
@@ -238,11 +225,9 @@ void mlp_fit_forward(float* out, const std::vector<FitLayer>& layers, const floa
         }
         GemmEpilogue epi;
         epi.bias = ly.bias;
-        epi.relu = ly.act.kind == Act::relu;
+        epi.act = ly.act;
         sgemm(false, true, n, ly.out, ly.in, 1.0f, cur.data(), ly.in, ly.weight, ly.in, 0.0f, dst,
               ly.out, epi);
-        if (ly.act.kind != Act::identity && ly.act.kind != Act::relu)
-            act_apply(dst, dst, n * ly.out, ly.act);
         if (l != L - 1) cur.swap(nxt);
     }
 }

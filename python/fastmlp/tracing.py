@@ -56,6 +56,21 @@ ACT_KINDS = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3, "gelu": 4, "gelu
 _POSITIVELY_HOMOGENEOUS = ("relu", "leaky_relu", "identity")
 
 
+def _kind_name(k):
+    from .ops import ACT_KINDS as names
+
+    return names[int(k)]
+
+
+def _act_node_params(node):
+    """nn.functional's unfused activation node: saved = (z or y, kind, p0, p1)."""
+    _, kind, p0, p1 = node.saved
+    return (_kind_name(kind), float(p0), float(p1))
+
+
+ACTIVATION_OF_NODE["_ActNode"] = _act_node_params
+
+
 def _node_activation(node):
     """(kind, p0, p1) if ``node`` is an element-wise activation node, else None."""
     f = getattr(node, "fused_act", None)
@@ -78,10 +93,12 @@ def _node_dropout(node):
 
 
 def _linear_activation(node):
-    """The activation fused into a Linear node, or None."""
-    f = getattr(node, "fused_act", None)
-    if f is not None:
-        return f()
+    """The activation fused into a Linear node (nn.functional's _LinearNode: ``act`` a kind index
+    with ``act_p`` its parameters, or a ReLU when only ``y`` is set), or None."""
+    k = getattr(node, "act", 0)
+    if k:
+        p = node.act_p or (0.0, 0.0)
+        return (_kind_name(k), float(p[0]), float(p[1]))
     return ("relu", 0.0, 0.0) if getattr(node, "y", None) is not None else None
 
 
