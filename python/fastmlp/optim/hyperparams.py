@@ -101,3 +101,9 @@ def sgd(lr_, momentum, dampening_, weight_decay, nesterov_):
            nonnegative(weight_decay, "weight_decay"))
     nesterov(nesterov_, out[1], out[2])
     return out
+
+
+def no_differentiable(differentiable, name):
+    if differentiable:
+        raise ValueError(f"{name}: differentiable=True (autograd through the optimizer step) is "
+                         f"not supported by fastmlp; use differentiable=False")
