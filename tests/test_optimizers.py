@@ -285,3 +285,35 @@ def test_nan_propagates_like_torch():
         fo.step()
         to.step()
     np.testing.assert_array_equal(fp.detach().numpy(), tp.detach().numpy())
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, float("inf")])
+@pytest.mark.parametrize("max_norm", [0.5, 1e6])
+def test_clip_grad_norm_matches_torch(norm_type, max_norm, rng):
+    gs = [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
+    fp = [fastmlp.nn.Parameter(fastmlp.zeros(s)) for s in SHAPES]
+    tp = [torch.nn.Parameter(torch.zeros(s)) for s in SHAPES]
+    for p, q, g in zip(fp, tp, gs):
+        p.grad = fastmlp.tensor(g)
+        q.grad = torch.tensor(g)
+    a = fastmlp.nn.utils.clip_grad_norm_(fp, max_norm, norm_type=norm_type)
+    b = torch.nn.utils.clip_grad_norm_(tp, max_norm, norm_type=norm_type, foreach=False)
+    assert float(a) == pytest.approx(float(b), rel=1e-6)
+    for p, q in zip(fp, tp):
+        np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-6, atol=1e-9)
+
+
+def test_clip_grad_nonfinite_and_value(rng):
+    p = fastmlp.nn.Parameter(fastmlp.zeros(3))
+    p.grad = fastmlp.tensor(np.array([1.0, np.inf, 2.0], np.float32))
+    with pytest.raises(RuntimeError, match="non-finite"):
+        fastmlp.nn.utils.clip_grad_norm_(p, 1.0, error_if_nonfinite=True)
+    assert float(fastmlp.nn.utils.clip_grad_norm_([], 1.0)) == 0.0
+    g = rng.standard_normal((4, 5)).astype(np.float32) * 3
+    p = fastmlp.nn.Parameter(fastmlp.zeros((4, 5)))
+    q = torch.nn.Parameter(torch.zeros((4, 5)))
+    p.grad = fastmlp.tensor(g)
+    q.grad = torch.tensor(g)
+    fastmlp.nn.utils.clip_grad_value_(p, 0.7)
+    torch.nn.utils.clip_grad_value_(q, 0.7)
+    np.testing.assert_array_equal(p.grad.numpy(), q.grad.numpy())

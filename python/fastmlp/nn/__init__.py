@@ -1,5 +1,5 @@
 """``fastmlp.nn``: modules, ``functional`` and ``init``, shaped like ``torch.nn``."""
-from . import functional, init
+from . import functional, init, utils
 from .modules import (Flatten, Identity, Linear, Module, ModuleList, MSELoss, ReLU, Sequential,
                       Sigmoid, Tanh)
 from .parameter import Parameter
