@@ -13,10 +13,13 @@ _F32 = np.dtype(np.float32)
 
 def grad_arrays(group):
     """(params that have a gradient, their gradient arrays, fast) for one parameter group; fast
-    is True when every parameter and gradient is a float32 numpy array (one CPU kernel call)."""
+    is True when every parameter and gradient is a float32 numpy array (one CPU kernel call) or
+    a float32 GPU array the CUDA kernels can step (one launch); otherwise the optimizers use
+    array operations in the parameters' dtype."""
     params = []
     grads = []
     fast = True
+    gpu = False
     for p in group["params"]:
         g = p.grad
         if g is None:
@@ -24,10 +27,23 @@ def grad_arrays(group):
         a = p._data
         ga = g._data
         if type(a) is not _ndarray or a.dtype is not _F32 or ga.dtype is not _F32:
-            fast = False
+            if type(a) is not _ndarray and a.dtype == _F32 and ga.dtype == _F32:
+                gpu = True  # a float32 GPU array: the CUDA kernels, where they can run
+            else:
+                fast = False
         params.append(p)
         grads.append(ga)
+    if fast and gpu:
+        fast = _gpu_kernels_ready(params[0]._data)
     return params, grads, fast
+
+
+def _gpu_kernels_ready(a):
+    if not hasattr(a, "__cuda_array_interface__"):
+        return False
+    from .. import ops_cuda
+
+    return ops_cuda.unavailable_reason() == ""
 
 
 def new_state_array(a):
