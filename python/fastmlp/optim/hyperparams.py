@@ -23,7 +23,9 @@ def scalar(value, name):
             raise TypeError(f"{name} must be a number or a one-element tensor, got "
                             f"{type(value).__name__}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+        tn = type(value).__name__  # the comparison PyTorch's own check fails with, named
+        raise TypeError(f"{name} must be a number, got {tn}: '<' not supported between "
+                        f"instances of '{tn}' and 'float'")
     return float(value)
 
 

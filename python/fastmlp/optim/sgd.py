@@ -1,11 +1,12 @@
 """``optim.SGD``: ``torch.optim.SGD``'s update (momentum, dampening, weight decay, Nesterov,
 maximize), one compiled kernel per parameter — on the CPU all parameters of a group in one call
-(``_C.sgd_step_many``, the same per-parameter kernel ``fastmlp.ops.sgd_step`` runs)."""
+(``fastmlp.ops.sgd_step_many_cpu``, the same per-parameter kernel ``fastmlp.ops.sgd_step``
+runs)."""
 from __future__ import annotations
 
 import numpy as np
 
-from .. import _C, ops
+from .. import ops
 from ..tensor import _wrap
 from . import hyperparams as hp
 from .optimizer import Optimizer
@@ -14,7 +15,7 @@ _check_nesterov = hp.nesterov
 
 _ndarray = np.ndarray
 _F32 = np.dtype(np.float32)
-_sgd_many = _C.sgd_step_many
+_sgd_many = ops.sgd_step_many_cpu
 
 
 class SGD(Optimizer):
