@@ -35,6 +35,7 @@ from .tensor import (Size, Tensor, abs, allclose, arange, argmax, as_tensor, cat
                      where, zeros, zeros_like)
 from .serialization import load, save  # noqa: E402
 from . import nn, optim, utils  # noqa: E402
+from . import distributions  # noqa: E402
 from .nn.functional import relu, relu_, sigmoid, tanh  # noqa: E402,F811  (fusable: one frame)
 from .nn.parameter import Parameter  # noqa: E402,F401
 
