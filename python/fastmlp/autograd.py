@@ -107,6 +107,16 @@ class inference_mode(_GradModeContext):
         self._mode = not mode
         self._inf = bool(mode)
 
+    def __call__(self, fn):
+        inf = self._inf
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with inference_mode(inf):
+                return fn(*args, **kwargs)
+
+        return wrapper
+
     def __enter__(self):
         self._prev_inf = getattr(_inference, "enabled", False)
         _inference.enabled = self._inf
@@ -288,8 +298,8 @@ _TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor", "float16": "
                "int8": "CharTensor", "uint8": "ByteTensor", "bool": "BoolTensor"}
 
 
-def _modified_error(arr, vc, seq, which=""):
-    shape = ", ".join(str(s) for s in arr.shape)
+def _modified_error(arr, vc, seq, which="", shape=None):
+    shape = ", ".join(str(s) for s in (arr.shape if shape is None else shape))
     tname = _TYPE_NAMES.get(arr.dtype.name, arr.dtype.name)
     return RuntimeError(
         "one of the variables needed for gradient computation has been modified by an inplace "
@@ -302,9 +312,12 @@ def _check_versions(n):
     """Raise if a tensor that node ``n`` saved was modified in place after ``n`` was recorded."""
     seq = n.seq
     for t in n._saved_inputs():
+        shape = None
+        if type(t) is tuple:  # (tensor, the shape torch's message shows for what it saved)
+            t, shape = t
         vc = getattr(t, "_vc", None)
         if vc is not None and vc.seqs and vc.seqs[-1] > seq:
-            raise _modified_error(t._data, vc, seq)
+            raise _modified_error(t._data, vc, seq, shape=shape)
     if n._saves_output:
         vc = getattr(n, "outvc", None)
         if vc is not None and vc.seqs and vc.seqs[-1] > seq:
@@ -502,6 +515,14 @@ def _engine(roots, grads, targets, create_graph, retain_graph, accumulate):
             nodes.append(n)
             seeds.append((n, g))
     flipped = []
+    stashed = []
+    if targets is not None and not create_graph and not accumulate:
+        # Linear's backward writes its leaves' gradients straight into .grad: for the targets of
+        # autograd.grad, start .grad from None and move whatever is written there into the result.
+        for t in targets:
+            if t._node is None and not builtins_any(s[0] is t for s in stashed):
+                stashed.append((t, t.grad))
+                t.grad = None
     prev_mode = GradMode.enabled
     try:
         for n in nodes:
@@ -581,12 +602,18 @@ def _engine(roots, grads, targets, create_graph, retain_graph, accumulate):
             t.requires_grad = True
         for n in nodes:
             n.gacc = None
+        for t, old in stashed:
+            written, t.grad = t.grad, old
+            if written is not None:
+                for i in tleaf[id(t)]:
+                    add_to(i, written._data)
     if out is not None and not create_graph:
         out = [None if o is None else _wrap(o) for o in out]
     return out
 
 
 _seq_of = operator.attrgetter("seq")
+builtins_any = any
 
 
 def _seed(t, g, create_graph):

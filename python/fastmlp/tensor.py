@@ -82,6 +82,19 @@ def _result(data, node_cls, inputs, *saved):
     return _wrap(data)
 
 
+def _view(t, arr, node_cls, *saved):
+    """An op's result that may be a view of ``t`` (reshape, transpose, slicing): a view shares
+    ``t``'s version counter, as in torch, so writing through either is seen by the other's
+    saved-tensor checks."""
+    r = _result(arr, node_cls, (t,), *saved)
+    base = arr.base if type(arr) is _ndarray else getattr(arr, "base", None)
+    if base is not None:
+        src = t._data
+        if base is src or base is src.base:
+            r._vc = version_counter(t)
+    return r
+
+
 def _same_device(a, b):
     if type(a) is not type(b) and device_of(a) != device_of(b):
         raise RuntimeError(
@@ -1073,7 +1086,7 @@ class Tensor:
 
     def reshape(self, *shape):
         shape = _shape_arg(shape)
-        return _result(self._data.reshape(shape), _Reshape, (self,), self._data.shape)
+        return _view(self, self._data.reshape(shape), _Reshape, self._data.shape)
 
     def view(self, *shape):
         if len(shape) == 1 and isinstance(shape[0], _dt.dtype):
@@ -1083,7 +1096,7 @@ class Tensor:
             raise RuntimeError("view size is not compatible with input tensor's size and stride (at "
                                "least one dimension spans across two contiguous subspaces). Use "
                                ".reshape(...) instead.")
-        return _result(self._data.reshape(shape), _Reshape, (self,), self._data.shape)
+        return _view(self, self._data.reshape(shape), _Reshape, self._data.shape)
 
     def view_as(self, other):
         return self.view(other.shape)
@@ -1103,11 +1116,11 @@ class Tensor:
     def t(self):
         if self._data.ndim > 2:
             raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {self._data.ndim}D")
-        return _result(self._data.T, _Transpose, (self,), None)
+        return _view(self, self._data.T, _Transpose, None)
 
     @property
     def T(self):
-        return _result(self._data.T, _Transpose, (self,), None)
+        return _view(self, self._data.T, _Transpose, None)
 
     @property
     def mT(self):
@@ -1118,14 +1131,14 @@ class Tensor:
 
     def permute(self, *dims):
         dims = _shape_arg(dims)
-        return _result(self._data.transpose(dims), _Transpose, (self,), tuple(np.argsort(dims)))
+        return _view(self, self._data.transpose(dims), _Transpose, tuple(np.argsort(dims)))
 
     def expand(self, *sizes):
         sizes = _shape_arg(sizes)
         shp = tuple(s if n == -1 else n for s, n in
                     zip((1,) * (len(sizes) - self._data.ndim) + self._data.shape, sizes))
         xp = array_module(self.device)
-        return _result(xp.broadcast_to(self._data, shp), _Expand, (self,), self._data.shape)
+        return _view(self, xp.broadcast_to(self._data, shp), _Expand, self._data.shape)
 
     def expand_as(self, other):
         return self.expand(other.shape)
@@ -1177,7 +1190,7 @@ class Tensor:
 
     def __getitem__(self, idx):
         idx = _index_arg(idx, self)
-        return _result(self._data[idx], _Index, (self,), self._data.shape, idx)
+        return _view(self, self._data[idx], _Index, self._data.shape, idx)
 
     def __setitem__(self, idx, value):
         self._check_inplace()
@@ -2121,6 +2134,10 @@ def transpose(input, dim0, dim1):
 class _MatMul(Node):
     __slots__ = ()
     name_ = "MmBackward0"
+
+    def _saved_inputs(self):  # as torch's mm: each operand is saved for the other's gradient
+        a, b = self.inputs
+        return tuple(t for t, other in ((a, b), (b, a)) if other.requires_grad)
 
     def backward(self, g):
         a, b = self.inputs

@@ -78,8 +78,10 @@ class _LinearNode(Node):
     # the version-counter check (autograd.py): torch's addmm saves the input and the weight
     _saves_output = property(lambda self: self.y is not None)
 
-    def _saved_inputs(self):
-        return self.inputs[:2]
+    def _saved_inputs(self):  # as torch's addmm: input and weight, each for the other's grad
+        x_t, w_t = self.inputs[0], self.inputs[1]
+        out = (x_t,) if w_t.requires_grad else ()
+        return out + ((w_t, w_t._data.shape[::-1]),) if x_t.requires_grad else out
 
     def backward_graph(self, g):
         """The same backward as recorded Tensor ops (create_graph=True; autograd.py)."""
