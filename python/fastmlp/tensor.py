@@ -797,7 +797,9 @@ class Tensor:
     def unbind(self, dim=0):
         return unbind(self, dim)
 
-    def flip(self, *dims):
+    def flip(self, *dims, **kw):
+        if "dims" in kw:
+            return flip(self, kw.pop("dims"))
         return flip(self, dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims)
 
     def roll(self, shifts, dims=None):
@@ -3067,7 +3069,40 @@ def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):  # noqa: A002
         return sum((x != 0).to(x.dtype), axes, keepdim)
     if p == 1:
         return sum(abs(x), axes, keepdim)
-    return sum(abs(x) ** p, axes, keepdim) ** (1.0 / p)
+    a = x._data
+    xp = array_module(x.device)
+    r = ((xp.abs(a) ** p).sum(axis=axes, keepdims=keepdim) ** (1.0 / p))
+    r = np.asarray(r, dtype=a.dtype) if type(a) is _ndarray else r.astype(a.dtype)
+    return _result(r, _NormP, (x,), a, r, axes, keepdim, p)
+
+
+class _NormP(Node):
+    """The p-norm (p not 0, 1, 2, inf): d/dx = x |x|^(p-2) / norm^(p-1); 0 where the norm is 0."""
+
+    __slots__ = ()
+    name_ = "NormBackward1"
+
+    def backward(self, g):
+        x, r, axes, keepdim, p = self.saved
+        xp = array_module(device_of(g))
+        rk, gk = r, g
+        if axes is not None and not keepdim:
+            rk, gk = xp.expand_dims(r, axes), xp.expand_dims(g, axes)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = x * xp.abs(x) ** (p - 2) * gk / xp.where(rk == 0, 1, rk) ** (p - 1)
+        return (xp.where((rk == 0) | (x == 0), 0, d).astype(x.dtype, copy=False),)
+
+    def backward_graph(self, g):
+        x_t = self.inputs[0]
+        x, r, axes, keepdim, p = self.saved
+        xp = array_module(device_of(x))
+        rt = vector_norm(x_t, p, None if axes is None else list(axes), True)
+        gk = g if keepdim or axes is None else g.reshape(rt.shape)
+        zero = _const((rt._data == 0) | (x == 0))
+        safe_r = where(_const(rt._data == 0), _const(np.ones((), x.dtype)), rt)
+        safe_x = where(_const(x == 0), _const(np.ones((), x.dtype)), x_t)
+        d = safe_x * abs(safe_x) ** (p - 2) * gk / safe_r ** (p - 1)
+        return (where(zero, _const(xp.zeros((), x.dtype)), d),)
 
 
 def norm(input, p="fro", dim=None, keepdim=False, dtype=None, *, out=None):
@@ -3203,7 +3238,6 @@ def meshgrid(*tensors, indexing=None):
         out.append(t.reshape(view).expand(shape))
     if swap:
         out[0], out[1] = out[1], out[0]
-        out = [o.transpose(0, 1) for o in out]
     return tuple(out)
 
 
@@ -3365,8 +3399,28 @@ def remainder(input, other):
     return r
 
 
+class _Fmod(_Remainder):
+    __slots__ = ()
+    name_ = "FmodBackward1"
+
+    def backward(self, g):
+        a, b = self.inputs
+        gb = None
+        if b.requires_grad:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                gb = _unb(-g * array_module(device_of(g)).trunc(a._data / b._data), b._data)
+        return (_unb(g, a._data) if a.requires_grad else None, gb)
+
+
 def fmod(input, other):
-    return _int_binary(input, other, np.fmod, "fmod")
+    """C's fmod: the sign of the dividend (torch.fmod)."""
+    if not isinstance(input, Tensor):
+        input = _as_tensor_like(input, other)
+    r = _int_binary(input, other, np.fmod, "fmod")
+    o = other if isinstance(other, Tensor) else _as_tensor_like(other, input)
+    if r._data.dtype.kind == "f" and (input.requires_grad or o.requires_grad) and GradMode.enabled:
+        return _wrap(r._data, _Fmod((input, o), ()), True)
+    return r
 
 
 def floor_divide(input, other):
