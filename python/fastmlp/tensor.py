@@ -107,6 +107,8 @@ def _as_tensor_like(x, like):
     if isinstance(x, Tensor):
         _same_device(like._data, x._data)
         return x
+    if isinstance(x, np.generic) and x.dtype.kind in "biuf":  # numpy scalars act as Python's
+        x = x.item()
     if isinstance(x, (builtins.int, builtins.float, builtins.bool)):
         # A Python scalar takes the tensor's dtype when it is floating point (as torch does).
         dt = like._data.dtype
@@ -1518,8 +1520,8 @@ def _write_out(r, out):
         return r
     if not isinstance(out, Tensor):
         raise TypeError(f"argument 'out' must be Tensor, not {type(out).__name__}")
-    if out.requires_grad and GradMode.enabled and (r.requires_grad or out._node is None):
-        raise RuntimeError("add(): functions with out=... arguments don't support automatic "
+    if GradMode.enabled and (r.requires_grad or out.requires_grad):
+        raise RuntimeError("functions with out=... arguments don't support automatic "
                            "differentiation, but one of the arguments requires grad.")
     bump_version(out)
     if out._data.shape != r._data.shape:
@@ -1880,13 +1882,17 @@ class _MaxResult(tuple):
 
     def __new__(cls, values, indices, name="max"):
         self = super().__new__(cls, (values, indices))
+        self._name = name
         return self
 
     values = property(lambda self: self[0])
     indices = property(lambda self: self[1])
 
     def __repr__(self):
-        return f"torch.return_types(\nvalues={self[0]!r},\nindices={self[1]!r})"
+        return f"torch.return_types.{self._name}(\nvalues={self[0]!r},\nindices={self[1]!r})"
+
+    def __reduce__(self):
+        return (_MaxResult, (self[0], self[1], self._name))
 
 
 def max(input, dim=None, keepdim=False, *, axis=None, keepdims=None, out=None):  # noqa: A001
@@ -2621,7 +2627,7 @@ def sort(input, dim=-1, descending=False, stable=False, *, out=None):
     d = _norm_dim(dim, x.ndim)
     idx = _sort_indices(x, d, descending).astype(np.int64)
     ti = _wrap(idx)
-    return _TopkResult(gather(input, d, ti), ti)
+    return _TopkResult(gather(input, d, ti), ti, "sort")
 
 
 def argsort(input, dim=-1, descending=False, stable=False):
@@ -2643,7 +2649,7 @@ def topk(input, k, dim=-1, largest=True, sorted=True, *, out=None):  # noqa: A00
     idx = _sort_indices(x, d, largest).astype(np.int64)
     idx = idx[(slice(None),) * d + (slice(0, k),)]
     ti = _wrap(np.ascontiguousarray(idx) if type(idx) is _ndarray else idx)
-    return _TopkResult(gather(input, d, ti), ti)
+    return _TopkResult(gather(input, d, ti), ti, "topk")
 
 
 def kthvalue(input, k, dim=-1, keepdim=False):
@@ -2655,7 +2661,7 @@ def kthvalue(input, k, dim=-1, keepdim=False):
     ix_t = _wrap(ix)
     if not keepdim:
         v, ix_t = v.squeeze(d), ix_t.squeeze(d)
-    return _TopkResult(v, ix_t)
+    return _TopkResult(v, ix_t, "kthvalue")
 
 
 def median(input, dim=None, keepdim=False):
