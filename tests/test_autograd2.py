@@ -42,7 +42,7 @@ def _residual(lib, net, xs):
 
 
 @pytest.mark.parametrize("sizes", [[1, 16, 1], [1, 20, 20, 1], [1, 7, 5, 3, 1]])
-def test_pinn_residual_matches_torch_and_weight_grads(sizes):
+def test_pinn_residual_matches_torch_and_weight_grads(sizes, cpu_path):
     tnet, fnet = _pair_mlp(sizes)
     xs = np.linspace(-1.5, 1.5, 13, dtype=np.float32).reshape(-1, 1)
     tu, tux, tuxx, tr = _residual(torch, tnet, xs)
@@ -406,3 +406,57 @@ def test_default_seed_is_fresh_per_process_unless_seeded():
                            check=True).stdout for _ in range(2)}
     assert len(outs) == 1
     assert fastmlp.Generator().initial_seed() == 67280421310721
+
+
+@pytest.mark.parametrize("act", ["relu", "sigmoid"])
+def test_second_derivatives_through_sequential_fused_and_sigmoid(act):
+    torch.manual_seed(1)
+    mk = {"relu": (torch.nn.ReLU, fnn.ReLU), "sigmoid": (torch.nn.Sigmoid, fnn.Sigmoid)}[act]
+    tnet = torch.nn.Sequential(torch.nn.Linear(2, 8), mk[0](), torch.nn.Linear(8, 1))
+    fnet = fnn.Sequential(fnn.Linear(2, 8), mk[1](), fnn.Linear(8, 1))
+    fnet.load_state_dict({k: v.detach().numpy().copy() for k, v in tnet.state_dict().items()})
+    xs = np.random.default_rng(4).standard_normal((6, 2)).astype(np.float32)
+    res = []
+    for L, net in ((torch, tnet), (fastmlp, fnet)):
+        x = L.tensor(xs, requires_grad=True)
+        u = net(x)
+        (gx,) = L.autograd.grad(u.sum(), x, create_graph=True)
+        lap = L.autograd.grad(gx[:, 0].sum(), x, create_graph=True)[0][:, 0] + \
+            L.autograd.grad(gx[:, 1].sum(), x, create_graph=True)[0][:, 1]
+        loss = (gx ** 2).sum() + (lap ** 2).sum() + u.sum()
+        loss.backward()
+        res.append([_np(gx), _np(lap)] + [_np(p.grad) for p in net.parameters()])
+    for a, b in zip(*res):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_backward_inputs_non_leaf_and_retained_graph_version_check():
+    out = []
+    for L in (torch, fastmlp):
+        x = L.tensor([1.0, 2.0], requires_grad=True)
+        h = x * 3
+        if L is torch:
+            h.retain_grad()
+        y = (h * h).sum()
+        y.backward(inputs=[h], retain_graph=True)
+        out.append((_np(h.grad).copy(), x.grad))
+        with L.no_grad():
+            x.mul_(2)  # x is saved by nothing here (h = x * 3 saves the constant), so fine
+        y.backward(inputs=[h], retain_graph=True)
+        out.append(_np(h.grad).copy())
+    np.testing.assert_array_equal(out[2][0], out[0][0])
+    assert out[0][1] is None and out[2][1] is None
+    np.testing.assert_array_equal(out[3], out[1])
+
+
+def test_create_graph_gradient_of_non_leaf():
+    res = []
+    for L in (torch, fastmlp):
+        x = L.tensor([0.5, -1.0, 2.0], requires_grad=True)
+        h = L.tanh(x) * x
+        y = (h ** 3).sum()
+        (gh,) = L.autograd.grad(y, h, create_graph=True)
+        (gx,) = L.autograd.grad(gh.sum(), x)
+        res.append((_np(gh), _np(gx)))
+    np.testing.assert_allclose(res[1][0], res[0][0], rtol=1e-6)
+    np.testing.assert_allclose(res[1][1], res[0][1], rtol=1e-6)

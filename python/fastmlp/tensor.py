@@ -167,6 +167,39 @@ def _const(arr):
     return _wrap(arr)
 
 
+class _MaskGrad(Node):
+    """``g * mask`` inside a recorded backward (ReLU's, abs'): the mask is piecewise constant in
+    the op's inputs ``deps``, so their gradient through it is zero — but they stay in the graph,
+    as in torch (a second derivative w.r.t. them is 0, not "unused")."""
+
+    __slots__ = ()
+    name_ = "ThresholdBackwardBackward0"
+
+    def backward(self, g2):
+        mask = self.saved[0]
+        xp = array_module(device_of(g2))
+        out = [g2 * mask if self.inputs[0].requires_grad else None]
+        out += [xp.zeros_like(t._data) if t.requires_grad else None for t in self.inputs[1:]]
+        return tuple(out)
+
+    def backward_graph(self, g2):
+        mask = self.saved[0]
+        out = [g2 * _const(mask) if self.inputs[0].requires_grad else None]
+        out += [zeros_like(t) if t.requires_grad else None for t in self.inputs[1:]]
+        return tuple(out)
+
+    def _saved_inputs(self):
+        return ()
+
+
+def mask_grad(g, mask, deps):
+    """``g * mask`` recorded with ``deps`` as zero-gradient inputs (see :class:`_MaskGrad`)."""
+    r = g._data * mask
+    if r.dtype != g._data.dtype:
+        r = r.astype(g._data.dtype)
+    return _result(r, _MaskGrad, (g, *deps), mask)
+
+
 def _fmt_array(a):
     """Array text in PyTorch's style: 4 decimals, or integers written as ``1.``."""
     if a.size == 0:
@@ -1569,7 +1602,7 @@ tan = _unary("Tan", lambda xp, x: xp.tan(x), lambda xp, x, y, g: g * (1 + y * y)
 reciprocal = _unary("Reciprocal", lambda xp, x: (1 / x).astype(x.dtype, copy=False),
                     lambda xp, x, y, g: -g * y * y, lambda x, g: -g / (x * x), saves_output=True)
 abs = _unary("Abs", lambda xp, x: xp.abs(x), lambda xp, x, y, g: g * xp.sign(x),  # noqa: A001
-             lambda x, g: g * _const(array_module(x.device).sign(x._data)), float_out=False)
+             lambda x, g: mask_grad(g, array_module(x.device).sign(x._data), (x,)), float_out=False)
 sign = _unary("Sign", lambda xp, x: xp.sign(x), _zero_grad, _zero_grad_graph, float_out=False)
 floor = _unary("Floor", lambda xp, x: xp.floor(x) if x.dtype.kind == "f" else x.copy(), _zero_grad,
                _zero_grad_graph, float_out=False)

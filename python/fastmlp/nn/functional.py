@@ -28,7 +28,7 @@ from ..autograd import GradMode, Node, _seq
 from ..devices import array_module, device_of
 from ..tensor import _ONE_F32 as _ONE
 from ..tensor import Size, Tensor, _as_tensor_like, _same_device, _unb_t, _unbroadcast, _wrap
-from ..tensor import one_hot  # noqa: F401  (F.one_hot; tensor.py holds it with the index ops)
+from ..tensor import mask_grad, one_hot  # noqa: F401  (F.one_hot lives with the index ops)
 
 __all__ = ["linear", "relu", "relu_", "mse_loss", "ShapeError", "DtypeError"]
 
@@ -91,7 +91,7 @@ class _LinearNode(Node):
         if g.ndim != 2:
             g = g.reshape(-1, w_t.shape[0])
         if self.y is not None:
-            g = g * _wrap(self.y > 0)
+            g = mask_grad(g, self.y > 0, inputs)
         x2 = x_t if x_t.ndim == 2 else x_t.reshape(-1, x_t.shape[-1])
         dx = g.matmul(w_t).reshape(self.in_shape) if x_t.requires_grad else None
         dw = g.t().matmul(x2) if w_t.requires_grad else None
@@ -298,7 +298,7 @@ class _ReluNode(Node):
         return ()
 
     def backward_graph(self, g):
-        return (g * _wrap(self.saved > 0),)
+        return (mask_grad(g, self.saved > 0, self.inputs),)
 
     def backward(self, g):
         y = self.saved
