@@ -362,3 +362,13 @@ def test_inplace_ops_bump_version_and_refuse_leaves():
     t += 1
     t[0] = 0
     assert t._version == 2 and t.tolist() == [0, 3, 4]
+
+
+def test_broadcasting_values_and_grads():
+    col = RNG.standard_normal((3, 1)).astype(np.float32)
+    row = (np.abs(RNG.standard_normal((1, 4))) + 0.5).astype(np.float32)
+    check(lambda L, a, b: (a + b, a - b, a * b, a / b, L.maximum(a, b), L.minimum(a, b),
+                           L.where(a > 0, a, b), L.clamp(a, min=-b), L.remainder(a, b),
+                           L.pow(b, a), L.add(a, b, alpha=-2)), col, row)
+    check(lambda L, a, b: (a + b, a * b, a - b, a // b), I[:, :1].copy(), J[:1].copy(), grad=False)
+    check(lambda L, a, m: a.masked_fill(m, 3.0), A, M[:1].copy())
