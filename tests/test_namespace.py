@@ -8,6 +8,7 @@ import fastmlp
 
 torch = pytest.importorskip("torch")
 
+
 RNG = np.random.default_rng(7)
 A = RNG.standard_normal((3, 4)).astype(np.float32)
 B = RNG.standard_normal((3, 4)).astype(np.float32)
