@@ -33,6 +33,9 @@ from .tensor import (Size, Tensor, abs, allclose, arange, argmax, as_tensor, cat
                      ones_like, rand, rand_like, randint, randn, randn_like, randperm, reshape,
                      sigmoid, softmax, log_softmax, sqrt, squeeze, stack, sum, tanh, tensor, transpose, unsqueeze,
                      where, zeros, zeros_like)
+from .tensor import *  # noqa: E402,F401,F403  (the long tail of the torch namespace)
+from .autograd import set_detect_anomaly, detect_anomaly  # noqa: E402,F401
+from . import backends, linalg  # noqa: E402,F401
 from .serialization import load, save  # noqa: E402
 from . import nn, optim, utils  # noqa: E402
 from . import distributions  # noqa: E402
@@ -40,4 +43,7 @@ from .nn.functional import relu, relu_, sigmoid, tanh  # noqa: E402,F811  (fusab
 from .nn.parameter import Parameter  # noqa: E402,F401
 
 FloatTensor = Tensor
+from .tensor import _MaxResult as _return_type  # noqa: E402
+return_types = type("return_types", (), {"max": _return_type, "min": _return_type,
+                                         "topk": _return_type, "sort": _return_type})
 

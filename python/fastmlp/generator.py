@@ -1,5 +1,9 @@
 """Random numbers: ``fastmlp.Generator`` and the default generator behind ``manual_seed``.
 
+A new ``Generator()`` starts from PyTorch's fixed default seed; the process's default generator
+starts from a fresh random seed (``initial_seed()`` differs between runs) unless ``manual_seed``
+is called, as in PyTorch.
+
 The streams are numpy's PCG64, so they differ from PyTorch's; what matches PyTorch is the
 distribution (e.g. ``nn.Linear``'s initial weights) and the seeding API.
 """
@@ -50,6 +54,7 @@ class Generator:
 
 
 default_generator = Generator()
+default_generator.seed()  # as PyTorch: each process starts from a fresh random seed
 
 
 def manual_seed(seed):

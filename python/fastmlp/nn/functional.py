@@ -33,7 +33,8 @@ from .. import _C, ops
 from ..autograd import GradMode, Node, _seq
 from ..devices import array_module, device_of
 from ..tensor import _ONE_F32 as _ONE
-from ..tensor import Size, Tensor, _as_tensor_like, _same_device, _unbroadcast, _wrap
+from ..tensor import Size, Tensor, _as_tensor_like, _same_device, _unb_t, _unbroadcast, _wrap
+from ..tensor import mask_grad, one_hot  # noqa: F401  (F.one_hot lives with the index ops)
 
 __all__ = ["linear", "relu", "relu_", "mse_loss", "ShapeError", "DtypeError",
            "tanh", "sigmoid", "gelu", "silu", "leaky_relu", "leaky_relu_", "elu", "elu_", "softplus",
@@ -90,6 +91,29 @@ class _LinearNode(Node):
     def release(self):
         self.saved = None
         self.x2 = self.y = self.z = None
+
+    # the version-counter check (autograd.py): torch's addmm saves the input and the weight
+    _saves_output = property(lambda self: self.y is not None)
+
+    def _saved_inputs(self):  # as torch's addmm: input and weight, each for the other's grad
+        x_t, w_t = self.inputs[0], self.inputs[1]
+        out = (x_t,) if w_t.requires_grad else ()
+        return out + ((w_t, w_t._data.shape[::-1]),) if x_t.requires_grad else out
+
+    def backward_graph(self, g):
+        """The same backward as recorded Tensor ops (create_graph=True; autograd.py)."""
+        inputs = self.inputs
+        x_t, w_t = inputs[0], inputs[1]
+        b_t = inputs[2] if len(inputs) == 3 else None
+        if g.ndim != 2:
+            g = g.reshape(-1, w_t.shape[0])
+        if self.y is not None:
+            g = mask_grad(g, self.y > 0, inputs)
+        x2 = x_t if x_t.ndim == 2 else x_t.reshape(-1, x_t.shape[-1])
+        dx = g.matmul(w_t).reshape(self.in_shape) if x_t.requires_grad else None
+        dw = g.t().matmul(x2) if w_t.requires_grad else None
+        db = g.sum(0) if b_t is not None and b_t.requires_grad else None
+        return (dx, dw, db) if b_t is not None else (dx, dw)
 
     def backward(self, g):
         inputs = self.inputs
@@ -345,6 +369,13 @@ def linear(input, weight, bias=None):
 class _ReluNode(Node):
     __slots__ = ()
     name_ = "ReluBackward0"
+    _saves_output = True
+
+    def _saved_inputs(self):
+        return ()
+
+    def backward_graph(self, g):
+        return (mask_grad(g, self.saved > 0, self.inputs),)
 
     def backward(self, g):
         y = self.saved
@@ -437,6 +468,15 @@ def relu_(input):
 class _MseNode(Node):
     __slots__ = ()
     name_ = "MseLossBackward0"
+
+    def backward_graph(self, g):
+        a, t = self.inputs
+        reduction = self.saved[2]
+        d = (a - t) * 2.0
+        if reduction == "mean":
+            d = d * (1.0 / max(d.numel(), 1))
+        d = d * g
+        return (_unb_t(d, a) if a.requires_grad else None, _unb_t(-d, t) if t.requires_grad else None)
 
     def backward(self, g):
         a, t = self.inputs
