@@ -107,9 +107,15 @@ class _LinearNode(Node):
         b_t = inputs[2] if len(inputs) == 3 else None
         if g.ndim != 2:
             g = g.reshape(-1, w_t.shape[0])
-        if self.y is not None:
-            g = mask_grad(g, self.y > 0, inputs)
         x2 = x_t if x_t.ndim == 2 else x_t.reshape(-1, x_t.shape[-1])
+        if self.act > 1:  # a fused activation: its derivative at z = x W^T + b, recomputed
+            z = x2.matmul(w_t.t())
+            if b_t is not None:
+                z = z + b_t
+            p = self.act_p or (0.0, 0.0)
+            g = _act_grad_graph(g, z, self.act, p[0], p[1])
+        elif self.y is not None:
+            g = mask_grad(g, self.y > 0, inputs)
         dx = g.matmul(w_t).reshape(self.in_shape) if x_t.requires_grad else None
         dw = g.t().matmul(x2) if w_t.requires_grad else None
         db = g.sum(0) if b_t is not None and b_t.requires_grad else None
@@ -707,6 +713,44 @@ def _act_backward_any(g, z, y, kind, p0, p1):
     return out.astype(g.dtype, copy=False) if out.dtype != g.dtype else out
 
 
+def _act_grad_graph(g, z, kind, p0, p1):
+    """``g * f'(z)`` as recorded Tensor ops (create_graph=True): ``z`` is the pre-activation as a
+    Tensor connected to the graph, so the result can be differentiated again."""
+    from ..tensor import _const, _sigmoid_graph, _tanh_graph, exp
+
+    xp = array_module(device_of(z._data))
+    zd = z._data
+    if kind == _K["relu"]:
+        return mask_grad(g, zd > 0, (z,))
+    if kind == _K["identity"]:
+        return g
+    if kind == _K_TANH:
+        y = _tanh_graph(z)
+        return g * (1 - y * y)
+    if kind == _K_SIGMOID:
+        s = _sigmoid_graph(z)
+        return g * (s * (1 - s))
+    if kind == _K_SILU:
+        s = _sigmoid_graph(z)
+        return g * (s * (1 + z * (1 - s)))
+    if kind == _K_GELU_TANH:
+        k, c = 0.79788456080286536, 0.044715
+        t = _tanh_graph((z + z * z * z * c) * k)
+        return g * ((1 + t) * 0.5 + z * (1 - t * t) * ((1 + z * z * (3 * c)) * (0.5 * k)))
+    if kind == _K_LEAKY:
+        return mask_grad(g, xp.where(zd > 0, 1.0, p0).astype(zd.dtype), (z,))
+    if kind == _K_HARDTANH:
+        return mask_grad(g, ((zd > p0) & (zd < p1)), (z,))
+    if kind == _K_ELU:
+        pos = _const((zd > 0).astype(zd.dtype))
+        return g * (pos + (1 - pos) * (exp(z) * p0))
+    if kind == _K_SOFTPLUS:
+        lin = _const((zd * p0 > p1).astype(zd.dtype))
+        return g * (lin + (1 - lin) * _sigmoid_graph(z * p0))
+    raise NotImplementedError(f"create_graph=True (a second derivative) through "
+                              f"{_ACT_NODE_NAMES.get(kind, 'this activation')} is not supported")
+
+
 class _ActNode(Node):
     """Backward of an unfused element-wise activation; saved = (z or y, kind, p0, p1)."""
 
@@ -714,6 +758,10 @@ class _ActNode(Node):
 
     def name(self):
         return _ACT_NODE_NAMES[self.saved[1]] if self.saved else "ActBackward0"
+
+    def backward_graph(self, g):
+        _, kind, p0, p1 = self.saved
+        return (_act_grad_graph(g, self.inputs[0], kind, p0, p1),)
 
     def backward(self, g):
         v, kind, p0, p1 = self.saved
