@@ -169,14 +169,19 @@ def test_nan_and_inf_as_torch(kind, cpu_path):
 
 def test_thread_count_independent(threads):
     rng = np.random.default_rng(3)
-    z = (rng.standard_normal(300_001) * 4).astype(np.float32)
+    z = (rng.standard_normal(100_001) * 4).astype(np.float32)
     g = rng.standard_normal(z.size).astype(np.float32)
-    x = rng.standard_normal((257, 1001)).astype(np.float32)
+    x = rng.standard_normal((257, 301)).astype(np.float32)
+    w = rng.standard_normal((130, 301)).astype(np.float32) * 0.05
+    b = rng.standard_normal(130).astype(np.float32)
+    gy = rng.standard_normal((257, 130)).astype(np.float32)
     res = []
     for n in (1, 2):
         threads(n)
+        y, zz = ops.linear_act(x, w, b, "gelu", want_input=True)
         res.append((ops.act_forward(z, "gelu"), ops.act_backward(g, z, None, "silu"),
-                    ops.softmax(x), ops.softmax(x, log=True)))
+                    ops.softmax(x), ops.softmax(x, log=True), y, zz,
+                    *ops.linear_act_backward(gy, x, w, "gelu", act_input=zz)))
     for a, b in zip(*res):
         np.testing.assert_array_equal(a, b)
 
