@@ -28,16 +28,20 @@
 // vabs, lt/le/gt/ge (ordered: false for NaN), isnan, sel(m, a, b) = m ? a : b, round_even,
 // pow2(n) (2^n for integral n in [-126, 127]), m_and, m_or, hsum (fixed-order lane sum).
 
+#ifndef FASTMLP_ACT_INLINE
+#define FASTMLP_ACT_INLINE inline __attribute__((always_inline))
+#endif
+
 template <class V>
 struct ActSimd {
     using F = typename V::F;
     using M = typename V::M;
     static constexpr int W = V::W;
 
-    static inline F c(float v) { return V::set1(v); }
+    static FASTMLP_ACT_INLINE F c(float v) { return V::set1(v); }
 
     // exp(x) for all floats: 0 below -104, inf above 88.73, NaN kept.
-    static inline F exp(F x) {
+    static FASTMLP_ACT_INLINE F exp(F x) {
         const F xc = V::vmin(V::vmax(x, c(-104.0f)), c(89.0f));
         const F n = V::round_even(xc * c(1.44269504088896341f));
         F r = V::fma(n, c(-0.693145751953125f), xc);
@@ -57,7 +61,7 @@ struct ActSimd {
     }
 
     // exp(-(s + e) / 2) with s + e = a^2 exactly (s = fl(a*a), e its rounding error), for a >= 0
-    static inline F exp_neg_half_sq(F a) {
+    static FASTMLP_ACT_INLINE F exp_neg_half_sq(F a) {
         const F s = a * a;
         const F e = V::fma(a, a, c(0.0f) - s);
         const F base = exp(s * c(-0.5f));
@@ -65,7 +69,7 @@ struct ActSimd {
     }
 
     // expm1(x) for x in [-87, 20] (callers clamp; NaN propagates through the arithmetic).
-    static inline F expm1_core(F x) {
+    static FASTMLP_ACT_INLINE F expm1_core(F x) {
         const F n = V::round_even(x * c(1.44269504088896341f));
         F r = V::fma(n, c(-0.693145751953125f), x);
         r = V::fma(n, c(-1.428606765330187045e-06f), r);
@@ -82,7 +86,7 @@ struct ActSimd {
         return V::sel(V::m_and(V::ge(n, c(-0.5f)), V::le(n, c(0.5f))), q, y);
     }
 
-    static inline F tanh(F x) {
+    static FASTMLP_ACT_INLINE F tanh(F x) {
         const F a = V::vmin(V::vabs(x), c(9.1f));
         const F e = expm1_core(a + a);
         const F t = e / (e + c(2.0f));
@@ -90,7 +94,7 @@ struct ActSimd {
         return V::sel(V::isnan(x), x, y);
     }
 
-    static inline F sigmoid(F x) {
+    static FASTMLP_ACT_INLINE F sigmoid(F x) {
         const F e = exp(c(0.0f) - V::vabs(x));
         const F d = c(1.0f) / (c(1.0f) + e);
         const F y = V::sel(V::ge(x, c(0.0f)), d, e * d);
@@ -98,7 +102,7 @@ struct ActSimd {
     }
 
     // sigmoid(x) and 1 - sigmoid(x) = sigmoid(-x), both without cancellation
-    static inline F sigmoid_pair(F x, F& one_minus) {
+    static FASTMLP_ACT_INLINE F sigmoid_pair(F x, F& one_minus) {
         const F e = exp(c(0.0f) - V::vabs(x));
         const F d = c(1.0f) / (c(1.0f) + e);
         const F ed = e * d;
@@ -108,7 +112,7 @@ struct ActSimd {
     }
 
     // Phi(z) and, when pdf != null, phi(z) = exp(-z^2/2) / sqrt(2 pi).
-    static inline F normal_cdf(F z, F* pdf) {
+    static FASTMLP_ACT_INLINE F normal_cdf(F z, F* pdf) {
         const F a = V::vabs(z);
         const F z2 = z * z;
         F pc = c(6.46791e-07f);
@@ -141,7 +145,7 @@ struct ActSimd {
     }
 
     // log1p(u) for u in [0, 1]
-    static inline F log1p_unit(F u) {
+    static FASTMLP_ACT_INLINE F log1p_unit(F u) {
         F p = c(-0.0012805309f);
         p = V::fma(p, u, c(0.009080583f));
         p = V::fma(p, u, c(-0.030171627f));
@@ -158,7 +162,7 @@ struct ActSimd {
     }
 
     // ---- the activations: forward y = f(z) and backward dz = dy f'(z) (activation.h table) --
-    static inline F fwd(fastmlp::Act k, F z, float p0, float p1) {
+    static FASTMLP_ACT_INLINE F fwd(fastmlp::Act k, F z, float p0, float p1) {
         using fastmlp::Act;
         switch (k) {
             case Act::identity: return z;
@@ -191,7 +195,7 @@ struct ActSimd {
         return z;
     }
 
-    static inline F bwd(fastmlp::Act k, F dy, F z, F y, float p0, float p1) {
+    static FASTMLP_ACT_INLINE F bwd(fastmlp::Act k, F dy, F z, F y, float p0, float p1) {
         using fastmlp::Act;
         switch (k) {
             case Act::identity: return dy;
@@ -236,51 +240,44 @@ struct ActSimd {
 
 // ---- array loops ---------------------------------------------------------------------------
 // Whole vectors, then the tail through a zero-padded stack buffer (never reads or writes past n).
-template <class V>
-void act_forward_loop(float* out, const float* z, int64_t n, fastmlp::ActParams p) {
+// One activation kind per instantiation (K a template argument): the switch folds away.
+template <class V, fastmlp::Act K>
+void act_forward_loop_k(float* out, const float* z, int64_t n, fastmlp::ActParams p) {
     using S = ActSimd<V>;
     constexpr int W = V::W;
-    const fastmlp::Act k = p.kind;
+    const float p0 = p.p0, p1 = p.p1;
     int64_t i = 0;
-    for (; i + W <= n; i += W) V::store(out + i, S::fwd(k, V::load(z + i), p.p0, p.p1));
+    for (; i + W <= n; i += W) V::store(out + i, S::fwd(K, V::load(z + i), p0, p1));
     if (i < n) {
         float buf[W] = {0.0f};
         const size_t rest = size_t(n - i);
         std::memcpy(buf, z + i, rest * sizeof(float));
-        V::store(buf, S::fwd(k, V::load(buf), p.p0, p.p1));
+        V::store(buf, S::fwd(K, V::load(buf), p0, p1));
         std::memcpy(out + i, buf, rest * sizeof(float));
     }
 }
 
-// One activation kind per instantiation keeps the switch out of the loop.
 template <class V, fastmlp::Act K>
 void act_backward_loop_k(float* dz, const float* dy, const float* z, const float* y, int64_t n,
                          fastmlp::ActParams p) {
     using S = ActSimd<V>;
     constexpr int W = V::W;
+    constexpr bool need_z = fastmlp::act_backward_needs_input(K);
+    const float p0 = p.p0, p1 = p.p1;
     int64_t i = 0;
-    const bool need_z = fastmlp::act_backward_needs_input(K);
     for (; i + W <= n; i += W) {
-        const typename V::F zi = need_z ? V::load(z + i) : V::set1(0.0f);
-        const typename V::F yi = need_z ? zi : V::load(y + i);
-        V::store(dz + i, S::bwd(K, V::load(dy + i), zi, yi, p.p0, p.p1));
+        const typename V::F v = V::load(need_z ? z + i : y + i);
+        V::store(dz + i, S::bwd(K, V::load(dy + i), v, v, p0, p1));
     }
     if (i < n) {
-        float bd[W] = {0.0f}, bz[W] = {0.0f}, by[W] = {0.0f};
+        float bd[W] = {0.0f}, bv[W] = {0.0f};
         const size_t rest = size_t(n - i);
         std::memcpy(bd, dy + i, rest * sizeof(float));
-        if (need_z) std::memcpy(bz, z + i, rest * sizeof(float));
-        else std::memcpy(by, y + i, rest * sizeof(float));
-        const typename V::F zi = V::load(bz);
-        V::store(bd, S::bwd(K, V::load(bd), zi, need_z ? zi : V::load(by), p.p0, p.p1));
+        std::memcpy(bv, (need_z ? z : y) + i, rest * sizeof(float));
+        const typename V::F v = V::load(bv);
+        V::store(bd, S::bwd(K, V::load(bd), v, v, p0, p1));
         std::memcpy(dz + i, bd, rest * sizeof(float));
     }
-}
-
-template <class V, fastmlp::Act K>
-void act_forward_loop_k(float* out, const float* z, int64_t n, fastmlp::ActParams p) {
-    p.kind = K;
-    act_forward_loop<V>(out, z, n, p);
 }
 
 #define FASTMLP_ACT_CASES(X)                                                                      \

@@ -39,15 +39,25 @@ struct GemmParams {
 
 __device__ __forceinline__ float relu_keep_nan(float v) { return (v > 0.0f || v != v) ? v : 0.0f; }
 
+// The activation (any kind but ReLU) as a real call: keeps its code and registers out of the
+// tiled kernels' bodies, so plain and ReLU GEMMs are compiled as before.
+#if defined(__CUDACC__)
+static __device__ __noinline__
+#else
+inline
+#endif
+float epilogue_act(float v, float* pre, fastmlp::ActParams act) {
+    if (pre) *pre = v;
+    return fastmlp::act_forward_scalar(v, act);
+}
+
 __device__ __forceinline__ float epilogue(const GemmParams& p, float acc, int64_t m, int64_t n) {
     float v = p.alpha * acc;
     if (p.beta != 0.0f) v += p.beta * p.C[m * p.ldc + n];  // beta == 0: C is never read
     if (p.bias) v += p.bias[n];
     if (p.relu) return relu_keep_nan(v);
-    if (p.act.kind != fastmlp::Act::identity) {
-        if (p.pre_act) p.pre_act[m * p.ldc + n] = v;
-        return fastmlp::act_forward_scalar(v, p.act);
-    }
+    if (p.act.kind != fastmlp::Act::identity)
+        return epilogue_act(v, p.pre_act ? p.pre_act + m * p.ldc + n : nullptr, p.act);
     return v;
 }
 

@@ -71,7 +71,11 @@ struct ActParams {
     float p1 = 0.0f;
 };
 
-FASTMLP_HD bool act_backward_needs_input(Act k) {
+#if defined(__CUDACC__)
+__host__ __device__ constexpr bool act_backward_needs_input(Act k) {
+#else
+constexpr bool act_backward_needs_input(Act k) {
+#endif
     return !(k == Act::identity || k == Act::relu || k == Act::tanh || k == Act::sigmoid);
 }
 
