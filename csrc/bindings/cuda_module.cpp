@@ -10,6 +10,7 @@ namespace py = pybind11;
 namespace fastmlp::bind {
 void register_cuda_ops(py::module_& m);
 void register_cuda_mlp(py::module_& m);
+void register_cuda_losses(py::module_& m);  // cuda_losses.cpp
 }
 
 PYBIND11_MODULE(_cuda, m) {
@@ -28,4 +29,5 @@ PYBIND11_MODULE(_cuda, m) {
     m.def("driver_version", &fastmlp::cuda::driver_version);
     fastmlp::bind::register_cuda_ops(m);
     fastmlp::bind::register_cuda_mlp(m);
+    fastmlp::bind::register_cuda_losses(m);
 }
