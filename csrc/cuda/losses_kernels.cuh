@@ -57,7 +57,7 @@ __device__ double block_logsumexp(const float* x, int64_t C, int64_t stride, flo
     m = block_max_all<kThreads>(m, smf);
     if (m != m || m == INFINITY || m == -INFINITY) return double(m);
     double s = 0.0;
-    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += double(expf(x[c * stride] - m));
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += double(loss_expf(x[c * stride] - m));
     s = block_sum_all<kThreads>(s, smd);
     return double(m) + log(s);
 }
