@@ -4,7 +4,7 @@ One call = ``F.cross_entropy(logits, target)`` on a leaf that requires grad, the
 (the gradient reset in between). Runs are interleaved (A B A B ...) in rounds; the report is the
 min and median time per call of each library and the ratio of medians. Writes JSON.
 
-    PYTHONPATH=python python bench/cross_entropy.py [--threads 1] [--out bench/cross_entropy.json]
+    PYTHONPATH=python python bench/cross_entropy.py [--threads 1] [--timer cpu] [--out FILE]
 """
 from __future__ import annotations
 
@@ -19,14 +19,18 @@ import numpy as np
 SHAPES = [(128, 10, 400), (1024, 1000, 20)]  # (rows, classes, calls per round)
 
 
+TIMERS = {"wall": time.perf_counter, "cpu": time.process_time}
+timer = time.perf_counter
+
+
 def run(lib, F, x, t, calls):
     a = lib.tensor(x, requires_grad=True)
     tt = lib.tensor(t)
-    t0 = time.perf_counter()
+    t0 = timer()
     for _ in range(calls):
         a.grad = None
         F.cross_entropy(a, tt).backward()
-    return (time.perf_counter() - t0) / calls
+    return (timer() - t0) / calls
 
 
 def main():
@@ -34,7 +38,11 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--out", default="bench/cross_entropy.json")
+    ap.add_argument("--timer", choices=sorted(TIMERS), default="wall",
+                    help="cpu: process CPU time, steadier on a busy machine (use with --threads 1)")
     args = ap.parse_args()
+    global timer
+    timer = TIMERS[args.timer]
     import torch
     import fastmlp
 
@@ -58,10 +66,10 @@ def main():
         for name, ts in times.items():
             results.append(dict(shape=[rows, classes], library=name, threads=args.threads,
                                 min_us=min(ts) * 1e6, median_us=statistics.median(ts) * 1e6,
-                                rounds=args.rounds, calls=calls))
+                                rounds=args.rounds, calls=calls, timer=args.timer))
         f = statistics.median(times["fastmlp"])
         p = statistics.median(times["torch"])
-        print(f"({rows}, {classes}) threads={args.threads}: fastmlp min {min(times['fastmlp'])*1e6:.1f} "
+        print(f"({rows}, {classes}) threads={args.threads} timer={args.timer}: fastmlp min {min(times['fastmlp'])*1e6:.1f} "
               f"median {f*1e6:.1f} us | torch min {min(times['torch'])*1e6:.1f} median {p*1e6:.1f} us "
               f"| torch/fastmlp {p / f:.2f}x")
     meta = dict(cpu_path=fastmlp.get_cpu_path(), torch=torch.__version__,

@@ -2,6 +2,11 @@
 // the element-wise losses. The numeric rules are loss.h's. Threads split rows (cross-entropy) or
 // fixed element chunks (element-wise); every sum is formed from per-row / per-chunk double
 // partials added in order, so results do not depend on the thread count.
+// GCC keeps loops that compute floating point speculatively scalar unless told that FP exception
+// flags need not be preserved (no value changes): the softmax exponential loop vectorizes then.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include "fastmlp/losses.h"
 
 #include <algorithm>

@@ -124,7 +124,7 @@ FASTMLP_HD float loss_elem_grad(float x, float t, LossParams p, float pw = 1.0f)
 // degree-5 polynomial for exp(r) (within 2 ulp of expf), branch-free so that loops over it
 // vectorize. x below -87.33 gives 0, NaN stays NaN; meant for x <= 0 (x - max), x <= 88.
 FASTMLP_HD float loss_expf(float x) {
-    const float xc = fminf(fmaxf(x, -87.33654f), 88.0f);
+    const float xc = x < -87.33654f ? -87.33654f : (x > 88.0f ? 88.0f : x);  // (NaN: see below)
     const float kf = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln2)
     float r = xc - kf * 0.693359375f;
     r = r + kf * 2.12194440e-4f;
