@@ -249,7 +249,9 @@ class _EmbeddingNode(Node):
         if xp is np:
             np.add.at(dw, flat, g2)
         else:  # CuPy
-            xp.add.at(dw, flat, g2)
+            import cupyx
+
+            cupyx.scatter_add(dw, flat, g2)
         if padding_idx is not None:
             dw[padding_idx] = 0
         return (None, dw)
