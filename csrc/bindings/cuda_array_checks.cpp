@@ -36,6 +36,15 @@ std::string shape_str(const std::vector<int64_t>& shape) {
 }
 
 CudaArray cuda_array(py::handle obj, const char* name) {
+    return cuda_array_of(obj, name, CudaDtype::f32);
+}
+
+CudaArray cuda_array_of(py::handle obj, const char* name, CudaDtype want) {
+    const char kind = want == CudaDtype::i64 ? 'i' : 'f';
+    const int64_t item = want == CudaDtype::f32 ? 4 : 8;
+    const std::string tname = want == CudaDtype::f32 ? "float32" : (want == CudaDtype::f64 ? "float64" : "int64");
+    const std::string ts_le = std::string("<") + kind + std::to_string(item);
+    const std::string ts_na = std::string("=") + kind + std::to_string(item);
     CudaArray a;
     a.name = name;
     const std::string n = name;
@@ -69,10 +78,10 @@ CudaArray cuda_array(py::handle obj, const char* name) {
     // dtype
     py::object ts = d["typestr"];
     const std::string typestr = py::isinstance<py::str>(ts) ? ts.cast<std::string>() : "";
-    if (typestr != "<f4" && typestr != "=f4")
+    if (typestr != ts_le && typestr != ts_na)
         throw py::type_error("argument '" + n + "' has typestr " + std::string(py::repr(ts)) +
-                             ", but fastmlp kernels need float32 ('<f4'); convert with " + n +
-                             ".astype(cupy.float32)");
+                             ", but this fastmlp kernel needs " + tname + " ('" + ts_le +
+                             "'); convert with " + n + ".astype(cupy." + tname + ")");
     // shape
     py::object sh = d["shape"];
     if (!py::isinstance<py::tuple>(sh) && !py::isinstance<py::list>(sh))
@@ -99,7 +108,7 @@ CudaArray cuda_array(py::handle obj, const char* name) {
     const size_t nd = a.shape.size();
     std::vector<int64_t> cstrides(nd);
     {
-        int64_t s = 4;
+        int64_t s = item;
         for (size_t i = nd; i-- > 0;) {
             cstrides[i] = s;
             s *= std::max<int64_t>(a.shape[i], 1);
@@ -118,16 +127,16 @@ CudaArray cuda_array(py::handle obj, const char* name) {
                                   std::to_string(a.strides.size()) + " strides for " +
                                   std::to_string(nd) + " dimensions");
         for (int64_t s : a.strides)
-            if (a.size > 0 && s % 4 != 0)
-                value_error(a, "has a stride of " + std::to_string(s) +
-                                   " bytes, not a multiple of the float32 size; pass a contiguous copy");
+            if (a.size > 0 && s % item != 0)
+                value_error(a, "has a stride of " + std::to_string(s) + " bytes, not a multiple of "
+                                   "the " + tname + " size; pass a contiguous copy");
     }
     a.c_contiguous = true;
     for (size_t i = 0; i < nd; ++i)
         if (a.shape[i] > 1 && a.strides[i] != cstrides[i]) a.c_contiguous = false;
     if (a.size > 0 && a.ptr == 0) value_error(a, "has a null data pointer");
-    if (a.size > 0 && a.ptr % 4 != 0)
-        value_error(a, "is not 4-byte aligned; pass a contiguous copy");
+    if (a.size > 0 && a.ptr % uintptr_t(item) != 0)
+        value_error(a, "is not " + std::to_string(item) + "-byte aligned; pass a contiguous copy");
     a.stream = d.contains("stream") ? py::object(d["stream"]) : py::object(py::none());
     a.owner = py::reinterpret_borrow<py::object>(obj);
     return a;

@@ -35,6 +35,10 @@ std::string shape_str(const std::vector<int64_t>& shape);
 // no mask, 4-byte aligned. A numpy array, a CPU tensor or any object without the interface is a
 // TypeError telling to move the data to the GPU (cupy.asarray(x) / .cuda()).
 CudaArray cuda_array(py::handle obj, const char* name);
+// The same for another element type (int64 class indices, float64 sums); data() is then only a
+// raw pointer to reinterpret.
+enum class CudaDtype { f32, f64, i64 };
+CudaArray cuda_array_of(py::handle obj, const char* name, CudaDtype dtype);
 
 // A 2-D input as the GEMM sees it: row-major (strides (ld*4, 4)) gives trans = false, a
 // column-major view such as w.T (strides (4, ld*4)) gives trans = true; other layouts: ValueError

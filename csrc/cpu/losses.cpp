@@ -2,6 +2,11 @@
 // the element-wise losses. The numeric rules are loss.h's. Threads split rows (cross-entropy) or
 // fixed element chunks (element-wise); every sum is formed from per-row / per-chunk double
 // partials added in order, so results do not depend on the thread count.
+// GCC keeps loops that compute floating point speculatively scalar unless told that FP exception
+// flags need not be preserved (no value changes): the softmax exponential loop vectorizes then.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include "fastmlp/losses.h"
 
 #include <algorithm>
@@ -55,6 +60,39 @@ inline double ce_index_row(float* dx, const float* x, int64_t C, int64_t stride,
     return loss;
 }
 
+// The same row for a contiguous row (stride 1), vectorised: one exponential per logit, kept in
+// e (dx when the gradient is wanted, else scratch of C floats), the gradient from it
+// (ce_row_grad_index_exp). Rows holding NaN or infinities take ce_index_row.
+inline double ce_index_row_contig(float* dx, float* scratch, const float* x, int64_t C, int64_t y,
+                                  const float* w, float s, double wsum, int64_t ignore_index,
+                                  double gscale) {
+    if (y == ignore_index) return ce_index_row(dx, x, C, 1, y, w, s, wsum, ignore_index, gscale);
+    float m = -INFINITY;
+    bool bad = false;
+#pragma omp simd reduction(max : m) reduction(| : bad)
+    for (int64_t c = 0; c < C; ++c) {
+        const float v = x[c];
+        m = v > m ? v : m;
+        bad |= !(v - v == 0.0f);  // NaN or an infinity
+    }
+    if (bad) return ce_index_row(dx, x, C, 1, y, w, s, wsum, ignore_index, gscale);
+    float* e = dx ? dx : scratch;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) e[c] = loss_expf(x[c] - m);
+    double acc[4] = {0.0, 0.0, 0.0, 0.0};  // fixed order: element c goes to acc[c % 4]
+    int64_t c = 0;
+    for (; c + 4 <= C; c += 4)
+        for (int k = 0; k < 4; ++k) acc[k] += double(e[c + k]);
+    for (; c < C; ++c) acc[c % 4] += double(e[c]);
+    const double sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    const double lse = double(m) + std::log(sum);
+    const double loss = ce_row_loss_index(x, C, 1, lse, y, w, s);
+    if (dx)
+        ce_row_grad_index_exp(dx, e, C, y, w, s, ce_row_coef_sum_index(y, w, s, wsum, C),
+                              1.0 / sum, gscale);
+    return loss;
+}
+
 // Runs fn(n, d, r) for every row r = n * D + d, threads split n; returns the per-row losses'
 // sum in row order (fn returns the row loss).
 template <class Fn>
@@ -74,6 +112,25 @@ double for_rows(int64_t N, int64_t C, int64_t D, float* row_loss, Fn fn) {
     for (int64_t r = 0; r < R; ++r) total += pp[r];
     return total;
 }
+// for_rows for D == 1 with a per-thread scratch row of C floats: fn(n, scratch).
+template <class Fn>
+double for_rows_scratch(int64_t N, int64_t C, float* row_loss, Fn fn) {
+    std::vector<double> part(size_t(N > 0 ? N : 0), 0.0);
+    double* pp = part.data();
+#pragma omp parallel num_threads(threads_rows(N * C))
+    {
+        std::vector<float> scratch(static_cast<size_t>(C > 0 ? C : 1));
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < N; ++n) {
+            const double l = fn(n, scratch.data());
+            pp[n] = l;
+            if (row_loss) row_loss[n] = float(l);
+        }
+    }
+    double total = 0.0;
+    for (int64_t n = 0; n < N; ++n) total += pp[n];
+    return total;
+}
 }  // namespace
 
 CeSums cross_entropy_forward(float* row_loss, const float* logits, const int64_t* target,
@@ -82,6 +139,14 @@ CeSums cross_entropy_forward(float* row_loss, const float* logits, const int64_t
     // logits (N,C,D), target (N,D), weight (C) or null, row_loss (N,D) or null
     CeSums out;
     out.weight = ce_weight_sum(target, weight, N * D, ignore_index);
+    if (D == 1) {
+        const double wsum = weights_total(weight, C);
+        out.loss = for_rows_scratch(N, C, row_loss, [&](int64_t n, float* scratch) {
+            return ce_index_row_contig(nullptr, scratch, logits + n * C, C, target[n], weight,
+                                       label_smoothing, wsum, ignore_index, 0.0);
+        });
+        return out;
+    }
     out.loss = for_rows(N, C, D, row_loss, [&](int64_t n, int64_t d, int64_t r) {
         return ce_index_row(nullptr, logits + n * C * D + d, C, D, target[r], weight,
                             label_smoothing, 0.0, ignore_index, 0.0);
@@ -114,6 +179,13 @@ CeSums cross_entropy_forward_backward(float* dlogits, float* row_loss, const flo
     // gradient is then NaN too); 'sum' and 'none' seed each row with 1.
     const double scale = reduction == Reduction::mean ? 1.0 / out.weight : 1.0;
     const double wsum = weights_total(weight, C);
+    if (D == 1) {
+        out.loss = for_rows_scratch(N, C, row_loss, [&](int64_t n, float*) {
+            return ce_index_row_contig(dlogits + n * C, nullptr, logits + n * C, C, target[n],
+                                       weight, label_smoothing, wsum, ignore_index, scale);
+        });
+        return out;
+    }
     out.loss = for_rows(N, C, D, row_loss, [&](int64_t n, int64_t d, int64_t r) {
         const int64_t off = n * C * D + d;
         return ce_index_row(dlogits + off, logits + off, C, D, target[r], weight, label_smoothing,

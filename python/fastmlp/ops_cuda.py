@@ -307,3 +307,123 @@ def adagrad_step_many(params, grads, state_sums, steps, *, lr, lr_decay=0.0, eps
 
 
 __all__ += ["adam_step_many", "rmsprop_step_many", "adagrad_step_many"]
+
+
+# ---- losses (helper "loss"): the CUDA twins of fastmlp.ops' loss functions --------------------
+# Same signatures and results as fastmlp.ops; the loss sums are read back to the host (one
+# synchronisation per forward), the gradients stay on the device.
+
+def _class_targets(cp, target, C, ignore_index):
+    t = cp.ascontiguousarray(target, dtype=cp.int64)
+    bad = ((t < 0) | (t >= C)) & (t != ignore_index)
+    if bool(bad.any()):
+        v = int(t[bad].ravel()[0])
+        raise IndexError(f"Target {v} is out of bounds. (cross_entropy: class indices must be in "
+                         f"[0, {C}) for input with {C} classes, or equal ignore_index="
+                         f"{ignore_index})")
+    return t
+
+
+def _opt(cp, a):
+    return None if a is None else cp.ascontiguousarray(a, dtype=cp.float32)
+
+
+def _rows_like(cp, x):
+    return cp.empty(x.shape[:1] + x.shape[2:], dtype=cp.float32)
+
+
+def cross_entropy_forward(input, target, weight=None, *, ignore_index=-100, label_smoothing=0.0,
+                          want_rows=False):
+    cp, C = _modules()
+    x = _contiguous(cp, input)
+    t = _class_targets(cp, target, x.shape[1] if x.ndim >= 2 else 0, ignore_index)
+    sums = cp.empty(2, dtype=cp.float64)
+    rows = _rows_like(cp, x) if want_rows else None
+    C.cross_entropy_forward_backward(x, t, _opt(cp, weight), None, 1.0, False, ignore_index,
+                                     label_smoothing, sums, rows, None, _stream(cp))
+    s = sums.get()
+    return float(s[0]), float(s[1]), rows
+
+
+def cross_entropy_backward(input, target, weight=None, grad_rows=None, *, scale=1.0,
+                           ignore_index=-100, label_smoothing=0.0):
+    cp, C = _modules()
+    x = _contiguous(cp, input)
+    t = _class_targets(cp, target, x.shape[1] if x.ndim >= 2 else 0, ignore_index)
+    dx = cp.empty_like(x)
+    sums = cp.empty(2, dtype=cp.float64)
+    C.cross_entropy_forward_backward(x, t, _opt(cp, weight), _opt(cp, grad_rows), float(scale),
+                                     False, ignore_index, label_smoothing, sums, None, dx,
+                                     _stream(cp))
+    return dx
+
+
+def cross_entropy_forward_backward(input, target, weight=None, *, ignore_index=-100,
+                                   label_smoothing=0.0, reduction="mean", want_rows=False):
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    cp, C = _modules()
+    x = _contiguous(cp, input)
+    t = _class_targets(cp, target, x.shape[1] if x.ndim >= 2 else 0, ignore_index)
+    dx = cp.empty_like(x)
+    sums = cp.empty(2, dtype=cp.float64)
+    rows = _rows_like(cp, x) if want_rows else None
+    C.cross_entropy_forward_backward(x, t, _opt(cp, weight), None, 1.0, reduction == "mean",
+                                     ignore_index, label_smoothing, sums, rows, dx, _stream(cp))
+    s = sums.get()
+    return float(s[0]), float(s[1]), dx, rows
+
+
+def cross_entropy_prob_forward(input, target, weight=None, *, label_smoothing=0.0, want_rows=False):
+    cp, C = _modules()
+    x = _contiguous(cp, input)
+    sums = cp.empty(1, dtype=cp.float64)
+    rows = _rows_like(cp, x) if want_rows else None
+    C.cross_entropy_prob_forward_backward(x, _opt(cp, target), _opt(cp, weight), None, 1.0,
+                                          label_smoothing, sums, rows, None, _stream(cp))
+    return float(sums.get()[0]), rows
+
+
+def cross_entropy_prob_backward(input, target, weight=None, grad_rows=None, *, scale=1.0,
+                                label_smoothing=0.0):
+    cp, C = _modules()
+    x = _contiguous(cp, input)
+    dx = cp.empty_like(x)
+    sums = cp.empty(1, dtype=cp.float64)
+    C.cross_entropy_prob_forward_backward(x, _opt(cp, target), _opt(cp, weight),
+                                          _opt(cp, grad_rows), float(scale), label_smoothing, sums,
+                                          None, dx, _stream(cp))
+    return dx
+
+
+def loss_elementwise_forward(kind, input, target, weight=None, pos_weight=None, *, p0=1.0,
+                             want_out=False):
+    cp, C = _modules()
+    x = _contiguous(cp, input)
+    sums = cp.empty(1, dtype=cp.float64)
+    out = cp.empty_like(x) if want_out else None
+    C.loss_elementwise_forward(kind, x, _opt(cp, target), _opt(cp, weight), _opt(cp, pos_weight),
+                               p0, sums, out, _stream(cp))
+    return float(sums.get()[0]), out
+
+
+def loss_elementwise_backward(kind, input, target, weight=None, pos_weight=None, grad_output=None,
+                              *, p0=1.0, scale=1.0):
+    cp, C = _modules()
+    x = _contiguous(cp, input)
+    dx = cp.empty_like(x)
+    C.loss_elementwise_backward(kind, x, _opt(cp, target), _opt(cp, weight), _opt(cp, pos_weight),
+                                _opt(cp, grad_output), p0, scale, dx, _stream(cp))
+    return dx
+
+
+def loss_elementwise_forward_backward(kind, input, target, weight=None, pos_weight=None, *, p0=1.0,
+                                      scale=1.0):
+    s, _ = loss_elementwise_forward(kind, input, target, weight, pos_weight, p0=p0)
+    return s, loss_elementwise_backward(kind, input, target, weight, pos_weight, None, p0=p0,
+                                        scale=scale)
+
+
+__all__ += ["cross_entropy_forward", "cross_entropy_backward", "cross_entropy_forward_backward",
+            "cross_entropy_prob_forward", "cross_entropy_prob_backward", "loss_elementwise_forward",
+            "loss_elementwise_backward", "loss_elementwise_forward_backward"]

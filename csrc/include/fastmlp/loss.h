@@ -32,6 +32,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "fastmlp/activation.h"  // FASTMLP_HD
 
@@ -119,7 +120,29 @@ FASTMLP_HD float loss_elem_grad(float x, float t, LossParams p, float pw = 1.0f)
 
 // ---- softmax cross-entropy, one row of C logits x[c * stride] ----
 
-// lse = max + log(sum exp(x - max)): each exp in float (x - max <= 0), the sum in double. NaN in the row gives NaN; a row of -inf
+// exp(x) for the softmax (every exponential below): Cody-Waite reduction x = k ln2 + r and Cephes'
+// degree-5 polynomial for exp(r) (within 2 ulp of expf), branch-free so that loops over it
+// vectorize. x below -87.33 gives 0, NaN stays NaN; meant for x <= 0 (x - max), x <= 88.
+FASTMLP_HD float loss_expf(float x) {
+    const float xc = x < -87.33654f ? -87.33654f : (x > 88.0f ? 88.0f : x);  // (NaN: see below)
+    const float kf = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln2)
+    float r = xc - kf * 0.693359375f;
+    r = r + kf * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    const float er = p * r * r + r + 1.0f;
+    const int32_t bits = (int32_t(kf) + 127) << 23;
+    float two_k;
+    memcpy(&two_k, &bits, sizeof(float));
+    const float y = er * two_k;
+    return x != x ? x : (x < -87.33654f ? 0.0f : y);
+}
+
+// lse = max + log(sum exp(x - max)): each exp in float (loss_expf, x - max <= 0), the sum in double. NaN in the row gives NaN; a row of -inf
 // gives -inf (as PyTorch's log_softmax: every logp is then NaN).
 FASTMLP_HD double ce_row_logsumexp(const float* x, int64_t C, int64_t stride) {
     float m = -INFINITY;
@@ -132,7 +155,7 @@ FASTMLP_HD double ce_row_logsumexp(const float* x, int64_t C, int64_t stride) {
     if (nan) return (double)NAN;
     if (m == -INFINITY || m == INFINITY) return (double)m;
     double s = 0.0;
-    for (int64_t c = 0; c < C; ++c) s += (double)expf(x[c * stride] - m);
+    for (int64_t c = 0; c < C; ++c) s += (double)loss_expf(x[c * stride] - m);
     return (double)m + log(s);
 }
 
@@ -165,11 +188,27 @@ FASTMLP_HD double ce_row_coef_sum_index(int64_t y, const float* w, float s, doub
 // A from ce_row_coef_sum_index; scale folds the reduction and the upstream gradient.
 FASTMLP_HD float ce_grad_index(float xc, int64_t c, double lse, int64_t y, const float* w, float s,
                                double A, int64_t C, double scale) {
-    double p = (double)expf((float)((double)xc - lse));
+    double p = (double)loss_expf((float)((double)xc - lse));
     double wc = w ? (double)w[c] : 1.0;
     double a = ((double)s / (double)C) * wc;
     if (c == y) a += (1.0 - (double)s) * wc;
     return (float)(scale * (A * p - a));
+}
+
+// The class-index gradient of a whole contiguous row from its exponentials e_c = exp(x_c - max)
+// and inv_sum = 1 / sum_c e_c (so p_c = e_c inv_sum): dx_c = scale (A p_c - a_c), the rule of
+// ce_grad_index in the form the CPU kernel vectorizes (float products; dx may equal e).
+FASTMLP_HD void ce_row_grad_index_exp(float* dx, const float* e, int64_t C, int64_t y,
+                                      const float* w, float s, double A, double inv_sum,
+                                      double scale) {
+    const float k1 = (float)(scale * A * inv_sum);
+    const float k2 = (float)(scale * (double)s / (double)C);
+    if (w) {
+        for (int64_t c = 0; c < C; ++c) dx[c] = k1 * e[c] - k2 * w[c];
+    } else {
+        for (int64_t c = 0; c < C; ++c) dx[c] = k1 * e[c] - k2;
+    }
+    dx[y] -= (float)(scale * (1.0 - (double)s) * ce_row_weight(y, w));
 }
 
 // Row loss for class-probability targets t[c * stride]: -sum_c w_c ((1 - s) t_c + s / C) logp_c.
@@ -198,7 +237,7 @@ FASTMLP_HD double ce_row_coef_sum_prob(const float* t, int64_t C, int64_t stride
 // Gradient at class c for probability targets: scale * (A p_c - a_c), a_c = w_c ((1-s) t_c + s/C).
 FASTMLP_HD float ce_grad_prob(float xc, float tc, double wc, double lse, float s, double A, int64_t C,
                               double scale) {
-    double p = (double)expf((float)((double)xc - lse));
+    double p = (double)loss_expf((float)((double)xc - lse));
     double a = wc * ((1.0 - (double)s) * (double)tc + (double)s / (double)C);
     return (float)(scale * (A * p - a));
 }

@@ -45,7 +45,10 @@ class _DropoutNode(Node):
 def _dropout_mask(x, p):
     """The kept elements' factor: 0 where dropped, 1 / (1 - p) where kept (x's dtype)."""
     keep = _gen.default_generator.rng.random(x.shape, dtype=np.float32) >= np.float32(p)
-    m = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p)) if p < 1.0 else np.zeros(x.shape, x.dtype)
+    if p < 1.0:
+        m = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
+    else:
+        m = np.zeros(x.shape, x.dtype)
     return m if type(x) is _ndarray else asarray(m, dev=device_of(x))
 
 
@@ -111,8 +114,8 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     x = input._data
     k = len(ns)
     if k == 0 or x.ndim < k or tuple(x.shape[x.ndim - k:]) != ns:
-        raise ValueError(f"layer_norm: given normalized_shape={list(ns)}, expected input with shape "
-                         f"[*, {', '.join(map(str, ns))}], but got input of size {Size(x.shape)}")
+        raise ValueError(f"layer_norm: given normalized_shape={list(ns)}, expected input with "
+                         f"shape [*, {', '.join(map(str, ns))}], but got input of size {Size(x.shape)}")
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and tuple(t.shape) != ns:
             raise ValueError(f"layer_norm: '{name}' must have shape {Size(ns)} (normalized_shape), "
@@ -191,8 +194,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     n = x.size // C if C else 0
     if training:
         if n <= 1:
-            raise ValueError(f"Expected more than 1 value per channel when training, got input size "
-                             f"{Size(x.shape)}")
+            raise ValueError(f"Expected more than 1 value per channel when training, got input "
+                             f"size {Size(x.shape)}")
         mean = x.mean(axis=axes)
         xc = x - mean.reshape(shape)
         var = (xc * xc).mean(axis=axes)
@@ -246,7 +249,9 @@ class _EmbeddingNode(Node):
         if xp is np:
             np.add.at(dw, flat, g2)
         else:  # CuPy
-            xp.add.at(dw, flat, g2)
+            import cupyx
+
+            cupyx.scatter_add(dw, flat, g2)
         if padding_idx is not None:
             dw[padding_idx] = 0
         return (None, dw)

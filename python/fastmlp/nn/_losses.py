@@ -66,10 +66,6 @@ def _tensor(x, like, name):
         raise TypeError(f"argument '{name}' must be a Tensor, got {type(x).__name__}") from None
 
 
-def _fast(a):
-    return type(a) is _ndarray or a.dtype == _F32
-
-
 def _kernel_ok(*arrays):
     """float32 everywhere: the kernels run (CPU ndarray or CUDA array)."""
     return all(a is None or a.dtype == _F32 for a in arrays)
@@ -120,8 +116,9 @@ def _split_shape(x):
     return x.shape[0], x.shape[1], D
 
 
-def _index_target(t, x, what, ignore_index):
-    """Class-index targets as an int64 array shaped (N, D), checked as PyTorch does."""
+def _index_target(t, x, what, ignore_index, check_range=True):
+    """Class-index targets as an int64 array shaped (N, D), checked as PyTorch does (the range
+    check is left to the kernels' bindings, which word it the same, when check_range is False)."""
     if t.dtype == np.uint8:
         t = t.astype(_I64)
     if t.dtype != _I64:
@@ -135,6 +132,8 @@ def _index_target(t, x, what, ignore_index):
                            f"shape {Size(x.shape)}, got target of shape {Size(t.shape)}")
     N, C, D = _split_shape(x)
     t2 = t.reshape(N, D)
+    if not check_range:
+        return t2
     bad = ((t2 < 0) | (t2 >= C)) & (t2 != ignore_index)
     if bool(bad.any()):
         v = int(t2[bad].ravel()[0])
@@ -244,7 +243,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         raise _shape_error("cross_entropy: input must have at least one dimension (C,) or (N, C), "
                            "got a 0-d tensor")
     if x.dtype.kind != "f":
-        raise _dtype_error(f"cross_entropy: input must be floating point logits, got dtype {x.dtype}")
+        raise _dtype_error(f"cross_entropy: input must be floating point logits, got dtype "
+                           f"{x.dtype}")
     if type(x) is not type(t) and device_of(x) != device_of(t):
         raise RuntimeError(f"Expected all tensors to be on the same device, but found at least two "
                            f"devices, {device_of(x)} and {device_of(t)}!")
@@ -272,8 +272,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
             s = rows.sum()
         tt = p3
     else:
-        t2 = _index_target(t, x, "cross_entropy", ignore_index)
-        if _kernel_ok(x):
+        kernels = _kernel_ok(x)
+        t2 = _index_target(t, x, "cross_entropy", ignore_index, not kernels)
+        if kernels:
             x3, t2 = _contig(x3), _contig(t2)
             if need_grad and reduction != "none" and type(x3) is _ndarray:
                 s, denom, d, rows = _ce_fb(x3, t2, w, ignore_index, ls, reduction, False)
@@ -357,9 +358,9 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
 def _same_size(x, t, what):
     if x.shape != t.shape:
         if what == "binary_cross_entropy":
-            raise ValueError(f"Using a target size ({Size(t.shape)}) that is different to the input "
-                             f"size ({Size(x.shape)}) is deprecated. Please ensure they have the "
-                             f"same size.")
+            raise ValueError(f"Using a target size ({Size(t.shape)}) that is different to the "
+                             f"input size ({Size(x.shape)}) is deprecated. Please ensure they "
+                             f"have the same size.")
         raise ValueError(f"Target size ({Size(t.shape)}) must be the same as input size "
                          f"({Size(x.shape)})")
 
