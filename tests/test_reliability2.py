@@ -61,3 +61,115 @@ def test_plan_does_not_outlive_modules_write():
 
     seq.__dict__["_modules"] = OrderedDict([("0", nn.Linear(3, 1))])
     assert np.allclose(seq(x).numpy(), seq._modules["0"](x).numpy())
+
+
+# ---- 2. hyperparameters in float32, huge ints, frozen parameters ----------------------------
+
+def _data(n=64, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    return X, (X @ rng.standard_normal((d, 1))).astype(np.float32)
+
+
+@pytest.mark.parametrize("kw,name", [({"lr": 1e39}, "lr"), ({"momentum": 1e39}, "momentum"),
+                                     ({"weight_decay": 1e39}, "weight_decay"),
+                                     ({"dampening": 1e39}, "dampening"),
+                                     ({"lr": 1e-50}, "lr"), ({"lr": 10 ** 400}, "lr")])
+def test_fit_hyperparameters_checked_in_float32(kw, name):
+    X, y = _data()
+    m = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    args = dict(epochs=1, batch_size=8, lr=0.01, progress=False)
+    args.update(kw)
+    before = m[0].weight.numpy().copy()
+    with pytest.raises(ValueError, match=name):
+        fastmlp.fit(m, X, y, **args)
+    assert np.array_equal(before, m[0].weight.numpy())
+
+
+@pytest.mark.parametrize("kw,name", [({"batch_size": 2 ** 63}, "batch_size"),
+                                     ({"epochs": 2 ** 64}, "epochs"),
+                                     ({"batch_size": 10 ** 30}, "batch_size")])
+def test_fit_huge_ints_name_the_argument(kw, name):
+    X, y = _data()
+    m = nn.Sequential(nn.Linear(3, 1))
+    args = dict(epochs=1, batch_size=8, lr=0.01, progress=False)
+    args.update(kw)
+    with pytest.raises(ValueError, match=name) as ei:
+        fastmlp.fit(m, X, y, **args)
+    assert "incompatible function arguments" not in str(ei.value)
+
+
+def test_fit_huge_seed_still_accepted():
+    X, y = _data()
+    fastmlp.fit(nn.Sequential(nn.Linear(3, 1)), X, y, epochs=1, batch_size=8, lr=0.01,
+                seed=2 ** 70, progress=False)
+
+
+def test_sgd_and_regressor_refuse_float32_overflow():
+    p = nn.Parameter(fastmlp.ones(2))
+    with pytest.raises(ValueError, match="learning rate"):
+        fastmlp.optim.SGD([p], lr=1e39)
+    with pytest.raises(ValueError, match="momentum"):
+        fastmlp.optim.SGD([p], lr=0.1, momentum=1e39)
+    with pytest.raises(ValueError, match="weight_decay"):
+        fastmlp.optim.SGD([p], lr=0.1, weight_decay=1e39)
+    opt = fastmlp.optim.SGD([p], lr=0.1)
+    opt.param_groups[0]["lr"] = 1e39  # changed after construction: refused at step
+    p.grad = fastmlp.ones(2)
+    with pytest.raises(ValueError, match="learning rate"):
+        opt.step()
+    assert np.array_equal(p.numpy(), np.ones(2, np.float32))
+    pytest.importorskip("sklearn")
+    from fastmlp.sklearn import MLPRegressor
+
+    X, y = _data()
+    for kw, name in (({"learning_rate_init": 1e39}, "learning_rate_init"), ({"alpha": 1e39}, "alpha")):
+        with pytest.raises(ValueError, match=name):
+            MLPRegressor(hidden_layer_sizes=(4,), max_iter=2, **kw).fit(X, y.ravel())
+
+
+def _eager_sgd(model, X, y, perm, batch, epochs, **opt):
+    o = fastmlp.optim.SGD(model.parameters(), **opt)
+    loss_fn = nn.MSELoss()
+    for _ in range(epochs):
+        for s in range(0, len(X), batch):
+            idx = perm[s:s + batch]
+            loss = loss_fn(model(fastmlp.tensor(X[idx])), fastmlp.tensor(y[idx]))
+            o.zero_grad()
+            loss.backward()
+            o.step()
+
+
+@pytest.mark.parametrize("hidden", [8, 300])  # the small path and the gemm path
+@pytest.mark.parametrize("opt", [dict(lr=0.05), dict(lr=0.05, momentum=0.9, weight_decay=0.01)])
+def test_fit_leaves_frozen_parameters_alone(cpu_path, hidden, opt):
+    X, y = _data(96, 5)
+    fastmlp.manual_seed(3)
+    ref = nn.Sequential(nn.Linear(5, hidden), nn.ReLU(), nn.Linear(hidden, 4), nn.ReLU(),
+                        nn.Linear(4, 1))
+    ours = nn.Sequential(nn.Linear(5, hidden), nn.ReLU(), nn.Linear(hidden, 4), nn.ReLU(),
+                         nn.Linear(4, 1))
+    ours.load_state_dict(ref.state_dict())
+    for m in (ref, ours):
+        m[0].weight.requires_grad_(False)
+        m[2].bias.requires_grad_(False)
+        m[4].weight.requires_grad_(False)
+    frozen = {k: v.numpy().copy() for k, v in ours.state_dict().items()
+              if k in ("0.weight", "2.bias", "4.weight")}
+    perm = np.random.default_rng(1).permutation(len(X))
+    _eager_sgd(ref, X, y, perm, 16, 2, **opt)
+    fastmlp.fit(ours, X, y, epochs=2, batch_size=16, permutation=perm, progress=False, **opt)
+    sd_ref, sd = ref.state_dict(), ours.state_dict()
+    for k, v in frozen.items():
+        assert np.array_equal(sd[k].numpy(), v), k
+    for k in sd:
+        np.testing.assert_allclose(sd[k].numpy(), sd_ref[k].numpy(), rtol=2e-4, atol=2e-5,
+                                   err_msg=k)
+    assert not np.array_equal(sd["0.bias"].numpy(), fastmlp.zeros(1).numpy())
+
+
+def test_fit_all_frozen_is_refused():
+    X, y = _data()
+    m = nn.Sequential(nn.Linear(3, 1)).requires_grad_(False)
+    with pytest.raises(RuntimeError, match="requires_grad=False"):
+        fastmlp.fit(m, X, y, epochs=1, batch_size=8, lr=0.1, progress=False)

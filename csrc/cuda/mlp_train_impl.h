@@ -142,7 +142,7 @@ MlpTrainResult train(Ops& ops, const std::vector<MlpLayer>& layers, const float*
     for (const MlpLayer& ly : layers) {
         maxw = std::max(maxw, ly.out);
         max_n = std::max(max_n, ly.in * ly.out);
-        count += ly.bias ? 2 : 1;
+        count += (ly.frozen_weight ? 0 : 1) + (ly.bias && !ly.frozen_bias ? 1 : 0);
     }
     for (int64_t Bn : {B, rem}) {
         if (Bn <= 0) continue;
@@ -186,8 +186,9 @@ MlpTrainResult train(Ops& ops, const std::vector<MlpLayer>& layers, const float*
     std::vector<SgdParam> table;
     for (int64_t l = 0; l < L; ++l) {
         const MlpLayer& ly = layers[size_t(l)];
-        table.push_back({ly.weight, w.gw[size_t(l)], ly.weight_buf, ly.in * ly.out});
-        if (ly.bias) table.push_back({ly.bias, w.gb[size_t(l)], ly.bias_buf, ly.out});
+        if (!ly.frozen_weight)  // a frozen parameter (requires_grad=False) is not in the table
+            table.push_back({ly.weight, w.gw[size_t(l)], ly.weight_buf, ly.in * ly.out});
+        if (ly.bias && !ly.frozen_bias) table.push_back({ly.bias, w.gb[size_t(l)], ly.bias_buf, ly.out});
     }
     ops.to_device(w.table, table.data(), table.size() * sizeof(SgdParam));
     if (gather) ops.to_device(w.perm, opt.perm, size_t(perm_len) * sizeof(int64_t));

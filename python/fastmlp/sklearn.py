@@ -30,6 +30,9 @@ except ImportError as e:  # pragma: no cover - exercised only without scikit-lea
     raise ImportError("fastmlp.sklearn needs scikit-learn: pip install fastmlp[sklearn]") from e
 
 from . import _C
+from .hyperparams import f32_problem
+
+_KERNEL_FLOATS = ("alpha", "learning_rate_init", "momentum")
 
 __all__ = ["MLPRegressor"]
 
@@ -111,6 +114,13 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             if (v <= lo if lo_open else v < lo) or (hi is not None and v > hi) or v != v:
                 rng = f"{'>' if lo_open else '>='} {lo}" + (f" and <= {hi}" if hi is not None else "")
                 raise ValueError(f"The '{name}' parameter of MLPRegressor must be {rng}, got {v!r}")
+            if name in _KERNEL_FLOATS:  # the kernels compute in float32
+                try:
+                    why = f32_problem(float(v))
+                except OverflowError:
+                    why = "overflows float32, the precision the kernels use"
+                if why:
+                    raise ValueError(f"The '{name}' parameter of MLPRegressor {why}, got {v!r}")
 
         if self.solver != "sgd":
             raise ValueError(f"fastmlp's MLPRegressor supports solver='sgd' only, got {self.solver!r}")

@@ -21,13 +21,16 @@ batches.
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import _C
+from .hyperparams import check_f32
 
 __all__ = ["fit", "predict", "History", "NonFiniteLossError", "extract_chain", "Chain"]
 
@@ -44,6 +47,14 @@ class NonFiniteLossError(FloatingPointError):
         self.batch = batch
         self.loss = loss
         self.history = history
+
+    def __reduce__(self):  # message and fields survive pickle (multiprocessing.Pool, executors)
+        return (type(self), (str(self), self.epoch, self.batch, self.loss, self.history),
+                self.__dict__ or None)
+
+    def __setstate__(self, state):
+        if state:
+            self.__dict__.update(state)
 
 
 class History(dict):
@@ -532,21 +543,52 @@ class _Progress:
 
 # ---- fit -------------------------------------------------------------------------------------
 
-def _check_int(v, name, lo):
+_INT64_MAX = (1 << 63) - 1
+
+
+def _check_int(v, name, lo, hi=_INT64_MAX):
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
         raise TypeError(f"fit: {name} must be an int, got {_kind(v)}")
     if v < lo:
         raise ValueError(f"fit: {name} must be >= {lo}, got {v}")
+    if hi is not None and v > hi:
+        raise ValueError(f"fit: {name}={v} is too large (at most {hi}, a 64-bit integer)")
     return int(v)
 
 
 def _check_float(v, name, lo=0.0):
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
-        raise TypeError(f"fit: {name} must be a number, got {_kind(v)}")
-    v = float(v)
-    if not (v >= lo) or math.isinf(v):
-        raise ValueError(f"fit: invalid {name}: {v} (must be finite and >= {lo})")
-    return v
+    return check_f32(v, name, lo, where="fit")
+
+
+def _frozen_flags(chain: Chain):
+    """(weight_frozen, bias_frozen) per layer from the parameters' ``requires_grad`` (None when
+    nothing is frozen). The eager loop never updates a parameter with requires_grad=False."""
+    if len(chain.modules) != len(chain.weights):
+        return None
+    flags = []
+    for m in chain.modules:
+        w, b = getattr(m, "weight", None), getattr(m, "bias", None)
+        flags.append((not bool(getattr(w, "requires_grad", True)),
+                      b is not None and not bool(getattr(b, "requires_grad", True))))
+    if not any(f for pair in flags for f in pair):
+        return None
+    trained = [not fw for fw, _ in flags] + [b is not None and not fb
+                                              for (_, fb), b in zip(flags, chain.biases)]
+    if not any(trained):
+        raise RuntimeError("fit: every parameter of the model has requires_grad=False, so there "
+                           "is nothing to train (the eager loop's loss.backward() raises 'element "
+                           "0 of tensors does not require grad and does not have a grad_fn')")
+    return flags
+
+
+def _interruptible() -> bool:
+    """Ctrl-C may stop a native epoch at a batch boundary: on the main thread, with Python's
+    default SIGINT handler (which raises KeyboardInterrupt)."""
+    try:
+        return (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+    except (ValueError, AttributeError):
+        return False
 
 
 def fit(model, X, y, *, epochs, batch_size, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
@@ -569,6 +611,15 @@ def fit(model, X, y, *, epochs, batch_size, lr, momentum=0.0, dampening=0.0, wei
       when stderr is a terminal.
     - A NaN/inf batch loss raises :class:`NonFiniteLossError` naming the epoch and batch (the
       weights are as before that batch); ``allow_nonfinite=True`` keeps going.
+    - Parameters with ``requires_grad=False`` are left alone (as the eager loop leaves them);
+      gradients still flow through them to the layers before.
+    - Hyperparameters are checked in float32, the kernels' precision (``lr=1e39`` is a
+      ValueError, not a run to inf weights).
+    - Ctrl-C (SIGINT, on the main thread with Python's default handler) stops the native loop at
+      the next batch boundary, within milliseconds, and raises ``KeyboardInterrupt``, as the
+      eager loop would; the model holds the weights of the last completed step (usable, finite
+      if training was), and the exception's ``history`` attribute the completed epochs. (On the
+      GPU, Ctrl-C is honoured at the end of each epoch.)
 
     - A model on the GPU (``model.to("cuda")``) trains there with the same semantics and the same
       sample order for a given seed; ``X``/``y`` may be host data (uploaded once) or GPU arrays /
@@ -580,6 +631,7 @@ def fit(model, X, y, *, epochs, batch_size, lr, momentum=0.0, dampening=0.0, wei
     ``steps``, ``seed``, ``device``.
     """
     chain = extract_chain(model)
+    frozen = _frozen_flags(chain)
     epochs = _check_int(epochs, "epochs", 1)
     batch_size = _check_int(batch_size, "batch_size", 1)
     lr = _check_float(lr, "learning rate lr")
@@ -617,7 +669,7 @@ def fit(model, X, y, *, epochs, batch_size, lr, momentum=0.0, dampening=0.0, wei
     if seed is None:
         seed = int(np.random.SeedSequence().entropy) & ((1 << 64) - 1)
     else:
-        seed = _check_int(seed, "seed", 0) & ((1 << 64) - 1)
+        seed = _check_int(seed, "seed", 0, hi=None) & ((1 << 64) - 1)
 
     bufs_w = bufs_b = None
     if momentum != 0:
@@ -649,14 +701,15 @@ def fit(model, X, y, *, epochs, batch_size, lr, momentum=0.0, dampening=0.0, wei
                                      weight_bufs=bufs_w, bias_bufs=bufs_b,
                                      first_step=hist["steps"] == 0,
                                      allow_nonfinite=bool(allow_nonfinite),
-                                     stream=cp.cuda.get_current_stream().ptr)
+                                     stream=cp.cuda.get_current_stream().ptr, frozen=frozen)
             else:
                 r = _C.mlp_train(chain.weights, chain.biases, chain.relu, X, Y, epochs=1,
                                  batch_size=batch_size, drop_last=drop_last, shuffle=bool(shuffle),
                                  seed=seed, epoch_offset=e, perm=p, mode="torch", lr=lr,
                                  momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                                  nesterov=bool(nesterov), weight_bufs=bufs_w, bias_bufs=bufs_b,
-                                 first_step=hist["steps"] == 0, allow_nonfinite=bool(allow_nonfinite))
+                                 first_step=hist["steps"] == 0, allow_nonfinite=bool(allow_nonfinite),
+                                 frozen=frozen, interruptible=_interruptible())
             dt = time.perf_counter() - t0
             total_time += dt
             hist["steps"] += r["steps"]
@@ -682,6 +735,9 @@ def fit(model, X, y, *, epochs, batch_size, lr, momentum=0.0, dampening=0.0, wei
                     vl = _mse(pred, val[1])
                 hist["val_loss"].append(vl)
             prog.update(e, loss, vl, sps)
+    except KeyboardInterrupt as e:
+        e.history = hist  # the completed epochs; the model holds the last completed step
+        raise
     finally:
         prog.close()
         hist["seconds"] = total_time

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _C, ops
+from ..hyperparams import F32_MAX as _F32_MAX
+from ..hyperparams import f32_problem
 from ..tensor import _wrap
 from .optimizer import Optimizer
 
@@ -27,6 +29,9 @@ class SGD(Optimizer):
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        for what, v in (("learning rate", lr), ("momentum value", momentum),
+                        ("dampening value", dampening), ("weight_decay value", weight_decay)):
+            _check_f32(what, v)
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, maximize=maximize, foreach=foreach,
                         differentiable=differentiable, fused=fused)
@@ -49,6 +54,11 @@ class SGD(Optimizer):
             maximize = group["maximize"]
             if nesterov and (momentum <= 0 or dampening != 0):
                 raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+            if not (-_F32_MAX <= lr <= _F32_MAX and -_F32_MAX <= momentum <= _F32_MAX
+                    and -_F32_MAX <= dampening <= _F32_MAX and -_F32_MAX <= wd <= _F32_MAX):
+                for what, v in (("learning rate", lr), ("momentum value", momentum),
+                                ("dampening value", dampening), ("weight_decay value", wd)):
+                    _check_f32(what, v)  # a param_groups entry changed after construction
             params = []
             grads = []
             bufs = [] if momentum != 0 else None
@@ -94,6 +104,20 @@ class SGD(Optimizer):
                     _sgd_one(a, grads[i], None if bufs is None else bufs[i], lr, momentum,
                              dampening, wd, nesterov, maximize, first[i])
         return loss
+
+
+def _check_f32(what, v):
+    """ValueError when the hyperparameter ``v`` is not a finite float32 (the kernels' precision)."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return  # not a number: left to the arithmetic, as before
+    except OverflowError:
+        raise ValueError(f"Invalid {what}: {v} (overflows float32, the precision of the "
+                         f"kernels)") from None
+    why = f32_problem(f)
+    if why:
+        raise ValueError(f"Invalid {what}: {v} ({why})")
 
 
 def _empty_like(a):
