@@ -173,3 +173,171 @@ def test_fit_all_frozen_is_refused():
     m = nn.Sequential(nn.Linear(3, 1)).requires_grad_(False)
     with pytest.raises(RuntimeError, match="requires_grad=False"):
         fastmlp.fit(m, X, y, epochs=1, batch_size=8, lr=0.1, progress=False)
+
+
+# ---- 3. exceptions survive pickle and process pools -----------------------------------------
+
+import os  # noqa: E402
+import pickle  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+
+
+def _every_exception():
+    from fastmlp.cli import CLIError
+    from fastmlp.nn.functional import DtypeError, ShapeError
+    from fastmlp.trainer import History, NonFiniteLossError
+
+    hist = History(loss=[0.5], val_loss=[], steps=3, seed=7)
+    return [NonFiniteLossError("fit: the loss became nan", epoch=2, batch=5, loss=float("inf"),
+                               history=hist),
+            ShapeError("shapes (2, 3) and (4, 5)"), DtypeError("expected float32"),
+            CLIError("data.csv: no such file")]
+
+
+def test_every_custom_exception_class_is_covered():
+    import inspect
+
+    import fastmlp.cli
+    import fastmlp.nn.functional
+    import fastmlp.trainer
+
+    found = set()
+    for mod in (fastmlp.cli, fastmlp.nn.functional, fastmlp.trainer, fastmlp.serialization):
+        for _, obj in inspect.getmembers(mod, inspect.isclass):
+            if issubclass(obj, BaseException) and obj.__module__.startswith("fastmlp"):
+                found.add(obj)
+    assert found <= {type(e) for e in _every_exception()}
+
+
+@pytest.mark.parametrize("exc", _every_exception(), ids=lambda e: type(e).__name__)
+def test_exceptions_pickle_with_message_and_fields(exc):
+    back = pickle.loads(pickle.dumps(exc))
+    assert type(back) is type(exc) and str(back) == str(exc)
+    for k, v in vars(exc).items():
+        got = getattr(back, k)
+        assert got == v or (isinstance(v, float) and np.isnan(v) and np.isnan(got)), k
+    if hasattr(exc, "history"):
+        assert back.history.loss == [0.5] and back.epoch == 2 and back.batch == 5
+
+
+_POOL_SCRIPT = textwrap.dedent("""
+    import concurrent.futures, multiprocessing, sys
+    import numpy as np
+
+    def diverge(i):
+        import fastmlp
+        from fastmlp import nn
+        X = np.random.default_rng(i).standard_normal((64, 3)).astype(np.float32) * 100
+        m = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 1))
+        fastmlp.fit(m, X, X[:, :1] * 1e3, epochs=50, batch_size=8, lr=10.0, progress=False)
+        return "converged"
+
+    if __name__ == "__main__":
+        from fastmlp.trainer import NonFiniteLossError
+        ctx = multiprocessing.get_context(sys.argv[1])
+        with ctx.Pool(2) as pool:
+            try:
+                pool.map_async(diverge, range(2)).get(timeout=120)
+            except NonFiniteLossError as e:
+                print("pool", type(e).__name__, e.epoch, e.batch, len(e.history["loss"]) == e.epoch)
+        with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as ex:
+            try:
+                list(ex.map(diverge, range(2), timeout=120))
+            except NonFiniteLossError as e:
+                print("executor", type(e).__name__, "fit:" in str(e))
+""")
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_diverging_fit_in_process_pools_raises_in_parent(tmp_path, method):
+    script = tmp_path / "pool_fit.py"
+    script.write_text(_POOL_SCRIPT)
+    r = subprocess.run([sys.executable, str(script), method], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.split("\n")
+    assert lines[0].startswith("pool NonFiniteLossError") and lines[0].endswith("True"), r.stdout
+    assert lines[1] == "executor NonFiniteLossError True", r.stdout
+
+
+# ---- 4. Ctrl-C during a native epoch; interpreter exit with fit in a daemon thread ------------
+
+_SIGINT_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import fastmlp
+    from fastmlp import nn
+
+    # one native epoch of 40,000 steps of a 4->1024->1024->1 net: far longer than the test waits
+    X = np.random.default_rng(0).standard_normal((64 * 40000, 4)).astype(np.float32)
+    y = X[:, :1].copy()
+    m = nn.Sequential(nn.Linear(4, {width}), nn.ReLU(), nn.Linear({width}, {width}), nn.ReLU(),
+                      nn.Linear({width}, 1))
+    w0 = m[2].weight.numpy().copy()
+    print("started", flush=True)
+    try:
+        fastmlp.fit(m, X, y, epochs=1, batch_size={batch}, lr=1e-4, progress=False)
+    except KeyboardInterrupt as e:
+        finite = all(np.isfinite(p.numpy()).all() for p in m.parameters())
+        trained = not np.array_equal(w0, m[2].weight.numpy())
+        print("interrupted", finite, trained, len(e.history["loss"]), flush=True)
+        sys.exit(0)
+    print("finished", flush=True)
+""")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX")
+@pytest.mark.parametrize("width,batch", [(1024, 64), (64, 1)])  # gemm path, small path
+def test_sigint_stops_a_long_native_epoch(tmp_path, width, batch):
+    script = tmp_path / "long_fit.py"
+    script.write_text(_SIGINT_SCRIPT.format(width=width, batch=batch))
+    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "started"
+        import time
+
+        time.sleep(0.5)  # inside the native epoch by now
+        p.send_signal(signal.SIGINT)
+        # The epoch would run for minutes; a hang-guard, not a timing measurement.
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 0, err
+    assert out.strip() == "interrupted True True 0", (out, err)
+
+
+_DAEMON_SCRIPT = textwrap.dedent("""
+    import threading, time
+    import numpy as np
+    import fastmlp
+    from fastmlp import nn
+
+    X = np.random.default_rng(0).standard_normal((2048, 4)).astype(np.float32)
+    y = X[:, :1].copy()
+    m = nn.Sequential(nn.Linear(4, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
+                      nn.Linear(128, 1))
+    started = threading.Event()
+
+    def work():
+        started.set()
+        fastmlp.fit(m, X, y, epochs=10 ** 6, batch_size=64, lr=1e-4, progress=False)
+
+    threading.Thread(target=work, daemon=True).start()
+    started.wait()
+    time.sleep(0.2)  # the main thread exits while the daemon thread is inside fit
+""")
+
+
+def test_interpreter_exit_with_fit_in_a_daemon_thread(tmp_path):
+    script = tmp_path / "daemon_fit.py"
+    script.write_text(_DAEMON_SCRIPT)
+    for _ in range(20):
+        r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0 and "terminate called" not in r.stderr, r.stderr
