@@ -341,3 +341,217 @@ def test_interpreter_exit_with_fit_in_a_daemon_thread(tmp_path):
         r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                            timeout=120)
         assert r.returncode == 0 and "terminate called" not in r.stderr, r.stderr
+
+
+# ---- 5. checkpoints -------------------------------------------------------------------------
+
+import json  # noqa: E402
+import struct  # noqa: E402
+import zlib  # noqa: E402
+
+
+def _npy_header(count):
+    import io as _io
+
+    b = _io.BytesIO()
+    np.lib.format.write_array_header_1_0(b, {"descr": "|u1", "fortran_order": False,
+                                             "shape": (count,)})
+    return b.getvalue()
+
+
+def _local(name, payload):
+    return struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 0, 0, 0, zlib.crc32(payload),
+                       len(payload), len(payload), len(name), 0) + name + payload
+
+
+def _central(name, payload, offset):
+    return struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, 0, 0, 0, 0,
+                       zlib.crc32(payload), len(payload), len(payload), len(name), 0, 0, 0, 0, 0,
+                       offset) + name
+
+
+def _nested_zip(depth, inner_bytes, gap=0):
+    """An npz whose stored members each contain the next one (a 'zip bomb' without
+    compression): the file is about inner_bytes, the members add up to about depth times that."""
+    meta = json.dumps({"format": 1, "obj": {}}).encode()
+    members = [(b"__fastmlp__.npy", _npy_header(len(meta)) + meta)]
+    inner = _npy_header(inner_bytes) + bytes(inner_bytes)
+    names = [f"t{i}.npy".encode() for i in range(depth)]
+    # innermost first: payload_k = plain array, payload_{k-1} = header + local(k)
+    payloads = [None] * depth
+    payloads[-1] = inner
+    for i in range(depth - 2, -1, -1):
+        entry = _local(names[i + 1], payloads[i + 1])
+        payloads[i] = _npy_header(len(entry)) + entry
+    body = b""
+    offsets = []
+    offsets.append(0)
+    body += _local(names[0], payloads[0])
+    off = 0
+    for i in range(1, depth):  # where member i's local header sits inside member i-1's data
+        off = off + 30 + len(names[i - 1]) + len(_npy_header(len(payloads[i]) + 30 + len(names[i])))
+        offsets.append(off)
+    body += bytes(gap)
+    meta_off = len(body)
+    body += _local(*members[0])
+    cd = b"".join(_central(n, p, o) for n, p, o in zip(names, payloads, offsets))
+    cd += _central(members[0][0], members[0][1], meta_off)
+    count = depth + 1
+    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, count, count, len(cd), len(body), 0)
+    return body + cd + end
+
+
+def test_load_refuses_overlapping_members_without_inflating(tmp_path):
+    import tracemalloc
+    import zipfile
+
+    data = _nested_zip(depth=40, inner_bytes=100_000)
+    path = tmp_path / "bomb.pt"
+    path.write_bytes(data)
+    with zipfile.ZipFile(path) as z:  # a well-formed zip whose members add up to ~40x the file
+        assert sum(i.file_size for i in z.infolist()) > 30 * len(data)
+        z.read("t5.npy")
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="bytes in all, more than|overlap in the file"):
+            fastmlp.load(str(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * len(data) + 200_000
+
+
+def test_load_refuses_overlap_even_when_sizes_fit(tmp_path):
+    data = _nested_zip(depth=2, inner_bytes=2000, gap=10_000)  # the sum fits in the file
+    path = tmp_path / "overlap.pt"
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match="overlap in the file"):
+        fastmlp.load(str(path))
+
+
+def test_save_keeps_mode_or_umask_default(tmp_path):
+    path = tmp_path / "a.pt"
+    old = os.umask(0o027)
+    try:
+        fastmlp.save({"x": 1}, str(path))
+        assert os.stat(path).st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o604)
+    fastmlp.save({"x": 2}, str(path))
+    assert os.stat(path).st_mode & 0o777 == 0o604
+    assert fastmlp.load(str(path)) == {"x": 2}
+
+
+def test_zero_d_tensors_and_arrays_round_trip(tmp_path):
+    path = str(tmp_path / "z.pt")
+    fastmlp.save({"t": fastmlp.tensor(3.5), "a": np.array(2, dtype=np.int64),
+                  "s": np.float32(1.5), "b": np.bool_(True), "nested": [np.array(True)]}, path)
+    r = fastmlp.load(path)
+    assert tuple(r["t"].shape) == () and float(r["t"]) == 3.5
+    assert r["a"].shape == () and r["a"] == 2 and r["a"].dtype == np.int64
+    assert r["s"] == 1.5 and r["b"] is True and r["nested"][0].shape == ()
+
+
+def test_torch_tensors_as_values_are_saved(tmp_path):
+    torch = pytest.importorskip("torch")
+    path = str(tmp_path / "t.pt")
+    lin = torch.nn.Linear(3, 2)
+    fastmlp.save({"sd": lin.state_dict(), "p": lin.weight, "x": torch.tensor(2.0)}, path)
+    r = fastmlp.load(path)
+    assert np.array_equal(r["sd"]["weight"].numpy(), lin.weight.detach().numpy())
+    assert isinstance(r["p"], nn.Parameter) and tuple(r["x"].shape) == ()
+    m = nn.Linear(3, 2)
+    m.load_state_dict(r["sd"])
+
+
+def test_save_refusal_names_the_type_without_contradiction(tmp_path):
+    class Thing:
+        pass
+
+    with pytest.raises(TypeError) as ei:
+        fastmlp.save({"x": Thing()}, str(tmp_path / "x.pt"))
+    msg = str(ei.value)
+    assert "Thing" in msg and "type Tensor" not in msg and "whole nn.Module" in msg
+
+
+def test_long_valid_file_name(tmp_path):
+    path = tmp_path / ("m" * 249)
+    fastmlp.save({"w": fastmlp.ones(2)}, str(path))
+    assert np.array_equal(fastmlp.load(str(path))["w"].numpy(), np.ones(2, np.float32))
+    assert [p.name for p in tmp_path.iterdir()] == ["m" * 249]  # no temporary left behind
+
+
+def test_map_location_cuda_without_gpu_says_so(tmp_path):
+    if fastmlp.cuda.is_available():
+        pytest.skip("a GPU is present")
+    path = str(tmp_path / "c.pt")
+    fastmlp.save({"w": fastmlp.ones(2)}, path)
+    with pytest.raises(RuntimeError) as ei:
+        fastmlp.load(path, map_location="cuda")
+    assert "GPU" in str(ei.value) and "malformed" not in str(ei.value)
+
+
+class TwoLayer(nn.Module):
+    """A custom Module subclass for the whole-model checkpoint round trip."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(3, 5), nn.ReLU())
+        self.head = nn.Linear(5, 1)
+        self.scale = 2.5
+
+    def forward(self, x):
+        return self.head(self.body(x)) * self.scale
+
+
+def test_whole_model_round_trip(tmp_path):
+    m = TwoLayer()
+    m.head.weight.requires_grad_(False)
+    x = fastmlp.randn(4, 3)
+    want = m(x).numpy()
+    path = str(tmp_path / "model.pt")
+    fastmlp.save(m, path)
+    back = fastmlp.load(path, weights_only=False)
+    assert type(back) is TwoLayer and back.scale == 2.5
+    assert np.array_equal(back(x).numpy(), want)
+    assert not back.head.weight.requires_grad and back.body[0].weight.requires_grad
+    assert list(back.state_dict()) == list(m.state_dict())
+    # a checkpoint dict holding a model is pickled whole too
+    fastmlp.save({"model": m, "epoch": 3}, path)
+    ck = fastmlp.load(path, weights_only=False)
+    assert ck["epoch"] == 3 and np.array_equal(ck["model"](x).numpy(), want)
+
+
+def test_whole_model_refused_by_default_with_pytorchs_message(tmp_path):
+    import pickle as _pickle
+
+    path = str(tmp_path / "model.pt")
+    fastmlp.save(TwoLayer(), path)
+    with pytest.raises(_pickle.UnpicklingError) as ei:
+        fastmlp.load(path)
+    msg = str(ei.value)
+    assert "Weights only load failed" in msg and "weights_only" in msg and "False" in msg
+    assert "trust" in msg
+    assert isinstance(ei.value, ValueError)
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_crafted_pickle_runs_no_code_under_default(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps({"state": _Evil(marker)}))
+    import pickle as _pickle
+
+    with pytest.raises(_pickle.UnpicklingError, match="Weights only load failed"):
+        fastmlp.load(str(path))
+    with pytest.raises(_pickle.UnpicklingError):
+        fastmlp.load(str(path), weights_only=True)
+    assert not marker.exists()

@@ -592,6 +592,11 @@ class Sequential(_ModuleSequence):
     def _modules_changed(self):
         self.__dict__["_plan"] = None
 
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["_plan"] = None  # a cache, rebuilt by the first forward
+        return state
+
     def _build_plan(self):
         # The plan remembers the children it was made from (by identity) and forward rebuilds it
         # whenever they differ, so writes that bypass __setattr__ (``seq._modules["0"] = ...``,
