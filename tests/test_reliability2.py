@@ -555,3 +555,134 @@ def test_crafted_pickle_runs_no_code_under_default(tmp_path):
     with pytest.raises(_pickle.UnpicklingError):
         fastmlp.load(str(path), weights_only=True)
     assert not marker.exists()
+
+
+# ---- 6. the CLI's input files and output pipe -------------------------------------------------
+
+from pathlib import Path  # noqa: E402
+
+from fastmlp.__main__ import main as cli_main  # noqa: E402
+
+_PYDIR = str(Path(fastmlp.__file__).resolve().parents[1])
+
+
+def _csv(path, header, rows, bom=False):
+    text = ",".join(header) + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows)
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode())
+
+
+def _cli_error(capsys, argv):
+    rc = cli_main(argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("error:") and "\n" not in err, (rc, err)
+    return err
+
+
+def _train_rows(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 2))
+    return np.column_stack([X, X @ [1.0, -2.0]]).tolist()
+
+
+def test_cli_strips_utf8_bom(tmp_path, capsys):
+    data = tmp_path / "bom.csv"
+    _csv(data, ["a", "b", "target"], _train_rows(), bom=True)
+    model = tmp_path / "m.npz"
+    assert cli_main(["train", str(data), "--target", "target", "--hidden", "4", "--epochs", "1",
+                     "--out", str(model), "--no-progress"]) == 0
+    from fastmlp.cli import load_model
+
+    assert load_model(model)[3]["features"] == ["a", "b"]
+    pred_in = tmp_path / "p.csv"
+    _csv(pred_in, ["a", "b"], [[0.5, 1.0]], bom=True)
+    capsys.readouterr()
+    assert cli_main(["predict", str(model), str(pred_in)]) == 0
+
+
+def test_cli_refuses_duplicate_columns(tmp_path, capsys):
+    data = tmp_path / "dup.csv"
+    _csv(data, ["a", "a", "target"], _train_rows())
+    err = _cli_error(capsys, ["train", str(data), "--target", "target", "--no-progress"])
+    assert "duplicate" in err and "'a'" in err
+
+
+def test_cli_refuses_float32_overflow_naming_column_and_row(tmp_path, capsys):
+    rows = _train_rows()
+    rows[4][1] = 1e39
+    data = tmp_path / "big.csv"
+    _csv(data, ["a", "b", "target"], rows)
+    err = _cli_error(capsys, ["train", str(data), "--target", "target", "--no-progress"])
+    assert "column 'b'" in err and "row 6" in err and "float32" in err  # line 6 of the file
+    good = tmp_path / "good.csv"
+    _csv(good, ["a", "b", "target"], _train_rows())
+    model = tmp_path / "m.npz"
+    assert cli_main(["train", str(good), "--target", "target", "--hidden", "4", "--epochs", "1",
+                     "--out", str(model), "--no-progress"]) == 0
+    pred_in = tmp_path / "p.csv"
+    _csv(pred_in, ["a", "b"], [[0.0, 1.0], [-3e38 * 10, 0.0]])
+    capsys.readouterr()
+    err = _cli_error(capsys, ["predict", str(model), str(pred_in)])
+    assert "column 'a'" in err and "row 3" in err
+
+
+def test_cli_refuses_complex_npz(tmp_path, capsys):
+    data = tmp_path / "c.npz"
+    X = np.ones((8, 2), dtype=np.complex128) * (1 + 2j)
+    np.savez(data, X=X, y=np.ones(8))
+    err = _cli_error(capsys, ["train", str(data), "--no-progress"])
+    assert "complex" in err
+
+
+def test_cli_predict_exits_nonzero_on_overflowing_output(tmp_path, capsys):
+    from fastmlp.cli import save_model
+
+    model = tmp_path / "huge.npz"
+    w = [np.full((1, 2), 3e38, np.float32)]
+    save_model(str(model), w, [np.zeros(1, np.float32)], [False],
+               {"features": ["a", "b"], "targets": ["y"]})
+    pred_in = tmp_path / "p.csv"
+    _csv(pred_in, ["a", "b"], [[1.0, 1.0]])
+    out = tmp_path / "out.csv"
+    err = _cli_error(capsys, ["predict", str(model), str(pred_in), "--out", str(out)])
+    assert "not finite" in err and not out.exists()
+
+
+def test_cli_model_loader_uses_fastmlp_load_only(tmp_path, capsys):
+    # a compressed npz in the old layout: np.load would inflate it; fastmlp.load refuses it
+    model = tmp_path / "bomb.npz"
+    meta = json.dumps({"format": "fastmlp-mlp", "relu": [False],
+                       "meta": {"features": ["a"], "targets": ["y"]}}).encode()
+    np.savez_compressed(model, **{"__meta__": np.frombuffer(meta, np.uint8),
+                                  "layer0.weight": np.zeros((1, 1), np.float32),
+                                  "layer0.bias": np.zeros((5_000_000,), np.float32)})
+    pred_in = tmp_path / "p.csv"
+    _csv(pred_in, ["a"], [[1.0]])
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        err = _cli_error(capsys, ["predict", str(model), str(pred_in)])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "not a readable fastmlp model file" in err
+    assert peak < 20 * model.stat().st_size + 2_000_000  # never the 20 MB inflated array
+
+
+def test_cli_predict_into_closed_pipe_is_quiet(tmp_path):
+    good = tmp_path / "good.csv"
+    _csv(good, ["a", "b", "target"], _train_rows())
+    model = tmp_path / "m.npz"
+    assert cli_main(["train", str(good), "--target", "target", "--hidden", "4", "--epochs", "1",
+                     "--out", str(model), "--no-progress"]) == 0
+    big = tmp_path / "big.csv"
+    _csv(big, ["a", "b"], np.random.default_rng(0).standard_normal((60000, 2)).tolist())
+    env = dict(os.environ)
+    env["PYTHONPATH"] = _PYDIR + os.pathsep + env.get("PYTHONPATH", "")
+    p = subprocess.Popen([sys.executable, "-m", "fastmlp", "predict", str(model), str(big)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    p.stdout.readline()
+    p.stdout.close()  # as `| head -1` does
+    err = p.stderr.read().decode()
+    rc = p.wait(timeout=120)
+    assert rc in (0, 141) and "Traceback" not in err and "BrokenPipe" not in err, (rc, err)
