@@ -686,3 +686,46 @@ def test_cli_predict_into_closed_pipe_is_quiet(tmp_path):
     err = p.stderr.read().decode()
     rc = p.wait(timeout=120)
     assert rc in (0, 141) and "Traceback" not in err and "BrokenPipe" not in err, (rc, err)
+
+
+# ---- 7. non-Tensor inputs: PyTorch's TypeError naming the argument ----------------------------
+
+import fastmlp.nn.functional as F  # noqa: E402
+
+_ARR = np.ones((2, 2), np.float32)
+_T = fastmlp.ones(2, 2)
+
+
+@pytest.mark.parametrize("call,fn,arg,pos", [
+    (lambda: fastmlp.relu(_ARR), "relu", "input", 1),
+    (lambda: fastmlp.relu_(_ARR), "relu", "input", 1),
+    (lambda: F.relu([1.0, -1.0]), "relu", "input", 1),
+    (lambda: nn.ReLU()(_ARR), "relu", "input", 1),
+    (lambda: nn.Linear(2, 2)(_ARR), "linear", "input", 1),
+    (lambda: F.linear(_ARR, _T), "linear", "input", 1),
+    (lambda: F.linear(_T, _ARR), "linear", "weight", 2),
+    (lambda: F.linear(_T, _T, np.ones(2, np.float32)), "linear", "bias", 3),
+    (lambda: nn.Sequential(nn.Linear(2, 2), nn.ReLU())(_ARR), "linear", "input", 1),
+    (lambda: nn.MSELoss()(_ARR, _T), "mse_loss", "input", 1),
+    (lambda: nn.MSELoss()(_T, _ARR), "mse_loss", "target", 2),
+    (lambda: F.mse_loss(_ARR, _T), "mse_loss", "input", 1),
+    (lambda: nn.MSELoss(reduction="none")(_T, _ARR), "mse_loss", "target", 2),
+    (lambda: nn.Tanh()(_ARR), "tanh", "input", 1),
+    (lambda: nn.Sigmoid()(_ARR), "sigmoid", "input", 1),
+    (lambda: nn.Flatten()(_ARR), "flatten", "input", 1),
+])
+def test_non_tensor_input_is_a_type_error_naming_the_argument(call, fn, arg, pos):
+    with pytest.raises(TypeError) as ei:
+        call()
+    msg = str(ei.value)
+    assert msg.startswith(f"{fn}(): argument '{arg}' (position {pos}) must be Tensor, not "), msg
+    assert "_node" not in msg and "_data" not in msg
+
+
+def test_type_error_matches_pytorch_wording():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError) as theirs:
+        torch.relu(_ARR)
+    with pytest.raises(TypeError) as ours:
+        fastmlp.relu(_ARR)
+    assert str(ours.value) == str(theirs.value)

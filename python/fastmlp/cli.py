@@ -221,6 +221,9 @@ def _load_model_parts(path):
         obj = fastmlp.load(str(p))
     except (ValueError, OSError) as e:
         msg = str(e).replace("fastmlp.load: ", "")
+        if "without fastmlp metadata" in msg:  # e.g. a data .npz passed as the model
+            raise CLIError(f"{path}: not a fastmlp model file (train one with `python -m fastmlp "
+                           "train ... --out model.npz`)") from None
         raise CLIError(f"not a readable fastmlp model file ({msg})") from None
     if not isinstance(obj, dict) or obj.get("format") != MODEL_FORMAT:
         raise CLIError(f"{path}: not a fastmlp model file (train one with `python -m fastmlp "

@@ -129,7 +129,8 @@ def _encode(obj, arrays):
     if isinstance(obj, Module):
         raise _NeedsPickle
     t = type(obj)
-    raise TypeError(f"fastmlp.save: cannot save an object of type {t.__module__}.{t.__qualname__}; "
+    tname = t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+    raise TypeError(f"fastmlp.save: cannot save an object of type {tname}; "
                     "fastmlp.save stores fastmlp or torch tensors, numpy arrays and scalars, "
                     "numbers, strings, None, dtypes and dicts/lists/tuples of them (e.g. a "
                     "state_dict), or a whole nn.Module (pickled)")
@@ -192,8 +193,8 @@ def save(obj, f, pickle_module=None, pickle_protocol=None, _use_new_zipfile_seri
     does; such a file loads only with ``load(f, weights_only=False)``, for trusted files.
     """
     if pickle_module is not None:
-        raise ValueError("fastmlp.save: pickle_module is not supported (whole modules are pickled "
-                         "with the standard pickle module)")
+        raise ValueError("fastmlp.save never pickles state dicts (and pickles a whole nn.Module "
+                         "with the standard pickle module only); pickle_module is not supported")
     arrays = {}
     try:
         meta = {"format": _FORMAT, "obj": _encode(obj, arrays)}
@@ -352,7 +353,9 @@ def load(f, map_location=None, pickle_module=None, *, weights_only=True, mmap=No
     arbitrary code — only do this for files from a source you trust.**
     """
     if pickle_module is not None:
-        raise ValueError("fastmlp.load: pickle_module is not supported")
+        raise ValueError("fastmlp.load never unpickles with weights_only=True (and unpickles "
+                         "with the standard pickle module only when weights_only=False); "
+                         "pickle_module is not supported")
     if not isinstance(weights_only, bool):
         raise TypeError(f"fastmlp.load: weights_only must be a bool, got "
                         f"{type(weights_only).__name__}")

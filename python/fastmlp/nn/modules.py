@@ -487,7 +487,11 @@ class ReLU(Module):
         return F.relu(input, self.inplace)
 
     def __call__(self, input):
-        if input._node is not None and F._fuse_relu(input):  # fused into the Linear before it
+        try:
+            node = input._node
+        except AttributeError:
+            raise F._relu_type_error(input) from None
+        if node is not None and F._fuse_relu(input):  # fused into the Linear before it
             return input
         return F.relu(input, self.inplace)
 
@@ -497,11 +501,15 @@ class ReLU(Module):
 
 class Tanh(Module):
     def forward(self, input):
+        if not isinstance(input, Tensor):
+            raise F.not_tensor_error("tanh", (("input", input),))
         return input.tanh()
 
 
 class Sigmoid(Module):
     def forward(self, input):
+        if not isinstance(input, Tensor):
+            raise F.not_tensor_error("sigmoid", (("input", input),))
         return input.sigmoid()
 
 
@@ -511,6 +519,8 @@ class Flatten(Module):
         self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, input):
+        if not isinstance(input, Tensor):
+            raise F.not_tensor_error("flatten", (("input", input),))
         return input.flatten(self.start_dim, self.end_dim)
 
     def extra_repr(self):
