@@ -188,13 +188,16 @@ import textwrap  # noqa: E402
 def _every_exception():
     from fastmlp.cli import CLIError
     from fastmlp.nn.functional import DtypeError, ShapeError
+    from fastmlp.serialization import WeightsOnlyLoadError, _NeedsPickle
     from fastmlp.trainer import History, NonFiniteLossError
 
     hist = History(loss=[0.5], val_loss=[], steps=3, seed=7)
     return [NonFiniteLossError("fit: the loss became nan", epoch=2, batch=5, loss=float("inf"),
                                history=hist),
             ShapeError("shapes (2, 3) and (4, 5)"), DtypeError("expected float32"),
-            CLIError("data.csv: no such file")]
+            CLIError("data.csv: no such file"),
+            WeightsOnlyLoadError("fastmlp.load: m.pt: Weights only load failed."),
+            _NeedsPickle()]
 
 
 def test_every_custom_exception_class_is_covered():
@@ -219,6 +222,8 @@ def test_exceptions_pickle_with_message_and_fields(exc):
     for k, v in vars(exc).items():
         got = getattr(back, k)
         assert got == v or (isinstance(v, float) and np.isnan(v) and np.isnan(got)), k
+    if isinstance(exc, pickle.UnpicklingError):
+        assert isinstance(back, ValueError)
     if hasattr(exc, "history"):
         assert back.history.loss == [0.5] and back.epoch == 2 and back.batch == 5
 
@@ -665,7 +670,7 @@ def test_cli_model_loader_uses_fastmlp_load_only(tmp_path, capsys):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert "not a readable fastmlp model file" in err
+    assert "fastmlp model file" in err
     assert peak < 20 * model.stat().st_size + 2_000_000  # never the 20 MB inflated array
 
 
@@ -729,3 +734,32 @@ def test_type_error_matches_pytorch_wording():
     with pytest.raises(TypeError) as ours:
         fastmlp.relu(_ARR)
     assert str(ours.value) == str(theirs.value)
+
+
+_FINALIZER_SCRIPT = textwrap.dedent("""
+    import builtins
+    import sys
+    import numpy as np
+    import fastmlp
+    from fastmlp import nn
+
+    X = np.random.default_rng(0).standard_normal((256, 4)).astype(np.float32)
+
+    class Holder:
+        def __del__(self):  # runs on the main thread while the interpreter finalizes
+            m = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+            h = fastmlp.fit(m, X, X[:, :1], epochs=2, batch_size=32, lr=0.01, progress=False)
+            p = fastmlp.trainer.predict(m, X)
+            sys.stdout.write(f"fit during finalization {len(h['loss'])} {p.shape}\\n")
+            sys.stdout.flush()
+
+    builtins._fastmlp_holder = Holder()
+""")
+
+
+def test_fit_on_the_main_thread_during_finalization_runs(tmp_path):
+    script = tmp_path / "finalizer_fit.py"
+    script.write_text(_FINALIZER_SCRIPT)
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "fit during finalization 2 (256, 1)" in r.stdout, (r.stdout, r.stderr)

@@ -175,7 +175,7 @@ py::dict mlp_train_py(py::list weights, py::list biases, py::list relu, py::hand
     StopWatch watch(interruptible);
     watch.attach(o);
     MlpTrainResult r;
-    run_without_gil([&] { r = mlp_train(c.layers, xp, yp, n, epochs, o); });
+    run_without_gil([&] { r = mlp_train(c.layers, xp, yp, n, epochs, o); }, watch.watch_finalizing);
     if (r.interrupted) raise_interrupt();  // Ctrl-C: the parameters hold the last completed step
     py::dict d;
     d["losses"] = r.epoch_loss;
@@ -207,7 +207,7 @@ py::array mlp_forward_py(py::list weights, py::list biases, py::list relu, py::h
     }
     float* op = static_cast<float*>(out.mutable_data());
     const float* xp = static_cast<const float*>(X.data());
-    if (n > 0) run_without_gil([&] { mlp_forward(op, c.layers, xp, n); });
+    if (n > 0) run_without_gil([&] { mlp_forward(op, c.layers, xp, n); }, !on_main_thread());
     return out;
 }
 

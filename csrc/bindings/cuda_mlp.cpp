@@ -202,7 +202,7 @@ py::dict mlp_train_py(py::sequence weights, py::sequence biases, py::sequence re
         DeviceGuard guard(dev);
         r = fastmlp::cuda::mlp_train(c.layers, X.data(), Y.data(), n, epochs, o,
                                      reinterpret_cast<cudaStream_t>(stream));
-    });
+    }, !fastmlp::bind::on_main_thread());
     py::dict d;
     d["losses"] = r.epoch_loss;
     d["steps"] = r.steps;

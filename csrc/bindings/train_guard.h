@@ -11,10 +11,12 @@
 // polls the count at every batch boundary through MlpTrainOptions::should_stop, stops there, and
 // the binding re-raises the KeyboardInterrupt with the GIL back (PyErr_CheckSignals).
 //
-// Finalizing: should_stop also reports the interpreter finalizing (read without the GIL). The
-// binding then never re-takes the GIL: re-taking it during finalization ends the thread with a
-// forced unwind that aborts through C++ frames ("terminate called without an active exception").
-// The thread parks instead, until the process exits.
+// Finalizing: in a thread other than the main one (the one that finalizes), should_stop also
+// reports the interpreter finalizing (read without the GIL). The binding then never re-takes the
+// GIL: re-taking it during finalization ends the thread with a forced unwind that aborts through
+// C++ frames ("terminate called without an active exception"). The thread parks instead, until
+// the process exits. (The main thread may run fit during finalization, e.g. from a __del__: it
+// owns the finalization and is never stopped or parked.)
 #pragma once
 #include <Python.h>
 #include <pybind11/pybind11.h>
@@ -100,13 +102,36 @@ inline void ensure_sigint_hook() {
 #endif
 }
 
-// The context of MlpTrainOptions::should_stop for one call.
+// Whether the calling thread (GIL held) is Python's main thread, the one that finalizes. When
+// that cannot be told, true: such a thread is never stopped or parked (the behaviour before).
+inline bool on_main_thread() {
+    PyObject* threading = PyImport_GetModule(pybind11::str("threading").ptr());
+    if (!threading) {
+        PyErr_Clear();
+        return true;
+    }
+    PyObject* main = PyObject_CallMethod(threading, "main_thread", nullptr);
+    Py_DECREF(threading);
+    PyObject* ident = main ? PyObject_GetAttrString(main, "ident") : nullptr;
+    Py_XDECREF(main);
+    const unsigned long id = ident && ident != Py_None ? PyLong_AsUnsignedLong(ident) : 0;
+    Py_XDECREF(ident);
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return true;
+    }
+    return id == 0 || id == PyThread_get_thread_ident();
+}
+
+// The context of MlpTrainOptions::should_stop for one call (made with the GIL held).
 struct StopWatch {
     bool interruptible = false;
+    bool watch_finalizing = false;  // not the main thread: stop (and park) when finalizing
     uint64_t start = 0;
     bool interrupted = false;
     bool finalizing = false;
-    explicit StopWatch(bool interruptible_) : interruptible(interruptible_) {
+    explicit StopWatch(bool interruptible_)
+        : interruptible(interruptible_), watch_finalizing(!on_main_thread()) {
         if (interruptible) {
             ensure_sigint_hook();
             start = sigint_detail::count().load(std::memory_order_relaxed);
@@ -116,7 +141,7 @@ struct StopWatch {
         StopWatch& w = *static_cast<StopWatch*>(ctx);
         if (w.interruptible && sigint_detail::count().load(std::memory_order_relaxed) != w.start)
             w.interrupted = true;
-        if (interpreter_finalizing()) w.finalizing = true;
+        if (w.watch_finalizing && interpreter_finalizing()) w.finalizing = true;
         return w.interrupted || w.finalizing;
     }
     void attach(MlpTrainOptions& o) {
@@ -125,11 +150,11 @@ struct StopWatch {
     }
 };
 
-// Runs fn() with the GIL released. If the interpreter is finalizing when fn returns, the thread
-// parks rather than re-take the GIL (see the top of this file). An exception from fn is rethrown
-// with the GIL held.
+// Runs fn() with the GIL released. If the interpreter is finalizing when fn returns and this is
+// not the main thread (park_if_finalizing), the thread parks rather than re-take the GIL (see the
+// top of this file). An exception from fn is rethrown with the GIL held.
 template <class Fn>
-void run_without_gil(Fn&& fn) {
+void run_without_gil(Fn&& fn, bool park_if_finalizing) {
     PyThreadState* ts = PyEval_SaveThread();
     try {
         fn();
@@ -137,7 +162,8 @@ void run_without_gil(Fn&& fn) {
         PyEval_RestoreThread(ts);
         throw;
     }
-    while (interpreter_finalizing()) std::this_thread::sleep_for(std::chrono::seconds(1));
+    while (park_if_finalizing && interpreter_finalizing())
+        std::this_thread::sleep_for(std::chrono::seconds(1));
     PyEval_RestoreThread(ts);
 }
 
