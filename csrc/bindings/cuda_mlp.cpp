@@ -143,7 +143,7 @@ py::dict mlp_train_py(py::sequence weights, py::sequence biases, py::sequence re
                       py::object perm_obj, float lr, float momentum, float dampening,
                       float weight_decay, bool nesterov, py::object weight_bufs,
                       py::object bias_bufs, bool first_step, bool allow_nonfinite,
-                      py::handle stream_obj, py::object frozen) {
+                      py::handle stream_obj, py::object frozen, bool interruptible) {
     if (epochs < 0) throw py::value_error("mlp_train: epochs must be >= 0, got " + std::to_string(epochs));
     if (batch_size < 1)
         throw py::value_error("mlp_train: batch_size must be >= 1, got " + std::to_string(batch_size));
@@ -198,11 +198,14 @@ py::dict mlp_train_py(py::sequence weights, py::sequence biases, py::sequence re
     all.push_back(&Y);
     const int dev = common_device(all);
     fastmlp::MlpTrainResult r;
+    fastmlp::bind::StopWatch watch(interruptible);
+    watch.attach(o);
     fastmlp::bind::run_without_gil([&] {  // parks instead of re-taking the GIL when finalizing
         DeviceGuard guard(dev);
         r = fastmlp::cuda::mlp_train(c.layers, X.data(), Y.data(), n, epochs, o,
                                      reinterpret_cast<cudaStream_t>(stream));
-    }, !fastmlp::bind::on_main_thread());
+    }, watch.watch_finalizing);
+    if (r.interrupted) fastmlp::bind::raise_interrupt();  // Ctrl-C: the queued steps finished
     py::dict d;
     d["losses"] = r.epoch_loss;
     d["steps"] = r.steps;
@@ -253,7 +256,7 @@ void register_cuda_mlp(py::module_& m) {
           py::arg("weight_decay") = 0.0f, py::arg("nesterov") = false,
           py::arg("weight_bufs") = none, py::arg("bias_bufs") = none, py::arg("first_step") = true,
           py::arg("allow_nonfinite") = false, py::arg("stream") = none,
-          py::arg("frozen") = none,
+          py::arg("frozen") = none, py::arg("interruptible") = false,
           "Fused minibatch SGD (torch.optim.SGD semantics) on a Linear(+ReLU) chain with MSE loss, "
           "on the GPU: weights, biases, buffers, X and Y are float32 GPU arrays updated in place; "
           "'perm' is a host integer array, (n,) or (epochs, n), or None for the samples in order. "

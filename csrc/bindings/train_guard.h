@@ -144,7 +144,8 @@ struct StopWatch {
         if (w.watch_finalizing && interpreter_finalizing()) w.finalizing = true;
         return w.interrupted || w.finalizing;
     }
-    void attach(MlpTrainOptions& o) {
+    template <class Options>  // MlpTrainOptions or cuda::CudaMlpTrainOptions
+    void attach(Options& o) {
         o.should_stop = &StopWatch::poll;
         o.stop_ctx = this;
     }

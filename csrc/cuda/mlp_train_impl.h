@@ -196,10 +196,14 @@ MlpTrainResult train(Ops& ops, const std::vector<MlpLayer>& layers, const float*
 
     // The loop: launches only. The step index + 1 tags the batch whose loss stops training.
     bool first = opt.first_step;
-    int64_t step = 0;
-    for (int64_t e = 0; e < epochs; ++e) {
+    int64_t step = 0, queued = steps_total;  // queued: steps launched (fewer when should_stop)
+    for (int64_t e = 0; e < epochs && queued == steps_total; ++e) {
         const int64_t* ord = gather ? w.perm + (opt.perm_per_epoch ? e * n : 0) : nullptr;
         for (int64_t bi = 0; bi < nbatches; ++bi, ++step) {
+            if (opt.should_stop && opt.should_stop(opt.stop_ctx)) {
+                queued = step;
+                break;
+            }
             const int64_t start = bi * bs, nb = std::min(bs, n - start);
             const float* xb = X + start * din;
             const float* yb = Y + start * dout;
@@ -228,6 +232,10 @@ MlpTrainResult train(Ops& ops, const std::vector<MlpLayer>& layers, const float*
         int64_t used = 0;
         for (int64_t bi = 0; bi < nbatches; ++bi) {
             const int64_t s = e * nbatches + bi, nb = std::min(bs, n - bi * bs);
+            if (s >= queued && s < bad) {  // stopped by should_stop before this step
+                res.interrupted = true;
+                return res;
+            }
             const double loss = losses[size_t(s)];
             if (s == bad) {
                 res.stopped_nonfinite = true;

@@ -619,7 +619,7 @@ def fit(model, X, y, *, epochs, batch_size, lr, momentum=0.0, dampening=0.0, wei
       the next batch boundary, within milliseconds, and raises ``KeyboardInterrupt``, as the
       eager loop would; the model holds the weights of the last completed step (usable, finite
       if training was), and the exception's ``history`` attribute the completed epochs. (On the
-      GPU, Ctrl-C is honoured at the end of each epoch.)
+      GPU the host stops queueing steps; those already queued finish first.)
 
     - A model on the GPU (``model.to("cuda")``) trains there with the same semantics and the same
       sample order for a given seed; ``X``/``y`` may be host data (uploaded once) or GPU arrays /
@@ -701,7 +701,8 @@ def fit(model, X, y, *, epochs, batch_size, lr, momentum=0.0, dampening=0.0, wei
                                      weight_bufs=bufs_w, bias_bufs=bufs_b,
                                      first_step=hist["steps"] == 0,
                                      allow_nonfinite=bool(allow_nonfinite),
-                                     stream=cp.cuda.get_current_stream().ptr, frozen=frozen)
+                                     stream=cp.cuda.get_current_stream().ptr, frozen=frozen,
+                                     interruptible=_interruptible())
             else:
                 r = _C.mlp_train(chain.weights, chain.biases, chain.relu, X, Y, epochs=1,
                                  batch_size=batch_size, drop_last=drop_last, shuffle=bool(shuffle),
