@@ -763,3 +763,13 @@ def test_fit_on_the_main_thread_during_finalization_runs(tmp_path):
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "fit during finalization 2 (256, 1)" in r.stdout, (r.stdout, r.stderr)
+
+
+@pytest.mark.parametrize("argv,needle", [(["--lr", "1e39"], "--lr"),
+                                         (["--momentum", "1e39"], "--momentum"),
+                                         (["--batch-size", str(2 ** 63)], "--batch-size")])
+def test_cli_hyperparameters_checked_like_fit(tmp_path, capsys, argv, needle):
+    good = tmp_path / "good.csv"
+    _csv(good, ["a", "b", "target"], _train_rows())
+    err = _cli_error(capsys, ["train", str(good), "--target", "target", "--no-progress"] + argv)
+    assert needle in err

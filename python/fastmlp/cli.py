@@ -380,6 +380,9 @@ def cmd_train(args):
     for name in ("epochs", "batch_size"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+        if getattr(args, name) > (1 << 63) - 1:
+            raise CLIError(f"--{name.replace('_', '-')} {getattr(args, name)} is too large (at most "
+                           f"{(1 << 63) - 1})")
     if not (args.lr > 0 and args.lr != float("inf")):
         raise CLIError(f"--lr must be a finite number > 0, got {args.lr}")
     from .hyperparams import f32_problem
