@@ -20,7 +20,6 @@ batches.
 """
 from __future__ import annotations
 
-import math
 import signal
 import sys
 import threading

@@ -27,7 +27,7 @@ from .. import _C, ops
 from ..autograd import GradMode, Node, _seq
 from ..devices import array_module, device_of
 from ..tensor import _ONE_F32 as _ONE
-from ..tensor import Size, Tensor, _as_tensor_like, _same_device, _unbroadcast, _wrap
+from ..tensor import Size, Tensor, _same_device, _unbroadcast, _wrap
 
 __all__ = ["linear", "relu", "relu_", "mse_loss", "ShapeError", "DtypeError"]
 
