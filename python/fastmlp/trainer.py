@@ -615,7 +615,7 @@ def fit(model, X, y, *, epochs, batch_size, lr, momentum=0.0, dampening=0.0, wei
     - Hyperparameters are checked in float32, the kernels' precision (``lr=1e39`` is a
       ValueError, not a run to inf weights).
     - Ctrl-C (SIGINT, on the main thread with Python's default handler) stops the native loop at
-      the next batch boundary, within milliseconds, and raises ``KeyboardInterrupt``, as the
+      the next batch boundary (within one optimizer step) and raises ``KeyboardInterrupt``, as the
       eager loop would; the model holds the weights of the last completed step (usable, finite
       if training was), and the exception's ``history`` attribute the completed epochs. (On the
       GPU the host stops queueing steps; those already queued finish first.)
