@@ -62,7 +62,7 @@ class FakeCuda:
 
     def mlp_train(self, weights, biases, relu, X, Y, *, epochs, batch_size, drop_last, perm, lr,
                   momentum, dampening, weight_decay, nesterov, weight_bufs, bias_bufs, first_step,
-                  allow_nonfinite, stream):
+                  allow_nonfinite, stream, frozen=None, interruptible=False):
         for a in [*weights, *[b for b in biases if b is not None], X, Y,
                   *(weight_bufs or []), *[b for b in (bias_bufs or []) if b is not None]]:
             assert isinstance(a, GpuArray), "the GPU trainer got a host array"
@@ -75,7 +75,8 @@ class FakeCuda:
                             dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
                             weight_bufs=None if weight_bufs is None else [plain(w) for w in weight_bufs],
                             bias_bufs=None if bias_bufs is None else [plain(b) for b in bias_bufs],
-                            first_step=first_step, allow_nonfinite=allow_nonfinite)
+                            first_step=first_step, allow_nonfinite=allow_nonfinite,
+                            frozen=frozen, interruptible=interruptible)
 
     def mlp_forward(self, weights, biases, relu, X, out, stream):
         assert isinstance(X, GpuArray) and isinstance(out, GpuArray)
@@ -232,3 +233,22 @@ def test_cli_device_cuda_without_cupy_exits_2_with_one_line(tmp_path, capsys, mo
     assert main(["train", str(path), "--target", "target", "--device", "cuda"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "CuPy is not installed" in err
+
+
+def test_gpu_fit_passes_frozen_parameters(fake_gpu):
+    fastmlp.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 6), nn.ReLU(), nn.Linear(6, 1))
+    model[0].weight.requires_grad_(False)
+    ref = nn.Sequential(nn.Linear(3, 6), nn.ReLU(), nn.Linear(6, 1))
+    ref.load_state_dict(model.state_dict())
+    ref[0].weight.requires_grad_(False)
+    X = np.random.default_rng(0).standard_normal((40, 3)).astype(np.float32)
+    y = X[:, :1] * 2
+    w0 = model[0].weight.numpy().copy()
+    to_fake_gpu(model)
+    fastmlp.fit(model, X, y, epochs=2, batch_size=8, lr=0.05, momentum=0.9, seed=3,
+                progress=False)
+    fastmlp.fit(ref, X, y, epochs=2, batch_size=8, lr=0.05, momentum=0.9, seed=3, progress=False)
+    assert np.array_equal(plain(model[0].weight._data), w0)
+    np.testing.assert_allclose(plain(model[2].weight._data), ref[2].weight.numpy(), rtol=1e-5,
+                               atol=1e-6)

@@ -10,6 +10,7 @@
 
 #include "array_checks.h"
 #include "perm_check.h"
+#include "train_guard.h"
 #include "fastmlp/mlp.h"
 
 namespace py = pybind11;
@@ -114,7 +115,7 @@ py::dict mlp_train_py(py::list weights, py::list biases, py::list relu, py::hand
                       const std::string& mode, float lr, float momentum, float dampening,
                       float weight_decay, bool nesterov, float alpha, py::object weight_bufs,
                       py::object bias_bufs, bool first_step, bool allow_nonfinite,
-                      const std::string& path) {
+                      const std::string& path, py::object frozen, bool interruptible) {
     MlpTrainOptions o;
     if (mode == "torch") o.mode = MlpMode::torch;
     else if (mode == "sklearn") o.mode = MlpMode::sklearn;
@@ -133,6 +134,11 @@ py::dict mlp_train_py(py::list weights, py::list biases, py::list relu, py::hand
     if (o.mode == MlpMode::torch && nesterov && (momentum <= 0.0f || dampening != 0.0f))
         throw py::value_error("mlp_train: nesterov momentum requires a momentum and zero dampening");
     Chain c = make_chain(weights, biases, relu, weight_bufs, bias_bufs, momentum != 0.0f, true);
+    apply_frozen(c.layers, frozen);
+    bool any_trained = false;
+    for (const MlpLayer& ly : c.layers)
+        any_trained = any_trained || !ly.frozen_weight || (ly.bias && !ly.frozen_bias);
+    if (!any_trained) throw py::value_error("mlp_train: every parameter is frozen");
     py::array X = data_matrix(X_obj, "X", c.layers.front().in);
     py::array Y = data_matrix(Y_obj, "Y", c.layers.back().out);
     const int64_t n = X.shape(0);
@@ -166,11 +172,11 @@ py::dict mlp_train_py(py::list weights, py::list biases, py::list relu, py::hand
     o.allow_nonfinite = allow_nonfinite;
     const float* xp = static_cast<const float*>(X.data());
     const float* yp = static_cast<const float*>(Y.data());
+    StopWatch watch(interruptible);
+    watch.attach(o);
     MlpTrainResult r;
-    {
-        py::gil_scoped_release nogil;
-        r = mlp_train(c.layers, xp, yp, n, epochs, o);
-    }
+    run_without_gil([&] { r = mlp_train(c.layers, xp, yp, n, epochs, o); }, watch.watch_finalizing);
+    if (r.interrupted) raise_interrupt();  // Ctrl-C: the parameters hold the last completed step
     py::dict d;
     d["losses"] = r.epoch_loss;
     d["steps"] = r.steps;
@@ -201,10 +207,7 @@ py::array mlp_forward_py(py::list weights, py::list biases, py::list relu, py::h
     }
     float* op = static_cast<float*>(out.mutable_data());
     const float* xp = static_cast<const float*>(X.data());
-    if (n > 0) {
-        py::gil_scoped_release nogil;
-        mlp_forward(op, c.layers, xp, n);
-    }
+    if (n > 0) run_without_gil([&] { mlp_forward(op, c.layers, xp, n); }, !on_main_thread());
     return out;
 }
 
@@ -220,8 +223,11 @@ void register_mlp(py::module_& m) {
           py::arg("alpha") = 0.0f, py::arg("weight_bufs") = py::none(),
           py::arg("bias_bufs") = py::none(), py::arg("first_step") = true,
           py::arg("allow_nonfinite") = false, py::arg("path") = "auto",
+          py::arg("frozen") = py::none(), py::arg("interruptible") = false,
           "Fused minibatch SGD on a Linear(+ReLU) chain with MSE loss; updates the weights, biases "
-          "and momentum buffers in place. Returns {'losses': per-epoch mean loss, 'steps', "
+          "and momentum buffers in place (except those marked in frozen: one (weight, bias) pair "
+          "of bools per layer). interruptible (main thread, default SIGINT handler): Ctrl-C stops "
+          "at the next batch boundary and raises KeyboardInterrupt. Returns {'losses': per-epoch mean loss, 'steps', "
           "'small_path', 'nonfinite': None or (epoch, batch, loss)}.");
     m.def("mlp_forward", &mlp_forward_py, py::arg("weights"), py::arg("biases"), py::arg("relu"),
           py::arg("X"), py::arg("out") = py::none(),

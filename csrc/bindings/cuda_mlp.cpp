@@ -12,6 +12,7 @@
 
 #include "cuda_array_checks.h"
 #include "perm_check.h"
+#include "train_guard.h"
 #include "fastmlp/cuda_mlp.h"
 
 namespace py = pybind11;
@@ -142,7 +143,7 @@ py::dict mlp_train_py(py::sequence weights, py::sequence biases, py::sequence re
                       py::object perm_obj, float lr, float momentum, float dampening,
                       float weight_decay, bool nesterov, py::object weight_bufs,
                       py::object bias_bufs, bool first_step, bool allow_nonfinite,
-                      py::handle stream_obj) {
+                      py::handle stream_obj, py::object frozen, bool interruptible) {
     if (epochs < 0) throw py::value_error("mlp_train: epochs must be >= 0, got " + std::to_string(epochs));
     if (batch_size < 1)
         throw py::value_error("mlp_train: batch_size must be >= 1, got " + std::to_string(batch_size));
@@ -152,6 +153,11 @@ py::dict mlp_train_py(py::sequence weights, py::sequence biases, py::sequence re
     if (nesterov && (momentum <= 0.0f || dampening != 0.0f))
         throw py::value_error("mlp_train: nesterov momentum requires a momentum and zero dampening");
     Chain c = make_chain(weights, biases, relu, weight_bufs, bias_bufs, momentum != 0.0f, true);
+    fastmlp::bind::apply_frozen(c.layers, frozen);
+    bool any_trained = false;
+    for (const fastmlp::MlpLayer& ly : c.layers)
+        any_trained = any_trained || !ly.frozen_weight || (ly.bias && !ly.frozen_bias);
+    if (!any_trained) throw py::value_error("mlp_train: every parameter is frozen");
     CudaArray X = data_matrix(X_obj, "X", c.layers.front().in);
     CudaArray Y = data_matrix(Y_obj, "Y", c.layers.back().out);
     const int64_t n = X.shape[0];
@@ -192,12 +198,14 @@ py::dict mlp_train_py(py::sequence weights, py::sequence biases, py::sequence re
     all.push_back(&Y);
     const int dev = common_device(all);
     fastmlp::MlpTrainResult r;
-    {
-        py::gil_scoped_release nogil;
+    fastmlp::bind::StopWatch watch(interruptible);
+    watch.attach(o);
+    fastmlp::bind::run_without_gil([&] {  // parks instead of re-taking the GIL when finalizing
         DeviceGuard guard(dev);
         r = fastmlp::cuda::mlp_train(c.layers, X.data(), Y.data(), n, epochs, o,
                                      reinterpret_cast<cudaStream_t>(stream));
-    }
+    }, watch.watch_finalizing);
+    if (r.interrupted) fastmlp::bind::raise_interrupt();  // Ctrl-C: the queued steps finished
     py::dict d;
     d["losses"] = r.epoch_loss;
     d["steps"] = r.steps;
@@ -248,12 +256,14 @@ void register_cuda_mlp(py::module_& m) {
           py::arg("weight_decay") = 0.0f, py::arg("nesterov") = false,
           py::arg("weight_bufs") = none, py::arg("bias_bufs") = none, py::arg("first_step") = true,
           py::arg("allow_nonfinite") = false, py::arg("stream") = none,
+          py::arg("frozen") = none, py::arg("interruptible") = false,
           "Fused minibatch SGD (torch.optim.SGD semantics) on a Linear(+ReLU) chain with MSE loss, "
           "on the GPU: weights, biases, buffers, X and Y are float32 GPU arrays updated in place; "
           "'perm' is a host integer array, (n,) or (epochs, n), or None for the samples in order. "
           "The batch loop runs on the stream without waiting; the call returns after one "
           "synchronise with {'losses': per-epoch mean loss, 'steps', 'small_path': False, "
-          "'nonfinite': None or (epoch, batch, loss)}.");
+          "'nonfinite': None or (epoch, batch, loss)}. 'frozen': None or one (weight, bias) pair of "
+          "bools per layer: those parameters are not updated (requires_grad=False).");
     m.def("mlp_forward", &mlp_forward_py, py::arg("weights"), py::arg("biases"), py::arg("relu"),
           py::arg("X"), py::arg("out"), py::arg("stream") = none,
           "Inference through a Linear(+ReLU) chain on the GPU into 'out' (n, out). Returns out.");

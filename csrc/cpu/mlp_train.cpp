@@ -180,7 +180,9 @@ double gemm_step(const std::vector<MlpLayer>& layers, GemmScratch& s, const floa
             relu_mask_colsum(da, a, layers[size_t(l - 1)].relu,
                              layers[size_t(l - 1)].bias ? gb_next : nullptr, B, ly.in);
         }
-        if (fused_update) {
+        if (ly.frozen_weight) {
+            // requires_grad=False: no weight gradient, no update
+        } else if (fused_update) {
             // W = W - lr * (dz^T @ a): the same two roundings as computing the gradient first.
             sgemm(true, false, ly.out, ly.in, B, -rule.lr, dz, ly.out, a, ly.in, 1.0f, ly.weight,
                   ly.in);
@@ -191,7 +193,8 @@ double gemm_step(const std::vector<MlpLayer>& layers, GemmScratch& s, const floa
             else
                 update_param(ly.weight, s.gw.data(), ly.weight_buf, ly.in * ly.out, rule, first_step, l2);
         }
-        if (ly.bias) update_param(ly.bias, gb, ly.bias_buf, ly.out, rule, first_step, 0.0f);
+        if (ly.bias && !ly.frozen_bias)
+            update_param(ly.bias, gb, ly.bias_buf, ly.out, rule, first_step, 0.0f);
         std::swap(gb, gb_next);
         dz = da;
     }
@@ -295,6 +298,10 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
         double sum = 0.0;
         int64_t used = 0;
         for (int64_t bi = 0; bi < nbatches; ++bi) {
+            if (opt.should_stop && opt.should_stop(opt.stop_ctx)) {
+                res.interrupted = true;
+                return res;
+            }
             const int64_t start = bi * bs, nb = std::min(bs, n - start);
             // (No software prefetch of the next batch's rows: measured slower than letting the
             // out-of-order core overlap the gather's independent loads, in L3 and in DRAM.)

@@ -418,8 +418,10 @@ inline void gather_rows(float* dst, int64_t ld, const float* src, int64_t d, con
                 }
             }
         }
-        update_param(ly.weight, s.gw, ly.weight_buf, ly.in * ly.out, rule, first_step, l2);
-        if (ly.bias) update_param(ly.bias, s.gb, ly.bias_buf, ly.out, rule, first_step, 0.0f);
+        if (!ly.frozen_weight)
+            update_param(ly.weight, s.gw, ly.weight_buf, ly.in * ly.out, rule, first_step, l2);
+        if (ly.bias && !ly.frozen_bias)
+            update_param(ly.bias, s.gb, ly.bias_buf, ly.out, rule, first_step, 0.0f);
         dz = da;
     }
     return loss;

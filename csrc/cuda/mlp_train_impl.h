@@ -142,7 +142,7 @@ MlpTrainResult train(Ops& ops, const std::vector<MlpLayer>& layers, const float*
     for (const MlpLayer& ly : layers) {
         maxw = std::max(maxw, ly.out);
         max_n = std::max(max_n, ly.in * ly.out);
-        count += ly.bias ? 2 : 1;
+        count += (ly.frozen_weight ? 0 : 1) + (ly.bias && !ly.frozen_bias ? 1 : 0);
     }
     for (int64_t Bn : {B, rem}) {
         if (Bn <= 0) continue;
@@ -186,8 +186,9 @@ MlpTrainResult train(Ops& ops, const std::vector<MlpLayer>& layers, const float*
     std::vector<SgdParam> table;
     for (int64_t l = 0; l < L; ++l) {
         const MlpLayer& ly = layers[size_t(l)];
-        table.push_back({ly.weight, w.gw[size_t(l)], ly.weight_buf, ly.in * ly.out});
-        if (ly.bias) table.push_back({ly.bias, w.gb[size_t(l)], ly.bias_buf, ly.out});
+        if (!ly.frozen_weight)  // a frozen parameter (requires_grad=False) is not in the table
+            table.push_back({ly.weight, w.gw[size_t(l)], ly.weight_buf, ly.in * ly.out});
+        if (ly.bias && !ly.frozen_bias) table.push_back({ly.bias, w.gb[size_t(l)], ly.bias_buf, ly.out});
     }
     ops.to_device(w.table, table.data(), table.size() * sizeof(SgdParam));
     if (gather) ops.to_device(w.perm, opt.perm, size_t(perm_len) * sizeof(int64_t));
@@ -195,10 +196,14 @@ MlpTrainResult train(Ops& ops, const std::vector<MlpLayer>& layers, const float*
 
     // The loop: launches only. The step index + 1 tags the batch whose loss stops training.
     bool first = opt.first_step;
-    int64_t step = 0;
-    for (int64_t e = 0; e < epochs; ++e) {
+    int64_t step = 0, queued = steps_total;  // queued: steps launched (fewer when should_stop)
+    for (int64_t e = 0; e < epochs && queued == steps_total; ++e) {
         const int64_t* ord = gather ? w.perm + (opt.perm_per_epoch ? e * n : 0) : nullptr;
         for (int64_t bi = 0; bi < nbatches; ++bi, ++step) {
+            if (opt.should_stop && opt.should_stop(opt.stop_ctx)) {
+                queued = step;
+                break;
+            }
             const int64_t start = bi * bs, nb = std::min(bs, n - start);
             const float* xb = X + start * din;
             const float* yb = Y + start * dout;
@@ -227,6 +232,10 @@ MlpTrainResult train(Ops& ops, const std::vector<MlpLayer>& layers, const float*
         int64_t used = 0;
         for (int64_t bi = 0; bi < nbatches; ++bi) {
             const int64_t s = e * nbatches + bi, nb = std::min(bs, n - bi * bs);
+            if (s >= queued && s < bad) {  // stopped by should_stop before this step
+                res.interrupted = true;
+                return res;
+            }
             const double loss = losses[size_t(s)];
             if (s == bad) {
                 res.stopped_nonfinite = true;

@@ -1,7 +1,11 @@
 """The subcommands of ``python -m fastmlp``: ``demo``, ``train``, ``predict``, ``bench``.
 
 Errors a user can cause (a bad file, a missing column, non-numeric data, an unavailable device or
-optional package) print one line on stderr and exit with status 2, without a traceback.
+optional package) print one line on stderr and exit with status 2, without a traceback. Input
+values must fit in float32 (the kernels' precision): a value that overflows it is refused with
+its column and row, as are complex data, duplicate column names and predictions that overflow.
+A CSV may start with a UTF-8 byte-order mark. ``predict ... | head`` stops quietly when the reader
+goes away (exit status 141, as a process ended by SIGPIPE).
 """
 from __future__ import annotations
 
@@ -23,13 +27,42 @@ class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
 
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_f32_range(data, columns, path, rows=None):
+    """CLIError naming the first value (column, row) whose magnitude overflows float32; NaN/inf
+    are left to the callers' own checks. rows: the file line of each data row (CSV), or None
+    (0-based indices, NPZ)."""
+    with np.errstate(invalid="ignore"):
+        bad = np.abs(data) > _F32_MAX
+    if not bad.any():
+        return
+    r, c = (int(v[0]) for v in np.nonzero(bad))
+    where = f"row {rows[r]}" if rows is not None else f"row index {r}"
+    raise CLIError(f"{path}: {where}, column '{columns[c]}': {data[r, c]!r} overflows float32 "
+                   f"(largest finite value {_F32_MAX:.6g}); rescale the data")
+
+
+def _check_unique(header, path):
+    seen, dup = set(), []
+    for h in header:
+        if h in seen and h not in dup:
+            dup.append(h)
+        seen.add(h)
+    if dup:
+        raise CLIError(f"{path}: duplicate column names {', '.join(repr(d) for d in dup)}; every "
+                       "column needs its own name")
+
+
 # ---- data files ------------------------------------------------------------------------------
 
 def _parse_float(text, row, col):
     try:
-        return float(text)
+        v = float(text)
     except ValueError:
         raise CLIError(f"row {row}, column '{col}': cannot read {text!r} as a number") from None
+    return v
 
 
 def read_table(path):
@@ -49,6 +82,9 @@ def read_table(path):
         except Exception as e:  # noqa: BLE001 - any unreadable file is the user's input error
             raise CLIError(f"{path}: not a readable .npz file ({e})") from None
         for k, a in arrays.items():
+            if a.dtype.kind == "c":
+                raise CLIError(f"{path}: array '{k}' is complex (dtype {a.dtype}); fastmlp "
+                               "trains on real numbers")
             if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
                 raise CLIError(f"{path}: array '{k}' is not numeric (dtype {a.dtype})")
         if "X" in arrays and "y" in arrays:
@@ -57,16 +93,22 @@ def read_table(path):
                 raise CLIError(f"{path}: X must be 2-D (samples, features), got shape {X.shape}")
             if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
                 raise CLIError(f"{path}: y must have {X.shape[0]} rows like X, got shape {y.shape}")
-            return {"X": X.astype(np.float64), "y": y.astype(np.float64)}
+            X, y = X.astype(np.float64), y.astype(np.float64)
+            _check_f32_range(X, [f"x{i}" for i in range(X.shape[1])], path)
+            _check_f32_range(y.reshape(len(y), -1), ["y"] if y.ndim == 1 else
+                             [f"y{i}" for i in range(y.shape[1])], path)
+            return {"X": X, "y": y}
         cols = [k for k, a in arrays.items() if a.ndim == 1]
         if not cols or len(cols) != len(arrays):
             raise CLIError(f"{path}: expected arrays 'X' and 'y', or 1-D named columns")
         n = {arrays[k].shape[0] for k in cols}
         if len(n) != 1:
             raise CLIError(f"{path}: the columns have different lengths {sorted(n)}")
-        return {"columns": cols, "data": np.stack([arrays[k] for k in cols], 1).astype(np.float64)}
+        data = np.stack([arrays[k] for k in cols], 1).astype(np.float64)
+        _check_f32_range(data, cols, path)
+        return {"columns": cols, "data": data}
     try:
-        with open(p, newline="") as f:
+        with open(p, newline="", encoding="utf-8-sig") as f:  # a leading BOM is not in the header
             reader = csv.reader(f)
             try:
                 header = next(reader)
@@ -75,20 +117,24 @@ def read_table(path):
             header = [h.strip() for h in header]
             if not header or any(h == "" for h in header):
                 raise CLIError(f"{path}: the first row must be a header naming every column")
-            rows = []
+            _check_unique(header, path)
+            rows, lines = [], []
             for i, rec in enumerate(reader, start=2):
                 if not rec or all(not c.strip() for c in rec):
                     continue
                 if len(rec) != len(header):
                     raise CLIError(f"{path}: row {i} has {len(rec)} fields, the header has {len(header)}")
                 rows.append([_parse_float(c, i, h) for c, h in zip(rec, header)])
+                lines.append(i)
     except UnicodeDecodeError:
         raise CLIError(f"{path}: not a text CSV file") from None
     except csv.Error as e:
         raise CLIError(f"{path}: malformed CSV ({e})") from None
     if not rows:
         raise CLIError(f"{path}: no data rows after the header")
-    return {"columns": header, "data": np.asarray(rows, dtype=np.float64)}
+    data = np.asarray(rows, dtype=np.float64)
+    _check_f32_range(data, header, path, lines)
+    return {"columns": header, "data": data}
 
 
 def split_xy(table, target, path):
@@ -137,18 +183,7 @@ def save_model(path, weights, biases, relu, meta):
     try:
         import fastmlp
 
-        saver = getattr(fastmlp, "save", None)
-        if saver is not None:
-            saver(obj, path)
-            return
-        arrays = {}
-        for i, (w, b) in enumerate(zip(weights, biases)):
-            arrays[f"layer{i}.weight"] = np.asarray(w)
-            arrays[f"layer{i}.bias"] = np.asarray(b)
-        header = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "relu": list(relu), "meta": meta}
-        arrays["__meta__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-        with open(path, "wb") as f:
-            np.savez(f, **arrays)
+        fastmlp.save(obj, path)
     except OSError as e:
         raise CLIError(f"{path}: cannot write the model ({e.strerror or e})") from None
 
@@ -173,41 +208,33 @@ def load_model(path):
 
 
 def _load_model_parts(path):
+    """The parts of a model file, read only through fastmlp.load (no other loader: a crafted or
+    foreign file is refused by load's checks before anything is inflated)."""
     p = Path(path)
     if not p.exists():
         raise CLIError(f"{path}: no such model file")
+    if p.is_dir():
+        raise CLIError(f"{path}: is a directory, expected a model file")
     import fastmlp
 
-    obj = None
-    loader = getattr(fastmlp, "load", None)
-    if loader is not None:
-        try:
-            obj = loader(str(p))
-        except Exception:  # noqa: BLE001 - try the plain npz layout next
-            obj = None
-    if isinstance(obj, dict) and obj.get("format") == MODEL_FORMAT:
-        def arr(t):
-            return np.ascontiguousarray(t.numpy() if hasattr(t, "numpy") else t, dtype=np.float32)
-
-        ws = [arr(layer["weight"]) for layer in obj["layers"]]
-        bs = [arr(layer["bias"]) for layer in obj["layers"]]
-        return ws, bs, [bool(r) for r in obj["relu"]], json.loads(obj["meta"])
     try:
-        with np.load(p, allow_pickle=False) as z:
-            if "__meta__" not in z.files:
-                raise CLIError(f"{path}: not a fastmlp model file (train one with `python -m fastmlp "
-                               "train ... --out model.npz`)")
-            header = json.loads(bytes(z["__meta__"]).decode())
-            L = len(header["relu"])
-            ws = [np.ascontiguousarray(z[f"layer{i}.weight"], dtype=np.float32) for i in range(L)]
-            bs = [np.ascontiguousarray(z[f"layer{i}.bias"], dtype=np.float32) for i in range(L)]
-    except CLIError:
-        raise
-    except Exception as e:  # noqa: BLE001
-        raise CLIError(f"{path}: not a readable fastmlp model file ({e})") from None
-    if header.get("format") != MODEL_FORMAT:
-        raise CLIError(f"{path}: not a fastmlp model file")
-    return ws, bs, [bool(r) for r in header["relu"]], header["meta"]
+        obj = fastmlp.load(str(p))
+    except (ValueError, OSError) as e:
+        msg = str(e).replace("fastmlp.load: ", "")
+        if "without fastmlp metadata" in msg:  # e.g. a data .npz passed as the model
+            raise CLIError(f"{path}: not a fastmlp model file (train one with `python -m fastmlp "
+                           "train ... --out model.npz`)") from None
+        raise CLIError(f"not a readable fastmlp model file ({msg})") from None
+    if not isinstance(obj, dict) or obj.get("format") != MODEL_FORMAT:
+        raise CLIError(f"{path}: not a fastmlp model file (train one with `python -m fastmlp "
+                       "train ... --out model.npz`)")
+
+    def arr(t):
+        return np.ascontiguousarray(t.numpy() if hasattr(t, "numpy") else t, dtype=np.float32)
+
+    ws = [arr(layer["weight"]) for layer in obj["layers"]]
+    bs = [arr(layer["bias"]) for layer in obj["layers"]]
+    return ws, bs, [bool(r) for r in obj["relu"]], json.loads(obj["meta"])
 
 
 # ---- demo ------------------------------------------------------------------------------------
@@ -353,8 +380,18 @@ def cmd_train(args):
     for name in ("epochs", "batch_size"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+        if getattr(args, name) > (1 << 63) - 1:
+            raise CLIError(f"--{name.replace('_', '-')} {getattr(args, name)} is too large (at most "
+                           f"{(1 << 63) - 1})")
     if not (args.lr > 0 and args.lr != float("inf")):
         raise CLIError(f"--lr must be a finite number > 0, got {args.lr}")
+    from .hyperparams import f32_problem
+
+    for name in ("lr", "momentum", "weight_decay"):
+        v = getattr(args, name)
+        why = f32_problem(v) or (None if v >= 0 else "must be >= 0")
+        if why:
+            raise CLIError(f"--{name.replace('_', '-')} {v!r} {why}")
     if args.threads:
         _set_threads(args.threads)
     table = read_table(args.data)
@@ -464,9 +501,18 @@ def cmd_predict(args):
     stats = meta.get("standardize")
     if stats:
         X = (X - np.asarray(stats["x_mean"])) / np.asarray(stats["x_std"])
-    pred = _C.mlp_forward(ws, bs, relu, np.ascontiguousarray(X, dtype=np.float32)).astype(np.float64)
+    X32 = X.astype(np.float32)
+    if not np.isfinite(X32).all():  # standardizing pushed a value past float32
+        r = int(np.nonzero(~np.isfinite(X32).all(1))[0][0])
+        raise CLIError(f"{args.data}: data row index {r} overflows float32 after standardizing "
+                       "with the model's statistics")
+    pred = _C.mlp_forward(ws, bs, relu, X32).astype(np.float64)
     if stats:
         pred = pred * np.asarray(stats["y_std"]) + np.asarray(stats["y_mean"])
+    if not np.isfinite(pred).all():
+        r = int(np.nonzero(~np.isfinite(pred).all(1))[0][0])
+        raise CLIError(f"{args.data}: the prediction for data row index {r} is not finite (the "
+                       "network's output overflows float32); nothing written")
     names = meta["targets"]
     try:
         f = open(args.out, "w", newline="") if args.out else sys.stdout
@@ -585,3 +631,11 @@ def run(args):
     except MemoryError:
         print("error: out of memory", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `predict ... | head`: the reader left; stop quietly
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so the exit-time flush raises nothing
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 141

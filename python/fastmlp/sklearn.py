@@ -40,6 +40,9 @@ except ImportError as e:  # pragma: no cover - exercised only without scikit-lea
     raise ImportError("fastmlp.sklearn needs scikit-learn: pip install fastmlp[sklearn]") from e
 
 from . import _C
+from .hyperparams import f32_problem
+
+_KERNEL_FLOATS = ("alpha", "learning_rate_init", "momentum")
 
 __all__ = ["MLPRegressor", "MLPClassifier"]
 
@@ -127,6 +130,14 @@ class _BaseMLP(BaseEstimator):
                 rng = f"{'>' if lo_open else '>='} {lo}" + (f" and <= {hi}" if hi is not None else "")
                 raise ValueError(f"The '{name}' parameter of {type(self).__name__} must be {rng}, "
                                  f"got {v!r}")
+            if name in _KERNEL_FLOATS:  # the kernels compute in float32
+                try:
+                    why = f32_problem(float(v))
+                except OverflowError:
+                    why = "overflows float32, the precision the kernels use"
+                if why:
+                    raise ValueError(f"The '{name}' parameter of {type(self).__name__} {why}, "
+                                     f"got {v!r}")
 
         who = type(self).__name__
         if self.solver not in ("sgd", "adam"):

@@ -20,8 +20,9 @@ batches.
 """
 from __future__ import annotations
 
-import math
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -29,6 +30,7 @@ import numpy as np
 
 from . import _C
 from .training_spec import resolve_loss, resolve_optimizer, write_back_state
+from .hyperparams import check_f32
 
 __all__ = ["fit", "predict", "History", "NonFiniteLossError", "extract_chain", "Chain"]
 
@@ -45,6 +47,14 @@ class NonFiniteLossError(FloatingPointError):
         self.batch = batch
         self.loss = loss
         self.history = history
+
+    def __reduce__(self):  # message and fields survive pickle (multiprocessing.Pool, executors)
+        return (type(self), (str(self), self.epoch, self.batch, self.loss, self.history),
+                self.__dict__ or None)
+
+    def __setstate__(self, state):
+        if state:
+            self.__dict__.update(state)
 
 
 class History(dict):
@@ -615,21 +625,56 @@ class _Progress:
 
 # ---- fit -------------------------------------------------------------------------------------
 
-def _check_int(v, name, lo):
+_INT64_MAX = (1 << 63) - 1
+
+
+def _check_int(v, name, lo, hi=_INT64_MAX):
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
         raise TypeError(f"fit: {name} must be an int, got {_kind(v)}")
     if v < lo:
         raise ValueError(f"fit: {name} must be >= {lo}, got {v}")
+    if hi is not None and v > hi:
+        raise ValueError(f"fit: {name}={v} is too large (at most {hi}, a 64-bit integer)")
     return int(v)
 
 
 def _check_float(v, name, lo=0.0):
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
-        raise TypeError(f"fit: {name} must be a number, got {_kind(v)}")
-    v = float(v)
-    if not (v >= lo) or math.isinf(v):
-        raise ValueError(f"fit: invalid {name}: {v} (must be finite and >= {lo})")
-    return v
+    return check_f32(v, name, lo, where="fit")
+
+
+def _frozen_flags(chain: Chain):
+    """(weight_frozen, bias_frozen) per layer from the parameters' ``requires_grad`` (None when
+    nothing is frozen). The eager loop never updates a parameter with requires_grad=False."""
+    if chain.params:  # a traced chain: its parameters
+        flags = [(not bool(w.requires_grad), b is not None and not bool(b.requires_grad))
+                 for w, b in chain.params]
+    elif len(chain.modules) == len(chain.weights):
+        flags = []
+        for m in chain.modules:
+            w, b = getattr(m, "weight", None), getattr(m, "bias", None)
+            flags.append((not bool(getattr(w, "requires_grad", True)),
+                          b is not None and not bool(getattr(b, "requires_grad", True))))
+    else:
+        return None
+    if not any(f for pair in flags for f in pair):
+        return None
+    trained = [not fw for fw, _ in flags] + [b is not None and not fb
+                                              for (_, fb), b in zip(flags, chain.biases)]
+    if not any(trained):
+        raise RuntimeError("fit: every parameter of the model has requires_grad=False, so there "
+                           "is nothing to train (the eager loop's loss.backward() raises 'element "
+                           "0 of tensors does not require grad and does not have a grad_fn')")
+    return flags
+
+
+def _interruptible() -> bool:
+    """Ctrl-C may stop a native epoch at a batch boundary: on the main thread, with Python's
+    default SIGINT handler (which raises KeyboardInterrupt)."""
+    try:
+        return (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+    except (ValueError, AttributeError):
+        return False
 
 
 def _class_targets(y, n_classes, what):
@@ -716,6 +761,7 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
     ``steps``, ``seed``, ``device``, ``lr`` (per epoch), ``best_epoch`` with ``patience``.
     """
     chain = extract_chain(model)
+    frozen = _frozen_flags(chain)
     epochs = _check_int(epochs, "epochs", 1)
     batch_size = _check_int(batch_size, "batch_size", 1)
     lspec = resolve_loss(loss, chain.out_features)
@@ -768,10 +814,9 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
         raise ValueError(f"fit: metric must be 'loss' or 'accuracy', got {metric!r}")
     if on_epoch_end is not None and not callable(on_epoch_end):
         raise TypeError(f"fit: on_epoch_end must be callable, got {_kind(on_epoch_end)}")
-    frozen_any = any(a or b for a, b in (chain.frozen or []))
     fast = (chain.basic and lspec.name == "mse" and ospec.name == "sgd" and ospec.instance is None
             and not ospec.hyper.get("maximize") and scheduler is None and lr_schedule is None
-            and sample_weight is None and class_weight is None and not frozen_any)
+            and sample_weight is None and class_weight is None)
     on_gpu = chain.is_cuda
     if on_gpu and not fast:
         raise ValueError(f"fit: on the GPU the fused trainer runs ReLU chains with MSE and SGD; "
@@ -829,7 +874,7 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
     if seed is None:
         seed = int(np.random.SeedSequence().entropy) & ((1 << 64) - 1)
     else:
-        seed = _check_int(seed, "seed", 0) & ((1 << 64) - 1)
+        seed = _check_int(seed, "seed", 0, hi=None) & ((1 << 64) - 1)
 
     steps_per_epoch = n // batch_size if drop_last else -(-n // batch_size)
     bufs_w = bufs_b = None
@@ -892,7 +937,8 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
                                      weight_bufs=bufs_w, bias_bufs=bufs_b,
                                      first_step=hist["steps"] == 0,
                                      allow_nonfinite=bool(allow_nonfinite),
-                                     stream=cp.cuda.get_current_stream().ptr)
+                                     stream=cp.cuda.get_current_stream().ptr, frozen=frozen,
+                                     interruptible=_interruptible())
             elif fast:
                 r = _C.mlp_train(chain.weights, chain.biases, chain.relu, X, Y, epochs=1,
                                  batch_size=batch_size, drop_last=drop_last, shuffle=bool(shuffle),
@@ -901,7 +947,8 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
                                  weight_decay=ospec.hyper["weight_decay"],
                                  nesterov=bool(ospec.hyper["nesterov"]), weight_bufs=bufs_w,
                                  bias_bufs=bufs_b, first_step=hist["steps"] == 0,
-                                 allow_nonfinite=bool(allow_nonfinite))
+                                 allow_nonfinite=bool(allow_nonfinite), frozen=frozen,
+                                 interruptible=_interruptible())
             else:
                 r = _C.mlp_fit(chain.spec_layers(states), X, Y, loss=lspec.as_dict(),
                                optim=ospec.as_dict(lr=cur_lr), epochs=1, batch_size=batch_size,
@@ -968,6 +1015,9 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
             for b, sb in zip(chain.biases, best[2][1]):
                 if b is not None:
                     b[...] = sb
+    except KeyboardInterrupt as e:
+        e.history = hist  # the completed epochs; the model holds the last completed step
+        raise
     finally:
         prog.close()
         hist["seconds"] = total_time

@@ -141,6 +141,8 @@ struct Net {
     std::vector<int64_t> widths;
     std::vector<bool> relu;
     bool bias = true;
+    int frozen_w = -1, frozen_b = -1;  // a layer whose weight / bias has requires_grad=False
+    int64_t stop_after = -1;           // should_stop answers true before this step (-1: never)
     std::vector<std::vector<float>> W, b, Wbuf, bbuf;
 };
 
@@ -171,6 +173,10 @@ static MlpTrainResult ref_train(const Net& net, RefNet& r, const std::vector<flo
         double sum = 0.0;
         int64_t used = 0;
         for (int64_t bi = 0; bi < nbatches; ++bi) {
+            if (res.steps == net.stop_after) {
+                res.interrupted = true;
+                return res;
+            }
             const int64_t start = bi * bs, B = std::min(bs, n - start);
             std::vector<std::vector<double>> A(L + 1);
             A[0].resize(size_t(B * din));
@@ -242,8 +248,8 @@ static MlpTrainResult ref_train(const Net& net, RefNet& r, const std::vector<flo
                 }
             };
             for (size_t l = 0; l < L; ++l) {
-                sgd(r.W[l], gW[l], r.Wbuf[l]);
-                if (net.bias) sgd(r.b[l], gb[l], r.bbuf[l]);
+                if (int(l) != net.frozen_w) sgd(r.W[l], gW[l], r.Wbuf[l]);
+                if (net.bias && int(l) != net.frozen_b) sgd(r.b[l], gb[l], r.bbuf[l]);
             }
             first = false;
             ++res.steps;
@@ -268,7 +274,14 @@ struct Case {
     SgdOptions sgd;
     int64_t nan_sample;  // a sample whose X is NaN (-1: none)
     bool allow_nonfinite;
+    int frozen_w = -1, frozen_b = -1;  // requires_grad=False on one layer's weight / bias
+    int64_t stop_after = -1;           // should_stop stops training before this step
 };
+
+static bool stop_when_zero(void* ctx) {  // should_stop: true once the countdown reaches 0
+    int64_t& left = *static_cast<int64_t*>(ctx);
+    return left-- <= 0;
+}
 
 static bool close(double got, double ref, double tol) {
     if (std::isnan(ref)) return std::isnan(got);
@@ -282,6 +295,9 @@ static void run_case(const Case& c, std::mt19937& rng) {
     net.widths = c.widths;
     net.relu = c.relu;
     net.bias = c.bias;
+    net.frozen_w = c.frozen_w;
+    net.frozen_b = c.frozen_b;
+    net.stop_after = c.stop_after;
     for (size_t l = 0; l < L; ++l) {
         const int64_t in = c.widths[l], out = c.widths[l + 1];
         const float s = 1.0f / std::sqrt(float(in));
@@ -304,6 +320,11 @@ static void run_case(const Case& c, std::mt19937& rng) {
     o.drop_last = c.drop_last;
     o.sgd = c.sgd;
     o.allow_nonfinite = c.allow_nonfinite;
+    int64_t countdown = c.stop_after;
+    if (c.stop_after >= 0) {
+        o.should_stop = &stop_when_zero;
+        o.stop_ctx = &countdown;
+    }
     if (c.perm_mode) {
         const int64_t rows = c.perm_mode == 2 ? c.epochs : 1;
         for (int64_t e = 0; e < rows; ++e) {
@@ -325,13 +346,16 @@ static void run_case(const Case& c, std::mt19937& rng) {
         layers[l].in = c.widths[l];
         layers[l].out = c.widths[l + 1];
         layers[l].relu = c.relu[l];
+        layers[l].frozen_weight = int(l) == c.frozen_w;
+        layers[l].frozen_bias = c.bias && int(l) == c.frozen_b;
     }
     EmuOps ops;
     const MlpTrainResult got = fastmlp::cuda::mlp_impl::train(ops, layers, X.data(), Y.data(), c.n, c.epochs, o);
     const MlpTrainResult want = ref_train(net, ref, X, Y, c.n, c.epochs, o);
     bool ok = !ops.ws_short && got.steps == want.steps &&
               got.stopped_nonfinite == want.stopped_nonfinite && got.bad_epoch == want.bad_epoch &&
-              got.bad_batch == want.bad_batch && got.epoch_loss.size() == want.epoch_loss.size();
+              got.bad_batch == want.bad_batch && got.epoch_loss.size() == want.epoch_loss.size() &&
+              got.interrupted == want.interrupted;
     std::string why = ok ? "" : " (steps/stop/epochs differ: steps " + std::to_string(got.steps) + " vs " +
                                     std::to_string(want.steps) + (ops.ws_short ? ", workspace short" : "") + ")";
     for (size_t e = 0; ok && e < got.epoch_loss.size(); ++e)
@@ -354,9 +378,9 @@ static void run_case(const Case& c, std::mt19937& rng) {
     for (size_t l = 0; l < L; ++l) {
         cmp(net.W[l], ref.W[l], "weight");
         if (c.bias) cmp(net.b[l], ref.b[l], "bias");
-        if (c.sgd.momentum != 0.0f) {
-            cmp(net.Wbuf[l], ref.Wbuf[l], "weight buffer");
-            if (c.bias) cmp(net.bbuf[l], ref.bbuf[l], "bias buffer");
+        if (c.sgd.momentum != 0.0f) {  // a frozen parameter's buffer is never used
+            if (int(l) != c.frozen_w) cmp(net.Wbuf[l], ref.Wbuf[l], "weight buffer");
+            if (c.bias && int(l) != c.frozen_b) cmp(net.bbuf[l], ref.bbuf[l], "bias buffer");
         }
     }
     expect(ok, "train " + c.name + " (" + std::to_string(ops.launches) + " launches, " +
@@ -474,6 +498,24 @@ int main() {
         Case c = all[11];
         c.name = "non-finite stops, per-epoch perm";
         c.perm_mode = 2;
+        run_case(c, rng);
+    }
+    // Frozen parameters (requires_grad=False) are not updated; with momentum and weight decay.
+    for (size_t i : {size_t(0), size_t(3)}) {
+        Case c = all[i];
+        c.name += ", frozen weight 0 and bias of the last layer";
+        c.frozen_w = 0;
+        c.frozen_b = int(c.widths.size()) - 2;
+        c.sgd.momentum = 0.9f;
+        c.sgd.weight_decay = 0.01f;
+        run_case(c, rng);
+    }
+    // should_stop (Ctrl-C): no step is queued after it answers true, mid-epoch and at step 0.
+    for (int64_t k : {int64_t(0), int64_t(5)}) {
+        Case c = all[0];
+        c.name += ", should_stop before step " + std::to_string(k);
+        c.epochs = 3;
+        c.stop_after = k;
         run_case(c, rng);
     }
     // forward: chunked inference equals a float64 chain

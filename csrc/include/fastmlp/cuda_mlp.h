@@ -37,6 +37,10 @@ struct CudaMlpTrainOptions {
     SgdOptions sgd;                 // lr, momentum, dampening, weight_decay, nesterov (torch.optim.SGD)
     bool first_step = true;         // the momentum buffers hold no history yet
     bool allow_nonfinite = false;   // keep training when a batch loss is NaN/inf
+    // Polled on the host before each step is queued: when it returns true no further step is
+    // queued, the queued ones finish, and the result says interrupted (as MlpTrainOptions).
+    bool (*should_stop)(void* ctx) = nullptr;
+    void* stop_ctx = nullptr;
 };
 
 // Trains in place. layers: device weights (out, in), biases (out) or null, momentum buffers

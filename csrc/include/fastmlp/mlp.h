@@ -27,6 +27,10 @@ struct MlpLayer {
     float* bias_buf = nullptr;    // (out); null when momentum == 0 or no bias
     int64_t in = 0, out = 0;
     bool relu = false;            // ReLU after this layer
+    // requires_grad=False (PyTorch's frozen parameter): never updated, no weight decay or
+    // momentum, while the gradient still flows through it to the layers before.
+    bool frozen_weight = false;
+    bool frozen_bias = false;
 };
 
 enum class MlpMode : int { torch = 0, sklearn = 1 };
@@ -51,6 +55,11 @@ struct MlpTrainOptions {
     bool first_step = true;        // torch mode: the momentum buffers hold no history yet
     bool allow_nonfinite = false;  // keep training when a batch loss is NaN/inf
     MlpPath path = MlpPath::automatic;
+    // Polled before every batch (a few ns): when it returns true, training stops at that batch
+    // boundary with result.interrupted set; the parameters hold the last completed step. The
+    // bindings use it for Ctrl-C and for the interpreter finalizing; null: never stop.
+    bool (*should_stop)(void* ctx) = nullptr;
+    void* stop_ctx = nullptr;
 };
 
 struct MlpTrainResult {
@@ -60,6 +69,7 @@ struct MlpTrainResult {
     int64_t bad_epoch = -1, bad_batch = -1;  // where (epoch index within this call, batch index)
     double bad_loss = 0.0;
     bool used_small_path = false;
+    bool interrupted = false;        // should_stop stopped training (epoch_loss: completed epochs)
 };
 
 // Order of the samples of global epoch `epoch` for a seeded shuffle: order (n).

@@ -64,6 +64,22 @@ class DtypeError(TypeError, RuntimeError):
     """A dtype mismatch (a TypeError, and a RuntimeError as in PyTorch)."""
 
 
+def _type_name(value):
+    t = type(value)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+def not_tensor_error(fn, args):
+    """PyTorch's TypeError for the first of ``args`` ((name, value) in position order) that is not
+    a Tensor: "relu(): argument 'input' (position 1) must be Tensor, not numpy.ndarray". Built only
+    on the failing path (after an AttributeError), so the hot path pays nothing."""
+    for pos, (name, value) in enumerate(args, start=1):
+        if value is not None and not isinstance(value, Tensor):
+            return TypeError(f"{fn}(): argument '{name}' (position {pos}) must be Tensor, not "
+                             f"{_type_name(value)}")
+    return None
+
+
 # ---- Linear -------------------------------------------------------------------------------
 class _LinearNode(Node):
     """Backward of ``x @ w.T + b`` and of the activation fused after it: ``act`` its kind (0: none,
@@ -260,9 +276,15 @@ def _linear(input, weight, bias, relu, module):
     """
     if relu is not False and relu is not True:
         return _linear_act(input, weight, bias, relu, module)
-    x = input._data
-    w = weight._data
-    b = None if bias is None else bias._data
+    try:
+        x = input._data
+        w = weight._data
+        b = None if bias is None else bias._data
+    except AttributeError:
+        err = not_tensor_error("linear", (("input", input), ("weight", weight), ("bias", bias)))
+        if err is None:
+            raise
+        raise err from None
     in_shape = x.shape
     if type(x) is _ndarray and x.dtype is _F32 and w.dtype is _F32 and type(w) is _ndarray:
         if x.ndim != 2:
@@ -442,7 +464,11 @@ _FUSE = _TEMP_REFS is not None
 
 def relu(input, inplace=False):
     """``max(input, 0)``; fused into the preceding Linear when its output is an unshared temporary."""
-    if input._node is not None and _fuse_relu(input):
+    try:
+        node = input._node
+    except AttributeError:
+        raise _relu_type_error(input) from None
+    if node is not None and _fuse_relu(input):
         return input
     x = input._data
     if inplace and not (input.requires_grad and GradMode.enabled):
@@ -460,6 +486,11 @@ def relu(input, inplace=False):
     if GradMode.enabled and input.requires_grad:
         return _wrap(y, _ReluNode((input,), y), True)
     return _wrap(y)
+
+
+def _relu_type_error(input):
+    return not_tensor_error("relu", (("input", input),)) or AttributeError(
+        f"relu: {_type_name(input)} has no '_node'")
 
 
 def _relu_inplace_generic(a):
@@ -530,7 +561,13 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
 def _mse(input, target, reduction):
     """The training-step case first (CPU float32, same shapes, a backward to follow): one call
     gives the loss and its gradient; everything else goes through :func:`_mse_general`."""
-    x = input._data
+    try:
+        x = input._data
+    except AttributeError:
+        err = not_tensor_error("mse_loss", (("input", input),))
+        if err is None:
+            raise
+        raise err from None
     if isinstance(target, Tensor):
         y = target._data
         if (type(x) is _ndarray and type(y) is _ndarray and x.dtype is _F32 and y.dtype is _F32
@@ -555,8 +592,8 @@ def _mse(input, target, reduction):
 def _mse_general(input, target, reduction):
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{reduction} is not a valid value for reduction")
-    if not isinstance(target, Tensor):
-        target = _as_tensor_like(target, input)
+    if not isinstance(target, Tensor):  # as PyTorch: no silent conversion of the target
+        raise not_tensor_error("mse_loss", (("input", input), ("target", target)))
     x = input._data
     y = target._data
     if type(x) is not type(y):

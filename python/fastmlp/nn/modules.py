@@ -81,11 +81,11 @@ class Module:
         STRUCTURE_VERSION[0] += 1
         if isinstance(value, Parameter):
             self._registries("parameters")
-            self._discard(name)
+            self._discard(name, keep="_parameters")  # a re-assigned name keeps its place
             d["_parameters"][name] = value
         elif isinstance(value, Module):
             self._registries("module")
-            self._discard(name)
+            self._discard(name, keep="_modules")
             d["_modules"][name] = value
             self._modules_changed()
         elif "_parameters" in d and name in d["_parameters"]:
@@ -106,10 +106,11 @@ class Module:
             d["_buffers"][name] = value
         object.__setattr__(self, name, value)
 
-    def _discard(self, name):
+    def _discard(self, name, keep=None):
         d = self.__dict__
         for reg in ("_parameters", "_buffers", "_modules"):
-            d[reg].pop(name, None)
+            if reg != keep:
+                d[reg].pop(name, None)
         d["_non_persistent_buffers"].discard(name)
 
     def __delattr__(self, name):
@@ -136,7 +137,7 @@ class Module:
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"cannot assign '{type(param).__name__}' object to parameter '{name}' "
                             "(torch.nn.Parameter or None required)")
-        self._discard(name)
+        self._discard(name, keep="_parameters")
         self._parameters[name] = param
         object.__setattr__(self, name, param)
 
@@ -149,7 +150,7 @@ class Module:
         if tensor is not None and not isinstance(tensor, Tensor):
             raise TypeError(f"cannot assign '{type(tensor).__name__}' object to buffer '{name}' "
                             "(torch Tensor or None required)")
-        self._discard(name)
+        self._discard(name, keep="_buffers")
         self._buffers[name] = tensor
         if not persistent:
             self._non_persistent_buffers.add(name)
@@ -163,7 +164,7 @@ class Module:
         self._registries("module")
         if hasattr(self, name) and name not in self._modules:
             raise KeyError(f"attribute '{name}' already exists")
-        self._discard(name)
+        self._discard(name, keep="_modules")
         self._modules[name] = module
         object.__setattr__(self, name, module)
         self._modules_changed()
@@ -493,7 +494,11 @@ class ReLU(Module):
         return F.relu(input, self.inplace)
 
     def __call__(self, input):
-        if input._node is not None and F._fuse_relu(input):  # fused into the Linear before it
+        try:
+            node = input._node
+        except AttributeError:
+            raise F._relu_type_error(input) from None
+        if node is not None and F._fuse_relu(input):  # fused into the Linear before it
             return input
         return F.relu(input, self.inplace)
 
@@ -507,6 +512,8 @@ class Flatten(Module):
         self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, input):
+        if not isinstance(input, Tensor):
+            raise F.not_tensor_error("flatten", (("input", input),))
         return input.flatten(self.start_dim, self.end_dim)
 
     def extra_repr(self):
@@ -572,11 +579,20 @@ class Sequential(_ModuleSequence):
         STRUCTURE_VERSION[0] += 1
         self.__dict__["_plan"] = None
 
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["_plan"] = None  # a cache, rebuilt by the first forward
+        return state
+
     def _build_plan(self):
         from .activation import _ElementwiseAct  # (activation.py builds on this module)
 
         act_call = _ElementwiseAct.__call__
-        mods = [m for m in self._modules.values() if m is not None]
+        # The plan remembers the children it was made from (by identity) and forward rebuilds it
+        # whenever they differ, so writes that bypass __setattr__ (``seq._modules["0"] = ...``,
+        # replacing ``_modules`` itself) never leave a stale plan running old layers.
+        key = tuple(self._modules.values())
+        mods = [m for m in key if m is not None]
         plan = []
         i = 0
         while i < len(mods):
@@ -592,11 +608,15 @@ class Sequential(_ModuleSequence):
             else:
                 plan.append((False, m))
                 i += 1
-        self.__dict__["_plan"] = plan
+        self.__dict__["_plan"] = (key, plan)
         return plan
 
     def forward(self, input):
-        plan = self._plan or self._build_plan()
+        cached = self._plan
+        if cached is not None and cached[0] == tuple(self._modules.values()):
+            plan = cached[1]
+        else:
+            plan = self._build_plan()
         linear = F._linear
         for fused, m in plan:
             if fused is False:
