@@ -736,11 +736,7 @@ def fit(model, X, y, *, epochs, batch_size, lr, momentum=0.0, dampening=0.0, wei
 def _process_group(chain: Chain, X, Y, batch_size, epochs):
     """The fastmlp.distributed backend (initialised if needed), or None for one process. Checks
     that every rank was given the same problem (all ranks raise the same error otherwise)."""
-    from . import distributed as dist
-
-    if not dist.is_initialized():
-        dist.init()
-    group = dist._group()
+    group = _distributed_group()
     if group.size == 1:
         return None
     sig = np.array([X.shape[0], X.shape[1], Y.shape[1], batch_size, epochs,
@@ -751,6 +747,15 @@ def _process_group(chain: Chain, X, Y, batch_size, epochs):
                          "features, outputs, batch_size, epochs, parameters per rank: "
                          f"{every.tolist()}); every rank must pass the same X, y and options")
     return group
+
+
+def _distributed_group():
+    """fastmlp.distributed's backend, initialised on first use."""
+    from . import distributed as dist
+
+    if not dist.is_initialized():
+        dist.init()
+    return dist._group()
 
 
 def _chain_arrays(chain: Chain, bufs_w, bufs_b):
