@@ -669,3 +669,18 @@ def test_nccl_backend_calls_with_a_stand_in_cupy():
         be.allreduce(np.ones(2, np.float32))
     be.close()
     assert log[-1] == ("destroy",)
+
+
+def test_ddp_recovers_after_a_backward_that_raised(world):
+    be = world(_Recording())
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    model = DDP(net, bucket_cap_mb=40 / 2**20)
+    boom = net[0].bias.register_post_accumulate_grad_hook(lambda p: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        model(fastmlp.ones(2, 3)).sum().backward()
+    boom.remove()
+    net.zero_grad()
+    be.calls.clear()
+    model(fastmlp.ones(2, 3)).sum().backward()
+    assert len(be.calls) == len(model._buckets)
+    assert all(p.grad is not None for p in net.parameters())

@@ -136,6 +136,8 @@ class DistributedDataParallel(Module):
 
     # ---- the module interface ------------------------------------------------------------------
     def forward(self, *args, **kwargs):
+        if self._queued:  # the previous backward pass raised before it finished: start afresh
+            self._reset()
         if self.broadcast_buffers and self._backend.size > 1:
             bufs = self._buffer_arrays()
             if bufs:
@@ -214,6 +216,16 @@ class DistributedDataParallel(Module):
                     p.grad._data[...] = avg
         self._marked.clear()
         self._next = 0
+
+    def _reset(self):
+        for b in self._buckets:
+            if b.request is not None:
+                b.request.wait()
+                b.request = None
+            b.ready = 0
+        self._marked.clear()
+        self._next = 0
+        self._queued = False
 
     def __repr__(self):
         return f"DistributedDataParallel(\n  (module): {self.module!r}\n)"
