@@ -35,7 +35,6 @@ from .tensor import (Size, Tensor, abs, allclose, arange, argmax, as_tensor, cat
                      where, zeros, zeros_like)
 from .serialization import load, save  # noqa: E402
 from . import nn, optim, utils  # noqa: E402
-from . import distributed  # noqa: E402  (data-parallel training; mpi4py only when used)
 from .nn.functional import relu, relu_  # noqa: E402
 from .nn.parameter import Parameter  # noqa: E402,F401
 
