@@ -109,13 +109,22 @@ py::array data_matrix(py::handle obj, const char* name, int64_t cols) {
     return input_contiguous(a, name);
 }
 
+// The data-parallel step's all-reduce: a Python callable (fastmlp.distributed), called with the
+// GIL re-taken once per step. A Python exception propagates out of mlp_train as it is.
+void call_python_allreduce(float*, int64_t, void* ctx) {
+    py::gil_scoped_acquire gil;
+    (*static_cast<py::object*>(ctx))();
+}
+
 py::dict mlp_train_py(py::list weights, py::list biases, py::list relu, py::handle X_obj,
                       py::handle Y_obj, int64_t epochs, int64_t batch_size, bool drop_last,
                       bool shuffle, uint64_t seed, int64_t epoch_offset, py::object perm_obj,
                       const std::string& mode, float lr, float momentum, float dampening,
                       float weight_decay, bool nesterov, float alpha, py::object weight_bufs,
                       py::object bias_bufs, bool first_step, bool allow_nonfinite,
-                      const std::string& path, py::object frozen, bool interruptible) {
+                      const std::string& path, py::object frozen, bool interruptible,
+                      py::object grad_allreduce, py::object grad_buffer, int64_t rank,
+                      int64_t world_size) {
     MlpTrainOptions o;
     if (mode == "torch") o.mode = MlpMode::torch;
     else if (mode == "sklearn") o.mode = MlpMode::sklearn;
@@ -170,6 +179,29 @@ py::dict mlp_train_py(py::list weights, py::list biases, py::list relu, py::hand
     o.nesterov = nesterov;
     o.first_step = first_step;
     o.allow_nonfinite = allow_nonfinite;
+    py::array gbuf;
+    if (!grad_allreduce.is_none()) {
+        if (!PyCallable_Check(grad_allreduce.ptr()))
+            throw py::type_error("mlp_train: 'grad_allreduce' must be callable");
+        if (o.mode != MlpMode::torch)
+            throw py::value_error("mlp_train: data-parallel training (grad_allreduce) needs mode='torch'");
+        if (world_size < 1 || rank < 0 || rank >= world_size)
+            throw py::value_error("mlp_train: need 0 <= rank < world_size, got rank " +
+                                  std::to_string(rank) + " of " + std::to_string(world_size));
+        if (grad_buffer.is_none())
+            throw py::value_error("mlp_train: 'grad_allreduce' needs a 'grad_buffer'");
+        gbuf = output_contiguous(grad_buffer, "grad_buffer");
+        const int64_t want = mlp_grad_buffer_size(c.layers);
+        if (gbuf.ndim() != 1 || gbuf.shape(0) != want)
+            throw py::value_error("mlp_train: 'grad_buffer' must have shape (" + std::to_string(want) +
+                                  ",) (every weight and bias, and the loss), got " + shape_str(gbuf));
+        for (const py::array& p : c.keep) check_no_overlap(gbuf, "grad_buffer", p, "a parameter or buffer", false);
+        o.grad_allreduce = call_python_allreduce;
+        o.grad_allreduce_ctx = &grad_allreduce;
+        o.grad_buffer = static_cast<float*>(gbuf.mutable_data());
+        o.rank = rank;
+        o.world = world_size;
+    }
     const float* xp = static_cast<const float*>(X.data());
     const float* yp = static_cast<const float*>(Y.data());
     StopWatch watch(interruptible);
@@ -224,10 +256,16 @@ void register_mlp(py::module_& m) {
           py::arg("bias_bufs") = py::none(), py::arg("first_step") = true,
           py::arg("allow_nonfinite") = false, py::arg("path") = "auto",
           py::arg("frozen") = py::none(), py::arg("interruptible") = false,
+          py::arg("grad_allreduce") = py::none(), py::arg("grad_buffer") = py::none(),
+          py::arg("rank") = 0, py::arg("world_size") = 1,
           "Fused minibatch SGD on a Linear(+ReLU) chain with MSE loss; updates the weights, biases "
           "and momentum buffers in place (except those marked in frozen: one (weight, bias) pair "
           "of bools per layer). interruptible (main thread, default SIGINT handler): Ctrl-C stops "
-          "at the next batch boundary and raises KeyboardInterrupt. Returns {'losses': per-epoch mean loss, 'steps', "
+          "at the next batch boundary and raises KeyboardInterrupt. Data-parallel: with "
+          "grad_allreduce (a callable) and grad_buffer (float32, every weight and bias then the "
+          "loss), each step computes rank's share of the global batch into grad_buffer, calls "
+          "grad_allreduce() (which sums the buffer across ranks in place) and updates from the "
+          "sums. Returns {'losses': per-epoch mean loss, 'steps', "
           "'small_path', 'nonfinite': None or (epoch, batch, loss)}.");
     m.def("mlp_forward", &mlp_forward_py, py::arg("weights"), py::arg("biases"), py::arg("relu"),
           py::arg("X"), py::arg("out") = py::none(),

@@ -117,7 +117,7 @@ void relu_mask_colsum(float* d, const float* a, bool mask, float* colsum, int64_
 
 double gemm_step(const std::vector<MlpLayer>& layers, GemmScratch& s, const float* X,
                  const float* Y, const int64_t* idx, int64_t B, const StepRule& rule,
-                 bool first_step, bool allow_nonfinite) {
+                 bool first_step, bool allow_nonfinite, GradSink* sink) {
     const int64_t L = int64_t(layers.size());
     const int64_t d_in = layers[0].in, d_out = layers[size_t(L - 1)].out;
     float* a0 = s.act[0].data();
@@ -138,7 +138,10 @@ double gemm_step(const std::vector<MlpLayer>& layers, GemmScratch& s, const floa
     const int64_t count = B * d_out;
     double loss = mse_forward(P, yb, count);
     float scale;
-    if (rule.mode == MlpMode::torch) {
+    if (sink) {  // torch mode; this rank's share of the global batch's mean
+        loss *= double(count) / sink->count;
+        scale = float(2.0 / sink->count);
+    } else if (rule.mode == MlpMode::torch) {
         scale = float(2.0 / double(count));
     } else {
         loss *= 0.5;
@@ -150,11 +153,11 @@ double gemm_step(const std::vector<MlpLayer>& layers, GemmScratch& s, const floa
         }
         scale = float(1.0 / double(B));
     }
-    if (!std::isfinite(loss) && !allow_nonfinite) return loss;
+    if (!sink && !std::isfinite(loss) && !allow_nonfinite) return loss;
     float* dz = s.d0.data();
     mse_backward(dz, P, yb, count, scale);
 
-    const bool fused_update =
+    const bool fused_update = !sink &&
         rule.mode == MlpMode::torch && rule.momentum == 0.0f && rule.weight_decay == 0.0f;
     const float l2 = rule.mode == MlpMode::sklearn ? float(double(rule.alpha) / double(B)) : 0.0f;
     SgdOptions sgd;
@@ -169,6 +172,7 @@ double gemm_step(const std::vector<MlpLayer>& layers, GemmScratch& s, const floa
     float* gb_next = s.gb2.data();
     relu_mask_colsum(dz, P, layers[size_t(L - 1)].relu, layers[size_t(L - 1)].bias ? gb : nullptr,
                      B, d_out);
+    float* sink_end = sink ? sink->buf + mlp_grad_buffer_size(layers) - 1 : nullptr;
     for (int64_t l = L - 1; l >= 0; --l) {
         const MlpLayer& ly = layers[size_t(l)];
         const float* a = s.act[size_t(l)].data();
@@ -180,7 +184,14 @@ double gemm_step(const std::vector<MlpLayer>& layers, GemmScratch& s, const floa
             relu_mask_colsum(da, a, layers[size_t(l - 1)].relu,
                              layers[size_t(l - 1)].bias ? gb_next : nullptr, B, ly.in);
         }
-        if (ly.frozen_weight) {
+        if (sink) {  // this layer's slot: weight (out, in), then bias (out); no update here
+            if (ly.bias) {
+                sink_end -= ly.out;
+                std::memcpy(sink_end, gb, size_t(ly.out) * sizeof(float));
+            }
+            sink_end -= ly.in * ly.out;
+            sgemm(true, false, ly.out, ly.in, B, 1.0f, dz, ly.out, a, ly.in, 0.0f, sink_end, ly.in);
+        } else if (ly.frozen_weight) {
             // requires_grad=False: no weight gradient, no update
         } else if (fused_update) {
             // W = W - lr * (dz^T @ a): the same two roundings as computing the gradient first.
@@ -193,11 +204,55 @@ double gemm_step(const std::vector<MlpLayer>& layers, GemmScratch& s, const floa
             else
                 update_param(ly.weight, s.gw.data(), ly.weight_buf, ly.in * ly.out, rule, first_step, l2);
         }
-        if (ly.bias && !ly.frozen_bias)
+        if (ly.bias && !sink && !ly.frozen_bias)
             update_param(ly.bias, gb, ly.bias_buf, ly.out, rule, first_step, 0.0f);
         std::swap(gb, gb_next);
         dz = da;
     }
+    return loss;
+}
+
+// The data-parallel update: every parameter from its slot of the summed gradient buffer, as the
+// gemm path's unfused update (torch.optim.SGD).
+void apply_grad_buffer(const std::vector<MlpLayer>& layers, const float* buf, const StepRule& rule,
+                       bool first_step) {
+    SgdOptions sgd;
+    sgd.lr = rule.lr;
+    sgd.momentum = rule.momentum;
+    sgd.dampening = rule.dampening;
+    sgd.weight_decay = rule.weight_decay;
+    sgd.nesterov = rule.nesterov;
+    for (const MlpLayer& ly : layers) {
+        if (!ly.frozen_weight) sgd_step(ly.weight, buf, ly.weight_buf, ly.in * ly.out, sgd, first_step);
+        buf += ly.in * ly.out;
+        if (ly.bias) {
+            if (!ly.frozen_bias) update_param(ly.bias, buf, ly.bias_buf, ly.out, rule, first_step, 0.0f);
+            buf += ly.out;
+        }
+    }
+}
+
+// One data-parallel step on global batch rows ord[0..nb): this rank's rows, the all-reduce, the
+// update. Returns the global batch loss (the same on every rank).
+double distributed_step(const std::vector<MlpLayer>& layers, bool small, SmallStepFn small_step,
+                        SmallScratch& ss, GemmScratch& gs, const float* X, const float* Y,
+                        const int64_t* ord, int64_t nb, const StepRule& rule, bool first,
+                        const MlpTrainOptions& opt) {
+    const int64_t size = mlp_grad_buffer_size(layers);
+    const int64_t lo = nb * opt.rank / opt.world, hi = nb * (opt.rank + 1) / opt.world;
+    GradSink sink;
+    sink.buf = opt.grad_buffer;
+    sink.count = double(nb) * double(layers.back().out);
+    double part = 0.0;
+    if (hi > lo)
+        part = small ? small_step(layers, ss, X, Y, ord + lo, hi - lo, rule, first, true, &sink)
+                     : gemm_step(layers, gs, X, Y, ord + lo, hi - lo, rule, first, true, &sink);
+    else  // fewer rows than ranks: this rank adds nothing
+        std::fill(opt.grad_buffer, opt.grad_buffer + size - 1, 0.0f);
+    opt.grad_buffer[size - 1] = float(part);
+    opt.grad_allreduce(opt.grad_buffer, size, opt.grad_allreduce_ctx);
+    const double loss = double(opt.grad_buffer[size - 1]);
+    if (std::isfinite(loss) || opt.allow_nonfinite) apply_grad_buffer(layers, opt.grad_buffer, rule, first);
     return loss;
 }
 
@@ -226,6 +281,12 @@ uint64_t bounded(uint64_t& state, uint64_t bound) {
 }  // namespace detail
 
 using namespace detail;
+
+int64_t mlp_grad_buffer_size(const std::vector<MlpLayer>& layers) {
+    int64_t n = 1;  // the loss
+    for (const MlpLayer& l : layers) n += l.in * l.out + (l.bias ? l.out : 0);
+    return n;
+}
 
 void mlp_shuffle_order(int64_t* order, int64_t n, uint64_t seed, int64_t epoch) {
     uint64_t state = seed ^ (0xD1B54A32D192ED03ull * (uint64_t(epoch) + 1));
@@ -261,6 +322,11 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
     const bool small = opt.path == MlpPath::small ||
                        (opt.path == MlpPath::automatic && mlp_small_path_fits(layers, B));
     res.used_small_path = small;
+    const bool dist = opt.grad_allreduce != nullptr;
+    if (dist && (opt.mode != MlpMode::torch || !opt.grad_buffer || opt.world < 1 || opt.rank < 0 ||
+                 opt.rank >= opt.world))
+        throw std::invalid_argument("mlp_train: data-parallel training needs torch mode, a gradient "
+                                    "buffer and 0 <= rank < world");
 
     StepRule rule;
     rule.mode = opt.mode;
@@ -278,7 +344,7 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
         ss.init(layers, B);
         small_step = small_step_for_isa();
     } else {
-        gs.init(layers, B, !(opt.mode == MlpMode::torch && opt.momentum == 0.0f && opt.weight_decay == 0.0f));
+        gs.init(layers, B, !dist && !(opt.mode == MlpMode::torch && opt.momentum == 0.0f && opt.weight_decay == 0.0f));
     }
 
     std::vector<int64_t> order(static_cast<size_t>(n));
@@ -306,8 +372,10 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
             // (No software prefetch of the next batch's rows: measured slower than letting the
             // out-of-order core overlap the gather's independent loads, in L3 and in DRAM.)
             const double loss =
-                small ? small_step(layers, ss, X, Y, ord + start, nb, rule, first, opt.allow_nonfinite)
-                      : gemm_step(layers, gs, X, Y, ord + start, nb, rule, first, opt.allow_nonfinite);
+                dist  ? distributed_step(layers, small, small_step, ss, gs, X, Y, ord + start, nb, rule,
+                                         first, opt)
+                : small ? small_step(layers, ss, X, Y, ord + start, nb, rule, first, opt.allow_nonfinite, nullptr)
+                      : gemm_step(layers, gs, X, Y, ord + start, nb, rule, first, opt.allow_nonfinite, nullptr);
             if (!std::isfinite(loss) && !opt.allow_nonfinite) {
                 res.stopped_nonfinite = true;
                 res.bad_epoch = e;

@@ -11,6 +11,7 @@
 #pragma once
 #pragma GCC diagnostic ignored "-Wpsabi"  // v16 below never crosses a non-inlined call
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12 avx512fintrin.h casts
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -30,6 +31,14 @@ struct StepRule {
     bool nesterov = false;
 };
 
+// Data-parallel step (MlpTrainOptions::grad_allreduce): instead of updating, the step writes its
+// gradients into buf (per layer weight (out, in) then bias (out), in layer order) and normalises
+// the loss and gradients by `count` (global batch rows x outputs) instead of its own rows.
+struct GradSink {
+    float* buf = nullptr;
+    double count = 0.0;
+};
+
 // Scratch of the small path, allocated once per mlp_train call.
 struct SmallScratch {
     int64_t ld = 0;              // padded batch stride (multiple of 16)
@@ -44,18 +53,20 @@ struct SmallScratch {
 };
 
 // One training step on the samples X[idx[0..B)], Y[idx[..]]. Returns the batch loss. When the loss
-// is not finite and !allow_nonfinite, the parameters are left untouched.
+// is not finite and !allow_nonfinite, the parameters are left untouched. With a sink (not null),
+// the gradients go to the sink and nothing is updated (the loss returned is this rank's share).
 using SmallStepFn = double (*)(const std::vector<MlpLayer>& layers, SmallScratch& s,
                                const float* X, const float* Y, const int64_t* idx, int64_t B,
-                               const StepRule& rule, bool first_step, bool allow_nonfinite);
+                               const StepRule& rule, bool first_step, bool allow_nonfinite,
+                               GradSink* sink);
 
 double small_step_generic(const std::vector<MlpLayer>&, SmallScratch&, const float*, const float*,
-                          const int64_t*, int64_t, const StepRule&, bool, bool);
+                          const int64_t*, int64_t, const StepRule&, bool, bool, GradSink*);
 #ifdef FASTMLP_HAVE_X86_KERNELS
 double small_step_avx2(const std::vector<MlpLayer>&, SmallScratch&, const float*, const float*,
-                       const int64_t*, int64_t, const StepRule&, bool, bool);
+                       const int64_t*, int64_t, const StepRule&, bool, bool, GradSink*);
 double small_step_avx512(const std::vector<MlpLayer>&, SmallScratch&, const float*, const float*,
-                         const int64_t*, int64_t, const StepRule&, bool, bool);
+                         const int64_t*, int64_t, const StepRule&, bool, bool, GradSink*);
 #endif
 
 }  // namespace fastmlp::detail
@@ -111,8 +122,9 @@ inline void update_param(float* p, const float* grad, float* buf, int64_t n, con
     namespace fastmlp::detail {                                                                    \
     double FASTMLP_SMALL_STEP_NAME(const std::vector<MlpLayer>& layers, SmallScratch& s,           \
                                    const float* X, const float* Y, const int64_t* idx, int64_t B,  \
-                                   const StepRule& rule, bool first_step, bool allow_nonfinite) {  \
-        return small_step_impl(layers, s, X, Y, idx, B, rule, first_step, allow_nonfinite);        \
+                                   const StepRule& rule, bool first_step, bool allow_nonfinite,    \
+                                   GradSink* sink) {                                               \
+        return small_step_impl(layers, s, X, Y, idx, B, rule, first_step, allow_nonfinite, sink);  \
     }                                                                                              \
     }
 
@@ -291,7 +303,7 @@ inline void gather_rows(float* dst, int64_t ld, const float* src, int64_t d, con
 [[maybe_unused]] double small_step_impl(const std::vector<MlpLayer>& layers, SmallScratch& s,
                                         const float* X, const float* Y, const int64_t* idx,
                                         int64_t B, const StepRule& rule, bool first_step,
-                                        bool allow_nonfinite) {
+                                        bool allow_nonfinite, GradSink* sink) {
     const int64_t L = int64_t(layers.size());
     const int64_t ld = s.ld;
     const int64_t Bp = (B + kLanes - 1) / kLanes * kLanes;  // loops run over Bp; pad is zero-fed
@@ -355,7 +367,7 @@ inline void gather_rows(float* dst, int64_t ld, const float* src, int64_t d, con
         }
     }
     const double sq = ((part[0] + part[4]) + (part[2] + part[6])) + ((part[1] + part[5]) + (part[3] + part[7]));
-    const double count = double(B) * double(d_out);
+    const double count = sink ? sink->count : double(B) * double(d_out);
     double loss;
     float scale;
     if (rule.mode == MlpMode::torch) {
@@ -371,7 +383,7 @@ inline void gather_rows(float* dst, int64_t ld, const float* src, int64_t d, con
         }
         scale = float(1.0 / double(B));
     }
-    if (!std::isfinite(loss) && !allow_nonfinite) return loss;
+    if (!sink && !std::isfinite(loss) && !allow_nonfinite) return loss;
     // A net that ends in ReLU: dLoss/dZ = dLoss/dP * (P > 0), as relu_backward (NaN gives 0).
     const bool last_relu = layers[size_t(L - 1)].relu;
     for (int64_t o = 0; o < d_out; ++o) {
@@ -387,6 +399,7 @@ inline void gather_rows(float* dst, int64_t ld, const float* src, int64_t d, con
 
     // Backward, last layer first. dz (out, ld) is dLoss/dZ_l with pad columns zero.
     const float l2 = rule.mode == MlpMode::sklearn ? float(double(rule.alpha) / double(B)) : 0.0f;
+    float* sink_end = sink ? sink->buf + mlp_grad_buffer_size(layers) - 1 : nullptr;
     for (int64_t l = L - 1; l >= 0; --l) {
         const MlpLayer& ly = layers[size_t(l)];
         const float* a = s.act[size_t(l)];
@@ -418,10 +431,19 @@ inline void gather_rows(float* dst, int64_t ld, const float* src, int64_t d, con
                 }
             }
         }
-        if (!ly.frozen_weight)
-            update_param(ly.weight, s.gw, ly.weight_buf, ly.in * ly.out, rule, first_step, l2);
-        if (ly.bias && !ly.frozen_bias)
-            update_param(ly.bias, s.gb, ly.bias_buf, ly.out, rule, first_step, 0.0f);
+        if (sink) {  // this layer's slot: weight (out, in), then bias (out)
+            if (ly.bias) {
+                sink_end -= ly.out;
+                std::copy(s.gb, s.gb + ly.out, sink_end);
+            }
+            sink_end -= ly.in * ly.out;
+            std::copy(s.gw, s.gw + ly.in * ly.out, sink_end);
+        } else {
+            if (!ly.frozen_weight)
+                update_param(ly.weight, s.gw, ly.weight_buf, ly.in * ly.out, rule, first_step, l2);
+            if (ly.bias && !ly.frozen_bias)
+                update_param(ly.bias, s.gb, ly.bias_buf, ly.out, rule, first_step, 0.0f);
+        }
         dz = da;
     }
     return loss;

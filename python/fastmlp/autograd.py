@@ -226,6 +226,70 @@ class _AccumulateGrad:
         return f"<AccumulateGrad object at {hex(id(self))}>"
 
 
+# ---- hooks (DistributedDataParallel's gradient buckets use them) -----------------------------
+# id(leaf) -> (weakref to it, [hook, ...]): Tensor.register_post_accumulate_grad_hook. Usually
+# empty, so the tape pays one dict truth test per accumulated leaf and nothing else. The dict is
+# mutated in place, never rebound (nn.functional holds the same object).
+_post_acc_hooks = {}
+_callbacks = []  # queue_callback: run once when the current backward pass has finished
+
+
+class _HookHandle:
+    __slots__ = ("key", "hook")
+
+    def __init__(self, key, hook):
+        self.key = key
+        self.hook = hook
+
+    def remove(self):
+        entry = _post_acc_hooks.get(self.key)
+        if entry is not None:
+            hooks = entry[1]
+            if self.hook in hooks:
+                hooks.remove(self.hook)
+            if not hooks:
+                del _post_acc_hooks[self.key]
+
+
+def register_post_accumulate_grad_hook(t, hook):
+    """``hook(t)`` after a backward pass has accumulated into the leaf ``t.grad``; returns a handle
+    with ``remove()`` (``torch.Tensor.register_post_accumulate_grad_hook``)."""
+    import weakref
+
+    if not callable(hook):
+        raise TypeError(f"register_post_accumulate_grad_hook: hook must be callable, got "
+                        f"{type(hook).__name__}")
+    if not t.requires_grad:
+        raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+    if t._node is not None:
+        raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+    key = id(t)
+    entry = _post_acc_hooks.get(key)
+    if entry is None or entry[0]() is not t:
+        entry = (weakref.ref(t, lambda _, key=key: _post_acc_hooks.pop(key, None)), [])
+        _post_acc_hooks[key] = entry
+    entry[1].append(hook)
+    return _HookHandle(key, hook)
+
+
+def _run_post_acc_hooks(t):
+    entry = _post_acc_hooks.get(id(t))
+    if entry is not None and entry[0]() is t:
+        for h in tuple(entry[1]):
+            h(t)
+
+
+def queue_callback(fn):
+    """Run ``fn()`` once, when the backward pass now running has finished (as torch's
+    ``Variable._execution_engine.queue_callback``); outside a backward pass, at the end of the next."""
+    _callbacks.append(fn)
+
+
+def _run_callbacks():
+    while _callbacks:
+        _callbacks.pop(0)()
+
+
 def _accumulate_leaf(t, g):
     """t.grad += g (g is an array; copied on first use, since nodes may share gradient arrays)."""
     cur = t.grad
@@ -237,6 +301,8 @@ def _accumulate_leaf(t, g):
         t.grad = _wrap(g.astype(t._data.dtype, order="C", copy=True))
     else:
         cur._data += g
+    if _post_acc_hooks:
+        _run_post_acc_hooks(t)
 
 
 # ---- version counters ---------------------------------------------------------------------
@@ -400,6 +466,8 @@ def run_backward(root, grad, retain_graph=False):
     node0 = root._node
     if node0 is None:  # backward() on a leaf: its gradient is the seed itself
         _accumulate_leaf(root, grad)
+        if _callbacks:
+            _run_callbacks()
         return
     if _anomaly:
         _engine([root], [grad], None, False, retain_graph, True)
@@ -443,7 +511,10 @@ def run_backward(root, grad, retain_graph=False):
     except BaseException:
         for n in nodes:
             n.gacc = None
+        _callbacks.clear()
         raise
+    if _callbacks:
+        _run_callbacks()
 
 
 def _engine(roots, grads, targets, create_graph, retain_graph, accumulate):

@@ -389,6 +389,13 @@ class Tensor:
         self.requires_grad = builtins.bool(requires_grad)
         return self
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """``hook(self)`` each time a backward pass has accumulated into this leaf's ``.grad``;
+        returns a handle with ``remove()``."""
+        from .autograd import register_post_accumulate_grad_hook
+
+        return register_post_accumulate_grad_hook(self, hook)
+
     def retain_grad(self):
         raise NotImplementedError("fastmlp: retain_grad() on non-leaf tensors is not supported")
 

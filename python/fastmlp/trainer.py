@@ -720,7 +720,7 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
         validation_data=None, progress=None, allow_nonfinite=False, permutation=None,
         scheduler=None, scheduler_interval=None, lr_schedule=None, sample_weight=None,
         class_weight=None, metric=None, patience=None, min_delta=0.0, restore_best_weights=True,
-        on_epoch_end=None, **hyper):
+        on_epoch_end=None, distributed=False, resume=None, **hyper):
     """Train ``model`` on ``X``, ``y`` whole epochs at a time in native code.
 
     ``model``: an ``nn.Sequential`` or any Module whose forward is a chain of Linear layers with
@@ -756,9 +756,20 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
     - ``on_epoch_end(history)``: called after every epoch; returning True stops training.
     - A NaN/inf batch loss raises :class:`NonFiniteLossError` (``allow_nonfinite=True`` goes on).
     - A model on the GPU trains there (ReLU chains with MSE and SGD today).
+    - ``distributed=True`` (CPU models, ReLU chains with MSE and SGD; under ``mpiexec -n N``, see
+      :mod:`fastmlp.distributed`, which it initialises if needed): every rank passes the same
+      ``X``, ``y`` and options; rank 0's weights and seed are broadcast first; each global batch of
+      ``batch_size`` rows is split into N contiguous parts, one per rank, and every step
+      all-reduces one flat buffer (all gradients and the loss) before the update, so N processes
+      follow one process with the same ``batch_size`` and order (within float32 rounding). Losses
+      and ``val_loss`` are global; only rank 0 shows progress. One process is the plain fit.
+    - ``resume``: ``history["state"]`` of an earlier fit: continues with its epoch count, seed,
+      step count and momentum buffers, so that fit(k epochs) then fit(m epochs, resume=...)
+      equals fit(k + m epochs) (SGD; other optimizers carry their state in an optim instance).
 
     Returns a :class:`History`: ``loss``, ``val_loss``, ``samples_per_sec``, ``seconds``,
-    ``steps``, ``seed``, ``device``, ``lr`` (per epoch), ``best_epoch`` with ``patience``.
+    ``steps``, ``seed``, ``device``, ``lr`` (per epoch), ``best_epoch`` with ``patience``,
+    ``state`` (for ``resume``).
     """
     chain = extract_chain(model)
     frozen = _frozen_flags(chain)
@@ -871,10 +882,35 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
         perm = np.ascontiguousarray(perm, dtype=np.int64)
         if perm.shape not in ((n,), (epochs, n)):
             raise ValueError(f"fit: permutation must have shape ({n},) or ({epochs}, {n}), got {perm.shape}")
+    start_epoch, start_steps = 0, 0
+    if resume is not None:
+        start_epoch, start_steps, rseed = _check_resume(resume)
+        if seed is not None and _check_int(seed, "seed", 0, hi=None) & ((1 << 64) - 1) != rseed:
+            raise ValueError(f"fit: seed={seed} differs from the resumed run's seed {rseed}; pass "
+                             f"seed=None (or the same seed) with resume")
+        seed = rseed
+        if not fast and ospec.instance is None:
+            raise ValueError("fit: resume continues SGD fits of ReLU chains with MSE; with another "
+                             "optimizer pass the same optim instance again (it carries its state) "
+                             "and epoch_offset comes from resume")
     if seed is None:
         seed = int(np.random.SeedSequence().entropy) & ((1 << 64) - 1)
     else:
         seed = _check_int(seed, "seed", 0, hi=None) & ((1 << 64) - 1)
+    group = None
+    if distributed:
+        if on_gpu:
+            raise NotImplementedError("fit(distributed=True) trains CPU models; for a model on the "
+                                      "GPU write the eager loop with nn.parallel.DistributedDataParallel "
+                                      "and fastmlp.distributed.init('nccl')")
+        if not fast:
+            raise NotImplementedError(
+                f"fit(distributed=True) runs ReLU chains with MSE and SGD (this run: "
+                f"{chain.describe()}, loss {lspec.name}, {ospec.name}); for other models wrap the "
+                f"eager loop in nn.parallel.DistributedDataParallel")
+        group = _process_group(chain, X, Y, batch_size, epochs)
+        if group is not None:
+            seed = group.bcast_object(seed, 0)
 
     steps_per_epoch = n // batch_size if drop_last else -(-n // batch_size)
     bufs_w = bufs_b = None
@@ -884,6 +920,12 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
         xp = cp if on_gpu else np
         bufs_w = [xp.zeros_like(w) for w in chain.weights]
         bufs_b = [xp.zeros_like(b) if b is not None else None for b in chain.biases]
+        if resume is not None:
+            _load_momentum(resume, bufs_w, bufs_b, start_steps)
+    dist_kw = {}
+    if group is not None:
+        _broadcast_chain(group, chain, bufs_w, bufs_b)
+        dist_kw = _allreduce_hook(group, chain)
     if not fast:
         states = []
         for (pw, pb), w, b in zip(chain.params, chain.weights, chain.biases):
@@ -895,7 +937,7 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
                    device=chain.device, lr=[])
     if want_acc:
         hist["val_accuracy"] = []
-    prog = _Progress(progress, epochs)
+    prog = _Progress(progress if group is None or group.rank == 0 else False, epochs)
     used_per_epoch = (n // batch_size) * batch_size if drop_last else n
     total_time = 0.0
     best = None  # (score, epoch, saved parameter copies)
@@ -927,7 +969,7 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
             t0 = time.perf_counter()
             if fast and on_gpu:
                 if p is None and shuffle:  # the CPU trainer's own order for this epoch
-                    p = _C.mlp_shuffle_order(n, seed, e)
+                    p = _C.mlp_shuffle_order(n, seed, start_epoch + e)
                 with cp.cuda.Device(chain.device_index):
                     r = CU.mlp_train(chain.weights, chain.biases, chain.relu, X, Y, epochs=1,
                                      batch_size=batch_size, drop_last=drop_last, perm=p, lr=ospec.lr,
@@ -935,25 +977,27 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
                                      weight_decay=ospec.hyper["weight_decay"],
                                      nesterov=bool(ospec.hyper["nesterov"]),
                                      weight_bufs=bufs_w, bias_bufs=bufs_b,
-                                     first_step=hist["steps"] == 0,
+                                     first_step=start_steps + hist["steps"] == 0,
                                      allow_nonfinite=bool(allow_nonfinite),
                                      stream=cp.cuda.get_current_stream().ptr, frozen=frozen,
                                      interruptible=_interruptible())
             elif fast:
                 r = _C.mlp_train(chain.weights, chain.biases, chain.relu, X, Y, epochs=1,
                                  batch_size=batch_size, drop_last=drop_last, shuffle=bool(shuffle),
-                                 seed=seed, epoch_offset=e, perm=p, mode="torch", lr=ospec.lr,
+                                 seed=seed, epoch_offset=start_epoch + e, perm=p, mode="torch",
+                                 lr=ospec.lr,
                                  momentum=momentum, dampening=ospec.hyper["dampening"],
                                  weight_decay=ospec.hyper["weight_decay"],
                                  nesterov=bool(ospec.hyper["nesterov"]), weight_bufs=bufs_w,
-                                 bias_bufs=bufs_b, first_step=hist["steps"] == 0,
+                                 bias_bufs=bufs_b, first_step=start_steps + hist["steps"] == 0,
                                  allow_nonfinite=bool(allow_nonfinite), frozen=frozen,
-                                 interruptible=_interruptible())
+                                 interruptible=_interruptible(), **dist_kw)
             else:
                 r = _C.mlp_fit(chain.spec_layers(states), X, Y, loss=lspec.as_dict(),
                                optim=ospec.as_dict(lr=cur_lr), epochs=1, batch_size=batch_size,
                                drop_last=drop_last, shuffle=bool(shuffle), seed=seed,
-                               epoch_offset=e, perm=p, step0=ospec.step, lr_schedule=sched,
+                               epoch_offset=start_epoch + e, perm=p, step0=ospec.step,
+                               lr_schedule=sched,
                                momentum_schedule=msched,
                                dropout_seed=seed ^ 0x5DEECE66D, sample_weight=sw,
                                class_weight=lspec.class_weight, pos_weight=lspec.pos_weight,
@@ -979,6 +1023,8 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
                     pred = _predict_cuda(chain, val[0], cp, CU)
                     d = pred.astype(cp.float64) - val[1]
                     vl = float((d * d).mean())
+                elif group is not None:  # each rank a contiguous part; one sum across ranks
+                    vl = _val_loss_distributed(group, chain, val[0], val[1])
                 else:
                     pred = _forward(chain, val[0])
                     vl = lspec.value(pred, val[1])
@@ -1025,4 +1071,114 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
         hist["samples_per_sec"] = used_per_epoch * done / total_time if total_time > 0 else 0.0
         if not fast:
             write_back_state(ospec, chain_params)
+        hist["state"] = {"epoch": start_epoch + done, "seed": seed, "steps": start_steps + hist["steps"],
+                         "momentum_buffers": None if bufs_w is None else
+                         {"weights": list(bufs_w), "biases": list(bufs_b)}}
     return hist
+
+
+# ---- fit(distributed=True) and resume --------------------------------------------------------
+
+def _process_group(chain: Chain, X, Y, batch_size, epochs):
+    """The fastmlp.distributed backend (initialised if needed), or None for one process. Checks
+    that every rank was given the same problem (all ranks raise the same error otherwise)."""
+    group = _distributed_group()
+    if group.size == 1:
+        return None
+    sig = np.array([X.shape[0], X.shape[1], Y.shape[1], batch_size, epochs,
+                    sum(int(w.size) for w in chain.weights)], dtype=np.int64)
+    every = group.allgather(sig)
+    if not (every == every[0]).all():
+        raise ValueError("fit(distributed=True): the ranks were given different problems (rows, "
+                         "features, outputs, batch_size, epochs, parameters per rank: "
+                         f"{every.tolist()}); every rank must pass the same X, y and options")
+    return group
+
+
+def _distributed_group():
+    """fastmlp.distributed's backend, initialised on first use."""
+    from . import distributed as dist
+
+    if not dist.is_initialized():
+        dist.init()
+    return dist._group()
+
+
+def _chain_arrays(chain: Chain, bufs_w, bufs_b):
+    arrays = [a for pair in zip(chain.weights, chain.biases) for a in pair if a is not None]
+    if bufs_w is not None:
+        arrays += [a for pair in zip(bufs_w, bufs_b) for a in pair if a is not None]
+    return arrays
+
+
+def _broadcast_chain(group, chain: Chain, bufs_w, bufs_b):
+    """Rank 0's weights, biases and momentum buffers on every rank (one broadcast)."""
+    arrays = _chain_arrays(chain, bufs_w, bufs_b)
+    flat = np.concatenate([a.reshape(-1) for a in arrays])
+    group.bcast(flat, 0)
+    off = 0
+    for a in arrays:
+        a[...] = flat[off:off + a.size].reshape(a.shape)
+        off += a.size
+
+
+def _allreduce_hook(group, chain: Chain):
+    """mlp_train's keywords for data-parallel steps: one flat buffer (every weight and bias
+    gradient, then the loss) and a callable that sums it across the ranks in place."""
+    size = 1 + sum(int(w.size) + (int(b.size) if b is not None else 0)
+                   for w, b in zip(chain.weights, chain.biases))
+    buf = np.zeros(size, dtype=np.float32)
+    allreduce = group.allreduce
+
+    def reduce_step():
+        allreduce(buf, "sum")
+
+    return {"grad_allreduce": reduce_step, "grad_buffer": buf, "rank": group.rank,
+            "world_size": group.size}
+
+
+def _val_loss_distributed(group, chain: Chain, Xv, Yv) -> float:
+    n = Xv.shape[0]
+    lo, hi = n * group.rank // group.size, n * (group.rank + 1) // group.size
+    acc = np.zeros(1, dtype=np.float64)
+    if hi > lo:
+        pred = _C.mlp_forward(chain.weights, chain.biases, chain.relu, Xv[lo:hi])
+        d = pred.astype(np.float64) - Yv[lo:hi]
+        acc[0] = float(np.sum(d * d))
+    group.allreduce(acc, "sum")
+    return float(acc[0] / (n * Yv.shape[1]))
+
+
+def _check_resume(state):
+    if not isinstance(state, dict):
+        raise TypeError(f"fit: resume must be the dict history['state'] of an earlier fit, got "
+                        f"{_kind(state)}")
+    missing = [k for k in ("epoch", "seed", "steps") if k not in state]
+    if missing:
+        raise ValueError(f"fit: resume is missing {missing}; pass history['state'] of an earlier fit")
+    return (_check_int(int(state["epoch"]), "resume['epoch']", 0),
+            _check_int(int(state["steps"]), "resume['steps']", 0),
+            int(state["seed"]) & ((1 << 64) - 1))
+
+
+def _load_momentum(state, bufs_w, bufs_b, steps):
+    mb = state.get("momentum_buffers")
+    if mb is None:
+        if steps > 0:
+            raise ValueError("fit: resume has no momentum buffers (the earlier fit had momentum=0); "
+                             "resuming with momentum != 0 would not continue that run")
+        return
+    for name, mine, theirs in (("weights", bufs_w, mb["weights"]), ("biases", bufs_b, mb["biases"])):
+        if len(theirs) != len(mine):
+            raise ValueError(f"fit: resume's momentum buffers have {len(theirs)} {name} entries, the "
+                             f"model {len(mine)}")
+        for i, (a, b) in enumerate(zip(mine, theirs)):
+            if (a is None) != (b is None):
+                raise ValueError(f"fit: resume's momentum buffer {name}[{i}] does not match the model")
+            if a is None:
+                continue
+            b = np.asarray(b._data if hasattr(b, "_data") else b)
+            if b.shape != a.shape:
+                raise ValueError(f"fit: resume's momentum buffer {name}[{i}] has shape {b.shape}, the "
+                                 f"model's parameter {a.shape}")
+            a[...] = b if type(a) is np.ndarray else _cupy().asarray(b)

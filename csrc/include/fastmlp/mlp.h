@@ -60,6 +60,18 @@ struct MlpTrainOptions {
     // bindings use it for Ctrl-C and for the interpreter finalizing; null: never stop.
     bool (*should_stop)(void* ctx) = nullptr;
     void* stop_ctx = nullptr;
+    // Data-parallel training (fastmlp.distributed; torch mode only). When grad_allreduce is set,
+    // rank `rank` of `world` computes rows [nb * rank / world, nb * (rank + 1) / world) of every
+    // global batch of nb rows, its loss and gradients normalised by the global batch; it writes
+    // them into grad_buffer (mlp_grad_buffer_size floats: per layer the weight gradient (out, in)
+    // then the bias gradient (out), then its share of the batch loss), calls
+    // grad_allreduce(grad_buffer, size, ctx) once per step, which must sum the buffer across the
+    // ranks in place (it may throw; the exception leaves mlp_train), and updates from the sums.
+    // Every rank gets the same sums, so every rank takes the same steps. Null: one process.
+    void (*grad_allreduce)(float* buf, int64_t n, void* ctx) = nullptr;
+    void* grad_allreduce_ctx = nullptr;
+    float* grad_buffer = nullptr;
+    int64_t rank = 0, world = 1;
 };
 
 struct MlpTrainResult {
@@ -81,6 +93,9 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
 
 // Inference: out (n, layers.back().out) = the chain applied to X (n, layers[0].in).
 void mlp_forward(float* out, const std::vector<MlpLayer>& layers, const float* X, int64_t n);
+
+// Floats in the data-parallel gradient buffer: every weight and bias, plus one for the loss.
+int64_t mlp_grad_buffer_size(const std::vector<MlpLayer>& layers);
 
 // Whether the small-matrix path would be chosen for these layers and batch size.
 bool mlp_small_path_fits(const std::vector<MlpLayer>& layers, int64_t batch_size);

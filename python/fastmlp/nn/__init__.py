@@ -1,5 +1,5 @@
 """``fastmlp.nn``: modules, ``functional`` and ``init``, shaped like ``torch.nn``."""
-from . import functional, init, utils
+from . import functional, init, parallel, utils
 from .activation import (ELU, GELU, Hardtanh, LeakyReLU, LogSoftmax, ReLU6, SiLU, Sigmoid,
                          Softmax, Softplus, Tanh)
 from .layers import BatchNorm1d, Dropout, Embedding, LayerNorm, Unflatten
@@ -10,7 +10,7 @@ from .parameter import Parameter
 
 __all__ = ["Module", "Parameter", "Linear", "ReLU", "Sequential", "ModuleList", "MSELoss",
            "Identity", "Flatten", "Tanh", "Sigmoid", "GELU", "SiLU", "LeakyReLU", "ELU",
-           "Softplus", "Hardtanh", "ReLU6", "Softmax", "LogSoftmax", "functional", "init",
+           "Softplus", "Hardtanh", "ReLU6", "Softmax", "LogSoftmax", "functional", "init", "parallel", "utils",
            "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "L1Loss", "SmoothL1Loss",
            "HuberLoss",
            "Dropout", "LayerNorm", "BatchNorm1d", "Unflatten", "Embedding"]

@@ -30,7 +30,7 @@ import warnings
 import numpy as np
 
 from .. import _C, ops
-from ..autograd import GradMode, Node, _seq
+from ..autograd import GradMode, Node, _post_acc_hooks, _run_post_acc_hooks, _seq
 from ..devices import array_module, device_of
 from ..tensor import _ONE_F32 as _ONE
 from ..tensor import Size, Tensor, _as_tensor_like, _same_device, _unb_t, _unbroadcast, _wrap
@@ -201,6 +201,11 @@ class _LinearNode(Node):
                     else:
                         _set_leaf_grad(b_t, db)
                 db = None
+            if _post_acc_hooks:  # Tensor.register_post_accumulate_grad_hook (DDP's buckets)
+                if leaf_w:
+                    _run_post_acc_hooks(w_t)
+                if leaf_b:
+                    _run_post_acc_hooks(b_t)
         else:
             if self.act > 1:  # the activation's gradient first, then the plain Linear backward
                 p = self.act_p

@@ -20,7 +20,8 @@ import numpy as np
 from ..generator import Generator, default_generator
 from ..tensor import Tensor, _wrap
 
-__all__ = ["Dataset", "TensorDataset", "Subset", "random_split", "DataLoader", "default_collate"]
+__all__ = ["Dataset", "TensorDataset", "Subset", "random_split", "DataLoader", "default_collate",
+           "Sampler", "DistributedSampler"]
 
 
 class Dataset:
@@ -153,9 +154,11 @@ class DataLoader:
                 batch_size, numbers.Integral) or batch_size <= 0):
             raise ValueError(f"batch_size should be a positive integer value, but got "
                              f"batch_size={batch_size}")
-        if sampler is not None or batch_sampler is not None:
-            raise NotImplementedError("fastmlp DataLoader: sampler/batch_sampler are not supported; "
-                                      "use shuffle=True or a Subset")
+        if batch_sampler is not None:
+            raise NotImplementedError("fastmlp DataLoader: batch_sampler is not supported; use a "
+                                      "sampler, shuffle=True or a Subset")
+        if sampler is not None and shuffle:
+            raise ValueError("sampler option is mutually exclusive with shuffle")
         if generator is not None and not isinstance(generator, Generator):
             raise TypeError(f"generator must be a fastmlp.Generator, got {type(generator).__name__}")
         self.dataset = dataset
@@ -165,10 +168,11 @@ class DataLoader:
         self.collate_fn = collate_fn
         self.generator = generator
         self.num_workers = num_workers
+        self.sampler = sampler  # an iterable of dataset indices with a len(), e.g. DistributedSampler
         self._rng = np.random.Generator(np.random.PCG64(seed)) if seed is not None else None
 
     def __len__(self):
-        n = len(self.dataset)
+        n = len(self.dataset) if self.sampler is None else len(self.sampler)
         if self.batch_size is None:
             return n
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
@@ -186,8 +190,12 @@ class DataLoader:
         return rng.permutation(n)
 
     def __iter__(self):
-        n = len(self.dataset)
-        order = self._order(n)
+        if self.sampler is not None:  # the sampler's indices, in its order
+            order = np.fromiter((int(i) for i in self.sampler), dtype=np.int64)
+            n = len(order)
+        else:
+            n = len(self.dataset)
+            order = self._order(n)
         bs = self.batch_size
         if bs is None:  # automatic batching off: one sample at a time
             for i in (range(n) if order is None else order):
@@ -212,3 +220,81 @@ class DataLoader:
             end = min(start + bs, n)
             idx = range(start, end) if order is None else order[start:end]
             yield collate([self.dataset[int(i)] for i in idx])
+
+
+class Sampler:
+    """Base class of index samplers: ``__iter__`` yields dataset indices, ``__len__`` counts them."""
+
+    def __init__(self, data_source=None):
+        pass
+
+    def __iter__(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class DistributedSampler(Sampler):
+    """The part of ``dataset`` that rank ``rank`` of ``num_replicas`` reads
+    (``torch.utils.data.DistributedSampler``, same semantics).
+
+    The index list (``0..n-1``, or a permutation seeded with ``seed + epoch`` when ``shuffle``; call
+    :meth:`set_epoch` each epoch) is padded by repeating its head up to a multiple of
+    ``num_replicas`` (``drop_last=False``) or cut to one (``drop_last=True``); rank r reads every
+    ``num_replicas``-th index from r. Hence local batch k of every rank with ``batch_size=b``
+    together are positions ``[k*b*N, (k+1)*b*N)`` of the list: one process with batch ``b*N`` on the
+    same list. ``num_replicas`` and ``rank`` default to :mod:`fastmlp.distributed`'s world size and
+    rank (1 and 0 when it is not initialised). The permutation is fastmlp's (not PyTorch's stream).
+    """
+
+    def __init__(self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0, drop_last=False):
+        from .. import distributed as dist
+
+        if num_replicas is None:
+            num_replicas = dist.get_world_size()
+        if rank is None:
+            rank = dist.get_rank()
+        for name, v in (("num_replicas", num_replicas), ("rank", rank), ("seed", seed)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise TypeError(f"DistributedSampler: {name} must be an int, got {type(v).__name__}")
+        if num_replicas < 1:
+            raise ValueError(f"DistributedSampler: num_replicas must be >= 1, got {num_replicas}")
+        if rank >= num_replicas or rank < 0:
+            raise ValueError(f"Invalid rank {rank}, rank should be in the interval [0, {num_replicas - 1}]")
+        self.dataset = dataset
+        self.num_replicas = int(num_replicas)
+        self.rank = int(rank)
+        self.epoch = 0
+        self.drop_last = bool(drop_last)
+        n = len(dataset)
+        if self.drop_last and n % self.num_replicas != 0:
+            self.num_samples = math.ceil((n - self.num_replicas) / self.num_replicas)
+        else:
+            self.num_samples = math.ceil(n / self.num_replicas)
+        self.total_size = self.num_samples * self.num_replicas
+        self.shuffle = bool(shuffle)
+        self.seed = int(seed)
+
+    def _indices(self):
+        n = len(self.dataset)
+        if self.shuffle:
+            g = Generator()
+            g.manual_seed(self.seed + self.epoch)
+            indices = g.rng.permutation(n).astype(np.int64)
+        else:
+            indices = np.arange(n, dtype=np.int64)
+        if not self.drop_last:
+            pad = self.total_size - n
+            if pad > 0:
+                indices = np.concatenate([indices, np.resize(indices, pad)])  # repeats the head
+        else:
+            indices = indices[:self.total_size]
+        return indices[self.rank:self.total_size:self.num_replicas]
+
+    def __iter__(self):
+        return iter(self._indices().tolist())
+
+    def __len__(self):
+        return self.num_samples
+
+    def set_epoch(self, epoch):
+        """The shuffle of the next iteration is seeded with ``seed + epoch``."""
+        self.epoch = int(epoch)
