@@ -736,3 +736,381 @@ def export_chain(path, weights, biases, relu, meta=None, opset=None, dynamic_bat
                 [(y, "output", g.onnx.TensorProto.FLOAT, [int(np.shape(weights[-1])[0])])],
                 dynamic_batch, 1, "fastmlp CLI model exported by fastmlp.onnx", meta)
     return _save(m, path)
+
+
+# ======================================================================================
+# Import: an ONNX MLP as nn.Sequential.
+# ======================================================================================
+
+def _attrs(node):
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _constant_value(node):
+    from onnx import numpy_helper
+
+    a = _attrs(node)
+    if "value" in a:
+        return numpy_helper.to_array(a["value"])
+    for k in ("value_float", "value_int"):
+        if k in a:
+            return np.asarray(a[k])
+    for k in ("value_floats", "value_ints"):
+        if k in a:
+            return np.asarray(list(a[k]))
+    raise ValueError(f"load: Constant node {node.name!r} has no supported value attribute")
+
+
+def _err(node, why=None):
+    return ValueError(f"load: unsupported operator {node.op_type} (node {node.name or '<unnamed>'!r})"
+                      + (f": {why}" if why else "") + ". fastmlp.onnx.load reads MLPs made of Gemm, "
+                      "MatMul+Add, Relu, Tanh, Sigmoid, LeakyRelu, Elu, Softplus, Clip, Gelu (or its erf "
+                      "formula), x*Sigmoid(x), Softmax, LogSoftmax, Flatten, LayerNormalization, "
+                      "BatchNormalization, Identity, Dropout")
+
+
+class _Loader:
+    def __init__(self, model):
+        from onnx import numpy_helper
+
+        g = model.graph
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+        self.consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+        nodes = []
+        for n in g.node:
+            if n.op_type == "Constant":
+                self.consts[n.output[0]] = _constant_value(n)
+            else:
+                nodes.append(n)
+        inputs = [i for i in g.input if i.name not in self.consts]
+        if len(inputs) != 1:
+            raise ValueError(f"load: an MLP graph has one input, this one has {len(inputs)} "
+                             f"({', '.join(i.name for i in inputs)})")
+        self.input = inputs[0].name
+        dims = inputs[0].type.tensor_type.shape.dim
+        self.in_shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+        out = self._pick_output(g, nodes)
+        producer = {o: n for n in nodes for o in n.output}
+        need, stack = set(), [out]
+        while stack:
+            t = stack.pop()
+            n = producer.get(t)
+            if n is not None and id(n) not in need:
+                need.add(id(n))
+                stack.extend(n.input)
+        dep = {self.input}
+        self.nodes = []
+        for n in nodes:
+            if id(n) not in need:
+                continue
+            if any(i in dep for i in n.input):
+                self.nodes.append(n)
+                dep.update(o for o in n.output if o)
+            else:
+                raise _err(n, "it computes a value the MLP's weights would need at load time")
+        self.out = out
+        self.count = {}
+        for n in self.nodes:
+            for i in n.input:
+                self.count[i] = self.count.get(i, 0) + 1
+        self.count[out] = self.count.get(out, 0) + 1  # the graph output stays open to the end
+
+    def _pick_output(self, g, nodes):
+        import onnx
+
+        producer = {o: n for n in nodes for o in n.output}
+        cands = []
+        for o in g.output:
+            name = o.name
+            p = producer.get(name)
+            if p is not None and p.op_type == "ZipMap":  # skl2onnx's dict of probabilities
+                name = p.input[0]
+            elif o.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+                continue
+            cands.append((o.name, name))
+        if not cands:
+            raise ValueError("load: the graph has no float tensor output")
+        for oname, name in cands:
+            if "prob" in oname:
+                return name
+        return cands[0][1]
+
+    def regions(self):
+        """Single-entry single-exit runs of nodes, in order: (entry tensor, nodes, exit tensor)."""
+        i, cur = 0, self.input
+        while i < len(self.nodes):
+            open_ = {cur: self.count.get(cur, 0)}
+            region = []
+            while i < len(self.nodes):
+                n = self.nodes[i]
+                i += 1
+                region.append(n)
+                for t in n.input:
+                    if t in open_:
+                        open_[t] -= 1
+                        if open_[t] <= 0:
+                            del open_[t]
+                for o in n.output:
+                    if o and self.count.get(o, 0) > 0:
+                        open_[o] = self.count[o]
+                if len(open_) == 1 and cur not in open_:
+                    break
+            if len(open_) != 1:
+                raise _err(region[-1], "the graph is not a chain of layers")
+            nxt = next(iter(open_))
+            yield cur, region, nxt
+            cur = nxt
+        if cur != self.out:
+            raise ValueError(f"load: the chain from {self.input!r} does not reach the output {self.out!r}")
+
+    def const(self, node, idx, what):
+        if idx >= len(node.input) or node.input[idx] == "":
+            return None
+        name = node.input[idx]
+        if name not in self.consts:
+            raise _err(node, f"its {what} ({name!r}) is not a constant")
+        return np.asarray(self.consts[name])
+
+
+def _region_eval(loader, entry, region, exit_, x):
+    """Run a few nodes with onnx's reference evaluator (for matching multi-node patterns)."""
+    import onnx
+    from onnx import helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    used = {i for n in region for i in n.input if i in loader.consts}
+    inits = [numpy_helper.from_array(np.asarray(loader.consts[k]), k) for k in used]
+    g = helper.make_graph(list(region), "region",
+                          [helper.make_tensor_value_info(entry, onnx.TensorProto.FLOAT, None)],
+                          [helper.make_tensor_value_info(exit_, onnx.TensorProto.FLOAT, None)],
+                          initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", loader.opset)])
+    return ReferenceEvaluator(m).run(None, {entry: x})[0]
+
+
+_PATTERNS = [  # multi-node regions recognised by what they compute
+    ("silu", lambda x: x * _sigm(x)),
+    ("gelu", lambda x: _np_gelu(x, {"approximate": "none"})),
+    ("gelu_tanh", lambda x: _np_gelu(x, {"approximate": "tanh"})),
+]
+
+
+def _spec_of_region(loader, entry, region, exit_, specs, width):
+    """Append the layer spec(s) of one region to ``specs``."""
+    if len(region) > 1:
+        ops = sorted(n.op_type for n in region)
+        if ops == ["Concat", "Sigmoid", "Sub"] and specs and specs[-1][0] == "linear" \
+                and specs[-1][1]["weight"].shape[0] == 1:
+            # skl2onnx's binary classifier: [1 - sigmoid(z), sigmoid(z)] = softmax([0, z])
+            lin = specs[-1][1]
+            w, b = lin["weight"], lin["bias"]
+            lin["weight"] = np.concatenate([np.zeros_like(w), w])
+            lin["bias"] = np.concatenate([np.zeros(1, np.float32),
+                                          b if b is not None else np.zeros(1, np.float32)])
+            x = np.linspace(-6, 6, 13, dtype=np.float32).reshape(-1, 1)
+            got = _region_eval(loader, entry, [n for n in region if n.op_type != "Sigmoid"] and region,
+                               exit_, x)
+            s = _sigm(x.astype(np.float64))
+            if not np.allclose(got, np.concatenate([1 - s, s], 1), atol=1e-5):
+                raise _err(region[-1], "a Sigmoid/Sub/Concat pattern that is not [1 - p, p]")
+            specs.append(("softmax", {"dim": 1}))
+            return
+        rng = np.random.default_rng(0)
+        x = (rng.standard_normal((3, width or 4)) * 3).astype(np.float32)
+        try:
+            got = np.asarray(_region_eval(loader, entry, region, exit_, x), dtype=np.float64)
+        except Exception as e:  # noqa: BLE001 - unknown operators: named below
+            raise _err(region[0], f"the pattern {'/'.join(n.op_type for n in region)} could not be "
+                       f"evaluated ({e})") from None
+        for kind, fn in _PATTERNS:
+            want = fn(x.astype(np.float64))
+            if got.shape == want.shape and np.allclose(got, want, rtol=1e-4, atol=1e-5):
+                specs.append(("gelu", {"approximate": "tanh"}) if kind == "gelu_tanh"
+                             else ("gelu", {"approximate": "none"}) if kind == "gelu" else (kind, {}))
+                return
+        raise _err(region[0], f"the node pattern {' -> '.join(n.op_type for n in region)} is not a "
+                   f"layer fastmlp knows")
+    n = region[0]
+    op, a = n.op_type, _attrs(n)
+    if n.input[0] != entry:
+        raise _err(n, f"its data input is not input 0")
+    if op == "Gemm":
+        if a.get("transA", 0):
+            raise _err(n, "transA=1")
+        B = loader.const(n, 1, "B")
+        w = B if a.get("transB", 0) else B.T
+        w = w * a.get("alpha", 1.0)
+        C = loader.const(n, 2, "C")
+        b = None if C is None else np.broadcast_to(C * a.get("beta", 1.0), (w.shape[0],))
+        specs.append(("linear", {"weight": w, "bias": b}))
+    elif op == "MatMul":
+        W = loader.const(n, 1, "weight")
+        if W.ndim != 2:
+            raise _err(n, f"a {W.ndim}-D weight")
+        specs.append(("linear", {"weight": W.T, "bias": None}))
+    elif op == "Add":
+        b = loader.const(n, 1, "bias")
+        if not specs or specs[-1][0] != "linear":
+            raise _err(n, "an Add that is not a Linear layer's bias")
+        lin = specs[-1][1]
+        out = lin["weight"].shape[0]
+        if b.size not in (1, out):
+            raise _err(n, f"a bias of shape {b.shape} for {out} outputs")
+        b = np.broadcast_to(b.reshape(-1), (out,))
+        lin["bias"] = b if lin["bias"] is None else lin["bias"] + b
+    elif op in ("Relu", "Tanh", "Sigmoid", "Softplus"):
+        specs.append((op.lower(), {}))
+    elif op == "LeakyRelu":
+        specs.append(("leaky_relu", {"negative_slope": float(a.get("alpha", 0.01))}))
+    elif op == "Elu":
+        specs.append(("elu", {"alpha": float(a.get("alpha", 1.0))}))
+    elif op == "Gelu":
+        specs.append(("gelu", {"approximate": a.get("approximate", b"none")}))
+    elif op == "Clip":
+        if loader.opset < 11:
+            lo, hi = a.get("min", -np.inf), a.get("max", np.inf)
+        else:
+            lo, hi = loader.const(n, 1, "min"), loader.const(n, 2, "max")
+        lo = -np.inf if lo is None else float(np.asarray(lo).reshape(()))
+        hi = np.inf if hi is None else float(np.asarray(hi).reshape(()))
+        specs.append(("clip", {"min": lo, "max": hi}))
+    elif op in ("Softmax", "LogSoftmax"):
+        axis = int(a.get("axis", -1 if loader.opset >= 13 else 1))
+        specs.append(("softmax" if op == "Softmax" else "log_softmax", {"dim": axis}))
+    elif op == "Flatten":
+        if int(a.get("axis", 1)) != 1:
+            raise _err(n, f"axis={a.get('axis')} (only a flatten after the batch dimension)")
+        specs.append(("flatten", {}))
+    elif op == "Reshape":
+        shape = [int(v) for v in loader.const(n, 1, "shape").reshape(-1)]
+        if len(shape) == 2 and shape[0] in (-1, 0) and (shape[1] == -1 or shape[1] >= 0):
+            if shape[1] == -1 or width is None or shape[1] != width:
+                specs.append(("flatten", {}))
+            # else: (n, width) to (n, width): nothing to do
+        else:
+            raise _err(n, f"a reshape to {shape} (only (batch, -1) is an MLP layer)")
+    elif op in ("Identity", "Dropout"):
+        pass
+    elif op == "Cast":
+        import onnx
+
+        if a.get("to") != onnx.TensorProto.FLOAT:
+            raise _err(n, "a cast to a type other than float")
+    elif op == "LayerNormalization":
+        scale, bias = loader.const(n, 1, "scale"), loader.const(n, 2, "bias")
+        axis = int(a.get("axis", -1))
+        if axis != -scale.ndim and not (axis >= 0 and loader.in_shape and axis == len(loader.in_shape) - scale.ndim):
+            raise _err(n, f"axis={axis} with a scale of shape {scale.shape}")
+        specs.append(("layer_norm", {"weight": scale, "bias": bias, "eps": float(a.get("epsilon", 1e-5))}))
+    elif op == "BatchNormalization":
+        if a.get("training_mode", 0):
+            raise _err(n, "training_mode=1")
+        specs.append(("batch_norm", {"weight": loader.const(n, 1, "scale"), "bias": loader.const(n, 2, "B"),
+                                     "mean": loader.const(n, 3, "mean"), "var": loader.const(n, 4, "var"),
+                                     "eps": float(a.get("epsilon", 1e-5))}))
+    else:
+        raise _err(n)
+    for o in n.output[1:]:
+        if o and loader.count.get(o):
+            raise _err(n, f"its output {o!r} is used")
+
+
+def _module(cls_name, what, *args, **kwargs):
+    from . import nn
+
+    cls = getattr(nn, cls_name, None)
+    if cls is None:
+        raise ValueError(f"load: the graph needs nn.{cls_name} ({what}), which this fastmlp build "
+                         f"does not have")
+    return cls(*args, **kwargs)
+
+
+def _set(module, **arrays):
+    for k, v in arrays.items():
+        t = getattr(module, k)
+        t._data[...] = np.asarray(v, dtype=t._data.dtype).reshape(t._data.shape)
+
+
+def _build(specs):
+    from . import nn
+
+    mods = []
+    for kind, p in specs:
+        if kind == "linear":
+            w = np.asarray(p["weight"], np.float32)
+            m = nn.Linear(w.shape[1], w.shape[0], bias=p["bias"] is not None)
+            _set(m, weight=w)
+            if p["bias"] is not None:
+                _set(m, bias=p["bias"])
+        elif kind in ("relu", "tanh", "sigmoid"):
+            m = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}[kind]()
+        elif kind == "softplus":
+            m = _module("Softplus", "Softplus")
+        elif kind == "silu":
+            m = _module("SiLU", "x * Sigmoid(x)")
+        elif kind == "gelu":
+            ap = p["approximate"]
+            ap = ap.decode() if isinstance(ap, bytes) else ap
+            m = _module("GELU", "Gelu", approximate=ap)
+        elif kind == "leaky_relu":
+            m = _module("LeakyReLU", "LeakyRelu", negative_slope=p["negative_slope"])
+        elif kind == "elu":
+            m = _module("ELU", "Elu", alpha=p["alpha"])
+        elif kind == "clip":
+            lo, hi = p["min"], p["max"]
+            if lo == 0 and hi == 6:
+                m = _module("ReLU6", "Clip(0, 6)")
+            elif lo == 0 and hi == np.inf:
+                m = nn.ReLU()
+            else:
+                m = _module("Hardtanh", "Clip", min_val=lo, max_val=hi)
+        elif kind == "softmax":
+            m = _module("Softmax", "Softmax", dim=p["dim"])
+        elif kind == "log_softmax":
+            m = _module("LogSoftmax", "LogSoftmax", dim=p["dim"])
+        elif kind == "flatten":
+            m = nn.Flatten()
+        elif kind == "layer_norm":
+            w = np.asarray(p["weight"])
+            m = _module("LayerNorm", "LayerNormalization", list(w.shape), eps=p["eps"])
+            _set(m, weight=w, bias=p["bias"] if p["bias"] is not None else np.zeros_like(w))
+        elif kind == "batch_norm":
+            c = np.asarray(p["mean"]).shape[0]
+            m = _module("BatchNorm1d", "BatchNormalization", c, eps=p["eps"])
+            _set(m, weight=p["weight"], bias=p["bias"], running_mean=p["mean"], running_var=p["var"])
+        else:  # pragma: no cover - every spec kind above
+            raise AssertionError(kind)
+        mods.append(m)
+    return nn.Sequential(*mods).eval()
+
+
+def load(path):
+    """An ONNX MLP (a path, file object, bytes or ``onnx.ModelProto``) as an ``nn.Sequential`` in
+    eval mode. Unsupported operators raise ValueError naming the operator and its node."""
+    onnx = _onnx()
+    if isinstance(path, onnx.ModelProto):
+        model = path
+    elif isinstance(path, (bytes, bytearray)):
+        model = onnx.load_from_string(bytes(path))
+    else:
+        try:
+            model = onnx.load(os.fspath(path) if not hasattr(path, "read") else path)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"load: no such file {path}") from None
+        except Exception as e:  # noqa: BLE001 - not an ONNX file
+            if isinstance(e, OSError):
+                raise
+            raise ValueError(f"load: {path} is not a readable ONNX model ({e})") from None
+    ld = _Loader(model)
+    specs = []
+    width = ld.in_shape[-1] if ld.in_shape and len(ld.in_shape) == 2 else None
+    for entry, region, exit_ in ld.regions():
+        _spec_of_region(ld, entry, region, exit_, specs, width)
+        for kind, p in specs[-1:]:
+            if kind == "linear":
+                width = p["weight"].shape[0]
+    if not specs:
+        raise ValueError("load: the graph holds no layer")
+    return _build(specs)
