@@ -485,6 +485,42 @@ def cmd_predict(args):
     return 0
 
 
+# ---- export ----------------------------------------------------------------------------------
+
+def cmd_export(args):
+    """model.npz -> model.onnx: the standardization of a --standardize model is folded into the
+    first and last Linear layers, so the graph takes raw features and returns raw targets."""
+    try:
+        from . import onnx as fonnx
+
+        fonnx._onnx()
+    except ImportError as e:
+        raise CLIError(str(e)) from None
+    ws, bs, relu, meta = load_model(args.model)
+    ws = [w.astype(np.float64) for w in ws]
+    bs = [b.astype(np.float64) for b in bs]
+    stats = meta.get("standardize")
+    if stats:  # x' = (x - m) / s  ->  W x' + b = (W / s) x + (b - (W / s) m)
+        xm, xs = np.asarray(stats["x_mean"]), np.asarray(stats["x_std"])
+        ym, ys = np.asarray(stats["y_mean"]), np.asarray(stats["y_std"])
+        ws[0] = ws[0] / xs
+        bs[0] = bs[0] - ws[0] @ xm
+        ws[-1] = ws[-1] * ys[:, None]
+        bs[-1] = bs[-1] * ys + ym
+    info = {"features": json.dumps(meta["features"]), "targets": json.dumps(meta["targets"])}
+    try:
+        fonnx.export_chain(args.out, [w.astype(np.float32) for w in ws],
+                           [b.astype(np.float32) for b in bs], relu, meta=info, opset=args.opset,
+                           dynamic_batch=True)
+    except (ValueError, TypeError) as e:
+        raise CLIError(str(e)) from None
+    except OSError as e:
+        raise CLIError(f"{args.out}: cannot write ({e})") from None
+    print(f"ONNX model written to {args.out} (input 'input': {len(meta['features'])} features "
+          f"{', '.join(meta['features'])}; output 'output': {', '.join(meta['targets'])})")
+    return 0
+
+
 # ---- bench -----------------------------------------------------------------------------------
 
 def bench_dir():
@@ -568,6 +604,12 @@ def add_subcommands(sub):
     s.add_argument("data")
     s.add_argument("--out", help="CSV to write (default: stdout)")
     s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("export", help="write a saved model (.npz) as ONNX (needs the onnx package)")
+    s.add_argument("model", help="a model saved by `train --out model.npz`")
+    s.add_argument("out", help="the .onnx file to write")
+    s.add_argument("--opset", type=int, default=None, help="ONNX opset (default: fastmlp.onnx.DEFAULT_OPSET)")
+    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("bench", help="run bench/train.py (and bench/gemm.py) and save JSON + PNG")
     s.add_argument("--quick", action="store_true", help="short runs")

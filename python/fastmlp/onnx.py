@@ -897,43 +897,80 @@ _PATTERNS = [  # multi-node regions recognised by what they compute
 ]
 
 
-def _spec_of_region(loader, entry, region, exit_, specs, width):
-    """Append the layer spec(s) of one region to ``specs``."""
-    if len(region) > 1:
-        ops = sorted(n.op_type for n in region)
-        if ops == ["Concat", "Sigmoid", "Sub"] and specs and specs[-1][0] == "linear" \
-                and specs[-1][1]["weight"].shape[0] == 1:
-            # skl2onnx's binary classifier: [1 - sigmoid(z), sigmoid(z)] = softmax([0, z])
-            lin = specs[-1][1]
-            w, b = lin["weight"], lin["bias"]
-            lin["weight"] = np.concatenate([np.zeros_like(w), w])
-            lin["bias"] = np.concatenate([np.zeros(1, np.float32),
-                                          b if b is not None else np.zeros(1, np.float32)])
-            x = np.linspace(-6, 6, 13, dtype=np.float32).reshape(-1, 1)
-            got = _region_eval(loader, entry, [n for n in region if n.op_type != "Sigmoid"] and region,
-                               exit_, x)
-            s = _sigm(x.astype(np.float64))
-            if not np.allclose(got, np.concatenate([1 - s, s], 1), atol=1e-5):
-                raise _err(region[-1], "a Sigmoid/Sub/Concat pattern that is not [1 - p, p]")
-            specs.append(("softmax", {"dim": 1}))
-            return
-        rng = np.random.default_rng(0)
-        x = (rng.standard_normal((3, width or 4)) * 3).astype(np.float32)
-        try:
-            got = np.asarray(_region_eval(loader, entry, region, exit_, x), dtype=np.float64)
-        except Exception as e:  # noqa: BLE001 - unknown operators: named below
-            raise _err(region[0], f"the pattern {'/'.join(n.op_type for n in region)} could not be "
-                       f"evaluated ({e})") from None
-        for kind, fn in _PATTERNS:
-            want = fn(x.astype(np.float64))
-            if got.shape == want.shape and np.allclose(got, want, rtol=1e-4, atol=1e-5):
-                specs.append(("gelu", {"approximate": "tanh"}) if kind == "gelu_tanh"
-                             else ("gelu", {"approximate": "none"}) if kind == "gelu" else (kind, {}))
-                return
-        raise _err(region[0], f"the node pattern {' -> '.join(n.op_type for n in region)} is not a "
-                   f"layer fastmlp knows")
+_ELEMENTWISE = {"Div", "Mul", "Erf", "Add", "Sub", "Sigmoid", "Tanh", "Pow", "Concat", "Sqrt"}
+
+
+def _match_pattern(loader, entry, region, exit_, specs, width):
+    """A multi-node element-wise pattern (x*sigmoid(x), the GELU formulas, skl2onnx's binary
+    [1 - p, p]) appended to ``specs``; False when ``region`` computes none of them."""
+    ops = sorted(n.op_type for n in region)
+    if ops == ["Concat", "Sigmoid", "Sub"] and specs and specs[-1][0] == "linear" \
+            and specs[-1][1]["weight"].shape[0] == 1:
+        # skl2onnx's binary classifier: [1 - sigmoid(z), sigmoid(z)] = softmax([0, z])
+        x = np.linspace(-6, 6, 13, dtype=np.float32).reshape(-1, 1)
+        got = _region_eval(loader, entry, region, exit_, x)
+        s = _sigm(x.astype(np.float64))
+        if not np.allclose(got, np.concatenate([1 - s, s], 1), atol=1e-5):
+            return False
+        lin = specs[-1][1]
+        w, b = lin["weight"], lin["bias"]
+        lin["weight"] = np.concatenate([np.zeros_like(w), w])
+        lin["bias"] = np.concatenate([np.zeros(1, np.float32),
+                                      b if b is not None else np.zeros(1, np.float32)])
+        specs.append(("softmax", {"dim": 1}))
+        return True
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((3, width or 4)) * 3).astype(np.float32)
+    try:
+        got = np.asarray(_region_eval(loader, entry, region, exit_, x), dtype=np.float64)
+    except Exception:  # noqa: BLE001 - not a pattern we can evaluate
+        return False
+    for kind, fn in _PATTERNS:
+        want = fn(x.astype(np.float64))
+        if got.shape == want.shape and np.allclose(got, want, rtol=1e-4, atol=1e-5):
+            specs.append(("gelu", {"approximate": "tanh"}) if kind == "gelu_tanh"
+                         else ("gelu", {"approximate": "none"}) if kind == "gelu" else (kind, {}))
+            return True
+    return False
+
+
+def _specs_of_regions(loader, regions, width):
+    """The layer specs of the graph's regions, merging up to four consecutive element-wise
+    regions into one pattern where they compute one."""
+    specs = []
+    i = 0
+    while i < len(regions):
+        done = False
+        for k in range(min(4, len(regions) - i), 0, -1):
+            group = regions[i:i + k]
+            nodes = [n for _, r, _ in group for n in r]
+            if len(nodes) < 2 or any(n.op_type not in _ELEMENTWISE for n in nodes):
+                continue
+            if _match_pattern(loader, group[0][0], nodes, group[-1][2], specs, width):
+                i += k
+                done = True
+                break
+        if done:
+            continue
+        entry, region, exit_ = regions[i]
+        if len(region) > 1:
+            raise _err(region[0], f"the node pattern {' -> '.join(n.op_type for n in region)} is not "
+                       f"a layer fastmlp knows")
+        _spec_of_node(loader, entry, region, specs, width)
+        if specs and specs[-1][0] == "linear":
+            width = specs[-1][1]["weight"].shape[0]
+        i += 1
+    return specs
+
+
+def _spec_of_node(loader, entry, region, specs, width):
+    """Append the layer spec of one node to ``specs``."""
     n = region[0]
     op, a = n.op_type, _attrs(n)
+    if op == "Add" and len(n.input) == 2 and n.input[1] == entry:  # bias + x
+        n = type(n)()
+        n.CopyFrom(region[0])
+        n.input[0], n.input[1] = n.input[1], n.input[0]
     if n.input[0] != entry:
         raise _err(n, f"its data input is not input 0")
     if op == "Gemm":
@@ -1104,13 +1141,8 @@ def load(path):
                 raise
             raise ValueError(f"load: {path} is not a readable ONNX model ({e})") from None
     ld = _Loader(model)
-    specs = []
     width = ld.in_shape[-1] if ld.in_shape and len(ld.in_shape) == 2 else None
-    for entry, region, exit_ in ld.regions():
-        _spec_of_region(ld, entry, region, exit_, specs, width)
-        for kind, p in specs[-1:]:
-            if kind == "linear":
-                width = p["weight"].shape[0]
+    specs = _specs_of_regions(ld, list(ld.regions()), width)
     if not specs:
         raise ValueError("load: the graph holds no layer")
     return _build(specs)
