@@ -24,6 +24,9 @@ from fastmlp.tensor import _wrap  # noqa: E402
 
 TOL = 1e-5
 
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+              pytest.mark.filterwarnings("ignore:Stochastic Optimizer")]
+
 
 # ---- stand-ins for layers this branch may not have --------------------------------------------
 
@@ -462,9 +465,6 @@ def test_load_skl2onnx(standin_nn):
 
 
 # ---- estimators ------------------------------------------------------------------------------
-
-pytestmark_sklearn = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_fastmlp_regressor(tmp_path):
