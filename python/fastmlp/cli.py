@@ -25,70 +25,26 @@ class CLIError(Exception):
 
 # ---- data files ------------------------------------------------------------------------------
 
-def _parse_float(text, row, col):
+def read_table(path, columns=None, one_hot=False, categories=None):
+    """A CSV (header row), Parquet, Feather or NPZ file as {"columns": [...], "data": (n, k)
+    float64} or {"X": array, "y": array}; see :mod:`fastmlp.datafiles` (vectorised parsing,
+    ``columns`` to select, text columns one-hot encoded or refused)."""
+    from .datafiles import DataFileError
+    from .datafiles import read_table as _read
+
     try:
-        return float(text)
-    except ValueError:
-        raise CLIError(f"row {row}, column '{col}': cannot read {text!r} as a number") from None
+        return _read(path, columns=columns, one_hot=one_hot, categories=categories)
+    except DataFileError as e:
+        raise CLIError(str(e)) from None
 
 
-def read_table(path):
-    """A CSV (header row) or NPZ file as (column names, float64 matrix) or ('X/y', X, y).
-
-    Returns a dict: {"columns": [...], "data": (n, k) array} or {"X": array, "y": array}.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise CLIError(f"{path}: no such file")
-    if p.is_dir():
-        raise CLIError(f"{path}: is a directory, expected a .csv or .npz file")
-    if p.suffix.lower() == ".npz":
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except Exception as e:  # noqa: BLE001 - any unreadable file is the user's input error
-            raise CLIError(f"{path}: not a readable .npz file ({e})") from None
-        for k, a in arrays.items():
-            if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
-                raise CLIError(f"{path}: array '{k}' is not numeric (dtype {a.dtype})")
-        if "X" in arrays and "y" in arrays:
-            X, y = arrays["X"], arrays["y"]
-            if X.ndim != 2:
-                raise CLIError(f"{path}: X must be 2-D (samples, features), got shape {X.shape}")
-            if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
-                raise CLIError(f"{path}: y must have {X.shape[0]} rows like X, got shape {y.shape}")
-            return {"X": X.astype(np.float64), "y": y.astype(np.float64)}
-        cols = [k for k, a in arrays.items() if a.ndim == 1]
-        if not cols or len(cols) != len(arrays):
-            raise CLIError(f"{path}: expected arrays 'X' and 'y', or 1-D named columns")
-        n = {arrays[k].shape[0] for k in cols}
-        if len(n) != 1:
-            raise CLIError(f"{path}: the columns have different lengths {sorted(n)}")
-        return {"columns": cols, "data": np.stack([arrays[k] for k in cols], 1).astype(np.float64)}
-    try:
-        with open(p, newline="") as f:
-            reader = csv.reader(f)
-            try:
-                header = next(reader)
-            except StopIteration:
-                raise CLIError(f"{path}: empty file") from None
-            header = [h.strip() for h in header]
-            if not header or any(h == "" for h in header):
-                raise CLIError(f"{path}: the first row must be a header naming every column")
-            rows = []
-            for i, rec in enumerate(reader, start=2):
-                if not rec or all(not c.strip() for c in rec):
-                    continue
-                if len(rec) != len(header):
-                    raise CLIError(f"{path}: row {i} has {len(rec)} fields, the header has {len(header)}")
-                rows.append([_parse_float(c, i, h) for c, h in zip(rec, header)])
-    except UnicodeDecodeError:
-        raise CLIError(f"{path}: not a text CSV file") from None
-    except csv.Error as e:
-        raise CLIError(f"{path}: malformed CSV ({e})") from None
-    if not rows:
-        raise CLIError(f"{path}: no data rows after the header")
-    return {"columns": header, "data": np.asarray(rows, dtype=np.float64)}
+def _parse_columns(text):
+    if text is None:
+        return None
+    cols = [c.strip() for c in text.split(",") if c.strip()]
+    if not cols:
+        raise CLIError(f"--columns: expected comma-separated column names, got {text!r}")
+    return cols
 
 
 def split_xy(table, target, path):
@@ -357,8 +313,17 @@ def cmd_train(args):
         raise CLIError(f"--lr must be a finite number > 0, got {args.lr}")
     if args.threads:
         _set_threads(args.threads)
-    table = read_table(args.data)
+    columns = _parse_columns(args.columns)
+    if columns and args.target:
+        columns = columns + [t.strip() for t in args.target.split(",")
+                             if t.strip() and t.strip() not in columns]
+    table = read_table(args.data, columns=columns, one_hot=args.one_hot)
     X, y, feats, targets = split_xy(table, args.target, args.data)
+    categories = table.get("categories") or {}
+    bad_t = [t for t in targets if any(t.startswith(c + "=") for c in categories)]
+    if bad_t:
+        raise CLIError(f"{args.data}: the target column {bad_t[0].split('=')[0]!r} holds text; "
+                       f"fastmlp train does regression on numeric targets")
     if not (np.isfinite(X).all() and np.isfinite(y).all()):
         raise CLIError(f"{args.data}: the data holds NaN or infinite values")
     n = len(X)
@@ -426,6 +391,7 @@ def cmd_train(args):
     print(f"{h['samples_per_sec'] / 1e6:.2f} M samples/s, {h['seconds']:.3f} s")
     if args.out:
         meta = {"features": feats, "targets": targets, "hidden": hidden, "standardize": stats,
+                "categories": categories or None,
                 "metrics": result, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
         save_model(args.out, [_host(w) for w in chain.weights], [_host(b) for b in chain.biases],
                    chain.relu, meta)
@@ -457,7 +423,14 @@ def cmd_predict(args):
     from . import _C
 
     ws, bs, relu, meta = load_model(args.model)
-    table = read_table(args.data)
+    cats = meta.get("categories") or {}
+    needed = []
+    for f in meta["features"]:
+        src = next((c for c in cats if f.startswith(c + "=")), f)
+        if src not in needed:
+            needed.append(src)
+    table = read_table(args.data, columns=needed if not args.data.endswith(".npz") else None,
+                       categories=cats)
     X = features_for(table, meta["features"], args.data)
     if not np.isfinite(X).all():
         raise CLIError(f"{args.data}: the data holds NaN or infinite values")
@@ -580,8 +553,12 @@ def add_subcommands(sub):
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("train", help="train an MLP on a CSV/NPZ file")
-    s.add_argument("data", help="CSV with a header row, or NPZ with arrays X and y or named columns")
+    s.add_argument("data", help="CSV with a header row, Parquet, Feather, or NPZ with arrays X and y "
+                                "or named columns")
     s.add_argument("--target", help="target column(s), comma-separated (not needed for NPZ X/y)")
+    s.add_argument("--columns", help="feature columns to use, comma-separated (default: all but the target)")
+    s.add_argument("--one-hot", action="store_true",
+                   help="one-hot encode text (categorical) columns instead of refusing them")
     s.add_argument("--hidden", default="64,64", help="hidden layer widths, e.g. 64,64 ('' for none)")
     s.add_argument("--epochs", type=int, default=20)
     s.add_argument("--batch-size", type=int, default=64)
