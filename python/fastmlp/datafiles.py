@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -85,14 +86,14 @@ def _encode(names, cols, path, one_hot, categories):
         if name in categories:
             values = np.asarray(categories[name], dtype=str)
         elif not one_hot:
-            sample = next((v for v in col if v.strip()), "")
+            sample = str(next((v for v in col if v.strip()), ""))
             raise DataFileError(f"{path}: column {name!r} holds text (e.g. {sample!r}); pass --one-hot "
                                 f"to encode it, or leave it out with --columns")
         else:
             values = np.unique(col)
         known = np.isin(col, values)
         if not known.all():
-            bad = col[~known][0]
+            bad = str(col[~known][0])
             raise DataFileError(f"{path}: column {name!r} holds {bad!r}, a category the model was not "
                                 f"trained on (known: {', '.join(values[:10])})")
         cats[name] = values.tolist()
@@ -185,6 +186,8 @@ def _read_arrow_file(p, path, suf, columns):
         else:
             import pyarrow.feather as feather
 
+            if columns:
+                _check_columns(columns, feather.read_table(p, memory_map=True).schema.names, path)
             table = feather.read_table(p, columns=list(columns) if columns else None)
     except DataFileError:
         raise
@@ -265,6 +268,7 @@ def _read_csv_numpy(p, path, header):
     except UnicodeDecodeError:
         raise DataFileError(f"{path}: not a text CSV file") from None
     body = text.split("\n", 1)[1] if "\n" in text else ""
+    warnings.filterwarnings("ignore", message="loadtxt: input contained no data")
     try:  # the common case: all numbers, one C call
         data = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2)
         if data.size and data.shape[1] == k:
