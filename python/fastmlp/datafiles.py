@@ -268,15 +268,18 @@ def _read_csv_numpy(p, path, header):
     except UnicodeDecodeError:
         raise DataFileError(f"{path}: not a text CSV file") from None
     body = text.split("\n", 1)[1] if "\n" in text else ""
-    warnings.filterwarnings("ignore", message="loadtxt: input contained no data")
     try:  # the common case: all numbers, one C call
-        data = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="loadtxt: input contained no data")
+            data = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2)
         if data.size and data.shape[1] == k:
             return [data[:, j] for j in range(k)]
     except ValueError:
         pass
     try:
-        raw = np.loadtxt(io.StringIO(body), delimiter=",", dtype=str, ndmin=2, quotechar='"')
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="loadtxt: input contained no data")
+            raw = np.loadtxt(io.StringIO(body), delimiter=",", dtype=str, ndmin=2, quotechar='"')
     except ValueError:
         row = _bad_row(p, k)
         if row:
