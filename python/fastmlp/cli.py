@@ -5,6 +5,7 @@ optional package) print one line on stderr and exit with status 2, without a tra
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -506,27 +507,110 @@ def bench_dir():
                    "(pip install .) or run `python -m fastmlp bench` from a fastmlp source checkout")
 
 
+def _bench_scripts(d):
+    return sorted(p.stem for p in d.glob("*.py") if not p.name.startswith("_"))
+
+
+def _only_choices(path):
+    """A bench script's ONLY_CHOICES constant (read without importing the script)."""
+    import ast
+
+    try:
+        tree = ast.parse(path.read_text())
+    except (OSError, SyntaxError):
+        return ()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "ONLY_CHOICES"
+                                                for t in node.targets):
+            try:
+                return tuple(ast.literal_eval(node.value))
+            except ValueError:
+                return ()
+    return ()
+
+
+def _run_script(path, argv):
+    cmd = [sys.executable, str(path)] + list(argv)
+    print("$ " + " ".join(cmd), flush=True)
+    return subprocess.run(cmd, env=dict(os.environ)).returncode
+
+
 def cmd_bench(args):
+    """``bench NAME [args...]`` runs bench/NAME.py with the args as given; ``bench --grid [args]``
+    runs bench/grid.py; plain ``bench [options]`` runs the training and GEMM benchmarks with the
+    options they share (--quick, --out, --threads, --rounds, --only, --no-torch, --source)."""
     d = bench_dir()
-    out = Path(args.out)
+    if args.grid is not None or args.name:
+        name = "grid" if args.grid is not None else args.name
+        name = name[:-3] if name.endswith(".py") else name
+        forwarded = list(args.grid if args.grid is not None else args.rest)
+        shared = _shared_bench_options(args)
+        path = d / f"{name}.py"
+        if not path.exists():
+            raise CLIError(f"no benchmark {name!r} in {d} (available: {', '.join(_bench_scripts(d))})")
+        rc = _run_script(path, shared + forwarded)
+        return 0 if rc == 0 else 1
+    out = Path(args.out or "bench-results")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise CLIError(f"{args.out}: cannot create the output folder ({e.strerror or e})") from None
+        raise CLIError(f"{out}: cannot create the output folder ({e.strerror or e})") from None
     status = 0
-    for script in ("train.py", "gemm.py"):
-        path = d / script
+    ran = 0
+    for script in ("train", "gemm"):
+        path = d / f"{script}.py"
         if not path.exists():
-            print(f"(skipping {script}: not present)")
+            print(f"(skipping {script}.py: not present)")
             continue
-        cmd = [sys.executable, str(path), "--out", str(out)] + (["--quick"] if args.quick else [])
-        print("$ " + " ".join(cmd), flush=True)
-        r = subprocess.run(cmd, env=dict(os.environ))
-        if r.returncode != 0:
-            print(f"{script} failed with status {r.returncode}", file=sys.stderr)
-            status = 1
+        if args.only and args.only not in _only_choices(path):
+            print(f"(skipping {script}.py: it has no --only {args.only})")
+            continue
+        argv = ["--out", str(out)] + (["--quick"] if args.quick else [])
+        argv += ["--only", args.only] if args.only else []
+        argv += ["--rounds", str(args.rounds)] if args.rounds else []
+        argv += ["--no-torch"] if args.no_torch else []
+        argv += ["--source"] if args.source else []
+        runs = [argv]
+        if args.threads:
+            if script == "gemm":
+                runs = [argv + ["--threads"] + [str(t) for t in args.threads]]
+            elif len(args.threads) == 1:
+                runs = [argv + ["--threads", str(args.threads[0])]]
+            else:  # train.py takes one thread count per run: one run (and folder) each
+                runs = [["--out", str(out / f"threads-{t}")] + argv[2:] + ["--threads", str(t)]
+                        for t in args.threads]
+        for argv_i in runs:
+            ran += 1
+            rc = _run_script(path, argv_i)
+            if rc != 0:
+                print(f"{script}.py failed with status {rc}", file=sys.stderr)
+                status = 1
+    if not ran:
+        raise CLIError(f"--only {args.only}: no benchmark has that case (train.py: "
+                       f"{', '.join(_only_choices(d / 'train.py'))}; gemm.py: "
+                       f"{', '.join(_only_choices(d / 'gemm.py'))})")
     print(f"results in {out}/")
     return status
+
+
+def _shared_bench_options(args):
+    """The suite options given before NAME, passed on to that script as they are."""
+    argv = []
+    if args.quick:
+        argv.append("--quick")
+    if args.out:
+        argv += ["--out", args.out]
+    if args.threads:
+        argv += ["--threads"] + [str(t) for t in args.threads]
+    if args.rounds:
+        argv += ["--rounds", str(args.rounds)]
+    if args.only:
+        argv += ["--only", args.only]
+    if args.no_torch:
+        argv.append("--no-torch")
+    if args.source:
+        argv.append("--source")
+    return argv
 
 
 # ---- parser ----------------------------------------------------------------------------------
@@ -588,9 +672,25 @@ def add_subcommands(sub):
     s.add_argument("--opset", type=int, default=None, help="ONNX opset (default: fastmlp.onnx.DEFAULT_OPSET)")
     s.set_defaults(func=cmd_export)
 
-    s = sub.add_parser("bench", help="run bench/train.py (and bench/gemm.py) and save JSON + PNG")
+    s = sub.add_parser(
+        "bench", help="run the benchmarks: `bench` (training + GEMM), `bench NAME [args...]` "
+        "(bench/NAME.py with those args), `bench --grid [args...]` (bench/grid.py)",
+        description="Runs the scripts in bench/ (the installed copy, or a checkout's). `bench NAME "
+        "[args...]` passes the args to bench/NAME.py unchanged; plain `bench` runs train.py and "
+        "gemm.py with the options below.")
+    s.add_argument("name", nargs="?", help="a script in bench/ (train, gemm, mlp, grid, ...)")
+    s.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for that script")
     s.add_argument("--quick", action="store_true", help="short runs")
-    s.add_argument("--out", default="bench-results", help="output folder")
+    s.add_argument("--out", default=None, help="output folder (default: bench-results)")
+    s.add_argument("--threads", type=int, nargs="+", default=None, help="thread counts")
+    s.add_argument("--rounds", type=int, default=None, help="interleaved rounds per case")
+    s.add_argument("--only", default=None, help="one case family (train.py: seed, wide; gemm.py: "
+                   "squares, mlp)")
+    s.add_argument("--no-torch", action="store_true", help="skip PyTorch")
+    s.add_argument("--source", action="store_true",
+                   help="the scripts import a checkout's python/ (an in-place build)")
+    s.add_argument("--grid", nargs=argparse.REMAINDER, default=None,
+                   help="run bench/grid.py with the arguments that follow")
     s.set_defaults(func=cmd_bench)
 
 
