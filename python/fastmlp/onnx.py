@@ -17,7 +17,9 @@ forward computed, from the output back to the input:
   ``x.flatten(1)``, Sequential's fused Linear+ReLU) is read from the autograd tape: each ``Node``
   subclass by its name, in :data:`NODE_ROWS`.
 
-The steps found are evaluated in float64 numpy on the same sample and compared with what
+While the forward runs, the model's module classes are wrapped to record calls (restored after;
+so do not call the same classes from another thread during an export). The steps found are
+evaluated in float64 numpy on the same sample and compared with what
 ``model(sample)`` returned; a mismatch (an op fused or computed in a way the trace did not show)
 is an error, never a silently wrong file. Then each step is written with standard operators by its
 row in :data:`STEP_KINDS`.
@@ -36,7 +38,8 @@ GELU            approximate ('none' / 'tanh')   Gelu (opset >= 20), else its erf
 SiLU            -                               x * Sigmoid(x)
 LeakyReLU       negative_slope                  LeakyRelu
 ELU             alpha                           Elu
-Softplus        beta, threshold                 Softplus (with x*beta, /beta when beta != 1)
+Softplus        beta (threshold: not written,   Softplus (with x*beta, /beta when beta != 1)
+                its effect is < exp(-threshold))
 Hardtanh        min_val, max_val                Clip
 ReLU6           -                               Clip(0, 6)
 Dropout         - (eval: identity)              nothing
