@@ -8,7 +8,8 @@ are used, so no network is needed). The ``python -m fastmlp`` commands run from 
 the ``python bench/...`` ones from the checkout copy, whose ``python/`` has no compiled module:
 they must import the installed package.
 
-Marked slow: the install compiles the C++ kernels (a few minutes on 2 busy cores). Skipped when
+Marked slow: the install compiles the C++ kernels (FASTMLP_CUDA=OFF unless set: a few minutes on
+2 cores). Skipped when
 FASTMLP_SKIP_INSTALL_TEST=1, or where venv / the build tools are unavailable.
 """
 import os
@@ -119,6 +120,8 @@ def venv(tmp_path_factory):
     py = env_dir / "bin" / "python"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "FASTMLP_BENCH_SOURCE")}
     env["CMAKE_BUILD_PARALLEL_LEVEL"] = "2"
+    env.setdefault("FASTMLP_CUDA", "OFF")  # the CPU module is what these commands use; CUDA
+    # device code would multiply the build time where nvcc exists (FASTMLP_CUDA=AUTO to include it)
     r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps",
                         "--disable-pip-version-check", str(src)], capture_output=True, text=True,
                        env=env, cwd=base, timeout=1800)

@@ -456,7 +456,11 @@ def _trace_steps(model, sample):
     model.eval()
     from .tensor import tensor as _make
 
-    x = _make(sample.copy(), requires_grad=True)
+    x = _make(sample.copy())
+    p0 = next(iter(model.parameters()), None)
+    if p0 is not None and str(p0.device) != "cpu":  # trace where the model lives
+        x = x.to(p0.device)
+    x.requires_grad_(True)
     try:
         with autograd.enable_grad():
             out, recs = _record_calls(model, lambda: model(x))
