@@ -118,6 +118,14 @@ def venv(tmp_path_factory):
     if r.returncode != 0:
         pytest.skip(f"python -m venv failed: {r.stderr.strip()[-200:]}")
     py = env_dir / "bin" / "python"
+    # An editable fastmlp in the base interpreter's site-packages (a development machine) installs
+    # an import hook that would win over the package installed here: mask it in this venv.
+    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    Path(site, "sitecustomize.py").write_text(
+        "import sys\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path\n"
+        "                    if not ('editable' in type(f).__module__ and 'fastmlp' in type(f).__module__)]\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "FASTMLP_BENCH_SOURCE")}
     env["CMAKE_BUILD_PARALLEL_LEVEL"] = "2"
     env.setdefault("FASTMLP_CUDA", "OFF")  # the CPU module is what these commands use; CUDA
@@ -126,6 +134,9 @@ def venv(tmp_path_factory):
                         "--disable-pip-version-check", str(src)], capture_output=True, text=True,
                        env=env, cwd=base, timeout=1800)
     assert r.returncode == 0, r.stderr[-3000:]
+    where = subprocess.run([str(py), "-c", "import fastmlp; print(fastmlp.__file__)"], cwd=base,
+                           capture_output=True, text=True, env=env).stdout.strip()
+    assert where.startswith(str(env_dir)), f"the venv imports fastmlp from {where}"
     work = base / "anywhere"
     work.mkdir()
     rng = np.random.default_rng(0)
