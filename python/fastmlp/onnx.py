@@ -630,7 +630,7 @@ def _is_estimator(model):
 _SK_ACT = {"relu": "relu", "tanh": "tanh", "logistic": "sigmoid", "identity": None}
 
 
-def _export_estimator(est, opset, dynamic_batch, sample_input):
+def _export_estimator(est, opset, dynamic_batch):
     onnx = _onnx()
     if not hasattr(est, "coefs_"):
         raise ValueError(f"export: {type(est).__name__} is not fitted (no coefs_); call fit first")
@@ -711,7 +711,7 @@ def export(model, path, sample_input=None, dynamic_batch=True, opset=None):
 
     if not isinstance(model, Module):
         if _is_estimator(model):
-            return _save(_export_estimator(model, opset, dynamic_batch, sample_input), path)
+            return _save(_export_estimator(model, opset, dynamic_batch), path)  # (no trace: no sample)
         raise TypeError(f"export: model must be a fastmlp nn.Module or a fitted scikit-learn MLP "
                         f"estimator, got {type(model).__name__}")
     sample = _sample_for(model, sample_input)
