@@ -2,6 +2,7 @@
 
     python bench/gemm.py --out bench/results            # full run, 1 and 2 threads
     python bench/gemm.py --quick --threads 2             # squares up to 1024, fewer rounds
+    python -m fastmlp bench gemm --quick --threads 2     # the same from an install, any folder
 
 Shapes: squares 64..4096 and the MLP products (M x K x N) 64x10x20, 64x20x1, 256x784x1024,
 256x1024x1024, 256x1024x10, each as NN (dY @ W), NT (X @ W^T) and TN (dY^T @ X) with the
@@ -34,8 +35,20 @@ if os.environ.get("OPENBLAS_CORETYPE") or os.environ.get("OPENBLAS_L2_SIZE"):
 import numpy as np  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "python"))
-import fastmlp  # noqa: E402
+# The installed fastmlp is what runs. A checkout's python/ (an in-place build) only when asked:
+# --source, or FASTMLP_BENCH_SOURCE=1 (inherited by worker processes).
+if "--source" in sys.argv[1:] or os.environ.get("FASTMLP_BENCH_SOURCE", "") not in ("", "0"):
+    os.environ["FASTMLP_BENCH_SOURCE"] = "1"
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
+# Results default to bench/results in a checkout, ./bench-results for the installed copy.
+DEFAULT_OUT = (os.path.join(HERE, "results")
+               if os.path.exists(os.path.join(os.path.dirname(HERE), "pyproject.toml"))
+               else os.path.join(os.getcwd(), "bench-results"))
+try:
+    import fastmlp  # noqa: E402
+except ImportError as e:  # e.g. a checkout's python/ without a built _C
+    sys.exit(f"{os.path.basename(__file__)}: cannot import fastmlp ({e}). Install it (pip install .) "
+             f"or, for an in-place build (cmake -DFASTMLP_INPLACE=ON), pass --source")
 from fastmlp import _C  # noqa: E402
 
 try:
@@ -176,14 +189,20 @@ def plot(results, path):
     return True
 
 
+ONLY_CHOICES = ("squares", "mlp")  # read by `python -m fastmlp bench --only`
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--source", action="store_true",
+                    help="import fastmlp from this checkout's python/ (an in-place build) instead of "
+                         "the installed package")
     ap.add_argument("--quick", action="store_true", help="squares up to 1024, fewer rounds")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default 1 2)")
-    ap.add_argument("--out", default=os.path.join(HERE, "results"), help="output directory")
+    ap.add_argument("--out", default=DEFAULT_OUT, help="output directory")
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds per case")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch")
-    ap.add_argument("--only", choices=["squares", "mlp"], default=None, help="one shape family")
+    ap.add_argument("--only", choices=ONLY_CHOICES, default=None, help="one shape family")
     ap.add_argument("--settle", type=float, default=0.15,
                     help="seconds of idle before each library's turn (default 0.15)")
     ap.add_argument("--peak", action="store_true", help="also measure the FMA peak (bench/fma_peak.c)")

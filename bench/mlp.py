@@ -5,9 +5,10 @@ program (``torch.relu(self.fc1(x))`` style for the seed net, ``nn.Sequential`` f
 Runs are interleaved (A B A B …) in rounds; the report is the median time per step of each library
 and the ratio. Writes JSON (and a PNG when matplotlib is available).
 
-    PYTHONPATH=python python bench/mlp.py                 # both configurations
-    PYTHONPATH=python python bench/mlp.py --config seed --profile   # + where the time goes
-    PYTHONPATH=python python bench/mlp.py --timer cpu     # CPU time: steadier on a busy machine
+    python bench/mlp.py                 # both configurations
+    python bench/mlp.py --config seed --profile   # + where the time goes
+    python bench/mlp.py --timer cpu     # CPU time: steadier on a busy machine
+    python -m fastmlp bench mlp [the same options]   # from an install, any folder
 """
 from __future__ import annotations
 
@@ -20,6 +21,22 @@ import sys
 import time
 
 import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# The installed fastmlp is what runs. A checkout's python/ (an in-place build) only when asked:
+# --source, or FASTMLP_BENCH_SOURCE=1 (inherited by worker processes).
+if "--source" in sys.argv[1:] or os.environ.get("FASTMLP_BENCH_SOURCE", "") not in ("", "0"):
+    os.environ["FASTMLP_BENCH_SOURCE"] = "1"
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
+# Results default to bench/results in a checkout, ./bench-results for the installed copy.
+DEFAULT_OUT = (os.path.join(HERE, "results")
+               if os.path.exists(os.path.join(os.path.dirname(HERE), "pyproject.toml"))
+               else os.path.join(os.getcwd(), "bench-results"))
+try:
+    import fastmlp  # noqa: E402,F401
+except ImportError as e:  # e.g. a checkout's python/ without a built _C
+    sys.exit(f"{os.path.basename(__file__)}: cannot import fastmlp ({e}). Install it (pip install .) "
+             f"or, for an in-place build (cmake -DFASTMLP_INPLACE=ON), pass --source")
 
 CONFIGS = {
     "seed": dict(sizes=[10, 20, 1], batch=64, steps=200, rounds=15),
@@ -105,6 +122,9 @@ def profile_breakdown(lib, net, crit, opt, x, y, n):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--source", action="store_true",
+                    help="import fastmlp from this checkout's python/ (an in-place build) instead of "
+                         "the installed package")
     ap.add_argument("--config", choices=sorted(CONFIGS) + ["all"], default="all")
     ap.add_argument("--threads", type=int, default=None, help="threads for both libraries")
     ap.add_argument("--rounds", type=int, default=None)
@@ -113,7 +133,7 @@ def main():
     ap.add_argument("--timer", choices=["wall", "cpu"], default="wall",
                     help="wall clock (default), or the process's CPU time (all threads), which "
                     "is steadier on a machine shared with other jobs")
-    ap.add_argument("--out", default="bench/results/mlp.json")
+    ap.add_argument("--out", default=os.path.join(DEFAULT_OUT, "mlp.json"))
     args = ap.parse_args()
     global TIMER
     TIMER = time.perf_counter if args.timer == "wall" else time.process_time

@@ -7,7 +7,8 @@ contender's median samples/s and the ratios. For the wide net it also times the 
 products alone (fastmlp._C.gemm on the same shapes: 3 forward NT, 2 input-grad NN, 3 weight-grad TN)
 and reports fused step time / products time.
 
-    PYTHONPATH=python python bench/train.py [--quick] [--out DIR] [--threads 2]
+    python bench/train.py [--quick] [--out DIR] [--threads 2] [--only seed|wide]
+    python -m fastmlp bench train [the same options]      # from an install, any folder
 
 Writes DIR/train.json and DIR/train.png (matplotlib optional). The machine is shared: timings
 are noisy, hence interleaving and medians.
@@ -25,9 +26,20 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
-
-import fastmlp  # noqa: E402
+# The installed fastmlp is what runs. A checkout's python/ (an in-place build) only when asked:
+# --source, or FASTMLP_BENCH_SOURCE=1 (inherited by worker processes).
+if "--source" in sys.argv[1:] or os.environ.get("FASTMLP_BENCH_SOURCE", "") not in ("", "0"):
+    os.environ["FASTMLP_BENCH_SOURCE"] = "1"
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
+# Results default to bench/results in a checkout, ./bench-results for the installed copy.
+DEFAULT_OUT = (os.path.join(HERE, "results")
+               if os.path.exists(os.path.join(os.path.dirname(HERE), "pyproject.toml"))
+               else os.path.join(os.getcwd(), "bench-results"))
+try:
+    import fastmlp  # noqa: E402
+except ImportError as e:  # e.g. a checkout's python/ without a built _C
+    sys.exit(f"{os.path.basename(__file__)}: cannot import fastmlp ({e}). Install it (pip install .) "
+             f"or, for an in-place build (cmake -DFASTMLP_INPLACE=ON), pass --source")
 from fastmlp import _C  # noqa: E402
 
 SEED = [10, 20, 1]
@@ -308,13 +320,19 @@ def plot(results, path):
     return path
 
 
+ONLY_CHOICES = ("seed", "wide")  # read by `python -m fastmlp bench --only`
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--source", action="store_true",
+                    help="import fastmlp from this checkout's python/ (an in-place build) instead of "
+                         "the installed package")
     ap.add_argument("--quick", action="store_true", help="fewer rounds and shorter runs")
-    ap.add_argument("--out", default=os.path.join(HERE, "results"), help="output folder")
+    ap.add_argument("--out", default=DEFAULT_OUT, help="output folder")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=None)
-    ap.add_argument("--only", choices=["seed", "wide"], default=None)
+    ap.add_argument("--only", choices=ONLY_CHOICES, default=None)
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--worker", choices=["torch", "jax"], help=argparse.SUPPRESS)
     ap.add_argument("--case", type=int, help=argparse.SUPPRESS)

@@ -9,6 +9,7 @@ goes away (exit status 141, as a process ended by SIGPIPE).
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -57,84 +58,26 @@ def _check_unique(header, path):
 
 # ---- data files ------------------------------------------------------------------------------
 
-def _parse_float(text, row, col):
+def read_table(path, columns=None, one_hot=False, categories=None):
+    """A CSV (header row), Parquet, Feather or NPZ file as {"columns": [...], "data": (n, k)
+    float64} or {"X": array, "y": array}; see :mod:`fastmlp.datafiles` (vectorised parsing,
+    ``columns`` to select, text columns one-hot encoded or refused)."""
+    from .datafiles import DataFileError
+    from .datafiles import read_table as _read
+
     try:
-        v = float(text)
-    except ValueError:
-        raise CLIError(f"row {row}, column '{col}': cannot read {text!r} as a number") from None
-    return v
+        return _read(path, columns=columns, one_hot=one_hot, categories=categories)
+    except DataFileError as e:
+        raise CLIError(str(e)) from None
 
 
-def read_table(path):
-    """A CSV (header row) or NPZ file as (column names, float64 matrix) or ('X/y', X, y).
-
-    Returns a dict: {"columns": [...], "data": (n, k) array} or {"X": array, "y": array}.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise CLIError(f"{path}: no such file")
-    if p.is_dir():
-        raise CLIError(f"{path}: is a directory, expected a .csv or .npz file")
-    if p.suffix.lower() == ".npz":
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except Exception as e:  # noqa: BLE001 - any unreadable file is the user's input error
-            raise CLIError(f"{path}: not a readable .npz file ({e})") from None
-        for k, a in arrays.items():
-            if a.dtype.kind == "c":
-                raise CLIError(f"{path}: array '{k}' is complex (dtype {a.dtype}); fastmlp "
-                               "trains on real numbers")
-            if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
-                raise CLIError(f"{path}: array '{k}' is not numeric (dtype {a.dtype})")
-        if "X" in arrays and "y" in arrays:
-            X, y = arrays["X"], arrays["y"]
-            if X.ndim != 2:
-                raise CLIError(f"{path}: X must be 2-D (samples, features), got shape {X.shape}")
-            if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
-                raise CLIError(f"{path}: y must have {X.shape[0]} rows like X, got shape {y.shape}")
-            X, y = X.astype(np.float64), y.astype(np.float64)
-            _check_f32_range(X, [f"x{i}" for i in range(X.shape[1])], path)
-            _check_f32_range(y.reshape(len(y), -1), ["y"] if y.ndim == 1 else
-                             [f"y{i}" for i in range(y.shape[1])], path)
-            return {"X": X, "y": y}
-        cols = [k for k, a in arrays.items() if a.ndim == 1]
-        if not cols or len(cols) != len(arrays):
-            raise CLIError(f"{path}: expected arrays 'X' and 'y', or 1-D named columns")
-        n = {arrays[k].shape[0] for k in cols}
-        if len(n) != 1:
-            raise CLIError(f"{path}: the columns have different lengths {sorted(n)}")
-        data = np.stack([arrays[k] for k in cols], 1).astype(np.float64)
-        _check_f32_range(data, cols, path)
-        return {"columns": cols, "data": data}
-    try:
-        with open(p, newline="", encoding="utf-8-sig") as f:  # a leading BOM is not in the header
-            reader = csv.reader(f)
-            try:
-                header = next(reader)
-            except StopIteration:
-                raise CLIError(f"{path}: empty file") from None
-            header = [h.strip() for h in header]
-            if not header or any(h == "" for h in header):
-                raise CLIError(f"{path}: the first row must be a header naming every column")
-            _check_unique(header, path)
-            rows, lines = [], []
-            for i, rec in enumerate(reader, start=2):
-                if not rec or all(not c.strip() for c in rec):
-                    continue
-                if len(rec) != len(header):
-                    raise CLIError(f"{path}: row {i} has {len(rec)} fields, the header has {len(header)}")
-                rows.append([_parse_float(c, i, h) for c, h in zip(rec, header)])
-                lines.append(i)
-    except UnicodeDecodeError:
-        raise CLIError(f"{path}: not a text CSV file") from None
-    except csv.Error as e:
-        raise CLIError(f"{path}: malformed CSV ({e})") from None
-    if not rows:
-        raise CLIError(f"{path}: no data rows after the header")
-    data = np.asarray(rows, dtype=np.float64)
-    _check_f32_range(data, header, path, lines)
-    return {"columns": header, "data": data}
+def _parse_columns(text):
+    if text is None:
+        return None
+    cols = [c.strip() for c in text.split(",") if c.strip()]
+    if not cols:
+        raise CLIError(f"--columns: expected comma-separated column names, got {text!r}")
+    return cols
 
 
 def split_xy(table, target, path):
@@ -394,8 +337,17 @@ def cmd_train(args):
             raise CLIError(f"--{name.replace('_', '-')} {v!r} {why}")
     if args.threads:
         _set_threads(args.threads)
-    table = read_table(args.data)
+    columns = _parse_columns(args.columns)
+    if columns and args.target:
+        columns = columns + [t.strip() for t in args.target.split(",")
+                             if t.strip() and t.strip() not in columns]
+    table = read_table(args.data, columns=columns, one_hot=args.one_hot)
     X, y, feats, targets = split_xy(table, args.target, args.data)
+    categories = table.get("categories") or {}
+    bad_t = [t for t in targets if any(t.startswith(c + "=") for c in categories)]
+    if bad_t:
+        raise CLIError(f"{args.data}: the target column {bad_t[0].split('=')[0]!r} holds text; "
+                       f"fastmlp train does regression on numeric targets")
     if not (np.isfinite(X).all() and np.isfinite(y).all()):
         raise CLIError(f"{args.data}: the data holds NaN or infinite values")
     n = len(X)
@@ -463,6 +415,7 @@ def cmd_train(args):
     print(f"{h['samples_per_sec'] / 1e6:.2f} M samples/s, {h['seconds']:.3f} s")
     if args.out:
         meta = {"features": feats, "targets": targets, "hidden": hidden, "standardize": stats,
+                "categories": categories or None,
                 "metrics": result, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
         save_model(args.out, [_host(w) for w in chain.weights], [_host(b) for b in chain.biases],
                    chain.relu, meta)
@@ -494,7 +447,14 @@ def cmd_predict(args):
     from . import _C
 
     ws, bs, relu, meta = load_model(args.model)
-    table = read_table(args.data)
+    cats = meta.get("categories") or {}
+    needed = []
+    for f in meta["features"]:
+        src = next((c for c in cats if f.startswith(c + "=")), f)
+        if src not in needed:
+            needed.append(src)
+    table = read_table(args.data, columns=needed if not args.data.endswith(".npz") else None,
+                       categories=cats)
     X = features_for(table, meta["features"], args.data)
     if not np.isfinite(X).all():
         raise CLIError(f"{args.data}: the data holds NaN or infinite values")
@@ -531,6 +491,42 @@ def cmd_predict(args):
     return 0
 
 
+# ---- export ----------------------------------------------------------------------------------
+
+def cmd_export(args):
+    """model.npz -> model.onnx: the standardization of a --standardize model is folded into the
+    first and last Linear layers, so the graph takes raw features and returns raw targets."""
+    try:
+        from . import onnx as fonnx
+
+        fonnx._onnx()
+    except ImportError as e:
+        raise CLIError(str(e)) from None
+    ws, bs, relu, meta = load_model(args.model)
+    ws = [w.astype(np.float64) for w in ws]
+    bs = [b.astype(np.float64) for b in bs]
+    stats = meta.get("standardize")
+    if stats:  # x' = (x - m) / s  ->  W x' + b = (W / s) x + (b - (W / s) m)
+        xm, xs = np.asarray(stats["x_mean"]), np.asarray(stats["x_std"])
+        ym, ys = np.asarray(stats["y_mean"]), np.asarray(stats["y_std"])
+        ws[0] = ws[0] / xs
+        bs[0] = bs[0] - ws[0] @ xm
+        ws[-1] = ws[-1] * ys[:, None]
+        bs[-1] = bs[-1] * ys + ym
+    info = {"features": json.dumps(meta["features"]), "targets": json.dumps(meta["targets"])}
+    try:
+        fonnx.export_chain(args.out, [w.astype(np.float32) for w in ws],
+                           [b.astype(np.float32) for b in bs], relu, meta=info, opset=args.opset,
+                           dynamic_batch=True)
+    except (ValueError, TypeError) as e:
+        raise CLIError(str(e)) from None
+    except OSError as e:
+        raise CLIError(f"{args.out}: cannot write ({e})") from None
+    print(f"ONNX model written to {args.out} (input 'input': {len(meta['features'])} features "
+          f"{', '.join(meta['features'])}; output 'output': {', '.join(meta['targets'])})")
+    return 0
+
+
 # ---- bench -----------------------------------------------------------------------------------
 
 def bench_dir():
@@ -543,27 +539,110 @@ def bench_dir():
                    "(pip install .) or run `python -m fastmlp bench` from a fastmlp source checkout")
 
 
+def _bench_scripts(d):
+    return sorted(p.stem for p in d.glob("*.py") if not p.name.startswith("_"))
+
+
+def _only_choices(path):
+    """A bench script's ONLY_CHOICES constant (read without importing the script)."""
+    import ast
+
+    try:
+        tree = ast.parse(path.read_text())
+    except (OSError, SyntaxError):
+        return ()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "ONLY_CHOICES"
+                                                for t in node.targets):
+            try:
+                return tuple(ast.literal_eval(node.value))
+            except ValueError:
+                return ()
+    return ()
+
+
+def _run_script(path, argv):
+    cmd = [sys.executable, str(path)] + list(argv)
+    print("$ " + " ".join(cmd), flush=True)
+    return subprocess.run(cmd, env=dict(os.environ)).returncode
+
+
 def cmd_bench(args):
+    """``bench NAME [args...]`` runs bench/NAME.py with the args as given; ``bench --grid [args]``
+    runs bench/grid.py; plain ``bench [options]`` runs the training and GEMM benchmarks with the
+    options they share (--quick, --out, --threads, --rounds, --only, --no-torch, --source)."""
     d = bench_dir()
-    out = Path(args.out)
+    if args.grid is not None or args.name:
+        name = "grid" if args.grid is not None else args.name
+        name = name[:-3] if name.endswith(".py") else name
+        forwarded = list(args.grid if args.grid is not None else args.rest)
+        shared = _shared_bench_options(args)
+        path = d / f"{name}.py"
+        if not path.exists():
+            raise CLIError(f"no benchmark {name!r} in {d} (available: {', '.join(_bench_scripts(d))})")
+        rc = _run_script(path, shared + forwarded)
+        return 0 if rc == 0 else 1
+    out = Path(args.out or "bench-results")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise CLIError(f"{args.out}: cannot create the output folder ({e.strerror or e})") from None
+        raise CLIError(f"{out}: cannot create the output folder ({e.strerror or e})") from None
     status = 0
-    for script in ("train.py", "gemm.py"):
-        path = d / script
+    ran = 0
+    for script in ("train", "gemm"):
+        path = d / f"{script}.py"
         if not path.exists():
-            print(f"(skipping {script}: not present)")
+            print(f"(skipping {script}.py: not present)")
             continue
-        cmd = [sys.executable, str(path), "--out", str(out)] + (["--quick"] if args.quick else [])
-        print("$ " + " ".join(cmd), flush=True)
-        r = subprocess.run(cmd, env=dict(os.environ))
-        if r.returncode != 0:
-            print(f"{script} failed with status {r.returncode}", file=sys.stderr)
-            status = 1
+        if args.only and args.only not in _only_choices(path):
+            print(f"(skipping {script}.py: it has no --only {args.only})")
+            continue
+        argv = ["--out", str(out)] + (["--quick"] if args.quick else [])
+        argv += ["--only", args.only] if args.only else []
+        argv += ["--rounds", str(args.rounds)] if args.rounds else []
+        argv += ["--no-torch"] if args.no_torch else []
+        argv += ["--source"] if args.source else []
+        runs = [argv]
+        if args.threads:
+            if script == "gemm":
+                runs = [argv + ["--threads"] + [str(t) for t in args.threads]]
+            elif len(args.threads) == 1:
+                runs = [argv + ["--threads", str(args.threads[0])]]
+            else:  # train.py takes one thread count per run: one run (and folder) each
+                runs = [["--out", str(out / f"threads-{t}")] + argv[2:] + ["--threads", str(t)]
+                        for t in args.threads]
+        for argv_i in runs:
+            ran += 1
+            rc = _run_script(path, argv_i)
+            if rc != 0:
+                print(f"{script}.py failed with status {rc}", file=sys.stderr)
+                status = 1
+    if not ran:
+        raise CLIError(f"--only {args.only}: no benchmark has that case (train.py: "
+                       f"{', '.join(_only_choices(d / 'train.py'))}; gemm.py: "
+                       f"{', '.join(_only_choices(d / 'gemm.py'))})")
     print(f"results in {out}/")
     return status
+
+
+def _shared_bench_options(args):
+    """The suite options given before NAME, passed on to that script as they are."""
+    argv = []
+    if args.quick:
+        argv.append("--quick")
+    if args.out:
+        argv += ["--out", args.out]
+    if args.threads:
+        argv += ["--threads"] + [str(t) for t in args.threads]
+    if args.rounds:
+        argv += ["--rounds", str(args.rounds)]
+    if args.only:
+        argv += ["--only", args.only]
+    if args.no_torch:
+        argv.append("--no-torch")
+    if args.source:
+        argv.append("--source")
+    return argv
 
 
 # ---- parser ----------------------------------------------------------------------------------
@@ -590,8 +669,12 @@ def add_subcommands(sub):
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("train", help="train an MLP on a CSV/NPZ file")
-    s.add_argument("data", help="CSV with a header row, or NPZ with arrays X and y or named columns")
+    s.add_argument("data", help="CSV with a header row, Parquet, Feather, or NPZ with arrays X and y "
+                                "or named columns")
     s.add_argument("--target", help="target column(s), comma-separated (not needed for NPZ X/y)")
+    s.add_argument("--columns", help="feature columns to use, comma-separated (default: all but the target)")
+    s.add_argument("--one-hot", action="store_true",
+                   help="one-hot encode text (categorical) columns instead of refusing them")
     s.add_argument("--hidden", default="64,64", help="hidden layer widths, e.g. 64,64 ('' for none)")
     s.add_argument("--epochs", type=int, default=20)
     s.add_argument("--batch-size", type=int, default=64)
@@ -615,9 +698,31 @@ def add_subcommands(sub):
     s.add_argument("--out", help="CSV to write (default: stdout)")
     s.set_defaults(func=cmd_predict)
 
-    s = sub.add_parser("bench", help="run bench/train.py (and bench/gemm.py) and save JSON + PNG")
+    s = sub.add_parser("export", help="write a saved model (.npz) as ONNX (needs the onnx package)")
+    s.add_argument("model", help="a model saved by `train --out model.npz`")
+    s.add_argument("out", help="the .onnx file to write")
+    s.add_argument("--opset", type=int, default=None, help="ONNX opset (default: fastmlp.onnx.DEFAULT_OPSET)")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser(
+        "bench", help="run the benchmarks: `bench` (training + GEMM), `bench NAME [args...]` "
+        "(bench/NAME.py with those args), `bench --grid [args...]` (bench/grid.py)",
+        description="Runs the scripts in bench/ (the installed copy, or a checkout's). `bench NAME "
+        "[args...]` passes the args to bench/NAME.py unchanged; plain `bench` runs train.py and "
+        "gemm.py with the options below.")
+    s.add_argument("name", nargs="?", help="a script in bench/ (train, gemm, mlp, grid, ...)")
+    s.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for that script")
     s.add_argument("--quick", action="store_true", help="short runs")
-    s.add_argument("--out", default="bench-results", help="output folder")
+    s.add_argument("--out", default=None, help="output folder (default: bench-results)")
+    s.add_argument("--threads", type=int, nargs="+", default=None, help="thread counts")
+    s.add_argument("--rounds", type=int, default=None, help="interleaved rounds per case")
+    s.add_argument("--only", default=None, help="one case family (train.py: seed, wide; gemm.py: "
+                   "squares, mlp)")
+    s.add_argument("--no-torch", action="store_true", help="skip PyTorch")
+    s.add_argument("--source", action="store_true",
+                   help="the scripts import a checkout's python/ (an in-place build)")
+    s.add_argument("--grid", nargs=argparse.REMAINDER, default=None,
+                   help="run bench/grid.py with the arguments that follow")
     s.set_defaults(func=cmd_bench)
 
 

@@ -51,6 +51,16 @@ _ACTS = {"identity": (0, 0.0, 0.0), "logistic": (3, 0.0, 0.0), "tanh": (2, 0.0, 
          "relu": (1, 0.0, 0.0)}
 
 
+def _dlpack_only(a):
+    """An object with only the DLPack protocol (no ``__array__``) as a numpy view, for
+    scikit-learn's validation; pandas / polars frames and arrays pass through unchanged."""
+    if a is not None and hasattr(a, "__dlpack__") and not hasattr(a, "__array__"):
+        from .trainer import as_host_array
+
+        return as_host_array(a)
+    return a
+
+
 class _SGDSchedule:
     """scikit-learn's SGDOptimizer state: velocities and the learning-rate schedule."""
 
@@ -181,8 +191,8 @@ class _BaseMLP(BaseEstimator):
         from sklearn.utils import column_or_1d
         from sklearn.utils.validation import validate_data
 
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float32,
-                             reset=reset)
+        X, y = validate_data(self, _dlpack_only(X), _dlpack_only(y), multi_output=True,
+                             y_numeric=True, dtype=np.float32, reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         return X, np.asarray(y, dtype=np.float32)
@@ -486,7 +496,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         from sklearn.utils.validation import check_is_fitted, validate_data
 
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float32, reset=False)
+        X = validate_data(self, _dlpack_only(X), dtype=np.float32, reset=False)
         return self._predict(X)
 
     def _score(self, X, y):

@@ -439,13 +439,72 @@ def extract_chain(model) -> Chain:
 
 # ---- data ------------------------------------------------------------------------------------
 
-def _as_data(a, name: str) -> np.ndarray:
-    if type(a) is np.ndarray and a.dtype.kind == "f":
+def _frame_kind(a):
+    """'pandas' / 'polars' for their DataFrame and Series, else None (neither is imported here)."""
+    mod = type(a).__module__.split(".")[0]
+    if mod in ("pandas", "polars") and type(a).__name__ in ("DataFrame", "Series"):
+        return mod
+    return None
+
+
+def _numeric_dtype(kind, dt) -> bool:
+    if kind == "pandas":
+        import pandas as pd
+
+        return bool(pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt))
+    return bool(dt.is_numeric() or str(dt) == "Boolean")
+
+
+def _frame_to_numpy(a, kind: str, name: str) -> np.ndarray:
+    """A pandas / polars DataFrame or Series as a numpy array: float32 columns stay float32 (and
+    a frame whose memory is one C-contiguous float32 block comes back without a copy); a
+    non-numeric column is a TypeError naming it; missing values become NaN."""
+    if type(a).__name__ == "Series":
+        cols = [(getattr(a, "name", None), a.dtype)]
+    else:
+        cols = list(zip(a.columns, a.dtypes)) if kind == "pandas" else list(a.schema.items())
+    for col, dt in cols:
+        if not _numeric_dtype(kind, dt):
+            raise TypeError(f"fit: {name} column {col!r} has dtype {dt}, not numbers; encode it first "
+                            f"(e.g. pandas.get_dummies) or drop it")
+    if kind == "pandas":
+        dts = {np.dtype(dt) if isinstance(dt, np.dtype) else None for _, dt in cols}
+        if len(dts) == 1 and None not in dts:
+            return a.to_numpy(copy=False)  # one numpy dtype: the block itself where it can be
+        return a.to_numpy(dtype=np.float32, na_value=np.nan)
+    arr = a.to_numpy()
+    return arr if arr.dtype.kind in "fiub" else arr.astype(np.float32)
+
+
+def as_host_array(a, name: str = "X"):
+    """Host data (numpy, Tensor, torch tensor, pandas/polars frame or series, anything with
+    ``__array__`` or ``__dlpack__``) as a numpy array, without a copy where that is possible."""
+    if isinstance(a, np.ndarray):
         return a
     if _is_torch(a):
-        a = a.detach().cpu().numpy()
-    elif not isinstance(a, np.ndarray) and hasattr(a, "numpy"):
-        a = a.numpy()
+        return a.detach().cpu().numpy()
+    kind = _frame_kind(a)
+    if kind is not None:
+        return _frame_to_numpy(a, kind, name)
+    if hasattr(a, "numpy") and not hasattr(a, "__array__"):
+        return a.numpy()
+    if hasattr(a, "__array__"):
+        return np.asarray(a)
+    if hasattr(a, "__dlpack__"):
+        try:
+            return np.from_dlpack(a)
+        except Exception as e:  # noqa: BLE001 - e.g. device memory numpy cannot read
+            raise TypeError(f"fit: {name} ({_kind(a)}) exposes __dlpack__ but numpy cannot read it "
+                            f"({e})") from e
+    if hasattr(a, "numpy"):
+        return a.numpy()
+    return a
+
+
+def _as_data(a, name: str) -> np.ndarray:
+    if type(a) is np.ndarray and a.dtype.kind == "f":  # the common case, checked first
+        return a
+    a = as_host_array(a, name)
     try:
         arr = np.asarray(a)
     except Exception as e:  # noqa: BLE001
@@ -679,11 +738,9 @@ def _interruptible() -> bool:
 
 def _class_targets(y, n_classes, what):
     """Class-index targets (n,) int64 for cross-entropy, checked as PyTorch does."""
-    if _is_torch(y):
-        y = y.detach().cpu().numpy()
-    elif hasattr(y, "_data"):
+    if hasattr(y, "_data"):
         y = y._data
-    y = np.asarray(y)
+    y = np.asarray(as_host_array(y, what))
     if y.ndim == 2 and y.shape[1] == 1:
         y = y.reshape(-1)
     if y.dtype.kind not in "iu":
