@@ -24,6 +24,8 @@ namespace detail {
 
 void SmallScratch::init(const std::vector<MlpLayer>& layers, int64_t batch) {
     ld = (batch + kLanes - 1) / kLanes * kLanes;
+    // A row stride of a multiple of 1 KiB maps the rows a tile walks to few L1 sets: skew it.
+    if (ld % 256 == 0) ld += kLanes;
     int64_t maxw = layers[0].in, maxio = 0, total = 0;
     for (const MlpLayer& l : layers) {
         maxw = std::max(maxw, l.out);

@@ -2,14 +2,17 @@
 //
 // For tiny nets (e.g. 10 -> 20 -> 1 at batch 64) a step is well under a microsecond of arithmetic,
 // so packing, OpenMP and per-call dispatch would dominate. This path keeps every activation
-// feature-major, (features, ld) with the batch along the row, so each loop runs over the batch
-// and vectorises at any layer width. Single thread, fixed summation order (16 partial lanes
-// over the batch, combined in order): the result does not depend on the thread count.
+// feature-major, (features, ld) with the batch along the row, and runs the three products of each
+// layer as register-tiled kernels that read the operands in place (no packing, as XLA does for
+// such shapes): a tile of 6 rows x 16 samples (AVX2) stays in registers over the whole reduction,
+// broadcasting weights against batch vectors, so it runs near the FMA peak at any width from 16
+// to 1024 and any batch (no cliff where the tile count changes). Single thread, fixed summation
+// order (the tiling depends on the shapes only): the result does not depend on the thread count.
 //
 // The step body is defined once here (FASTMLP_SMALL_STEP_BODY) and compiled per ISA by
 // mlp_train_small_{generic,avx2,avx512}.cpp, each with its own compiler flags.
 #pragma once
-#pragma GCC diagnostic ignored "-Wpsabi"  // v16 below never crosses a non-inlined call
+#pragma GCC diagnostic ignored "-Wpsabi"  // vf below never crosses a non-inlined call
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12 avx512fintrin.h casts
 #include <cmath>
 #include <cstdint>
@@ -119,112 +122,218 @@ inline void update_param(float* p, const float* grad, float* buf, int64_t n, con
 namespace fastmlp::detail {
 namespace {
 
-constexpr int64_t kLanes = 16;
+constexpr int64_t kLanes = 16;  // the batch is padded to a multiple of this (one column block)
 
-// 16 floats as one GCC/Clang vector (4 SSE, 2 AVX or 1 AVX-512 register), unaligned load/store.
-typedef float v16 __attribute__((vector_size(64)));
-inline v16 ld16(const float* p) {
-    v16 v;
+// The native SIMD width of the ISA this copy is compiled for, as a GCC/Clang vector: one
+// register (an AVX-512 zmm, an AVX2 ymm, or 4 floats on the generic path). A column block of 16
+// samples is kNV registers. kAcc is how many accumulators a register tile may hold (the rest of
+// the register file carries the loaded operands).
+#if defined(__AVX512F__)
+constexpr int kVW = 16, kAcc = 24, kMR = 12, kDO = 4, kDI = 6;
+#elif defined(__AVX2__)
+constexpr int kVW = 8, kAcc = 12, kMR = 6, kDO = 3, kDI = 4;
+#else
+constexpr int kVW = 4, kAcc = 12, kMR = 3, kDO = 3, kDI = 4;
+#endif
+constexpr int kNV = int(kLanes) / kVW;
+typedef float vf __attribute__((vector_size(kVW * 4)));
+
+inline vf ldv(const float* p) {
+    vf v;
     __builtin_memcpy(&v, p, sizeof(v));
     return v;
 }
-inline void st16(float* p, v16 v) { __builtin_memcpy(p, &v, sizeof(v)); }
-
-// acc + bias, then ReLU (NaN stays NaN: a NaN lane fails both comparisons and is kept).
-inline v16 bias_relu(v16 acc, float bias, bool relu) {
-    v16 v = acc + bias;
-    if (relu) {
-        const v16 zero = {};
-        v = v < zero ? zero : v;
-    }
-    return v;
-}
-
-// Sums of 16 lanes in a fixed tree order (per ISA; the thread count never enters).
-// dot16: sum over b < Bp (a multiple of 16) of x[b] * y[b];  sum16: sum of x[b].
-#if defined(__AVX2__)
-inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-#endif
+inline void stv(float* p, vf v) { __builtin_memcpy(p, &v, sizeof(v)); }
+inline vf bcv(float s) { return vf{} + s; }
+// a * b + c: one fused rounding where the ISA has FMA (the generic path rounds twice).
+inline vf fmav(vf a, vf b, vf c) {
 #if defined(__AVX512F__)
-inline float hsum16(__m512 v) {
-    return hsum8(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1)));
-}
-inline float dot16(const float* __restrict x, const float* __restrict y, int64_t Bp) {
-    __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(x), _mm512_loadu_ps(y));
-    for (int64_t b0 = kLanes; b0 < Bp; b0 += kLanes)
-        acc = _mm512_fmadd_ps(_mm512_loadu_ps(x + b0), _mm512_loadu_ps(y + b0), acc);
-    return hsum16(acc);
-}
-// out[j] = dot16(x, y + j * ldy, Bp) for j < 4, reduced together.
-inline void dot16x4(float* out, const float* __restrict x, const float* __restrict y, int64_t ldy,
-                    int64_t Bp) {
-    __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
-    for (int64_t b0 = 0; b0 < Bp; b0 += kLanes) {
-        const __m512 xv = _mm512_loadu_ps(x + b0);
-        c0 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(y + b0), c0);
-        c1 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(y + ldy + b0), c1);
-        c2 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(y + 2 * ldy + b0), c2);
-        c3 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(y + 3 * ldy + b0), c3);
-    }
-    auto half = [](__m512 v) {
-        return _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-    };
-    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(half(c0), half(c1)), _mm256_hadd_ps(half(c2), half(c3)));
-    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
-}
-inline float sum16(const float* __restrict x, int64_t Bp) {
-    __m512 acc = _mm512_loadu_ps(x);
-    for (int64_t b0 = kLanes; b0 < Bp; b0 += kLanes) acc = _mm512_add_ps(acc, _mm512_loadu_ps(x + b0));
-    return hsum16(acc);
-}
+    return (vf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
 #elif defined(__AVX2__)
-inline float dot16(const float* __restrict x, const float* __restrict y, int64_t Bp) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    for (int64_t b0 = 0; b0 < Bp; b0 += kLanes) {
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + b0), _mm256_loadu_ps(y + b0), a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + b0 + 8), _mm256_loadu_ps(y + b0 + 8), a1);
-    }
-    return hsum8(_mm256_add_ps(a0, a1));
-}
-inline void dot16x4(float* out, const float* __restrict x, const float* __restrict y, int64_t ldy,
-                    int64_t Bp) {
-    for (int64_t j = 0; j < 4; ++j) out[j] = dot16(x, y + j * ldy, Bp);
-}
-inline float sum16(const float* __restrict x, int64_t Bp) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    for (int64_t b0 = 0; b0 < Bp; b0 += kLanes) {
-        a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + b0));
-        a1 = _mm256_add_ps(a1, _mm256_loadu_ps(x + b0 + 8));
-    }
-    return hsum8(_mm256_add_ps(a0, a1));
-}
+    return (vf)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
 #else
-inline float dot16(const float* __restrict x, const float* __restrict y, int64_t Bp) {
-    float part[kLanes] = {0.0f};
-    for (int64_t b0 = 0; b0 < Bp; b0 += kLanes)
-        for (int64_t k = 0; k < kLanes; ++k) part[k] += x[b0 + k] * y[b0 + k];
-    for (int64_t w = kLanes / 2; w >= 1; w /= 2)
-        for (int64_t k = 0; k < w; ++k) part[k] += part[k + w];
-    return part[0];
+    return a * b + c;
+#endif
 }
-inline void dot16x4(float* out, const float* __restrict x, const float* __restrict y, int64_t ldy,
-                    int64_t Bp) {
-    for (int64_t j = 0; j < 4; ++j) out[j] = dot16(x, y + j * ldy, Bp);
-}
-inline float sum16(const float* __restrict x, int64_t Bp) {
-    float part[kLanes] = {0.0f};
-    for (int64_t b0 = 0; b0 < Bp; b0 += kLanes)
-        for (int64_t k = 0; k < kLanes; ++k) part[k] += x[b0 + k];
-    for (int64_t w = kLanes / 2; w >= 1; w /= 2)
-        for (int64_t k = 0; k < w; ++k) part[k] += part[k + w];
-    return part[0];
+
+// Four register sums in a fixed tree order, out[j] = sum of the lanes of v[j].
+#if defined(__AVX2__)
+inline __m128 reduce4_256(__m256 a, __m256 b, __m256 c, __m256 d) {
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 #endif
+inline void reduce4(float* out, int n, vf a, vf b, vf c, vf d) {
+    float r[4];
+#if defined(__AVX512F__)
+    auto half = [](vf v) {
+        const __m512 x = (__m512)v;
+        return _mm256_add_ps(_mm512_castps512_ps256(x), _mm512_extractf32x8_ps(x, 1));
+    };
+    _mm_storeu_ps(r, reduce4_256(half(a), half(b), half(c), half(d)));
+#elif defined(__AVX2__)
+    _mm_storeu_ps(r, reduce4_256((__m256)a, (__m256)b, (__m256)c, (__m256)d));
+#else
+    const vf v[4] = {a, b, c, d};
+    for (int j = 0; j < 4; ++j) r[j] = (v[j][0] + v[j][2]) + (v[j][1] + v[j][3]);
+#endif
+    for (int j = 0; j < n; ++j) out[j] = r[j];
+}
+
+// ---- Register-tiled products on feature-major operands (no packing: the operands are tiny and
+// already in the layout the tile reads). Two shapes cover the three products of a step:
+//
+// bcast: C (R, Bp) = A (R, K) @ Bm (K, Bp), A read by broadcast with row stride ars and k stride
+//   aks (so A or A^T of a row-major weight), Bm rows of the batch. A tile is MR rows x NB column
+//   blocks held in registers for the whole K loop; then + bias, ReLU, or a ReLU-gradient mask.
+//   Forward Z = W @ A (ars = in, aks = 1); input gradient dA = W^T @ dZ (ars = 1, aks = in).
+// dot: G (O, I) = D (O, Bp) @ X (I, Bp)^T, both read along the batch: a tile of MO x MI register
+//   accumulators, kVW partial lanes each, reduced in a fixed order at the end. Weight gradient.
+//
+// Every output element's arithmetic is fixed by the shapes alone (the tiling never depends on the
+// thread count or the data), so results are reproducible run to run.
+struct BcastEpi {
+    const float* bias = nullptr;  // (R) added after the product
+    bool relu = false;            // max(v, 0), NaN kept
+    const float* mask = nullptr;  // (R, ldm): v where mask > 0 else 0 (NaN mask gives 0)
+    int64_t ldm = 0;
+};
+
+template <int MR, int NB>
+inline void bcast_tile(float* __restrict c, int64_t ldc, const float* __restrict a, int64_t ars,
+                       int64_t aks, const float* __restrict b, int64_t ldb, int64_t K,
+                       const BcastEpi& e, int64_t r0, int64_t c0) {
+    constexpr int NC = NB * kNV;
+    vf acc[MR][NC];
+    for (int r = 0; r < MR; ++r)
+        for (int j = 0; j < NC; ++j) acc[r][j] = vf{};
+    const float* ap = a + r0 * ars;
+    const float* bp = b + c0;
+    for (int64_t k = 0; k < K; ++k) {
+        vf bv[NC];
+        for (int j = 0; j < NC; ++j) bv[j] = ldv(bp + k * ldb + j * kVW);
+        for (int r = 0; r < MR; ++r) {
+            const vf av = bcv(ap[r * ars + k * aks]);
+            for (int j = 0; j < NC; ++j) acc[r][j] = fmav(av, bv[j], acc[r][j]);
+        }
+    }
+    const vf zero = {};
+    for (int r = 0; r < MR; ++r) {
+        float* cr = c + (r0 + r) * ldc + c0;
+        const vf bias = e.bias ? bcv(e.bias[r0 + r]) : zero;
+        for (int j = 0; j < NC; ++j) {
+            vf v = acc[r][j];
+            if (e.bias) v = v + bias;
+            if (e.relu) v = v < zero ? zero : v;
+            if (e.mask) v = ldv(e.mask + (r0 + r) * e.ldm + c0 + j * kVW) > zero ? v : zero;
+            stv(cr + j * kVW, v);
+        }
+    }
+}
+
+// All column blocks of the rows [r0, r0 + MR): NB blocks at a time while they fill the registers.
+template <int MR>
+inline void bcast_rows(float* c, int64_t ldc, const float* a, int64_t ars, int64_t aks,
+                       const float* b, int64_t ldb, int64_t K, int64_t Bp, const BcastEpi& e,
+                       int64_t r0) {
+    constexpr int NBfit = kAcc / (MR * kNV);
+    constexpr int NB = NBfit < 1 ? 1 : NBfit > 4 ? 4 : NBfit;
+    int64_t c0 = 0;
+    if constexpr (NB > 1)
+        for (; c0 + NB * kLanes <= Bp; c0 += NB * kLanes)
+            bcast_tile<MR, NB>(c, ldc, a, ars, aks, b, ldb, K, e, r0, c0);
+    for (; c0 < Bp; c0 += kLanes) bcast_tile<MR, 1>(c, ldc, a, ars, aks, b, ldb, K, e, r0, c0);
+}
+
+template <int MR>
+inline void bcast_rest(int64_t rest, float* c, int64_t ldc, const float* a, int64_t ars,
+                       int64_t aks, const float* b, int64_t ldb, int64_t K, int64_t Bp,
+                       const BcastEpi& e, int64_t r0) {
+    if constexpr (MR >= 1) {
+        if (rest == MR) return bcast_rows<MR>(c, ldc, a, ars, aks, b, ldb, K, Bp, e, r0);
+        bcast_rest<MR - 1>(rest, c, ldc, a, ars, aks, b, ldb, K, Bp, e, r0);
+    }
+}
+
+// C (R, Bp) = A (R, K) @ Bm (K, Bp) + epilogue; C rows ldc apart, Bm rows ldb apart.
+inline void bcast_product(float* c, int64_t ldc, const float* a, int64_t ars, int64_t aks,
+                          const float* b, int64_t ldb, int64_t R, int64_t K, int64_t Bp,
+                          const BcastEpi& e) {
+    int64_t r0 = 0;
+    for (; r0 + kMR <= R; r0 += kMR) bcast_rows<kMR>(c, ldc, a, ars, aks, b, ldb, K, Bp, e, r0);
+    if (r0 < R) bcast_rest<kMR - 1>(R - r0, c, ldc, a, ars, aks, b, ldb, K, Bp, e, r0);
+}
+
+template <int MO, int MI>
+inline void dot_tile(float* __restrict g, int64_t ldg, const float* __restrict d,
+                     const float* __restrict x, int64_t ld, int64_t Bp, int64_t o0, int64_t i0) {
+    vf acc[MO][MI];
+    for (int o = 0; o < MO; ++o)
+        for (int i = 0; i < MI; ++i) acc[o][i] = vf{};
+    const float* dp = d + o0 * ld;
+    const float* xp = x + i0 * ld;
+    for (int64_t b = 0; b < Bp; b += kVW) {
+        vf xv[MI];
+        for (int i = 0; i < MI; ++i) xv[i] = ldv(xp + i * ld + b);
+        for (int o = 0; o < MO; ++o) {
+            const vf dv = ldv(dp + o * ld + b);
+            for (int i = 0; i < MI; ++i) acc[o][i] = fmav(dv, xv[i], acc[o][i]);
+        }
+    }
+    const vf zero = {};
+    for (int o = 0; o < MO; ++o)
+        for (int i = 0; i < MI; i += 4)
+            reduce4(g + (o0 + o) * ldg + i0 + i, MI - i < 4 ? MI - i : 4, acc[o][i],
+                    i + 1 < MI ? acc[o][i + 1] : zero, i + 2 < MI ? acc[o][i + 2] : zero,
+                    i + 3 < MI ? acc[o][i + 3] : zero);
+}
+
+template <int MO, int MI>
+inline void dot_rest_i(int64_t rest, float* g, int64_t ldg, const float* d, const float* x,
+                       int64_t ld, int64_t Bp, int64_t o0, int64_t i0) {
+    if constexpr (MI >= 1) {
+        if (rest == MI) return dot_tile<MO, MI>(g, ldg, d, x, ld, Bp, o0, i0);
+        dot_rest_i<MO, MI - 1>(rest, g, ldg, d, x, ld, Bp, o0, i0);
+    }
+}
+
+// The rows [o0, o0 + MO) of G, every column block. A single row (the output layer of a
+// regression net) takes wider tiles along I, as many as the registers hold.
+template <int MO>
+inline void dot_rows(float* g, int64_t ldg, const float* d, const float* x, int64_t ld, int64_t I,
+                     int64_t Bp, int64_t o0) {
+    constexpr int MIfit = kAcc / MO;
+    constexpr int MI = MIfit > 8 ? 8 : MIfit < kDI ? kDI : MIfit;
+    int64_t i0 = 0;
+    for (; i0 + MI <= I; i0 += MI) dot_tile<MO, MI>(g, ldg, d, x, ld, Bp, o0, i0);
+    if (i0 < I) dot_rest_i<MO, MI - 1>(I - i0, g, ldg, d, x, ld, Bp, o0, i0);
+}
+
+template <int MO>
+inline void dot_rest_o(int64_t rest, float* g, int64_t ldg, const float* d, const float* x,
+                       int64_t ld, int64_t I, int64_t Bp, int64_t o0) {
+    if constexpr (MO >= 1) {
+        if (rest == MO) return dot_rows<MO>(g, ldg, d, x, ld, I, Bp, o0);
+        dot_rest_o<MO - 1>(rest, g, ldg, d, x, ld, I, Bp, o0);
+    }
+}
+
+// G (O, I) (row stride ldg) = D (O, Bp) @ X (I, Bp)^T, D and X rows ld apart.
+inline void dot_product(float* g, int64_t ldg, const float* d, const float* x, int64_t ld,
+                        int64_t O, int64_t I, int64_t Bp) {
+    int64_t o0 = 0;
+    for (; o0 + kDO <= O; o0 += kDO) dot_rows<kDO>(g, ldg, d, x, ld, I, Bp, o0);
+    if (o0 < O) dot_rest_o<kDO - 1>(O - o0, g, ldg, d, x, ld, I, Bp, o0);
+}
+
+// sum over b < Bp of x[b]: kVW partial lanes, reduced in a fixed order.
+inline float sum_lanes(const float* __restrict x, int64_t Bp) {
+    vf acc = ldv(x);
+    for (int64_t b = kVW; b < Bp; b += kVW) acc = acc + ldv(x + b);
+    float r[1];
+    reduce4(r, 1, acc, vf{}, vf{}, vf{});
+    return r[0];
+}
 
 // The batch gather, transposed: dst (d, ld) feature-major gets rows src[idx[b]] (d wide) for
 // b < B and zeros for b in [B, Bp).
@@ -301,38 +410,14 @@ inline void gather_rows(float* dst, int64_t ld, const float* src, int64_t d, con
     gather_rows(s.act[0], ld, X, d_in, idx, B, Bp);
     gather_rows(s.yT, ld, Y, d_out, idx, B, Bp);
 
-    // Forward: z (out, Bp) = sum_i W[o][i] * a[i][:] (i in order), + bias, relu.
+    // Forward: z (out, Bp) = W (out, in) @ a (in, Bp) (i in order), + bias, relu.
     for (int64_t l = 0; l < L; ++l) {
         const MlpLayer& ly = layers[size_t(l)];
-        const float* __restrict a = s.act[size_t(l)];
-        float* __restrict z = s.act[size_t(l + 1)];
-        for (int64_t o = 0; o < ly.out; ++o) {
-            const float* w = ly.weight + o * ly.in;
-            float* __restrict zo = z + o * ld;
-            const float bo = ly.bias ? ly.bias[o] : 0.0f;
-            const bool relu = ly.relu;
-            int64_t b0 = 0;
-            for (; b0 + 4 * kLanes <= Bp; b0 += 4 * kLanes) {  // 64 samples in 4 registers
-                v16 acc0 = {}, acc1 = {}, acc2 = {}, acc3 = {};
-                for (int64_t i = 0; i < ly.in; ++i) {
-                    const float wi = w[i];
-                    const float* ai = a + i * ld + b0;
-                    acc0 += wi * ld16(ai);
-                    acc1 += wi * ld16(ai + kLanes);
-                    acc2 += wi * ld16(ai + 2 * kLanes);
-                    acc3 += wi * ld16(ai + 3 * kLanes);
-                }
-                st16(zo + b0, bias_relu(acc0, bo, relu));
-                st16(zo + b0 + kLanes, bias_relu(acc1, bo, relu));
-                st16(zo + b0 + 2 * kLanes, bias_relu(acc2, bo, relu));
-                st16(zo + b0 + 3 * kLanes, bias_relu(acc3, bo, relu));
-            }
-            for (; b0 < Bp; b0 += kLanes) {  // the rest, 16 at a time (Bp is a multiple of 16)
-                v16 acc = {};
-                for (int64_t i = 0; i < ly.in; ++i) acc += w[i] * ld16(a + i * ld + b0);
-                st16(zo + b0, bias_relu(acc, bo, relu));
-            }
-        }
+        BcastEpi e;
+        e.bias = ly.bias;
+        e.relu = ly.relu;
+        bcast_product(s.act[size_t(l + 1)], ld, ly.weight, ly.in, 1, s.act[size_t(l)], ld, ly.out,
+                      ly.in, Bp, e);
     }
 
     // Loss (double, fixed order) and the output gradient (pad columns zero).
@@ -391,32 +476,18 @@ inline void gather_rows(float* dst, int64_t ld, const float* src, int64_t d, con
         const MlpLayer& ly = layers[size_t(l)];
         const float* a = s.act[size_t(l)];
         // Weight gradient gw (out, in) = dz @ a^T over the batch; bias gradient gb (out).
-        for (int64_t o = 0; o < ly.out; ++o) {
-            const float* dzo = dz + o * ld;
-            int64_t i = 0;
-            for (; i + 4 <= ly.in; i += 4) dot16x4(s.gw + o * ly.in + i, dzo, a + i * ld, ld, Bp);
-            for (; i < ly.in; ++i) s.gw[o * ly.in + i] = dot16(dzo, a + i * ld, Bp);
-            if (ly.bias) s.gb[o] = sum16(dzo, Bp);
-        }
-        // Input gradient (before W changes): da (in, ld) = W^T @ dz, masked by the ReLU below.
+        dot_product(s.gw, ly.in, dz, a, ld, ly.out, ly.in, Bp);
+        if (ly.bias)
+            for (int64_t o = 0; o < ly.out; ++o) s.gb[o] = sum_lanes(dz + o * ld, Bp);
+        // Input gradient (before W changes): da (in, Bp) = W^T @ dz, masked by the ReLU below.
         float* da = dz == s.d0 ? s.d1 : s.d0;
         if (l > 0) {
-            const bool mask = layers[size_t(l - 1)].relu;
-            for (int64_t i = 0; i < ly.in; ++i) {
-                float* di = da + i * ld;
-                const float* ai = a + i * ld;
-                for (int64_t b0 = 0; b0 < Bp; b0 += kLanes) {  // one register per 16 samples
-                    v16 acc = {};
-                    for (int64_t o = 0; o < ly.out; ++o)
-                        acc += ly.weight[o * ly.in + i] * ld16(dz + o * ld + b0);
-                    if (mask) {
-                        const v16 av = ld16(ai + b0);
-                        const v16 zero = {};
-                        acc = av > zero ? acc : zero;
-                    }
-                    st16(di + b0, acc);
-                }
+            BcastEpi e;
+            if (layers[size_t(l - 1)].relu) {
+                e.mask = a;
+                e.ldm = ld;
             }
+            bcast_product(da, ld, ly.weight, 1, ly.in, dz, ld, ly.in, ly.out, Bp, e);
         }
         update_param(ly.weight, s.gw, ly.weight_buf, ly.in * ly.out, rule, first_step, l2);
         if (ly.bias) update_param(ly.bias, s.gb, ly.bias_buf, ly.out, rule, first_step, 0.0f);
