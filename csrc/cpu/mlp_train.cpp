@@ -237,17 +237,20 @@ void mlp_shuffle_order(int64_t* order, int64_t n, uint64_t seed, int64_t epoch) 
 }
 
 bool mlp_small_path_fits(const std::vector<MlpLayer>& layers, int64_t batch_size) {
-    int64_t params = 0, maxw = layers.empty() ? 0 : layers[0].in;
-    for (const MlpLayer& l : layers) {
-        params += l.in * l.out;
-        maxw = std::max(maxw, std::max(l.in, l.out));
-    }
-    // The small path vectorises over the batch, so it stays efficient for narrow layers at any
-    // batch size (10->20->1 at batch 4096: 0.3 ms vs 0.7 ms through gemm). For wider layers it
-    // wins only while a step is tiny: ~6 flops per parameter and sample, below ~2 MFLOP one
-    // thread without packing beats the gemm path (measured on the 2-core dev machine).
-    if (maxw <= 64) return true;
-    return maxw <= 256 && 6.0 * double(params) * double(batch_size) <= 2.0e6;
+    // Cost model, measured per core (thread CPU time, so the shared machine's noise stays out)
+    // on the AVX2 Zen dev machine (41 GFLOP/s FMA peak per core), nets 20-w-w-1:
+    //   small path: 18-20 GFLOP/s at batch 16, 28-33 at batch 64..1024, for every w in 16..512;
+    //               16 at w = 1024, batch 1024 (its tiles stream 4 MiB of weights from L3)
+    //   gemm path:  8-9 at batch 16 (packing and per-call costs), 24-26 for w <= 128, 30-36 for
+    //               w >= 256 at batch >= 64
+    //   generic ISA: the small path is faster everywhere (20 vs 13-16).
+    // So the gemm path only where its cache blocking pays: some layer beyond 200 x 200 weights
+    // and a batch of at least 64. The choice depends on the shapes only, never on the thread
+    // count or the ISA (both paths split output tiles over threads): results stay bitwise equal
+    // across thread counts.
+    int64_t max_params = 0;
+    for (const MlpLayer& l : layers) max_params = std::max(max_params, l.in * l.out);
+    return max_params <= 200 * 200 || batch_size < 64;
 }
 
 MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, const float* Y,

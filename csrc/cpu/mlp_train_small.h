@@ -6,8 +6,9 @@
 // layer as register-tiled kernels that read the operands in place (no packing, as XLA does for
 // such shapes): a tile of 6 rows x 16 samples (AVX2) stays in registers over the whole reduction,
 // broadcasting weights against batch vectors, so it runs near the FMA peak at any width from 16
-// to 1024 and any batch (no cliff where the tile count changes). Single thread, fixed summation
-// order (the tiling depends on the shapes only): the result does not depend on the thread count.
+// to 1024 and any batch (no cliff where the tile count changes). Large products split their
+// output tiles over threads; every sum has a fixed order (the tiling depends on the shapes only),
+// so the result does not depend on the thread count.
 //
 // The step body is defined once here (FASTMLP_SMALL_STEP_BODY) and compiled per ISA by
 // mlp_train_small_{generic,avx2,avx512}.cpp, each with its own compiler flags.
@@ -18,6 +19,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "fastmlp/cpu_features.h"
 #include "fastmlp/mlp.h"
 
 #if defined(__AVX2__) || defined(__AVX512F__)
@@ -231,37 +233,55 @@ inline void bcast_tile(float* __restrict c, int64_t ldc, const float* __restrict
     }
 }
 
-// All column blocks of the rows [r0, r0 + MR): NB blocks at a time while they fill the registers.
+// The column blocks [c0, c1) of the rows [r0, r0 + MR): NB blocks at a time while they fill the
+// registers.
 template <int MR>
 inline void bcast_rows(float* c, int64_t ldc, const float* a, int64_t ars, int64_t aks,
-                       const float* b, int64_t ldb, int64_t K, int64_t Bp, const BcastEpi& e,
-                       int64_t r0) {
+                       const float* b, int64_t ldb, int64_t K, int64_t c0, int64_t c1,
+                       const BcastEpi& e, int64_t r0) {
     constexpr int NBfit = kAcc / (MR * kNV);
     constexpr int NB = NBfit < 1 ? 1 : NBfit > 4 ? 4 : NBfit;
-    int64_t c0 = 0;
     if constexpr (NB > 1)
-        for (; c0 + NB * kLanes <= Bp; c0 += NB * kLanes)
+        for (; c0 + NB * kLanes <= c1; c0 += NB * kLanes)
             bcast_tile<MR, NB>(c, ldc, a, ars, aks, b, ldb, K, e, r0, c0);
-    for (; c0 < Bp; c0 += kLanes) bcast_tile<MR, 1>(c, ldc, a, ars, aks, b, ldb, K, e, r0, c0);
+    for (; c0 < c1; c0 += kLanes) bcast_tile<MR, 1>(c, ldc, a, ars, aks, b, ldb, K, e, r0, c0);
 }
 
 template <int MR>
-inline void bcast_rest(int64_t rest, float* c, int64_t ldc, const float* a, int64_t ars,
-                       int64_t aks, const float* b, int64_t ldb, int64_t K, int64_t Bp,
-                       const BcastEpi& e, int64_t r0) {
+inline void bcast_rest(int64_t rows, float* c, int64_t ldc, const float* a, int64_t ars,
+                       int64_t aks, const float* b, int64_t ldb, int64_t K, int64_t c0,
+                       int64_t c1, const BcastEpi& e, int64_t r0) {
     if constexpr (MR >= 1) {
-        if (rest == MR) return bcast_rows<MR>(c, ldc, a, ars, aks, b, ldb, K, Bp, e, r0);
-        bcast_rest<MR - 1>(rest, c, ldc, a, ars, aks, b, ldb, K, Bp, e, r0);
+        if (rows == MR) return bcast_rows<MR>(c, ldc, a, ars, aks, b, ldb, K, c0, c1, e, r0);
+        bcast_rest<MR - 1>(rows, c, ldc, a, ars, aks, b, ldb, K, c0, c1, e, r0);
     }
 }
 
-// C (R, Bp) = A (R, K) @ Bm (K, Bp) + epilogue; C rows ldc apart, Bm rows ldb apart.
+// Threads for a product of `flops` (the library's rule). Which thread runs a tile never changes
+// the tile's arithmetic, so results do not depend on the thread count.
+inline int small_threads(double flops) { return threads_for(flops); }
+
+// C (R, Bp) = A (R, K) @ Bm (K, Bp) + epilogue; C rows ldc apart, Bm rows ldb apart. Tiles go
+// column group (64 samples) by column group, all row blocks of one group in turn, so the group's
+// K x 64 panel of Bm stays in cache while A streams; threads take contiguous runs of tiles.
 inline void bcast_product(float* c, int64_t ldc, const float* a, int64_t ars, int64_t aks,
                           const float* b, int64_t ldb, int64_t R, int64_t K, int64_t Bp,
                           const BcastEpi& e) {
-    int64_t r0 = 0;
-    for (; r0 + kMR <= R; r0 += kMR) bcast_rows<kMR>(c, ldc, a, ars, aks, b, ldb, K, Bp, e, r0);
-    if (r0 < R) bcast_rest<kMR - 1>(R - r0, c, ldc, a, ars, aks, b, ldb, K, Bp, e, r0);
+    constexpr int64_t kGroup = 4 * kLanes;
+    const int64_t nrb = (R + kMR - 1) / kMR, ncg = (Bp + kGroup - 1) / kGroup;
+    auto run = [&](int64_t t) {
+        const int64_t r0 = (t % nrb) * kMR, c0 = (t / nrb) * kGroup;
+        const int64_t rows = R - r0 < kMR ? R - r0 : kMR, c1 = c0 + kGroup < Bp ? c0 + kGroup : Bp;
+        if (rows == kMR) bcast_rows<kMR>(c, ldc, a, ars, aks, b, ldb, K, c0, c1, e, r0);
+        else bcast_rest<kMR - 1>(rows, c, ldc, a, ars, aks, b, ldb, K, c0, c1, e, r0);
+    };
+    const int nt = small_threads(2.0 * double(R) * double(K) * double(Bp));
+    if (nt <= 1 || nrb * ncg < 2) {
+        for (int64_t t = 0; t < nrb * ncg; ++t) run(t);
+        return;
+    }
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t t = 0; t < nrb * ncg; ++t) run(t);
 }
 
 template <int MO, int MI>
@@ -318,12 +338,23 @@ inline void dot_rest_o(int64_t rest, float* g, int64_t ldg, const float* d, cons
     }
 }
 
-// G (O, I) (row stride ldg) = D (O, Bp) @ X (I, Bp)^T, D and X rows ld apart.
+// G (O, I) (row stride ldg) = D (O, Bp) @ X (I, Bp)^T, D and X rows ld apart. Threads take
+// blocks of kDO rows.
 inline void dot_product(float* g, int64_t ldg, const float* d, const float* x, int64_t ld,
                         int64_t O, int64_t I, int64_t Bp) {
-    int64_t o0 = 0;
-    for (; o0 + kDO <= O; o0 += kDO) dot_rows<kDO>(g, ldg, d, x, ld, I, Bp, o0);
-    if (o0 < O) dot_rest_o<kDO - 1>(O - o0, g, ldg, d, x, ld, I, Bp, o0);
+    const int64_t nob = (O + kDO - 1) / kDO;
+    auto run = [&](int64_t t) {
+        const int64_t o0 = t * kDO;
+        if (o0 + kDO <= O) dot_rows<kDO>(g, ldg, d, x, ld, I, Bp, o0);
+        else dot_rest_o<kDO - 1>(O - o0, g, ldg, d, x, ld, I, Bp, o0);
+    };
+    const int nt = small_threads(2.0 * double(O) * double(I) * double(Bp));
+    if (nt <= 1 || nob < 2) {
+        for (int64_t t = 0; t < nob; ++t) run(t);
+        return;
+    }
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t t = 0; t < nob; ++t) run(t);
 }
 
 // sum over b < Bp of x[b]: kVW partial lanes, reduced in a fixed order.
