@@ -88,17 +88,30 @@ def _data(n, sizes, seed=0):
     return X, Y
 
 
+class _Clock:
+    """Wall and process CPU seconds of a block (CPU time leaves out the time a shared machine
+    keeps the process descheduled; it is comparable to wall time on one thread only)."""
+
+    def __enter__(self):
+        self.w0, self.c0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.w0
+        self.cpu = time.process_time() - self.c0
+
+
 def _time_calls(fn, min_s=0.02, max_calls=100000):
-    """Seconds per call of fn(): one warm call, then as many as fill min_s (at least 1)."""
+    """{'seconds', 'cpu_seconds'} per call of fn(): one warm call, then as many as fill min_s."""
     fn()
     t0 = time.perf_counter()
     fn()
     one = max(time.perf_counter() - t0, 1e-7)
     k = int(max(1, min(max_calls, min_s / one)))
-    t0 = time.perf_counter()
-    for _ in range(k):
-        fn()
-    return (time.perf_counter() - t0) / k
+    with _Clock() as c:
+        for _ in range(k):
+            fn()
+    return {"seconds": c.wall / k, "cpu_seconds": c.cpu / k}
 
 
 class FastmlpWorker:
@@ -131,10 +144,10 @@ class FastmlpWorker:
             X, Y = _data(n, sizes)
             fm.fit(model, X[:batch * 2], Y[:batch * 2], epochs=1, batch_size=batch, lr=LR,
                    shuffle=False, progress=False)
-            t0 = time.perf_counter()
-            h = fm.fit(model, X, Y, epochs=1, batch_size=batch, lr=LR, shuffle=False, progress=False)
-            dt = time.perf_counter() - t0
-            return {"seconds": dt, "samples": n, "steps": h.steps if hasattr(h, "steps") else None}
+            with _Clock() as c:
+                fm.fit(model, X, Y, epochs=1, batch_size=batch, lr=LR, shuffle=False,
+                       progress=False)
+            return {"seconds": c.wall, "cpu_seconds": c.cpu, "samples": n}
         X, Y = _data(max(batch, 1), sizes)
         if kind == "step":
             opt = fm.optim.SGD(model.parameters(), lr=LR)
@@ -146,17 +159,17 @@ class FastmlpWorker:
                 loss = lossf(model(x), y)
                 loss.backward()
                 opt.step()
-            return {"seconds": _time_calls(step), "samples": batch}
+            return dict(_time_calls(step), samples=batch)
         if kind == "infer":
             x = fm.from_numpy(X)
 
             def fwd():
                 with fm.no_grad():
                     model(x)
-            return {"seconds": _time_calls(fwd), "samples": batch}
+            return dict(_time_calls(fwd), samples=batch)
         if kind == "predict":
             from fastmlp import trainer
-            return {"seconds": _time_calls(lambda: trainer.predict(model, X)), "samples": batch}
+            return dict(_time_calls(lambda: trainer.predict(model, X)), samples=batch)
         raise ValueError(kind)
 
 
@@ -196,12 +209,12 @@ class TorchWorker:
                 loss = lossf(model(x), y)
                 loss.backward()
                 opt.step()
-            return {"seconds": _time_calls(step), "samples": batch}
+            return dict(_time_calls(step), samples=batch)
         if kind == "infer":
             def fwd():
                 with torch.no_grad():
                     model(x)
-            return {"seconds": _time_calls(fwd), "samples": batch}
+            return dict(_time_calls(fwd), samples=batch)
         raise ValueError(kind)
 
 
@@ -263,9 +276,9 @@ class JaxWorker:
             Xb = jax.device_put(X.reshape(n // batch, batch, -1))
             Yb = jax.device_put(Y.reshape(n // batch, batch, -1))
             jax.block_until_ready(epoch(params, Xb, Yb))  # compile
-            t0 = time.perf_counter()
-            jax.block_until_ready(epoch(params, Xb, Yb))
-            return {"seconds": time.perf_counter() - t0, "samples": n}
+            with _Clock() as c:
+                jax.block_until_ready(epoch(params, Xb, Yb))
+            return {"seconds": c.wall, "cpu_seconds": c.cpu, "samples": n}
         X, Y = _data(max(batch, 1), sizes)
         x, y = jax.device_put(X), jax.device_put(Y)
         if kind == "step":
@@ -274,10 +287,9 @@ class JaxWorker:
             def one():
                 state[0] = step(state[0], x, y)
                 jax.block_until_ready(state[0])
-            return {"seconds": _time_calls(one), "samples": batch}
+            return dict(_time_calls(one), samples=batch)
         if kind == "infer":
-            return {"seconds": _time_calls(lambda: jax.block_until_ready(infer(params, x))),
-                    "samples": batch}
+            return dict(_time_calls(lambda: jax.block_until_ready(infer(params, x))), samples=batch)
         raise ValueError(kind)
 
 
@@ -332,7 +344,7 @@ class OrtWorker:
         s = self.session(sizes, threads)
         X, _ = _data(max(batch, 1), sizes)
         feed = {"x": X}
-        return {"seconds": _time_calls(lambda: s.run(None, feed)), "samples": batch}
+        return dict(_time_calls(lambda: s.run(None, feed)), samples=batch)
 
 
 WORKERS = {"fastmlp": FastmlpWorker, "torch": TorchWorker, "jax": JaxWorker, "ort": OrtWorker}
@@ -491,7 +503,7 @@ def main():
             versions[lib] = w.version
 
     todo = plan(cfg, paths)
-    samples = {}
+    samples, cpu_samples = {}, {}
     meta = {}
     t_start = time.time()
     for rnd in range(args.rounds):
@@ -508,6 +520,7 @@ def main():
                     meta.setdefault(key, {})["error"] = r.get("error")
                     continue
                 samples.setdefault(key, []).append(r["seconds"] / r["samples"])
+                cpu_samples.setdefault(key, []).append(r["cpu_seconds"] / r["samples"])
                 m = meta.setdefault(key, {})
                 m["peak_rss_mb"] = max(m.get("peak_rss_mb", 0.0), r["peak_rss_mb"])
                 time.sleep(args.pause)
@@ -529,6 +542,12 @@ def main():
                        gflops=fl / per / 1e9, rounds=len(s))
             if peak.get(t):
                 rec["fraction_of_fma_peak"] = rec["gflops"] / peak[t]
+            if t == 1:  # one thread: CPU time is the contention-free figure
+                cper = statistics.median(cpu_samples[key])
+                rec.update(median_cpu_s_per_sample=cper, cpu_samples_per_s=1.0 / cper,
+                           cpu_gflops=fl / cper / 1e9)
+                if peak.get(1):
+                    rec["cpu_fraction_of_fma_peak"] = rec["cpu_gflops"] / peak[1]
         rec.update(m)
         records.append(rec)
 
@@ -581,16 +600,20 @@ def compute_ratios(records, paths):
                 continue
             p = by.get((pk, plib, None, sizes, b, t))
             if p:
-                out.append({"ratio": name, "cpu_path": path, "sizes": list(sizes),
-                            "width": sizes[1], "head": sizes[-1], "batch": b, "threads": t,
-                            "value": r["samples_per_s"] / p["samples_per_s"]})
+                x = {"ratio": name, "cpu_path": path, "sizes": list(sizes), "width": sizes[1],
+                     "head": sizes[-1], "batch": b, "threads": t,
+                     "value": r["samples_per_s"] / p["samples_per_s"]}
+                if "cpu_samples_per_s" in r and "cpu_samples_per_s" in p:
+                    x["cpu_value"] = r["cpu_samples_per_s"] / p["cpu_samples_per_s"]
+                out.append(x)
     return out
 
 
 def print_summary(records, ratios, peak):
-    print("\nper point: samples/s (GFLOP/s, % of FMA peak for the threads used)")
+    print("\nper point: samples/s, GFLOP/s and % of the FMA peak for the threads used (wall clock;"
+          " cpu: the same in process CPU time, 1 thread only)")
     hdr = f"{'kind':8} {'lib':8} {'path':8} {'net':>16} {'batch':>5} {'thr':>3} " \
-          f"{'samples/s':>11} {'GFLOP/s':>8} {'%peak':>6} {'RSS MB':>7}"
+          f"{'samples/s':>11} {'GFLOP/s':>8} {'%peak':>6} {'cpu GF':>7} {'%peak':>6} {'RSS MB':>7}"
     print(hdr)
     for r in sorted(records, key=lambda r: (r["head"], r["width"], r["batch"], r["threads"],
                                             r["kind"], r["lib"], r["cpu_path"] or "")):
@@ -603,14 +626,25 @@ def print_summary(records, ratios, peak):
         print(f"{r['kind']:8} {r['lib']:8} {str(r['cpu_path']):8} "
               f"{'-'.join(map(str, r['sizes'])):>16} {r['batch']:5} {r['threads']:3} "
               f"{r['samples_per_s']:11.4g} {r['gflops']:8.2f} "
-              f"{(100 * frac if frac else float('nan')):6.1f} {r.get('peak_rss_mb', 0):7.0f}")
-    print("\nratios fastmlp / peer (>1: fastmlp faster)")
+              f"{(100 * frac if frac else float('nan')):6.1f} {r.get('cpu_gflops', float('nan')):7.2f} "
+              f"{100 * r.get('cpu_fraction_of_fma_peak', float('nan')):6.1f} "
+              f"{r.get('peak_rss_mb', 0):7.0f}")
+    print("\nratios fastmlp / peer (>1: fastmlp faster); wall clock, and CPU time on 1 thread")
     for name in dict.fromkeys(x["ratio"] for x in ratios):
         sel = [x for x in ratios if x["ratio"] == name]
         for path in dict.fromkeys(x["cpu_path"] for x in sel):
-            vs = [x["value"] for x in sel if x["cpu_path"] == path]
-            print(f"  {name:16} {path:8} min {min(vs):7.2f}  median {statistics.median(vs):7.2f}"
-                  f"  max {max(vs):7.2f}  over {len(vs)} points")
+            for t in sorted({x["threads"] for x in sel}):
+                for clock in ("value", "cpu_value"):
+                    vs = [x[clock] for x in sel
+                          if x["cpu_path"] == path and x["threads"] == t and clock in x]
+                    if not vs:
+                        continue
+                    worst = min((x for x in sel if x["cpu_path"] == path and x["threads"] == t
+                                 and clock in x), key=lambda x: x[clock])
+                    print(f"  {name:16} {path:8} {t}T {'cpu' if clock == 'cpu_value' else 'wall':4}"
+                          f" min {min(vs):7.2f} median {statistics.median(vs):7.2f} max "
+                          f"{max(vs):7.2f} over {len(vs):3} points (min at "
+                          f"{'-'.join(map(str, worst['sizes']))} b{worst['batch']})")
 
 
 def plot(doc, path):
@@ -631,7 +665,10 @@ def plot(doc, path):
                     sel = [x for x in ratios if x["ratio"] == name and x["cpu_path"] == p
                            and x["threads"] == t and x["head"] == h]
                     if sel:
-                        panels.append((f"{name} {p} {t}T head {h}", sel))
+                        clock = "cpu_value" if all("cpu_value" in x for x in sel) else "value"
+                        panels.append((f"{name} {p} {t}T head {h} "
+                                       f"({'CPU time' if clock == 'cpu_value' else 'wall'})",
+                                       sel, clock))
     if not panels:
         return
     cols = min(4, len(panels))
@@ -639,12 +676,12 @@ def plot(doc, path):
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, (title, sel) in zip(axes.flat, panels):
+    for ax, (title, sel, clock) in zip(axes.flat, panels):
         ws = sorted({x["width"] for x in sel})
         bs = sorted({x["batch"] for x in sel})
         m = np.full((len(bs), len(ws)), np.nan)
         for x in sel:
-            m[bs.index(x["batch"]), ws.index(x["width"])] = x["value"]
+            m[bs.index(x["batch"]), ws.index(x["width"])] = x[clock]
         ax.axis("on")
         im = ax.imshow(np.log2(m), cmap="RdYlGn", vmin=-3, vmax=3, aspect="auto")
         ax.set_xticks(range(len(ws)), ws)

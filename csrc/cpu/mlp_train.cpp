@@ -331,7 +331,14 @@ void mlp_forward(float* out, const std::vector<MlpLayer>& layers, const float* X
     const int64_t chunk = 1024;
     int64_t maxw = 0;
     for (const MlpLayer& l : layers) maxw = std::max(maxw, l.out);
-    std::vector<float> h0(size_t(std::min(chunk, n) * maxw)), h1(h0.size());
+    // The hidden activations' ping-pong buffers, kept per thread and only ever grown: repeated
+    // calls (predict on a row at a time) allocate nothing after the first one.
+    thread_local std::vector<float> h0, h1;
+    const size_t need = size_t(std::min(chunk, n) * maxw);
+    if (L > 1 && h0.size() < need) {
+        h0.resize(need);
+        h1.resize(need);
+    }
     for (int64_t r0 = 0; r0 < n; r0 += chunk) {
         const int64_t rows = std::min(chunk, n - r0);
         const float* a = X + r0 * layers[0].in;

@@ -505,7 +505,7 @@ def cmd_bench(args):
     except OSError as e:
         raise CLIError(f"{args.out}: cannot create the output folder ({e.strerror or e})") from None
     status = 0
-    for script in ("train.py", "gemm.py"):
+    for script in (("grid.py",) if getattr(args, "grid", False) else ("train.py", "gemm.py")):
         path = d / script
         if not path.exists():
             print(f"(skipping {script}: not present)")
@@ -572,6 +572,9 @@ def add_subcommands(sub):
     s = sub.add_parser("bench", help="run bench/train.py (and bench/gemm.py) and save JSON + PNG")
     s.add_argument("--quick", action="store_true", help="short runs")
     s.add_argument("--out", default="bench-results", help="output folder")
+    s.add_argument("--grid", action="store_true",
+                   help="run bench/grid.py instead: fit, eager step and inference over widths x "
+                        "batches x threads x CPU paths vs PyTorch, JAX and ONNX Runtime")
     s.set_defaults(func=cmd_bench)
 
 
