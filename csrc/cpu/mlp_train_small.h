@@ -15,6 +15,7 @@
 #pragma once
 #pragma GCC diagnostic ignored "-Wpsabi"  // vf below never crosses a non-inlined call
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12 avx512fintrin.h casts
+#pragma GCC diagnostic ignored "-Wuninitialized"        // (the same casts, seen through inlining)
 #include <cmath>
 #include <cstdint>
 #include <vector>
