@@ -155,3 +155,23 @@ def test_cost_model_choice_is_shape_only(sizes, B, small):
             assert r["small_path"] == small
     finally:
         fastmlp.set_num_threads(old)
+
+
+@pytest.mark.parametrize("sizes", [(10, 20, 1), (3, 100, 1), (7, 13, 29, 10), (20, 300, 4), (5, 1)])
+def test_forward_rows_do_not_depend_on_their_neighbours(cpu_path, sizes):
+    """mlp_forward: a row's output is bitwise the same alone, in any subset, or in a batch of
+    many chunks; and it matches the float64 chain."""
+    ws, bs = init(sizes, 13)
+    relu = [True] * (len(ws) - 1) + [False]
+    X, _ = data(600, sizes[0], sizes[-1], 14)
+    full = _C.mlp_forward(ws, bs, relu, X)
+    one = np.concatenate([_C.mlp_forward(ws, bs, relu, X[i:i + 1]) for i in range(0, 600, 37)])
+    np.testing.assert_array_equal(one, full[::37])
+    sub = _C.mlp_forward(ws, bs, relu, X[3:300:2])
+    np.testing.assert_array_equal(sub, full[3:300:2])
+    a = X.astype(np.float64)
+    for w, b, r in zip(ws, bs, relu):
+        a = a @ w.T.astype(np.float64) + b
+        if r:
+            a = np.maximum(a, 0)
+    np.testing.assert_allclose(full, a, rtol=0, atol=1e-5 * np.abs(a).max())

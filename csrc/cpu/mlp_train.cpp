@@ -67,6 +67,17 @@ SmallStepFn small_step_for_isa() {
     return small_step_generic;
 }
 
+SmallForwardFn small_forward_for_isa() {
+#ifdef FASTMLP_HAVE_X86_KERNELS
+    switch (current_isa()) {
+        case Isa::avx512: return small_forward_avx512;
+        case Isa::avx2: return small_forward_avx2;
+        default: break;
+    }
+#endif
+    return small_forward_generic;
+}
+
 // Scratch of the gemm path: batch-major activations.
 struct GemmScratch {
     std::vector<std::vector<float>> act;  // act[l] (batch, width_l)
@@ -327,33 +338,10 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
 
 void mlp_forward(float* out, const std::vector<MlpLayer>& layers, const float* X, int64_t n) {
     if (layers.empty()) throw std::invalid_argument("mlp_forward: no layers");
-    const int64_t L = int64_t(layers.size());
-    const int64_t chunk = 1024;
-    int64_t maxw = 0;
-    for (const MlpLayer& l : layers) maxw = std::max(maxw, l.out);
-    // The hidden activations' ping-pong buffers, kept per thread and only ever grown: repeated
-    // calls (predict on a row at a time) allocate nothing after the first one.
-    thread_local std::vector<float> h0, h1;
-    const size_t need = size_t(std::min(chunk, n) * maxw);
-    if (L > 1 && h0.size() < need) {
-        h0.resize(need);
-        h1.resize(need);
-    }
-    for (int64_t r0 = 0; r0 < n; r0 += chunk) {
-        const int64_t rows = std::min(chunk, n - r0);
-        const float* a = X + r0 * layers[0].in;
-        float* bufs[2] = {h0.data(), h1.data()};
-        for (int64_t l = 0; l < L; ++l) {
-            const MlpLayer& ly = layers[size_t(l)];
-            float* z = l == L - 1 ? out + r0 * ly.out : bufs[l % 2];
-            GemmEpilogue epi;
-            epi.bias = ly.bias;
-            epi.relu = ly.relu;
-            sgemm(false, true, rows, ly.out, ly.in, 1.0f, a, ly.in, ly.weight, ly.in, 0.0f, z, ly.out,
-                  epi);
-            a = z;
-        }
-    }
+    // The small path's feature-major tiles: a row's output does not depend on how many rows come
+    // with it (the gemm driver picks different kernels, with different summation orders, for one
+    // row and for many), and nothing is allocated after the first call for a net.
+    small_forward_for_isa()(out, layers, X, n);
 }
 
 }  // namespace fastmlp

@@ -55,6 +55,19 @@ using SmallStepFn = double (*)(const std::vector<MlpLayer>& layers, SmallScratch
                                const float* X, const float* Y, const int64_t* idx, int64_t B,
                                const StepRule& rule, bool first_step, bool allow_nonfinite);
 
+// Inference through the chain: out (n, d_out) = the chain on X (n, d_in), row-major, in chunks of
+// rows through feature-major tiles. Every output element is the same fixed-order sum whatever n
+// is, so a row's prediction does not depend on the rows around it (predict on a subset equals the
+// subset of predict). Scratch is kept per thread: after the first call with a given net nothing
+// is allocated.
+using SmallForwardFn = void (*)(float* out, const std::vector<MlpLayer>& layers, const float* X,
+                                int64_t n);
+void small_forward_generic(float*, const std::vector<MlpLayer>&, const float*, int64_t);
+#ifdef FASTMLP_HAVE_X86_KERNELS
+void small_forward_avx2(float*, const std::vector<MlpLayer>&, const float*, int64_t);
+void small_forward_avx512(float*, const std::vector<MlpLayer>&, const float*, int64_t);
+#endif
+
 double small_step_generic(const std::vector<MlpLayer>&, SmallScratch&, const float*, const float*,
                           const int64_t*, int64_t, const StepRule&, bool, bool);
 #ifdef FASTMLP_HAVE_X86_KERNELS
@@ -112,13 +125,18 @@ inline void update_param(float* p, const float* grad, float* buf, int64_t n, con
 }  // namespace
 }  // namespace fastmlp::detail
 
-// The step body, compiled once per ISA. Expects FASTMLP_SMALL_STEP_NAME to be defined.
+// The step and forward bodies, compiled once per ISA. Expect FASTMLP_SMALL_STEP_NAME and
+// FASTMLP_SMALL_FORWARD_NAME to be defined.
 #define FASTMLP_SMALL_STEP_BODY                                                                    \
     namespace fastmlp::detail {                                                                    \
     double FASTMLP_SMALL_STEP_NAME(const std::vector<MlpLayer>& layers, SmallScratch& s,           \
                                    const float* X, const float* Y, const int64_t* idx, int64_t B,  \
                                    const StepRule& rule, bool first_step, bool allow_nonfinite) {  \
         return small_step_impl(layers, s, X, Y, idx, B, rule, first_step, allow_nonfinite);        \
+    }                                                                                              \
+    void FASTMLP_SMALL_FORWARD_NAME(float* out, const std::vector<MlpLayer>& layers,               \
+                                    const float* X, int64_t n) {                                   \
+        small_forward_impl(out, layers, X, n);                                                     \
     }                                                                                              \
     }
 
@@ -429,6 +447,48 @@ inline void gather_rows(float* dst, int64_t ld, const float* src, int64_t d, con
 }
 #endif
 
+// Forward: act[l + 1] (out, Bp) = W (out, in) @ act[l] (in, Bp) (i in order), + bias, relu.
+inline void forward_layers(const std::vector<MlpLayer>& layers, SmallScratch& s, int64_t Bp) {
+    for (size_t l = 0; l < layers.size(); ++l) {
+        const MlpLayer& ly = layers[l];
+        BcastEpi e;
+        e.bias = ly.bias;
+        e.relu = ly.relu;
+        bcast_product(s.act[l + 1], s.ld, ly.weight, ly.in, 1, s.act[l], s.ld, ly.out, ly.in, Bp, e);
+    }
+}
+
+[[maybe_unused]] void small_forward_impl(float* out, const std::vector<MlpLayer>& layers,
+                                         const float* X, int64_t n) {
+    constexpr int64_t kChunk = 256;
+    thread_local SmallScratch s;
+    thread_local std::vector<int64_t> shape, idx;  // the net the scratch was sized for
+    std::vector<int64_t> want;
+    want.reserve(2 * layers.size());
+    for (const MlpLayer& l : layers) {
+        want.push_back(l.in);
+        want.push_back(l.out);
+    }
+    if (want != shape) {
+        s.init(layers, kChunk);
+        shape = want;
+        idx.resize(size_t(kChunk));
+        for (int64_t i = 0; i < kChunk; ++i) idx[size_t(i)] = i;
+    }
+    const int64_t L = int64_t(layers.size());
+    const int64_t d_in = layers[0].in, d_out = layers[size_t(L - 1)].out;
+    for (int64_t r0 = 0; r0 < n; r0 += kChunk) {
+        const int64_t rows = n - r0 < kChunk ? n - r0 : kChunk;
+        const int64_t Bp = (rows + kLanes - 1) / kLanes * kLanes;
+        gather_rows(s.act[0], s.ld, X + r0 * d_in, d_in, idx.data(), rows, Bp);
+        forward_layers(layers, s, Bp);
+        const float* P = s.act[size_t(L)];
+        float* o = out + r0 * d_out;
+        for (int64_t b = 0; b < rows; ++b)
+            for (int64_t j = 0; j < d_out; ++j) o[b * d_out + j] = P[j * s.ld + b];
+    }
+}
+
 [[maybe_unused]] double small_step_impl(const std::vector<MlpLayer>& layers, SmallScratch& s,
                                         const float* X, const float* Y, const int64_t* idx,
                                         int64_t B, const StepRule& rule, bool first_step,
@@ -442,15 +502,7 @@ inline void gather_rows(float* dst, int64_t ld, const float* src, int64_t d, con
     gather_rows(s.act[0], ld, X, d_in, idx, B, Bp);
     gather_rows(s.yT, ld, Y, d_out, idx, B, Bp);
 
-    // Forward: z (out, Bp) = W (out, in) @ a (in, Bp) (i in order), + bias, relu.
-    for (int64_t l = 0; l < L; ++l) {
-        const MlpLayer& ly = layers[size_t(l)];
-        BcastEpi e;
-        e.bias = ly.bias;
-        e.relu = ly.relu;
-        bcast_product(s.act[size_t(l + 1)], ld, ly.weight, ly.in, 1, s.act[size_t(l)], ld, ly.out,
-                      ly.in, Bp, e);
-    }
+    forward_layers(layers, s, Bp);
 
     // Loss (double, fixed order) and the output gradient (pad columns zero).
     const float* P = s.act[size_t(L)];
