@@ -122,7 +122,8 @@ def bench_one(calls, flops, rounds, target_s, settle):
 
 
 def fma_peak(threads):
-    """GFLOP/s of a tight AVX-512 FMA loop (bench/fma_peak.c), or None without a compiler."""
+    """{threads: GFLOP/s} of a tight FMA loop on the SIMD path in use (bench/fma_peak.c: AVX-512
+    where present, else AVX2+FMA), or None without a compiler."""
     import shutil
     import subprocess
     import tempfile
@@ -132,14 +133,17 @@ def fma_peak(threads):
         return None
     exe = os.path.join(tempfile.mkdtemp(), "fma_peak")
     try:
-        subprocess.run([cc, "-O2", "-mavx512f", "-fopenmp", os.path.join(HERE, "fma_peak.c"), "-o", exe],
+        subprocess.run([cc, "-O2", "-fopenmp", os.path.join(HERE, "fma_peak.c"), "-o", exe],
                        check=True, capture_output=True)
         out = {}
         for nt in threads:
             r = subprocess.run([exe], check=True, capture_output=True, text=True,
                                env=dict(os.environ, OMP_NUM_THREADS=str(nt)))
-            out[nt] = float(r.stdout.split("best")[1].split()[0])
-        return out
+            for line in r.stdout.splitlines():  # "isa avx2 threads N best X GFLOP/s"
+                f = line.split()
+                if int(f[3]) == nt:
+                    out[nt] = float(f[5])
+        return out or None
     except (subprocess.CalledProcessError, OSError, ValueError, IndexError):
         return None
 

@@ -24,6 +24,8 @@ namespace detail {
 
 void SmallScratch::init(const std::vector<MlpLayer>& layers, int64_t batch) {
     ld = (batch + kLanes - 1) / kLanes * kLanes;
+    // A row stride of a multiple of 1 KiB maps the rows a tile walks to few L1 sets: skew it.
+    if (ld % 256 == 0) ld += kLanes;
     int64_t maxw = layers[0].in, maxio = 0, total = 0;
     for (const MlpLayer& l : layers) {
         maxw = std::max(maxw, l.out);
@@ -63,6 +65,17 @@ SmallStepFn small_step_for_isa() {
     }
 #endif
     return small_step_generic;
+}
+
+SmallForwardFn small_forward_for_isa() {
+#ifdef FASTMLP_HAVE_X86_KERNELS
+    switch (current_isa()) {
+        case Isa::avx512: return small_forward_avx512;
+        case Isa::avx2: return small_forward_avx2;
+        default: break;
+    }
+#endif
+    return small_forward_generic;
 }
 
 // Scratch of the gemm path: batch-major activations.
@@ -299,17 +312,20 @@ void mlp_shuffle_order(int64_t* order, int64_t n, uint64_t seed, int64_t epoch) 
 }
 
 bool mlp_small_path_fits(const std::vector<MlpLayer>& layers, int64_t batch_size) {
-    int64_t params = 0, maxw = layers.empty() ? 0 : layers[0].in;
-    for (const MlpLayer& l : layers) {
-        params += l.in * l.out;
-        maxw = std::max(maxw, std::max(l.in, l.out));
-    }
-    // The small path vectorises over the batch, so it stays efficient for narrow layers at any
-    // batch size (10->20->1 at batch 4096: 0.3 ms vs 0.7 ms through gemm). For wider layers it
-    // wins only while a step is tiny: ~6 flops per parameter and sample, below ~2 MFLOP one
-    // thread without packing beats the gemm path (measured on the 2-core dev machine).
-    if (maxw <= 64) return true;
-    return maxw <= 256 && 6.0 * double(params) * double(batch_size) <= 2.0e6;
+    // Cost model, measured per core (thread CPU time, so the shared machine's noise stays out)
+    // on the AVX2 Zen dev machine (41 GFLOP/s FMA peak per core), nets 20-w-w-1:
+    //   small path: 18-20 GFLOP/s at batch 16, 28-33 at batch 64..1024, for every w in 16..512;
+    //               16 at w = 1024, batch 1024 (its tiles stream 4 MiB of weights from L3)
+    //   gemm path:  8-9 at batch 16 (packing and per-call costs), 24-26 for w <= 128, 30-36 for
+    //               w >= 256 at batch >= 64
+    //   generic ISA: the small path is faster everywhere (20 vs 13-16).
+    // So the gemm path only where its cache blocking pays: some layer beyond 200 x 200 weights
+    // and a batch of at least 64. The choice depends on the shapes only, never on the thread
+    // count or the ISA (both paths split output tiles over threads): results stay bitwise equal
+    // across thread counts.
+    int64_t max_params = 0;
+    for (const MlpLayer& l : layers) max_params = std::max(max_params, l.in * l.out);
+    return max_params <= 200 * 200 || batch_size < 64;
 }
 
 MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, const float* Y,
@@ -397,26 +413,10 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
 
 void mlp_forward(float* out, const std::vector<MlpLayer>& layers, const float* X, int64_t n) {
     if (layers.empty()) throw std::invalid_argument("mlp_forward: no layers");
-    const int64_t L = int64_t(layers.size());
-    const int64_t chunk = 1024;
-    int64_t maxw = 0;
-    for (const MlpLayer& l : layers) maxw = std::max(maxw, l.out);
-    std::vector<float> h0(size_t(std::min(chunk, n) * maxw)), h1(h0.size());
-    for (int64_t r0 = 0; r0 < n; r0 += chunk) {
-        const int64_t rows = std::min(chunk, n - r0);
-        const float* a = X + r0 * layers[0].in;
-        float* bufs[2] = {h0.data(), h1.data()};
-        for (int64_t l = 0; l < L; ++l) {
-            const MlpLayer& ly = layers[size_t(l)];
-            float* z = l == L - 1 ? out + r0 * ly.out : bufs[l % 2];
-            GemmEpilogue epi;
-            epi.bias = ly.bias;
-            epi.relu = ly.relu;
-            sgemm(false, true, rows, ly.out, ly.in, 1.0f, a, ly.in, ly.weight, ly.in, 0.0f, z, ly.out,
-                  epi);
-            a = z;
-        }
-    }
+    // The small path's feature-major tiles: a row's output does not depend on how many rows come
+    // with it (the gemm driver picks different kernels, with different summation orders, for one
+    // row and for many), and nothing is allocated after the first call for a net.
+    small_forward_for_isa()(out, layers, X, n);
 }
 
 }  // namespace fastmlp

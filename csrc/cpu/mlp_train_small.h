@@ -2,20 +2,26 @@
 //
 // For tiny nets (e.g. 10 -> 20 -> 1 at batch 64) a step is well under a microsecond of arithmetic,
 // so packing, OpenMP and per-call dispatch would dominate. This path keeps every activation
-// feature-major, (features, ld) with the batch along the row, so each loop runs over the batch
-// and vectorises at any layer width. Single thread, fixed summation order (16 partial lanes
-// over the batch, combined in order): the result does not depend on the thread count.
+// feature-major, (features, ld) with the batch along the row, and runs the three products of each
+// layer as register-tiled kernels that read the operands in place (no packing, as XLA does for
+// such shapes): a tile of 6 rows x 16 samples (AVX2) stays in registers over the whole reduction,
+// broadcasting weights against batch vectors, so it runs near the FMA peak at any width from 16
+// to 1024 and any batch (no cliff where the tile count changes). Large products split their
+// output tiles over threads; every sum has a fixed order (the tiling depends on the shapes only),
+// so the result does not depend on the thread count.
 //
 // The step body is defined once here (FASTMLP_SMALL_STEP_BODY) and compiled per ISA by
 // mlp_train_small_{generic,avx2,avx512}.cpp, each with its own compiler flags.
 #pragma once
-#pragma GCC diagnostic ignored "-Wpsabi"  // v16 below never crosses a non-inlined call
+#pragma GCC diagnostic ignored "-Wpsabi"  // vf below never crosses a non-inlined call
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12 avx512fintrin.h casts
 #include <algorithm>
+#pragma GCC diagnostic ignored "-Wuninitialized"        // (the same casts, seen through inlining)
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
+#include "fastmlp/cpu_features.h"
 #include "fastmlp/mlp.h"
 
 #if defined(__AVX2__) || defined(__AVX512F__)
@@ -59,6 +65,19 @@ using SmallStepFn = double (*)(const std::vector<MlpLayer>& layers, SmallScratch
                                const float* X, const float* Y, const int64_t* idx, int64_t B,
                                const StepRule& rule, bool first_step, bool allow_nonfinite,
                                GradSink* sink);
+
+// Inference through the chain: out (n, d_out) = the chain on X (n, d_in), row-major, in chunks of
+// rows through feature-major tiles. Every output element is the same fixed-order sum whatever n
+// is, so a row's prediction does not depend on the rows around it (predict on a subset equals the
+// subset of predict). Scratch is kept per thread: after the first call with a given net nothing
+// is allocated.
+using SmallForwardFn = void (*)(float* out, const std::vector<MlpLayer>& layers, const float* X,
+                                int64_t n);
+void small_forward_generic(float*, const std::vector<MlpLayer>&, const float*, int64_t);
+#ifdef FASTMLP_HAVE_X86_KERNELS
+void small_forward_avx2(float*, const std::vector<MlpLayer>&, const float*, int64_t);
+void small_forward_avx512(float*, const std::vector<MlpLayer>&, const float*, int64_t);
+#endif
 
 double small_step_generic(const std::vector<MlpLayer>&, SmallScratch&, const float*, const float*,
                           const int64_t*, int64_t, const StepRule&, bool, bool, GradSink*);
@@ -117,7 +136,8 @@ inline void update_param(float* p, const float* grad, float* buf, int64_t n, con
 }  // namespace
 }  // namespace fastmlp::detail
 
-// The step body, compiled once per ISA. Expects FASTMLP_SMALL_STEP_NAME to be defined.
+// The step and forward bodies, compiled once per ISA. Expect FASTMLP_SMALL_STEP_NAME and
+// FASTMLP_SMALL_FORWARD_NAME to be defined.
 #define FASTMLP_SMALL_STEP_BODY                                                                    \
     namespace fastmlp::detail {                                                                    \
     double FASTMLP_SMALL_STEP_NAME(const std::vector<MlpLayer>& layers, SmallScratch& s,           \
@@ -126,117 +146,256 @@ inline void update_param(float* p, const float* grad, float* buf, int64_t n, con
                                    GradSink* sink) {                                               \
         return small_step_impl(layers, s, X, Y, idx, B, rule, first_step, allow_nonfinite, sink);  \
     }                                                                                              \
+    void FASTMLP_SMALL_FORWARD_NAME(float* out, const std::vector<MlpLayer>& layers,               \
+                                    const float* X, int64_t n) {                                   \
+        small_forward_impl(out, layers, X, n);                                                     \
+    }                                                                                              \
     }
 
 namespace fastmlp::detail {
 namespace {
 
-constexpr int64_t kLanes = 16;
+constexpr int64_t kLanes = 16;  // the batch is padded to a multiple of this (one column block)
 
-// 16 floats as one GCC/Clang vector (4 SSE, 2 AVX or 1 AVX-512 register), unaligned load/store.
-typedef float v16 __attribute__((vector_size(64)));
-inline v16 ld16(const float* p) {
-    v16 v;
+// The native SIMD width of the ISA this copy is compiled for, as a GCC/Clang vector: one
+// register (an AVX-512 zmm, an AVX2 ymm, or 4 floats on the generic path). A column block of 16
+// samples is kNV registers. kAcc is how many accumulators a register tile may hold (the rest of
+// the register file carries the loaded operands).
+#if defined(__AVX512F__)
+constexpr int kVW = 16, kAcc = 24, kMR = 12, kDO = 4, kDI = 6;
+#elif defined(__AVX2__)
+constexpr int kVW = 8, kAcc = 12, kMR = 6, kDO = 3, kDI = 4;
+#else
+constexpr int kVW = 4, kAcc = 12, kMR = 3, kDO = 3, kDI = 4;
+#endif
+constexpr int kNV = int(kLanes) / kVW;
+typedef float vf __attribute__((vector_size(kVW * 4)));
+
+inline vf ldv(const float* p) {
+    vf v;
     __builtin_memcpy(&v, p, sizeof(v));
     return v;
 }
-inline void st16(float* p, v16 v) { __builtin_memcpy(p, &v, sizeof(v)); }
-
-// acc + bias, then ReLU (NaN stays NaN: a NaN lane fails both comparisons and is kept).
-inline v16 bias_relu(v16 acc, float bias, bool relu) {
-    v16 v = acc + bias;
-    if (relu) {
-        const v16 zero = {};
-        v = v < zero ? zero : v;
-    }
-    return v;
-}
-
-// Sums of 16 lanes in a fixed tree order (per ISA; the thread count never enters).
-// dot16: sum over b < Bp (a multiple of 16) of x[b] * y[b];  sum16: sum of x[b].
-#if defined(__AVX2__)
-inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-#endif
+inline void stv(float* p, vf v) { __builtin_memcpy(p, &v, sizeof(v)); }
+inline vf bcv(float s) { return vf{} + s; }
+// a * b + c: one fused rounding where the ISA has FMA (the generic path rounds twice).
+inline vf fmav(vf a, vf b, vf c) {
 #if defined(__AVX512F__)
-inline float hsum16(__m512 v) {
-    return hsum8(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1)));
-}
-inline float dot16(const float* __restrict x, const float* __restrict y, int64_t Bp) {
-    __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(x), _mm512_loadu_ps(y));
-    for (int64_t b0 = kLanes; b0 < Bp; b0 += kLanes)
-        acc = _mm512_fmadd_ps(_mm512_loadu_ps(x + b0), _mm512_loadu_ps(y + b0), acc);
-    return hsum16(acc);
-}
-// out[j] = dot16(x, y + j * ldy, Bp) for j < 4, reduced together.
-inline void dot16x4(float* out, const float* __restrict x, const float* __restrict y, int64_t ldy,
-                    int64_t Bp) {
-    __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
-    for (int64_t b0 = 0; b0 < Bp; b0 += kLanes) {
-        const __m512 xv = _mm512_loadu_ps(x + b0);
-        c0 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(y + b0), c0);
-        c1 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(y + ldy + b0), c1);
-        c2 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(y + 2 * ldy + b0), c2);
-        c3 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(y + 3 * ldy + b0), c3);
-    }
-    auto half = [](__m512 v) {
-        return _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-    };
-    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(half(c0), half(c1)), _mm256_hadd_ps(half(c2), half(c3)));
-    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
-}
-inline float sum16(const float* __restrict x, int64_t Bp) {
-    __m512 acc = _mm512_loadu_ps(x);
-    for (int64_t b0 = kLanes; b0 < Bp; b0 += kLanes) acc = _mm512_add_ps(acc, _mm512_loadu_ps(x + b0));
-    return hsum16(acc);
-}
+    return (vf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
 #elif defined(__AVX2__)
-inline float dot16(const float* __restrict x, const float* __restrict y, int64_t Bp) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    for (int64_t b0 = 0; b0 < Bp; b0 += kLanes) {
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + b0), _mm256_loadu_ps(y + b0), a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + b0 + 8), _mm256_loadu_ps(y + b0 + 8), a1);
-    }
-    return hsum8(_mm256_add_ps(a0, a1));
-}
-inline void dot16x4(float* out, const float* __restrict x, const float* __restrict y, int64_t ldy,
-                    int64_t Bp) {
-    for (int64_t j = 0; j < 4; ++j) out[j] = dot16(x, y + j * ldy, Bp);
-}
-inline float sum16(const float* __restrict x, int64_t Bp) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    for (int64_t b0 = 0; b0 < Bp; b0 += kLanes) {
-        a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + b0));
-        a1 = _mm256_add_ps(a1, _mm256_loadu_ps(x + b0 + 8));
-    }
-    return hsum8(_mm256_add_ps(a0, a1));
-}
+    return (vf)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
 #else
-inline float dot16(const float* __restrict x, const float* __restrict y, int64_t Bp) {
-    float part[kLanes] = {0.0f};
-    for (int64_t b0 = 0; b0 < Bp; b0 += kLanes)
-        for (int64_t k = 0; k < kLanes; ++k) part[k] += x[b0 + k] * y[b0 + k];
-    for (int64_t w = kLanes / 2; w >= 1; w /= 2)
-        for (int64_t k = 0; k < w; ++k) part[k] += part[k + w];
-    return part[0];
+    return a * b + c;
+#endif
 }
-inline void dot16x4(float* out, const float* __restrict x, const float* __restrict y, int64_t ldy,
-                    int64_t Bp) {
-    for (int64_t j = 0; j < 4; ++j) out[j] = dot16(x, y + j * ldy, Bp);
-}
-inline float sum16(const float* __restrict x, int64_t Bp) {
-    float part[kLanes] = {0.0f};
-    for (int64_t b0 = 0; b0 < Bp; b0 += kLanes)
-        for (int64_t k = 0; k < kLanes; ++k) part[k] += x[b0 + k];
-    for (int64_t w = kLanes / 2; w >= 1; w /= 2)
-        for (int64_t k = 0; k < w; ++k) part[k] += part[k + w];
-    return part[0];
+
+// Four register sums in a fixed tree order, out[j] = sum of the lanes of v[j].
+#if defined(__AVX2__)
+inline __m128 reduce4_256(__m256 a, __m256 b, __m256 c, __m256 d) {
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 #endif
+inline void reduce4(float* out, int n, vf a, vf b, vf c, vf d) {
+    float r[4];
+#if defined(__AVX512F__)
+    auto half = [](vf v) {
+        const __m512 x = (__m512)v;
+        return _mm256_add_ps(_mm512_castps512_ps256(x), _mm512_extractf32x8_ps(x, 1));
+    };
+    _mm_storeu_ps(r, reduce4_256(half(a), half(b), half(c), half(d)));
+#elif defined(__AVX2__)
+    _mm_storeu_ps(r, reduce4_256((__m256)a, (__m256)b, (__m256)c, (__m256)d));
+#else
+    const vf v[4] = {a, b, c, d};
+    for (int j = 0; j < 4; ++j) r[j] = (v[j][0] + v[j][2]) + (v[j][1] + v[j][3]);
+#endif
+    for (int j = 0; j < n; ++j) out[j] = r[j];
+}
+
+// ---- Register-tiled products on feature-major operands (no packing: the operands are tiny and
+// already in the layout the tile reads). Two shapes cover the three products of a step:
+//
+// bcast: C (R, Bp) = A (R, K) @ Bm (K, Bp), A read by broadcast with row stride ars and k stride
+//   aks (so A or A^T of a row-major weight), Bm rows of the batch. A tile is MR rows x NB column
+//   blocks held in registers for the whole K loop; then + bias, ReLU, or a ReLU-gradient mask.
+//   Forward Z = W @ A (ars = in, aks = 1); input gradient dA = W^T @ dZ (ars = 1, aks = in).
+// dot: G (O, I) = D (O, Bp) @ X (I, Bp)^T, both read along the batch: a tile of MO x MI register
+//   accumulators, kVW partial lanes each, reduced in a fixed order at the end. Weight gradient.
+//
+// Every output element's arithmetic is fixed by the shapes alone (the tiling never depends on the
+// thread count or the data), so results are reproducible run to run.
+struct BcastEpi {
+    const float* bias = nullptr;  // (R) added after the product
+    bool relu = false;            // max(v, 0), NaN kept
+    const float* mask = nullptr;  // (R, ldm): v where mask > 0 else 0 (NaN mask gives 0)
+    int64_t ldm = 0;
+};
+
+template <int MR, int NB>
+inline void bcast_tile(float* __restrict c, int64_t ldc, const float* __restrict a, int64_t ars,
+                       int64_t aks, const float* __restrict b, int64_t ldb, int64_t K,
+                       const BcastEpi& e, int64_t r0, int64_t c0) {
+    constexpr int NC = NB * kNV;
+    vf acc[MR][NC];
+    for (int r = 0; r < MR; ++r)
+        for (int j = 0; j < NC; ++j) acc[r][j] = vf{};
+    const float* ap = a + r0 * ars;
+    const float* bp = b + c0;
+    for (int64_t k = 0; k < K; ++k) {
+        vf bv[NC];
+        for (int j = 0; j < NC; ++j) bv[j] = ldv(bp + k * ldb + j * kVW);
+        for (int r = 0; r < MR; ++r) {
+            const vf av = bcv(ap[r * ars + k * aks]);
+            for (int j = 0; j < NC; ++j) acc[r][j] = fmav(av, bv[j], acc[r][j]);
+        }
+    }
+    const vf zero = {};
+    for (int r = 0; r < MR; ++r) {
+        float* cr = c + (r0 + r) * ldc + c0;
+        const vf bias = e.bias ? bcv(e.bias[r0 + r]) : zero;
+        for (int j = 0; j < NC; ++j) {
+            vf v = acc[r][j];
+            if (e.bias) v = v + bias;
+            if (e.relu) v = v < zero ? zero : v;
+            if (e.mask) v = ldv(e.mask + (r0 + r) * e.ldm + c0 + j * kVW) > zero ? v : zero;
+            stv(cr + j * kVW, v);
+        }
+    }
+}
+
+// The column blocks [c0, c1) of the rows [r0, r0 + MR): NB blocks at a time while they fill the
+// registers.
+template <int MR>
+inline void bcast_rows(float* c, int64_t ldc, const float* a, int64_t ars, int64_t aks,
+                       const float* b, int64_t ldb, int64_t K, int64_t c0, int64_t c1,
+                       const BcastEpi& e, int64_t r0) {
+    constexpr int NBfit = kAcc / (MR * kNV);
+    constexpr int NB = NBfit < 1 ? 1 : NBfit > 4 ? 4 : NBfit;
+    if constexpr (NB > 1)
+        for (; c0 + NB * kLanes <= c1; c0 += NB * kLanes)
+            bcast_tile<MR, NB>(c, ldc, a, ars, aks, b, ldb, K, e, r0, c0);
+    for (; c0 < c1; c0 += kLanes) bcast_tile<MR, 1>(c, ldc, a, ars, aks, b, ldb, K, e, r0, c0);
+}
+
+template <int MR>
+inline void bcast_rest(int64_t rows, float* c, int64_t ldc, const float* a, int64_t ars,
+                       int64_t aks, const float* b, int64_t ldb, int64_t K, int64_t c0,
+                       int64_t c1, const BcastEpi& e, int64_t r0) {
+    if constexpr (MR >= 1) {
+        if (rows == MR) return bcast_rows<MR>(c, ldc, a, ars, aks, b, ldb, K, c0, c1, e, r0);
+        bcast_rest<MR - 1>(rows, c, ldc, a, ars, aks, b, ldb, K, c0, c1, e, r0);
+    }
+}
+
+// Threads for a product of `flops` (the library's rule). Which thread runs a tile never changes
+// the tile's arithmetic, so results do not depend on the thread count.
+inline int small_threads(double flops) { return threads_for(flops); }
+
+// C (R, Bp) = A (R, K) @ Bm (K, Bp) + epilogue; C rows ldc apart, Bm rows ldb apart. Tiles go
+// column group (64 samples) by column group, all row blocks of one group in turn, so the group's
+// K x 64 panel of Bm stays in cache while A streams; threads take contiguous runs of tiles.
+inline void bcast_product(float* c, int64_t ldc, const float* a, int64_t ars, int64_t aks,
+                          const float* b, int64_t ldb, int64_t R, int64_t K, int64_t Bp,
+                          const BcastEpi& e) {
+    constexpr int64_t kGroup = 4 * kLanes;
+    const int64_t nrb = (R + kMR - 1) / kMR, ncg = (Bp + kGroup - 1) / kGroup;
+    auto run = [&](int64_t t) {
+        const int64_t r0 = (t % nrb) * kMR, c0 = (t / nrb) * kGroup;
+        const int64_t rows = R - r0 < kMR ? R - r0 : kMR, c1 = c0 + kGroup < Bp ? c0 + kGroup : Bp;
+        if (rows == kMR) bcast_rows<kMR>(c, ldc, a, ars, aks, b, ldb, K, c0, c1, e, r0);
+        else bcast_rest<kMR - 1>(rows, c, ldc, a, ars, aks, b, ldb, K, c0, c1, e, r0);
+    };
+    const int nt = small_threads(2.0 * double(R) * double(K) * double(Bp));
+    if (nt <= 1 || nrb * ncg < 2) {
+        for (int64_t t = 0; t < nrb * ncg; ++t) run(t);
+        return;
+    }
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t t = 0; t < nrb * ncg; ++t) run(t);
+}
+
+template <int MO, int MI>
+inline void dot_tile(float* __restrict g, int64_t ldg, const float* __restrict d,
+                     const float* __restrict x, int64_t ld, int64_t Bp, int64_t o0, int64_t i0) {
+    vf acc[MO][MI];
+    for (int o = 0; o < MO; ++o)
+        for (int i = 0; i < MI; ++i) acc[o][i] = vf{};
+    const float* dp = d + o0 * ld;
+    const float* xp = x + i0 * ld;
+    for (int64_t b = 0; b < Bp; b += kVW) {
+        vf xv[MI];
+        for (int i = 0; i < MI; ++i) xv[i] = ldv(xp + i * ld + b);
+        for (int o = 0; o < MO; ++o) {
+            const vf dv = ldv(dp + o * ld + b);
+            for (int i = 0; i < MI; ++i) acc[o][i] = fmav(dv, xv[i], acc[o][i]);
+        }
+    }
+    const vf zero = {};
+    for (int o = 0; o < MO; ++o)
+        for (int i = 0; i < MI; i += 4)
+            reduce4(g + (o0 + o) * ldg + i0 + i, MI - i < 4 ? MI - i : 4, acc[o][i],
+                    i + 1 < MI ? acc[o][i + 1] : zero, i + 2 < MI ? acc[o][i + 2] : zero,
+                    i + 3 < MI ? acc[o][i + 3] : zero);
+}
+
+template <int MO, int MI>
+inline void dot_rest_i(int64_t rest, float* g, int64_t ldg, const float* d, const float* x,
+                       int64_t ld, int64_t Bp, int64_t o0, int64_t i0) {
+    if constexpr (MI >= 1) {
+        if (rest == MI) return dot_tile<MO, MI>(g, ldg, d, x, ld, Bp, o0, i0);
+        dot_rest_i<MO, MI - 1>(rest, g, ldg, d, x, ld, Bp, o0, i0);
+    }
+}
+
+// The rows [o0, o0 + MO) of G, every column block. A single row (the output layer of a
+// regression net) takes wider tiles along I, as many as the registers hold.
+template <int MO>
+inline void dot_rows(float* g, int64_t ldg, const float* d, const float* x, int64_t ld, int64_t I,
+                     int64_t Bp, int64_t o0) {
+    constexpr int MIfit = kAcc / MO;
+    constexpr int MI = MIfit > 8 ? 8 : MIfit < kDI ? kDI : MIfit;
+    int64_t i0 = 0;
+    for (; i0 + MI <= I; i0 += MI) dot_tile<MO, MI>(g, ldg, d, x, ld, Bp, o0, i0);
+    if (i0 < I) dot_rest_i<MO, MI - 1>(I - i0, g, ldg, d, x, ld, Bp, o0, i0);
+}
+
+template <int MO>
+inline void dot_rest_o(int64_t rest, float* g, int64_t ldg, const float* d, const float* x,
+                       int64_t ld, int64_t I, int64_t Bp, int64_t o0) {
+    if constexpr (MO >= 1) {
+        if (rest == MO) return dot_rows<MO>(g, ldg, d, x, ld, I, Bp, o0);
+        dot_rest_o<MO - 1>(rest, g, ldg, d, x, ld, I, Bp, o0);
+    }
+}
+
+// G (O, I) (row stride ldg) = D (O, Bp) @ X (I, Bp)^T, D and X rows ld apart. Threads take
+// blocks of kDO rows.
+inline void dot_product(float* g, int64_t ldg, const float* d, const float* x, int64_t ld,
+                        int64_t O, int64_t I, int64_t Bp) {
+    const int64_t nob = (O + kDO - 1) / kDO;
+    auto run = [&](int64_t t) {
+        const int64_t o0 = t * kDO;
+        if (o0 + kDO <= O) dot_rows<kDO>(g, ldg, d, x, ld, I, Bp, o0);
+        else dot_rest_o<kDO - 1>(O - o0, g, ldg, d, x, ld, I, Bp, o0);
+    };
+    const int nt = small_threads(2.0 * double(O) * double(I) * double(Bp));
+    if (nt <= 1 || nob < 2) {
+        for (int64_t t = 0; t < nob; ++t) run(t);
+        return;
+    }
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t t = 0; t < nob; ++t) run(t);
+}
+
+// sum over b < Bp of x[b]: kVW partial lanes, reduced in a fixed order.
+inline float sum_lanes(const float* __restrict x, int64_t Bp) {
+    vf acc = ldv(x);
+    for (int64_t b = kVW; b < Bp; b += kVW) acc = acc + ldv(x + b);
+    float r[1];
+    reduce4(r, 1, acc, vf{}, vf{}, vf{});
+    return r[0];
+}
 
 // The batch gather, transposed: dst (d, ld) feature-major gets rows src[idx[b]] (d wide) for
 // b < B and zeros for b in [B, Bp).
@@ -300,6 +459,48 @@ inline void gather_rows(float* dst, int64_t ld, const float* src, int64_t d, con
 }
 #endif
 
+// Forward: act[l + 1] (out, Bp) = W (out, in) @ act[l] (in, Bp) (i in order), + bias, relu.
+inline void forward_layers(const std::vector<MlpLayer>& layers, SmallScratch& s, int64_t Bp) {
+    for (size_t l = 0; l < layers.size(); ++l) {
+        const MlpLayer& ly = layers[l];
+        BcastEpi e;
+        e.bias = ly.bias;
+        e.relu = ly.relu;
+        bcast_product(s.act[l + 1], s.ld, ly.weight, ly.in, 1, s.act[l], s.ld, ly.out, ly.in, Bp, e);
+    }
+}
+
+[[maybe_unused]] void small_forward_impl(float* out, const std::vector<MlpLayer>& layers,
+                                         const float* X, int64_t n) {
+    constexpr int64_t kChunk = 256;
+    thread_local SmallScratch s;
+    thread_local std::vector<int64_t> shape, idx;  // the net the scratch was sized for
+    std::vector<int64_t> want;
+    want.reserve(2 * layers.size());
+    for (const MlpLayer& l : layers) {
+        want.push_back(l.in);
+        want.push_back(l.out);
+    }
+    if (want != shape) {
+        s.init(layers, kChunk);
+        shape = want;
+        idx.resize(size_t(kChunk));
+        for (int64_t i = 0; i < kChunk; ++i) idx[size_t(i)] = i;
+    }
+    const int64_t L = int64_t(layers.size());
+    const int64_t d_in = layers[0].in, d_out = layers[size_t(L - 1)].out;
+    for (int64_t r0 = 0; r0 < n; r0 += kChunk) {
+        const int64_t rows = n - r0 < kChunk ? n - r0 : kChunk;
+        const int64_t Bp = (rows + kLanes - 1) / kLanes * kLanes;
+        gather_rows(s.act[0], s.ld, X + r0 * d_in, d_in, idx.data(), rows, Bp);
+        forward_layers(layers, s, Bp);
+        const float* P = s.act[size_t(L)];
+        float* o = out + r0 * d_out;
+        for (int64_t b = 0; b < rows; ++b)
+            for (int64_t j = 0; j < d_out; ++j) o[b * d_out + j] = P[j * s.ld + b];
+    }
+}
+
 [[maybe_unused]] double small_step_impl(const std::vector<MlpLayer>& layers, SmallScratch& s,
                                         const float* X, const float* Y, const int64_t* idx,
                                         int64_t B, const StepRule& rule, bool first_step,
@@ -313,39 +514,7 @@ inline void gather_rows(float* dst, int64_t ld, const float* src, int64_t d, con
     gather_rows(s.act[0], ld, X, d_in, idx, B, Bp);
     gather_rows(s.yT, ld, Y, d_out, idx, B, Bp);
 
-    // Forward: z (out, Bp) = sum_i W[o][i] * a[i][:] (i in order), + bias, relu.
-    for (int64_t l = 0; l < L; ++l) {
-        const MlpLayer& ly = layers[size_t(l)];
-        const float* __restrict a = s.act[size_t(l)];
-        float* __restrict z = s.act[size_t(l + 1)];
-        for (int64_t o = 0; o < ly.out; ++o) {
-            const float* w = ly.weight + o * ly.in;
-            float* __restrict zo = z + o * ld;
-            const float bo = ly.bias ? ly.bias[o] : 0.0f;
-            const bool relu = ly.relu;
-            int64_t b0 = 0;
-            for (; b0 + 4 * kLanes <= Bp; b0 += 4 * kLanes) {  // 64 samples in 4 registers
-                v16 acc0 = {}, acc1 = {}, acc2 = {}, acc3 = {};
-                for (int64_t i = 0; i < ly.in; ++i) {
-                    const float wi = w[i];
-                    const float* ai = a + i * ld + b0;
-                    acc0 += wi * ld16(ai);
-                    acc1 += wi * ld16(ai + kLanes);
-                    acc2 += wi * ld16(ai + 2 * kLanes);
-                    acc3 += wi * ld16(ai + 3 * kLanes);
-                }
-                st16(zo + b0, bias_relu(acc0, bo, relu));
-                st16(zo + b0 + kLanes, bias_relu(acc1, bo, relu));
-                st16(zo + b0 + 2 * kLanes, bias_relu(acc2, bo, relu));
-                st16(zo + b0 + 3 * kLanes, bias_relu(acc3, bo, relu));
-            }
-            for (; b0 < Bp; b0 += kLanes) {  // the rest, 16 at a time (Bp is a multiple of 16)
-                v16 acc = {};
-                for (int64_t i = 0; i < ly.in; ++i) acc += w[i] * ld16(a + i * ld + b0);
-                st16(zo + b0, bias_relu(acc, bo, relu));
-            }
-        }
-    }
+    forward_layers(layers, s, Bp);
 
     // Loss (double, fixed order) and the output gradient (pad columns zero).
     const float* P = s.act[size_t(L)];
@@ -404,32 +573,18 @@ inline void gather_rows(float* dst, int64_t ld, const float* src, int64_t d, con
         const MlpLayer& ly = layers[size_t(l)];
         const float* a = s.act[size_t(l)];
         // Weight gradient gw (out, in) = dz @ a^T over the batch; bias gradient gb (out).
-        for (int64_t o = 0; o < ly.out; ++o) {
-            const float* dzo = dz + o * ld;
-            int64_t i = 0;
-            for (; i + 4 <= ly.in; i += 4) dot16x4(s.gw + o * ly.in + i, dzo, a + i * ld, ld, Bp);
-            for (; i < ly.in; ++i) s.gw[o * ly.in + i] = dot16(dzo, a + i * ld, Bp);
-            if (ly.bias) s.gb[o] = sum16(dzo, Bp);
-        }
-        // Input gradient (before W changes): da (in, ld) = W^T @ dz, masked by the ReLU below.
+        dot_product(s.gw, ly.in, dz, a, ld, ly.out, ly.in, Bp);
+        if (ly.bias)
+            for (int64_t o = 0; o < ly.out; ++o) s.gb[o] = sum_lanes(dz + o * ld, Bp);
+        // Input gradient (before W changes): da (in, Bp) = W^T @ dz, masked by the ReLU below.
         float* da = dz == s.d0 ? s.d1 : s.d0;
         if (l > 0) {
-            const bool mask = layers[size_t(l - 1)].relu;
-            for (int64_t i = 0; i < ly.in; ++i) {
-                float* di = da + i * ld;
-                const float* ai = a + i * ld;
-                for (int64_t b0 = 0; b0 < Bp; b0 += kLanes) {  // one register per 16 samples
-                    v16 acc = {};
-                    for (int64_t o = 0; o < ly.out; ++o)
-                        acc += ly.weight[o * ly.in + i] * ld16(dz + o * ld + b0);
-                    if (mask) {
-                        const v16 av = ld16(ai + b0);
-                        const v16 zero = {};
-                        acc = av > zero ? acc : zero;
-                    }
-                    st16(di + b0, acc);
-                }
+            BcastEpi e;
+            if (layers[size_t(l - 1)].relu) {
+                e.mask = a;
+                e.ldm = ld;
             }
+            bcast_product(da, ld, ly.weight, 1, ly.in, dz, ld, ly.in, ly.out, Bp, e);
         }
         if (sink) {  // this layer's slot: weight (out, in), then bias (out)
             if (ly.bias) {

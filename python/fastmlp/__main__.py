@@ -4,7 +4,7 @@
     demo                      the seed network trained on synthetic data, vs PyTorch eager
     train DATA --target COL   train an MLP on a CSV/NPZ file (--out model.npz, --plot loss.png)
     predict MODEL DATA        predictions of a saved model (--out preds.csv)
-    bench [--quick] [--out]   run the benchmarks in bench/ and save JSON + PNG
+    bench [--quick] [--out]   run the benchmarks in bench/ and save JSON + PNG (--grid: the grid)
 
 The subcommands other than ``info`` live in :mod:`fastmlp.cli`.
 """
