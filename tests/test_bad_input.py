@@ -447,7 +447,7 @@ raises("sklearn-predict-unfitted", SK + "MLPRegressor().predict(f32(5, 3))", "No
 raises("sklearn-predict-features", SK + "r = MLPRegressor(hidden_layer_sizes=(4,), max_iter=2).fit(f32(20, 3), f32(20)); r.predict(f32(2, 4))", "ValueError", r"X has 4 features, but MLPRegressor is expecting 3")
 raises("sklearn-hidden-0", SK + "MLPRegressor(hidden_layer_sizes=(0,)).fit(f32(5, 3), f32(5))", "ValueError", r"hidden_layer_sizes must be > 0")
 raises("sklearn-lr-0", SK + "MLPRegressor(learning_rate_init=0).fit(f32(5, 3), f32(5))", "ValueError", r"'learning_rate_init' parameter of MLPRegressor must be > 0")
-raises("sklearn-solver", SK + "MLPRegressor(solver='adam').fit(f32(5, 3), f32(5))", "ValueError", r"supports solver='sgd' only")
+raises("sklearn-solver", SK + "MLPRegressor(solver='lbfgs').fit(f32(5, 3), f32(5))", "ValueError", r"supports solver 'sgd' and 'adam', got 'lbfgs'")
 raises("sklearn-batch_size-0", SK + "MLPRegressor(batch_size=0).fit(f32(5, 3), f32(5))", "ValueError", r"'batch_size' parameter of MLPRegressor must be >= 1")
 
 # ---- the layer and trainer bindings (fastmlp._C, used by nn/optim/fit) -----------------------------

@@ -187,7 +187,8 @@ import textwrap  # noqa: E402
 
 def _every_exception():
     from fastmlp.cli import CLIError
-    from fastmlp.nn.functional import DtypeError, ShapeError
+    from fastmlp.nn.functional import ArgumentError, DtypeError, ShapeError
+    from fastmlp.tracing import TraceError
     from fastmlp.serialization import WeightsOnlyLoadError, _NeedsPickle
     from fastmlp.trainer import History, NonFiniteLossError
 
@@ -197,7 +198,8 @@ def _every_exception():
             ShapeError("shapes (2, 3) and (4, 5)"), DtypeError("expected float32"),
             CLIError("data.csv: no such file"),
             WeightsOnlyLoadError("fastmlp.load: m.pt: Weights only load failed."),
-            _NeedsPickle()]
+            _NeedsPickle(), ArgumentError("gelu(): approximate must be 'none' or 'tanh'"),
+            TraceError("fit: Res's forward applies AddBackward0")]
 
 
 def test_every_custom_exception_class_is_covered():
@@ -208,7 +210,10 @@ def test_every_custom_exception_class_is_covered():
     import fastmlp.trainer
 
     found = set()
-    for mod in (fastmlp.cli, fastmlp.nn.functional, fastmlp.trainer, fastmlp.serialization):
+    import fastmlp.tracing
+
+    for mod in (fastmlp.cli, fastmlp.nn.functional, fastmlp.trainer, fastmlp.serialization,
+                fastmlp.tracing):
         for _, obj in inspect.getmembers(mod, inspect.isclass):
             if issubclass(obj, BaseException) and obj.__module__.startswith("fastmlp"):
                 found.add(obj)

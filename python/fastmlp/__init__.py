@@ -38,6 +38,7 @@ from .autograd import set_detect_anomaly, detect_anomaly  # noqa: E402,F401
 from . import backends, linalg  # noqa: E402,F401
 from .serialization import load, save  # noqa: E402
 from . import nn, optim, utils  # noqa: E402
+from . import tracing  # noqa: E402,F401  (fit's model reader; loaded now, not during a fit)
 from . import distributions  # noqa: E402
 from .nn.functional import relu, relu_, sigmoid, tanh  # noqa: E402,F811  (fusable: one frame)
 from .nn.parameter import Parameter  # noqa: E402,F401

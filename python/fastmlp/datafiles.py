@@ -54,6 +54,10 @@ def read_table(path, columns=None, one_hot=False, categories=None):
         if "X" in table:
             if columns:
                 raise DataFileError(f"{path}: --columns needs named columns; this file holds arrays X and y")
+            X, y = table["X"], table["y"]
+            _check_f32_range(X, [f"x{i}" for i in range(X.shape[1])], path, None)
+            _check_f32_range(y.reshape(len(y), -1), ["y"] if y.ndim == 1 else
+                             [f"y{i}" for i in range(y.shape[1])], path, None)
             return table
         names, cols = table["columns"], table["cols"]
     elif suf in PARQUET_SUFFIXES or suf in FEATHER_SUFFIXES:
@@ -66,7 +70,30 @@ def read_table(path, columns=None, one_hot=False, categories=None):
             raise DataFileError(f"{path}: no column {missing[0]!r} (columns: {', '.join(names)})")
         idx = {n: i for i, n in enumerate(names)}
         names, cols = list(columns), [cols[idx[c]] for c in columns]
-    return _encode(names, cols, path, one_hot, categories)
+    out = _encode(names, cols, path, one_hot, categories)
+    data = out.get("data") if isinstance(out, dict) else None
+    if data is not None and data.dtype.kind == "f":
+        # CSV rows are named by their file line (the header is line 1)
+        first_line = 2 if suf not in (".npz",) + tuple(PARQUET_SUFFIXES) + tuple(FEATHER_SUFFIXES) else None
+        _check_f32_range(data, out.get("columns", names), path, first_line)
+    return out
+
+
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_f32_range(data, columns, path, first_line):
+    """DataFileError naming the first value (column, row) whose magnitude overflows float32 (the
+    precision fastmlp trains in); NaN/inf are left to the callers' checks. ``first_line``: the
+    file line of the first data row (CSV), or None (0-based row indices)."""
+    with np.errstate(invalid="ignore"):
+        bad = np.abs(data) > _F32_MAX
+    if not bad.any():
+        return
+    r, c = (int(v[0]) for v in np.nonzero(bad))
+    where = f"row {first_line + r}" if first_line is not None else f"row index {r}"
+    raise DataFileError(f"{path}: {where}, column '{columns[c]}': {data[r, c]!r} overflows "
+                        f"float32 (largest finite value {_F32_MAX:.6g}); rescale the data")
 
 
 # ---- encoding --------------------------------------------------------------------------------
@@ -122,6 +149,9 @@ def _read_npz(p, path):
     except Exception as e:  # noqa: BLE001 - any unreadable file is the user's input error
         raise DataFileError(f"{path}: not a readable .npz file ({e})") from None
     for k, a in arrays.items():
+        if a.dtype.kind == "c":
+            raise DataFileError(f"{path}: array '{k}' is complex (dtype {a.dtype}); fastmlp trains "
+                                "on real numbers")
         if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool or a.dtype.kind == "U"):
             raise DataFileError(f"{path}: array '{k}' is not numeric (dtype {a.dtype})")
     if "X" in arrays and "y" in arrays:
@@ -208,7 +238,7 @@ def _check_columns(columns, names, path):
 
 def _header(p, path):
     try:
-        with open(p, newline="") as f:
+        with open(p, newline="", encoding="utf-8-sig") as f:  # a leading BOM is not in the header
             first = f.readline()
             while first and not first.strip():
                 first = f.readline()

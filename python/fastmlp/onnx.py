@@ -182,12 +182,43 @@ MODULE_ROWS = {
 # Node rows: tape Node name -> steps (node, input shape, output shape).
 # ======================================================================================
 
+def _act_step(kind, p0, p1):
+    """The export step of an activation of csrc/include/fastmlp/activation.h (kind by name)."""
+    if kind == "gelu":
+        return ("gelu", {"approximate": "none"})
+    if kind == "gelu_tanh":
+        return ("gelu", {"approximate": "tanh"})
+    if kind == "leaky_relu":
+        return ("leaky_relu", {"negative_slope": float(p0)})
+    if kind == "elu":
+        return ("elu", {"alpha": float(p0)})
+    if kind == "softplus":
+        return ("softplus", {"beta": float(p0), "threshold": float(p1)})
+    if kind == "hardtanh":
+        return ("clip", {"min": float(p0), "max": float(p1)})
+    return (kind, {})  # relu, tanh, sigmoid, silu
+
+
 def _node_linear(node, shape, out_shape):
     ins = node.inputs
     steps = [("linear", {"weight": _arr(ins[1]), "bias": _arr(ins[2]) if len(ins) == 3 else None})]
-    if getattr(node, "y", None) is not None:  # a fused Linear+ReLU
+    k = getattr(node, "act", 0)
+    if k:  # a fused Linear + activation (nn.functional records its kind and parameters)
+        from .ops import ACT_KINDS
+
+        p = node.act_p or (0.0, 0.0)
+        steps.append(_act_step(ACT_KINDS[k], p[0], p[1]))
+    elif getattr(node, "y", None) is not None:  # a fused Linear+ReLU
         steps.append(("relu", {}))
     return steps
+
+
+def _node_act(node, shape, out_shape):
+    """nn.functional's unfused activation node (saved = (z or y, kind, p0, p1))."""
+    from .ops import ACT_KINDS
+
+    _, kind, p0, p1 = node.saved
+    return [_act_step(ACT_KINDS[kind], p0, p1)]
 
 
 def _node_reshape(node, shape, out_shape):
@@ -207,8 +238,14 @@ def _node_reshape(node, shape, out_shape):
 NODE_ROWS = {
     "_LinearNode": _node_linear,            # AddmmBackward0 / fused ReluBackward0
     "ReluBackward0": lambda n, s, o: [("relu", {})],
-    "TanhBackward0": lambda n, s, o: [("tanh", {})],
-    "SigmoidBackward0": lambda n, s, o: [("sigmoid", {})],
+    "TanhBackward0": lambda n, s, o: _node_act(n, s, o) if type(n).__name__ == "_ActNode" else [("tanh", {})],
+    "SigmoidBackward0": lambda n, s, o: _node_act(n, s, o) if type(n).__name__ == "_ActNode" else [("sigmoid", {})],
+    "GeluBackward0": _node_act,
+    "SiluBackward0": _node_act,
+    "LeakyReluBackward0": _node_act,
+    "EluBackward0": _node_act,
+    "SoftplusBackward0": _node_act,
+    "HardtanhBackward0": _node_act,
     "ViewBackward0": _node_reshape,
     "CloneBackward0": lambda n, s, o: [],
 }
@@ -488,8 +525,9 @@ def _trace_steps(model, sample):
             if r.inp is cur:
                 r.used = True
                 k = type(r.module).__name__
-                if k == "ReLU" and type(node) is _LinearNode and node.y is not None:
-                    continue  # fused into the Linear's node: the node row adds the ReLU
+                if type(node) is _LinearNode and (node.y is not None or getattr(node, "act", 0)) \
+                        and k in MODULE_ROWS and k != "Linear":
+                    continue  # fused into the Linear's node: the node row adds the activation
                 if k not in MODULE_ROWS:
                     continue  # a container or pass-through
                 steps_rev.extend((s, p, shape) for s, p in reversed(MODULE_ROWS[k](r.module, shape)))

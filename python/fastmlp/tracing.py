@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import autograd as _ag
+from .ops import ACT_KINDS as _OPS_ACT_NAMES
 from .tensor import Tensor, _wrap
 
 __all__ = ["TraceError", "trace_chain", "ACTIVATION_OF_NODE"]
@@ -57,9 +58,7 @@ _POSITIVELY_HOMOGENEOUS = ("relu", "leaky_relu", "identity")
 
 
 def _kind_name(k):
-    from .ops import ACT_KINDS as names
-
-    return names[int(k)]
+    return _OPS_ACT_NAMES[int(k)]
 
 
 def _act_node_params(node):
@@ -161,16 +160,10 @@ def trace_layers(model, in_features=None):
     for i, (f, dtype) in enumerate(cands):
         try:
             return _trace(model, f, dtype)
-        except _ProbeFailed as e:
-            if i == len(cands) - 1:
-                raise e.error from e.__cause__
+        except TraceError as e:
+            if not getattr(e, "probe_failed", False) or i == len(cands) - 1:
+                raise
     raise AssertionError("unreachable")
-
-
-class _ProbeFailed(Exception):
-    def __init__(self, error):
-        super().__init__(str(error))
-        self.error = error
 
 
 def _trace(model, in_features, dtype):
@@ -185,9 +178,10 @@ def _trace(model, in_features, dtype):
     try:
         out = model(probe)
     except Exception as e:  # noqa: BLE001 - any failure: not a chain we can run
-        raise _ProbeFailed(TraceError(
-            f"fit: running {type(model).__name__} on a probe batch of shape (2, {in_features}) "
-            f"failed ({type(e).__name__}: {e}). " + HINT)) from e
+        err = TraceError(f"fit: running {type(model).__name__} on a probe batch of shape "
+                         f"(2, {in_features}) failed ({type(e).__name__}: {e}). " + HINT)
+        err.probe_failed = True  # trace_layers tries the next candidate width
+        raise err from e
     finally:
         _ag.GradMode.enabled = prev
         for t, a in swapped:

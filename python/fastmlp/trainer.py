@@ -93,8 +93,7 @@ class Chain:
 
     def spec_layers(self, states=None, frozen=True):
         """The layer dicts of csrc/bindings/mlp_spec.h (states: per layer (wstate, bstate))."""
-        from .tracing import ACT_KINDS
-
+        ACT_KINDS = sys.modules[__package__ + ".tracing"].ACT_KINDS
         out = []
         acts = self.acts or [("relu", 0.0, 0.0) if r else None for r in self.relu]
         drops = self.dropout or [0.0] * len(self.weights)
@@ -382,8 +381,7 @@ def _chain_by_probe(model) -> Chain:
 def _chain_by_trace(model):
     """A fastmlp Module read by tracing its forward (:mod:`fastmlp.tracing`): the chain and the
     parameters it was made from (for the cache's validity check)."""
-    from . import tracing
-
+    tracing = sys.modules[__package__ + ".tracing"]
     layers = tracing.trace_layers(model)
     weights, biases, relu, frozen, params = [], [], [], [], []
     acts, drops, pairs = [], [], []
@@ -405,9 +403,10 @@ def _chain_by_trace(model):
 
 
 def _is_fastmlp_module(model) -> bool:
-    from .nn.modules import Module
-
-    return isinstance(model, Module)
+    # No import here: fit may run while the interpreter is finalizing (imports then fail); a
+    # fastmlp Module exists only once fastmlp.nn.modules is loaded.
+    mods = sys.modules.get(__package__ + ".nn.modules")
+    return mods is not None and isinstance(model, mods.Module)
 
 
 def extract_chain(model) -> Chain:
@@ -421,9 +420,7 @@ def extract_chain(model) -> Chain:
     if isinstance(model, Chain):
         chain = model
     elif _is_fastmlp_module(model):
-        from . import tracing
-
-        chain = tracing.cached(model, _chain_by_trace)
+        chain = sys.modules[__package__ + ".tracing"].cached(model, _chain_by_trace)
     elif _kind(model) == "Sequential" and _children(model) is not None:
         chain = _chain_from_sequential(model)
     elif _kind(model) == "Linear":

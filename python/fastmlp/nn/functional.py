@@ -805,6 +805,13 @@ class _ActNode(Node):
         _, kind, p0, p1 = self.saved
         return (_act_grad_graph(g, self.inputs[0], kind, p0, p1),)
 
+    # the version-counter check (autograd.py): the kinds whose gradient reads the output save
+    # it (as torch's tanh/sigmoid); the others save their input
+    _saves_output = property(lambda self: self.saved is not None and self.saved[1] not in _NEEDS_Z)
+
+    def _saved_inputs(self):
+        return (self.inputs[0],) if self.saved is not None and self.saved[1] in _NEEDS_Z else ()
+
     def backward(self, g):
         v, kind, p0, p1 = self.saved
         if kind in _NEEDS_Z:
@@ -859,14 +866,22 @@ def _act_unfused(input, kind, p0, p1, inplace):
 
 def tanh(input):
     """``tanh(input)`` (``torch.tanh``)."""
-    if input._node is not None and _fuse_act(input, _K_TANH, 0.0, 0.0):
+    try:
+        node = input._node
+    except AttributeError:
+        raise not_tensor_error("tanh", (("input", input),)) from None
+    if node is not None and _fuse_act(input, _K_TANH, 0.0, 0.0):
         return input
     return _act_unfused(input, _K_TANH, 0.0, 0.0, False)
 
 
 def sigmoid(input):
     """``1 / (1 + exp(-input))`` (``torch.sigmoid``), stable for large ``|input|``."""
-    if input._node is not None and _fuse_act(input, _K_SIGMOID, 0.0, 0.0):
+    try:
+        node = input._node
+    except AttributeError:
+        raise not_tensor_error("sigmoid", (("input", input),)) from None
+    if node is not None and _fuse_act(input, _K_SIGMOID, 0.0, 0.0):
         return input
     return _act_unfused(input, _K_SIGMOID, 0.0, 0.0, False)
 
@@ -883,14 +898,22 @@ def _gelu_kind(approximate):
 def gelu(input, approximate="none"):
     """``input * Phi(input)`` (``approximate="none"``) or its tanh approximation."""
     kind = _gelu_kind(approximate)
-    if input._node is not None and _fuse_act(input, kind, 0.0, 0.0):
+    try:
+        node = input._node
+    except AttributeError:
+        raise not_tensor_error("gelu", (("input", input),)) from None
+    if node is not None and _fuse_act(input, kind, 0.0, 0.0):
         return input
     return _act_unfused(input, kind, 0.0, 0.0, False)
 
 
 def silu(input, inplace=False):
     """``input * sigmoid(input)``."""
-    if input._node is not None and _fuse_act(input, _K_SILU, 0.0, 0.0):
+    try:
+        node = input._node
+    except AttributeError:
+        raise not_tensor_error("silu", (("input", input),)) from None
+    if node is not None and _fuse_act(input, _K_SILU, 0.0, 0.0):
         return input
     return _act_unfused(input, _K_SILU, 0.0, 0.0, inplace)
 
@@ -898,7 +921,11 @@ def silu(input, inplace=False):
 def leaky_relu(input, negative_slope=0.01, inplace=False):
     """``input`` where positive, ``negative_slope * input`` elsewhere."""
     p0 = float(negative_slope)
-    if input._node is not None and _fuse_act(input, _K_LEAKY, p0, 0.0):
+    try:
+        node = input._node
+    except AttributeError:
+        raise not_tensor_error("leaky_relu", (("input", input),)) from None
+    if node is not None and _fuse_act(input, _K_LEAKY, p0, 0.0):
         return input
     return _act_unfused(input, _K_LEAKY, p0, 0.0, inplace)
 
@@ -910,7 +937,11 @@ def leaky_relu_(input, negative_slope=0.01):
 def elu(input, alpha=1.0, inplace=False):
     """``input`` where positive, ``alpha * (exp(input) - 1)`` elsewhere."""
     p0 = float(alpha)
-    if input._node is not None and _fuse_act(input, _K_ELU, p0, 0.0):
+    try:
+        node = input._node
+    except AttributeError:
+        raise not_tensor_error("elu", (("input", input),)) from None
+    if node is not None and _fuse_act(input, _K_ELU, p0, 0.0):
         return input
     return _act_unfused(input, _K_ELU, p0, 0.0, inplace)
 
@@ -922,7 +953,11 @@ def elu_(input, alpha=1.0):
 def softplus(input, beta=1.0, threshold=20.0):
     """``log(1 + exp(beta * input)) / beta``, linear where ``beta * input > threshold``."""
     p0, p1 = float(beta), float(threshold)
-    if input._node is not None and _fuse_act(input, _K_SOFTPLUS, p0, p1):
+    try:
+        node = input._node
+    except AttributeError:
+        raise not_tensor_error("softplus", (("input", input),)) from None
+    if node is not None and _fuse_act(input, _K_SOFTPLUS, p0, p1):
         return input
     return _act_unfused(input, _K_SOFTPLUS, p0, p1, False)
 
@@ -937,7 +972,11 @@ def _hardtanh_params(min_val, max_val):
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     """``input`` clamped to ``[min_val, max_val]``."""
     p0, p1 = _hardtanh_params(min_val, max_val)
-    if input._node is not None and _fuse_act(input, _K_HARDTANH, p0, p1):
+    try:
+        node = input._node
+    except AttributeError:
+        raise not_tensor_error("hardtanh", (("input", input),)) from None
+    if node is not None and _fuse_act(input, _K_HARDTANH, p0, p1):
         return input
     return _act_unfused(input, _K_HARDTANH, p0, p1, inplace)
 
@@ -948,7 +987,11 @@ def hardtanh_(input, min_val=-1.0, max_val=1.0):
 
 def relu6(input, inplace=False):
     """``min(max(input, 0), 6)`` (hardtanh on [0, 6])."""
-    if input._node is not None and _fuse_act(input, _K_HARDTANH, 0.0, 6.0):
+    try:
+        node = input._node
+    except AttributeError:
+        raise not_tensor_error("relu6", (("input", input),)) from None
+    if node is not None and _fuse_act(input, _K_HARDTANH, 0.0, 6.0):
         return input
     return _act_unfused(input, _K_HARDTANH, 0.0, 6.0, inplace)
 

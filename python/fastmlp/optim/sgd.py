@@ -12,6 +12,7 @@ from . import hyperparams as hp
 from .optimizer import Optimizer
 
 _check_nesterov = hp.nesterov
+_F32_MAX = hp._F32_MAX
 
 _ndarray = np.ndarray
 _F32 = np.dtype(np.float32)
@@ -45,6 +46,9 @@ class SGD(Optimizer):
             maximize = group["maximize"]
             if nesterov:  # a group edited after __init__: the same rule, checked here
                 _check_nesterov(nesterov, momentum, dampening)
+            if not (-_F32_MAX <= lr <= _F32_MAX and -_F32_MAX <= momentum <= _F32_MAX
+                    and -_F32_MAX <= dampening <= _F32_MAX and -_F32_MAX <= wd <= _F32_MAX):
+                hp.sgd(lr, momentum, dampening, wd, nesterov)  # an entry changed after __init__
             params = []
             grads = []
             bufs = [] if momentum != 0 else None
