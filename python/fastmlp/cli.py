@@ -444,7 +444,7 @@ def cmd_train(args):
 
 
 def cmd_predict(args):
-    from . import _C
+    from .ops import cpu as _kernels
 
     ws, bs, relu, meta = load_model(args.model)
     cats = meta.get("categories") or {}
@@ -466,7 +466,7 @@ def cmd_predict(args):
         r = int(np.nonzero(~np.isfinite(X32).all(1))[0][0])
         raise CLIError(f"{args.data}: data row index {r} overflows float32 after standardizing "
                        "with the model's statistics")
-    pred = _C.mlp_forward(ws, bs, relu, X32).astype(np.float64)
+    pred = _kernels.mlp_forward(ws, bs, relu, X32).astype(np.float64)
     if stats:
         pred = pred * np.asarray(stats["y_std"]) + np.asarray(stats["y_mean"])
     if not np.isfinite(pred).all():

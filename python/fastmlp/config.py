@@ -4,45 +4,45 @@ from __future__ import annotations
 import os
 import sys
 
-from . import _C
+from .ops import cpu as _kernels
 
 __version__ = "0.1.0"
 
 
 def get_num_threads() -> int:
     """Threads the kernels use (OpenMP; ``OMP_NUM_THREADS`` sets the start value)."""
-    return _C.get_num_threads()
+    return _kernels.get_num_threads()
 
 
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads in the kernels (like ``torch.set_num_threads``)."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
-    _C.set_num_threads(n)
+    _kernels.set_num_threads(n)
 
 
 def get_cpu_path() -> str:
     """The CPU kernel path in use: ``'generic'``, ``'avx2'`` or ``'avx512'``."""
-    return _C.current_isa()
+    return _kernels.current_isa()
 
 
 def supported_cpu_paths() -> list:
     """The kernel paths this CPU supports, best last."""
-    return list(_C.supported_isas())
+    return list(_kernels.supported_isas())
 
 
 def set_cpu_path(name: str) -> None:
     """Force a kernel path (as ``FASTMLP_CPU`` does); an unsupported one raises RuntimeError."""
     if not isinstance(name, str):
         raise TypeError(f"set_cpu_path: name must be a str, got {type(name).__name__}")
-    _C.set_isa(name)
+    _kernels.set_isa(name)
 
 
 def config_dict() -> dict:
     """Everything :func:`show_config` prints, as a dict."""
     from . import cuda
 
-    info = dict(_C.build_info())
+    info = dict(_kernels.build_info())
     info["version"] = __version__
     info["python"] = sys.version.split()[0]
     info["cpu_path"] = get_cpu_path()

@@ -14,6 +14,13 @@ import numpy as np
 
 from . import _C
 
+# The CPU kernel table: the compiled entry points the layers above call directly where a Python
+# wrapper would cost more than the kernel (the eager hot path in nn.functional, the fused
+# trainers in fastmlp.trainer / fastmlp.sklearn / the CLI, configuration). fastmlp.ops_cuda is
+# the CUDA table, with the same signatures (plus a stream). Nothing above this module imports
+# fastmlp._C or fastmlp._cuda: they reach the kernels through fastmlp.ops.
+cpu = _C
+
 __all__ = [
     "matmul",
     "linear",

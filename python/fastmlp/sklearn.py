@@ -3,8 +3,8 @@ drop-ins for ``sklearn.neural_network.MLPRegressor`` / ``MLPClassifier`` with ``
 {identity, logistic, tanh, relu} and ``solver`` in {sgd, adam}.
 
 With ``solver="sgd"`` and ``activation="relu"`` the regressor runs the ReLU/SGD trainer
-(``_C.mlp_train`` in scikit-learn mode) and follows scikit-learn step for step, as described
-below. Every other configuration, and the classifier, runs the general trainer (``_C.mlp_fit``)
+(``ops.cpu.mlp_train`` in scikit-learn mode) and follows scikit-learn step for step, as described
+below. Every other configuration, and the classifier, runs the general trainer (``ops.cpu.mlp_fit``)
 with scikit-learn's conventions: losses summed over outputs and averaged over the batch (half
 squared error for regression, log-loss with a softmax output for multiclass and a logistic output
 for binary and multilabel targets), the L2 penalty on the weights only, scikit-learn's Adam
@@ -39,7 +39,7 @@ try:
 except ImportError as e:  # pragma: no cover - exercised only without scikit-learn
     raise ImportError("fastmlp.sklearn needs scikit-learn: pip install fastmlp[sklearn]") from e
 
-from . import _C
+from .ops import cpu as _kernels
 from .hyperparams import f32_problem
 
 _KERNEL_FLOATS = ("alpha", "learning_rate_init", "momentum")
@@ -335,7 +335,7 @@ class _BaseMLP(BaseEstimator):
             if self.shuffle:
                 sample_idx = sk_shuffle(sample_idx, random_state=self._random_state)
             if exact:
-                r = _C.mlp_train(self._W, self._b, relu, X_train, y_train, epochs=1,
+                r = _kernels.mlp_train(self._W, self._b, relu, X_train, y_train, epochs=1,
                                  batch_size=batch_size, shuffle=False,
                                  perm=sample_idx if self.shuffle else None, mode="sklearn",
                                  lr=opt.learning_rate, momentum=opt.momentum, nesterov=opt.nesterov,
@@ -424,7 +424,7 @@ class _BaseMLP(BaseEstimator):
         loss = self._loss_dict()
         sk = {"loss_sum_outputs": True, "loss_scale": 0.5 if loss["kind"] == 0 else 1.0,
               "l2_weights": float(self.alpha), "adam_eps_before_correction": True}
-        r = _C.mlp_fit(layers, X, y, loss=loss, optim=optim, epochs=1, batch_size=batch_size,
+        r = _kernels.mlp_fit(layers, X, y, loss=loss, optim=optim, epochs=1, batch_size=batch_size,
                        shuffle=False, perm=perm, step0=self._general["step"],
                        sample_weight=sample_weight, sklearn=sk)
         self._general["step"] += r["steps"]
@@ -466,11 +466,11 @@ class _BaseMLP(BaseEstimator):
         X = np.ascontiguousarray(X, dtype=np.float32)
         if self.activation in ("relu", "identity"):
             relu = [self.activation == "relu"] * (len(W) - 1) + [False]
-            return _C.mlp_forward(W, b, relu, X)
+            return _kernels.mlp_forward(W, b, relu, X)
         hidden = _ACTS[self.activation]
         layers = [{"weight": w, "bias": bb, "act": hidden if i < len(W) - 1 else (0, 0.0, 0.0)}
                   for i, (w, bb) in enumerate(zip(W, b))]
-        return _C.mlp_fit_forward(layers, X)
+        return _kernels.mlp_fit_forward(layers, X)
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):

@@ -29,7 +29,7 @@ from . import autograd as _ag
 from .ops import ACT_KINDS as _OPS_ACT_NAMES
 from .tensor import Tensor, _wrap
 
-__all__ = ["TraceError", "trace_chain", "ACTIVATION_OF_NODE"]
+__all__ = ["TraceError", "trace_layers", "cached", "ACTIVATION_OF_NODE", "ACT_KINDS"]
 
 
 class TraceError(ValueError):

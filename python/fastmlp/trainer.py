@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _C
+from .ops import cpu as _kernels
 from .training_spec import resolve_loss, resolve_optimizer, write_back_state
 from .hyperparams import check_f32
 
@@ -633,8 +633,8 @@ def predict(model, X) -> np.ndarray:
 def _forward(chain: Chain, X: np.ndarray) -> np.ndarray:
     """The chain on host float32 X (inference: no dropout)."""
     if chain.basic:
-        return _C.mlp_forward(chain.weights, chain.biases, chain.relu, X)
-    return _C.mlp_fit_forward(chain.spec_layers(frozen=False), X)
+        return _kernels.mlp_forward(chain.weights, chain.biases, chain.relu, X)
+    return _kernels.mlp_fit_forward(chain.spec_layers(frozen=False), X)
 
 
 def _mse(pred: np.ndarray, y: np.ndarray) -> float:
@@ -1023,7 +1023,7 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
             t0 = time.perf_counter()
             if fast and on_gpu:
                 if p is None and shuffle:  # the CPU trainer's own order for this epoch
-                    p = _C.mlp_shuffle_order(n, seed, start_epoch + e)
+                    p = _kernels.mlp_shuffle_order(n, seed, start_epoch + e)
                 with cp.cuda.Device(chain.device_index):
                     r = CU.mlp_train(chain.weights, chain.biases, chain.relu, X, Y, epochs=1,
                                      batch_size=batch_size, drop_last=drop_last, perm=p, lr=ospec.lr,
@@ -1036,7 +1036,7 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
                                      stream=cp.cuda.get_current_stream().ptr, frozen=frozen,
                                      interruptible=_interruptible())
             elif fast:
-                r = _C.mlp_train(chain.weights, chain.biases, chain.relu, X, Y, epochs=1,
+                r = _kernels.mlp_train(chain.weights, chain.biases, chain.relu, X, Y, epochs=1,
                                  batch_size=batch_size, drop_last=drop_last, shuffle=bool(shuffle),
                                  seed=seed, epoch_offset=start_epoch + e, perm=p, mode="torch",
                                  lr=ospec.lr,
@@ -1047,7 +1047,7 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
                                  allow_nonfinite=bool(allow_nonfinite), frozen=frozen,
                                  interruptible=_interruptible(), **dist_kw)
             else:
-                r = _C.mlp_fit(chain.spec_layers(states), X, Y, loss=lspec.as_dict(),
+                r = _kernels.mlp_fit(chain.spec_layers(states), X, Y, loss=lspec.as_dict(),
                                optim=ospec.as_dict(lr=cur_lr), epochs=1, batch_size=batch_size,
                                drop_last=drop_last, shuffle=bool(shuffle), seed=seed,
                                epoch_offset=start_epoch + e, perm=p, step0=ospec.step,
@@ -1196,7 +1196,7 @@ def _val_loss_distributed(group, chain: Chain, Xv, Yv) -> float:
     lo, hi = n * group.rank // group.size, n * (group.rank + 1) // group.size
     acc = np.zeros(1, dtype=np.float64)
     if hi > lo:
-        pred = _C.mlp_forward(chain.weights, chain.biases, chain.relu, Xv[lo:hi])
+        pred = _kernels.mlp_forward(chain.weights, chain.biases, chain.relu, Xv[lo:hi])
         d = pred.astype(np.float64) - Yv[lo:hi]
         acc[0] = float(np.sum(d * d))
     group.allreduce(acc, "sum")

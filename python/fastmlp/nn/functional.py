@@ -29,7 +29,8 @@ import warnings
 
 import numpy as np
 
-from .. import _C, ops
+from .. import ops
+from ..ops import cpu as _kernels
 from ..autograd import GradMode, Node, _post_acc_hooks, _run_post_acc_hooks, _seq
 from ..devices import array_module, device_of
 from ..tensor import _ONE_F32 as _ONE
@@ -43,13 +44,13 @@ __all__ = ["linear", "relu", "relu_", "mse_loss", "ShapeError", "DtypeError",
 _ndarray = np.ndarray
 _F32 = np.dtype(np.float32)
 _getrefcount = sys.getrefcount
-_lin_fwd = _C.linear_forward
-_lin_bwd = _C.linear_backward
-_relu_fwd = _C.relu_forward
-_relu_bwd = _C.relu_backward
-_mse_fwd = _C.mse_forward
-_mse_bwd = _C.mse_backward
-_mse_fb = _C.mse_forward_backward
+_lin_fwd = _kernels.linear_forward
+_lin_bwd = _kernels.linear_backward
+_relu_fwd = _kernels.relu_forward
+_relu_bwd = _kernels.relu_backward
+_mse_fwd = _kernels.mse_forward
+_mse_bwd = _kernels.mse_backward
+_mse_fb = _kernels.mse_forward_backward
 _act_fwd = ops.act_forward
 _act_bwd = ops.act_backward
 _NEEDS_Z = ops.ACT_NEEDS_INPUT
