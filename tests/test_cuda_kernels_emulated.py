@@ -28,7 +28,8 @@ INCLUDES = [os.path.join(ROOT, *p) for p in (("tests", "cuda", "emu_include"), (
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses ucontext fibers (Linux)")
 @pytest.mark.skipif(not os.path.isdir(os.path.join(ROOT, "csrc", "cuda")), reason="no source tree")
 @pytest.mark.parametrize("name", ["gemm_emulator", "elementwise_emulator", "mlp_emulator",
-                                  "activations_emulator"])
+                                  "activations_emulator",
+                                  "optimizers_emulator"])
 def test_kernels_emulated_on_cpu(name, tmp_path):
     cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")
     if not cxx:

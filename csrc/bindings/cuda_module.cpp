@@ -11,6 +11,7 @@ namespace fastmlp::bind {
 void register_cuda_ops(py::module_& m);
 void register_cuda_mlp(py::module_& m);
 void register_cuda_activations(py::module_& m);  // cuda_activations.cpp
+void register_cuda_optimizers(py::module_& m);  // cuda_optimizers.cpp
 }
 
 PYBIND11_MODULE(_cuda, m) {
@@ -30,4 +31,5 @@ PYBIND11_MODULE(_cuda, m) {
     fastmlp::bind::register_cuda_ops(m);
     fastmlp::bind::register_cuda_mlp(m);
     fastmlp::bind::register_cuda_activations(m);
+    fastmlp::bind::register_cuda_optimizers(m);
 }

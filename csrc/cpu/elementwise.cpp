@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "fastmlp/cpu_features.h"
+#include "fastmlp/optimizer.h"  // sgd_step_scalar: the SGD rule
 
 namespace fastmlp {
 
@@ -89,18 +90,16 @@ void mse_backward(float* dpred, const float* pred, const float* target, int64_t 
 
 void sgd_step(float* param, const float* grad, float* buf, int64_t n, const SgdOptions& o,
               bool first_step) {
-    const float lr = o.lr, mom = o.momentum, wd = o.weight_decay, damp1 = 1.0f - o.dampening;
-    const bool use_mom = mom != 0.0f;
+    // The rule is optimizer.h's sgd_step_scalar (shared with the CUDA kernels and the trainers).
+    if (o.momentum != 0.0f) {
 #pragma omp parallel for schedule(static) num_threads(threads_elementwise(n))
-    for (int64_t i = 0; i < n; ++i) {
-        float g = o.maximize ? -grad[i] : grad[i];
-        if (wd != 0.0f) g += wd * param[i];
-        if (use_mom) {
-            const float b = first_step ? g : mom * buf[i] + damp1 * g;
-            buf[i] = b;
-            g = o.nesterov ? g + mom * b : b;
+        for (int64_t i = 0; i < n; ++i) sgd_step_scalar(param[i], grad[i], buf[i], o, first_step);
+    } else {
+#pragma omp parallel for schedule(static) num_threads(threads_elementwise(n))
+        for (int64_t i = 0; i < n; ++i) {
+            float unused = 0.0f;  // no momentum: the buffer is never touched
+            sgd_step_scalar(param[i], grad[i], unused, o, first_step);
         }
-        param[i] -= lr * g;
     }
 }
 

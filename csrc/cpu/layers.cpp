@@ -6,6 +6,7 @@
 
 #include "fastmlp/activations.h"
 #include "fastmlp/cpu_features.h"
+#include "fastmlp/optimizer.h"  // sgd_step_scalar: the SGD rule
 #include "fastmlp/elementwise.h"
 #include "fastmlp/gemm.h"
 
@@ -109,23 +110,17 @@ void sgd_step_many(float* const* params, const float* const* grads, float* const
             sgd_step(params[k], grads[k], bufs[k], m, o, first_step[k]);
             continue;
         }
-        // Small parameter: the same arithmetic as sgd_step (elementwise.cpp), without a parallel
-        // region; the tests check the two agree bitwise.
+        // Small parameter: the same rule as sgd_step (optimizer.h's sgd_step_scalar), without a
+        // parallel region; the tests check the two agree bitwise.
         float* param = params[k];
         const float* grad = grads[k];
         float* buf = bufs[k];
         const bool first = first_step[k];
-        const float lr = o.lr, mom = o.momentum, wd = o.weight_decay, damp1 = 1.0f - o.dampening;
-        const bool use_mom = mom != 0.0f;
-        for (int64_t i = 0; i < m; ++i) {
-            float g = o.maximize ? -grad[i] : grad[i];
-            if (wd != 0.0f) g += wd * param[i];
-            if (use_mom) {
-                const float b = first ? g : mom * buf[i] + damp1 * g;
-                buf[i] = b;
-                g = o.nesterov ? g + mom * b : b;
-            }
-            param[i] -= lr * g;
+        if (o.momentum != 0.0f) {
+            for (int64_t i = 0; i < m; ++i) sgd_step_scalar(param[i], grad[i], buf[i], o, first);
+        } else {
+            float unused = 0.0f;  // no momentum: the buffer is never touched
+            for (int64_t i = 0; i < m; ++i) sgd_step_scalar(param[i], grad[i], unused, o, first);
         }
     }
 }

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "fastmlp/cuda_elementwise.h"  // SgdOptions, SgdParam
+#include "fastmlp/optimizer.h"          // sgd_step_scalar: the SGD rule
 
 namespace fastmlp::cuda::elementwise_impl {
 
@@ -112,17 +113,13 @@ __global__ void mse_backward_kernel(float* dpred, const float* pred, const float
         dpred[i] = scale * (pred[i] - target[i]);
 }
 
-// torch.optim.SGD on element i (same expression order as the CPU kernel).
+// torch.optim.SGD on element i: optimizer.h's sgd_step_scalar, the rule the CPU kernels run.
+// buf may be null when momentum == 0 (the rule never touches it then).
 __device__ __forceinline__ void sgd_update(float* param, const float* grad, float* buf, int64_t i,
                                            const SgdOptions& o, bool first_step) {
-    float g = o.maximize ? -grad[i] : grad[i];
-    if (o.weight_decay != 0.0f) g += o.weight_decay * param[i];
-    if (o.momentum != 0.0f) {
-        const float b = first_step ? g : o.momentum * buf[i] + (1.0f - o.dampening) * g;
-        buf[i] = b;
-        g = o.nesterov ? g + o.momentum * b : b;
-    }
-    param[i] -= o.lr * g;
+    float unused = 0.0f;
+    float& b = buf ? buf[i] : unused;
+    sgd_step_scalar(param[i], grad[i], b, o, first_step);
 }
 
 // param (n) -= lr * step(grad (n), buf (n)).

@@ -36,6 +36,7 @@ from .tensor import (Size, Tensor, abs, allclose, arange, argmax, as_tensor, cat
 from .serialization import load, save  # noqa: E402
 from . import nn, optim, utils  # noqa: E402
 from .nn.functional import relu, relu_, sigmoid, tanh  # noqa: E402,F811  (fusable: one frame)
+from . import distributions  # noqa: E402
 from .nn.parameter import Parameter  # noqa: E402,F401
 
 FloatTensor = Tensor

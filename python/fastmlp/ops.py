@@ -224,6 +224,10 @@ __all__ += ["sgd_step_many"]
 # Hyper-parameters are validated in fastmlp.optim (once); the bindings check the arrays.
 
 _adam_many = _C.adam_step_many
+# optim.SGD's CPU fast path: _C's multi-tensor SGD step re-exported as is (its positional
+# signature: params, grads, momentum_buffers, first_step, lr, momentum, dampening, weight_decay,
+# nesterov, maximize), so optim needs no _C of its own.
+sgd_step_many_cpu = _C.sgd_step_many
 _rmsprop_many = _C.rmsprop_step_many
 _adagrad_many = _C.adagrad_step_many
 

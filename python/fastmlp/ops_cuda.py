@@ -271,3 +271,39 @@ def linear_act(x, weight, bias, kind, p0=0.0, p1=0.0, *, want_input=False):
 
 
 __all__ += ["act_forward", "act_backward", "softmax", "softmax_backward", "linear_act"]
+
+
+# ---- optim: multi-tensor optimizer steps, ONE launch per call (csrc/cuda/optimizers.cu) -------
+def adam_step_many(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, lr, beta1,
+                   beta2, eps, weight_decay=0.0, amsgrad=False, maximize=False,
+                   decoupled_weight_decay=False):
+    """``fastmlp.ops.adam_step_many`` on GPU arrays."""
+    cp, C = _modules()
+    grads = [_contiguous(cp, g) for g in grads]
+    C.adam_step_many(list(params), grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, list(steps), lr,
+                     beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay,
+                     _stream(cp))
+    return params
+
+
+def rmsprop_step_many(params, grads, square_avgs, momentum_buffers, grad_avgs, steps, *, lr,
+                      alpha, eps, weight_decay=0.0, momentum=0.0, centered=False, maximize=False):
+    """``fastmlp.ops.rmsprop_step_many`` on GPU arrays."""
+    cp, C = _modules()
+    grads = [_contiguous(cp, g) for g in grads]
+    C.rmsprop_step_many(list(params), grads, square_avgs, momentum_buffers, grad_avgs, list(steps),
+                        lr, alpha, eps, weight_decay, momentum, centered, maximize, _stream(cp))
+    return params
+
+
+def adagrad_step_many(params, grads, state_sums, steps, *, lr, lr_decay=0.0, eps=1e-10,
+                      weight_decay=0.0, maximize=False):
+    """``fastmlp.ops.adagrad_step_many`` on GPU arrays."""
+    cp, C = _modules()
+    grads = [_contiguous(cp, g) for g in grads]
+    C.adagrad_step_many(list(params), grads, state_sums, list(steps), lr, lr_decay, eps,
+                        weight_decay, maximize, _stream(cp))
+    return params
+
+
+__all__ += ["adam_step_many", "rmsprop_step_many", "adagrad_step_many"]

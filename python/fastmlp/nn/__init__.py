@@ -1,5 +1,5 @@
 """``fastmlp.nn``: modules, ``functional`` and ``init``, shaped like ``torch.nn``."""
-from . import functional, init
+from . import functional, init, utils
 from .activation import (ELU, GELU, Hardtanh, LeakyReLU, LogSoftmax, ReLU6, SiLU, Sigmoid,
                          Softmax, Softplus, Tanh)
 from .layers import BatchNorm1d, Dropout, Embedding, LayerNorm, Unflatten

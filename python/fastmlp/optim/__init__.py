@@ -1,5 +1,11 @@
-"""``fastmlp.optim``: ``Optimizer`` and ``SGD``, shaped like ``torch.optim``."""
+"""``fastmlp.optim``: ``Optimizer``, ``SGD``, ``Adam``, ``AdamW``, ``RMSprop``, ``Adagrad``,
+``LBFGS`` and ``lr_scheduler``, shaped like ``torch.optim``."""
 from .optimizer import Optimizer
 from .sgd import SGD
+from .adam import Adam, AdamW
+from .rmsprop import RMSprop
+from .adagrad import Adagrad
+from .lbfgs import LBFGS
+from . import lr_scheduler
 
-__all__ = ["Optimizer", "SGD"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "LBFGS", "lr_scheduler"]

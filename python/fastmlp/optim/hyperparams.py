@@ -23,7 +23,9 @@ def scalar(value, name):
             raise TypeError(f"{name} must be a number or a one-element tensor, got "
                             f"{type(value).__name__}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+        tn = type(value).__name__  # the comparison PyTorch's own check fails with, named
+        raise TypeError(f"{name} must be a number, got {tn}: '<' not supported between "
+                        f"instances of '{tn}' and 'float'")
     return float(value)
 
 
@@ -101,3 +103,9 @@ def sgd(lr_, momentum, dampening_, weight_decay, nesterov_):
            nonnegative(weight_decay, "weight_decay"))
     nesterov(nesterov_, out[1], out[2])
     return out
+
+
+def no_differentiable(differentiable, name):
+    if differentiable:
+        raise ValueError(f"{name}: differentiable=True (autograd through the optimizer step) is "
+                         f"not supported by fastmlp; use differentiable=False")

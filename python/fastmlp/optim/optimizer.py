@@ -3,7 +3,52 @@ from __future__ import annotations
 
 import copy
 
-from ..tensor import Tensor
+import numpy as np
+
+from ..tensor import Tensor, _wrap
+
+_ndarray = np.ndarray
+_F32 = np.dtype(np.float32)
+
+
+def grad_arrays(group):
+    """(params that have a gradient, their gradient arrays, fast) for one parameter group; fast
+    is True when every parameter and gradient is a float32 numpy array (one CPU kernel call) or
+    a float32 GPU array the CUDA kernels can step (one launch); otherwise the optimizers use
+    array operations in the parameters' dtype."""
+    params = []
+    grads = []
+    fast = True
+    gpu = False
+    for p in group["params"]:
+        g = p.grad
+        if g is None:
+            continue
+        a = p._data
+        ga = g._data
+        if type(a) is not _ndarray or a.dtype is not _F32 or ga.dtype is not _F32:
+            if type(a) is not _ndarray and a.dtype == _F32 and ga.dtype == _F32:
+                gpu = True  # a float32 GPU array: the CUDA kernels, where they can run
+            else:
+                fast = False
+        params.append(p)
+        grads.append(ga)
+    if fast and gpu:
+        fast = _gpu_kernels_ready(params[0]._data)
+    return params, grads, fast
+
+
+def _gpu_kernels_ready(a):
+    if not hasattr(a, "__cuda_array_interface__"):
+        return False
+    from .. import ops_cuda
+
+    return ops_cuda.unavailable_reason() == ""
+
+
+def new_state_array(a):
+    """A zero state Tensor shaped, typed and placed like the parameter array ``a``."""
+    return _wrap(np.zeros_like(a) if type(a) is _ndarray else a * 0)
 
 
 class _Required:
@@ -78,6 +123,15 @@ class Optimizer:
     def step(self, closure=None):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @staticmethod
+    def _closure_loss(closure):
+        if closure is None:
+            return None
+        from ..autograd import enable_grad
+
+        with enable_grad():
+            return closure()
+
     # ---- state dicts (PyTorch's layout: params referred to by their index) -----------------
     def state_dict(self):
         index = {}
@@ -125,10 +179,13 @@ class Optimizer:
             p = id_map[key]
             new = {}
             for name, v in st.items():
+                if name == "step":  # a count (torch keeps a 0-dim float tensor): a float here
+                    new[name] = float(v.item() if hasattr(v, "item") else v)
+                    continue
                 if isinstance(v, Tensor) or hasattr(v, "shape"):
                     arr = v._data if isinstance(v, Tensor) else (
                         v.detach().cpu().numpy() if hasattr(v, "detach") else v)
-                    if tuple(arr.shape) != tuple(p._data.shape) and name == "momentum_buffer":
+                    if tuple(arr.shape) != tuple(p._data.shape):
                         raise ValueError(f"loaded state for a parameter of shape {tuple(p.shape)} "
                                          f"has {name} of shape {tuple(arr.shape)}")
                     new[name] = _wrap(asarray(arr, dtype=p._data.dtype, dev=p.device, copy=True))

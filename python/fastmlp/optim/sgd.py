@@ -1,32 +1,28 @@
 """``optim.SGD``: ``torch.optim.SGD``'s update (momentum, dampening, weight decay, Nesterov,
 maximize), one compiled kernel per parameter — on the CPU all parameters of a group in one call
-(``_C.sgd_step_many``, the same per-parameter kernel ``fastmlp.ops.sgd_step`` runs)."""
+(``fastmlp.ops.sgd_step_many_cpu``, the same per-parameter kernel ``fastmlp.ops.sgd_step``
+runs)."""
 from __future__ import annotations
 
 import numpy as np
 
-from .. import _C, ops
+from .. import ops
 from ..tensor import _wrap
+from . import hyperparams as hp
 from .optimizer import Optimizer
+
+_check_nesterov = hp.nesterov
 
 _ndarray = np.ndarray
 _F32 = np.dtype(np.float32)
-_sgd_many = _C.sgd_step_many
+_sgd_many = ops.sgd_step_many_cpu
 
 
 class SGD(Optimizer):
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False,
                  *, maximize=False, foreach=None, differentiable=False, fused=None):
-        if hasattr(lr, "item"):
-            lr = lr.item()
-        if lr < 0.0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if momentum < 0.0:
-            raise ValueError(f"Invalid momentum value: {momentum}")
-        if weight_decay < 0.0:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        lr, momentum, dampening, weight_decay = hp.sgd(lr, momentum, dampening, weight_decay,
+                                                       nesterov)
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, maximize=maximize, foreach=foreach,
                         differentiable=differentiable, fused=fused)
@@ -47,8 +43,8 @@ class SGD(Optimizer):
             wd = group["weight_decay"]
             nesterov = group["nesterov"]
             maximize = group["maximize"]
-            if nesterov and (momentum <= 0 or dampening != 0):
-                raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+            if nesterov:  # a group edited after __init__: the same rule, checked here
+                _check_nesterov(nesterov, momentum, dampening)
             params = []
             grads = []
             bufs = [] if momentum != 0 else None
