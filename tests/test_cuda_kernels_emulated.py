@@ -10,6 +10,10 @@ barrier phase) with the launch configurations of the .cu host code, and compare 
   emulated launches of the real kernels (gather, fused gradient pass, guarded SGD, gemm with split-K
   into the trainer's workspace) against a float64 eager loop: momentum/nesterov/dampening/weight
   decay, orders, drop_last, a net ending in ReLU, a non-finite loss stopping (or not) training.
+- mlp_fit: the GPU general fused trainer's host code (csrc/cuda/mlp_fit_impl.h, shared with
+  mlp_fit.cu) over emulated launches of its kernels (mlp_fit_kernels.cuh) against a naive loop of
+  csrc/cpu/mlp_fit.cpp's algorithm: every activation x loss x optimizer, dropout masks equal to
+  dropout.h's (the CPU's) hash, weights, schedules, frozen parameters, scikit-learn conventions.
 What this cannot show: speed, races the real hardware could expose, or compiler/driver issues
 (bench/gpu_check.sh covers those on a GPU).
 """
@@ -29,7 +33,7 @@ INCLUDES = [os.path.join(ROOT, *p) for p in (("tests", "cuda", "emu_include"), (
 @pytest.mark.skipif(not os.path.isdir(os.path.join(ROOT, "csrc", "cuda")), reason="no source tree")
 @pytest.mark.parametrize("name", ["gemm_emulator", "elementwise_emulator", "mlp_emulator",
                                   "activations_emulator",
-                                  "optimizers_emulator"])
+                                  "optimizers_emulator", "mlp_fit_emulator"])
 def test_kernels_emulated_on_cpu(name, tmp_path):
     cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")
     if not cxx:
