@@ -2,7 +2,7 @@
 // DeviceOps, which launches fastmlp's kernels on one stream: sgemm (bias + activation epilogue,
 // the pre-activation stored where the backward reads it, split-K scratch from the call's
 // workspace), the gather / dropout / activation-backward / loss / optimizer kernels of
-// mlp_fit_kernels.cuh and the bias column sums of mlp_train_kernels.cuh. No synchronisation and no
+// mlp_fit_kernels.cuh. No synchronisation and no
 // allocation per step: one workspace per call, one copy back and one stream synchronise at its end.
 #include <cuda_runtime.h>
 
@@ -14,7 +14,6 @@
 #include "fastmlp/cuda_mlp_fit.h"
 #include "mlp_fit_impl.h"
 #include "mlp_fit_kernels.cuh"
-#include "mlp_train_kernels.cuh"
 
 namespace fastmlp::cuda {
 
@@ -68,10 +67,9 @@ struct DeviceOps {
         check_launch("fit_act_backward_kernel");
     }
     void colsum(float* dbias, float* d, int64_t B, int64_t C) const {
-        const dim3 block(mlp_impl::kCols, mlp_impl::kRows);
-        mlp_impl::grad_mask_colsum_kernel<<<unsigned(ceil_div(C, mlp_impl::kCols)), block, 0,
-                                            stream>>>(d, nullptr, nullptr, 0.0f, false, dbias, B, C);
-        check_launch("grad_mask_colsum_kernel");
+        const dim3 block(fk::kCols, fk::kRows);
+        fk::fit_colsum_kernel<<<unsigned(ceil_div(C, fk::kCols)), block, 0, stream>>>(dbias, d, B, C);
+        check_launch("fit_colsum_kernel");
     }
     void sum(double* dst, const float* v, int64_t n) const {
         fk::fit_sum_kernel<<<1, 1, 0, stream>>>(dst, v, n);

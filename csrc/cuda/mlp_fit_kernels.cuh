@@ -4,8 +4,8 @@
 // softmax cross-entropy rules), optimizer.h (optim_step_scalar) and dropout.h (the same counter
 // hash as the CPU trainer, so both draw identical masks). Reductions run in a fixed order (tree
 // reductions of fixed shape, then sequential sums in double): results do not depend on timing.
-// The bias gradient reuses mlp_train_kernels.cuh's grad_mask_colsum_kernel; the products are
-// sgemm (gemm_kernels.cuh) with the bias + activation epilogue.
+// The products are sgemm (gemm_kernels.cuh) with the bias + activation epilogue. (Kernels are
+// defined in this header, so it is included by one .cu file only: mlp_fit.cu.)
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -112,6 +112,26 @@ __global__ void fit_act_backward_kernel(float* d, const float* mask, const float
             v = fastmlp::act_backward_scalar(v, zy, zy, p);
         }
         d[i] = v;
+    }
+}
+
+// The bias gradient dbias (C) = column sums of d (B, C) in double: column blocks of kCols x kRows
+// row lanes, lane ty sums rows ty, ty + kRows, ..., then the kRows partials in order (the order of
+// mlp_train_kernels.cuh's grad_mask_colsum_kernel, which this is without its other duties).
+constexpr int kCols = 32, kRows = 16;
+__global__ void fit_colsum_kernel(float* dbias, const float* d, int64_t B, int64_t C) {
+    __shared__ double part[kRows][kCols + 1];
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int64_t c = int64_t(blockIdx.x) * kCols + tx;
+    double s = 0.0;
+    if (c < C)
+        for (int64_t r = ty; r < B; r += kRows) s += double(d[r * C + c]);
+    part[ty][tx] = s;
+    __syncthreads();
+    if (ty == 0 && c < C) {
+        double total = 0.0;
+        for (int i = 0; i < kRows; ++i) total += part[i][tx];
+        dbias[c] = float(total);
     }
 }
 

@@ -1,8 +1,8 @@
 // Runs the GPU general fused trainer (csrc/cuda/mlp_fit_impl.h: workspace layout, epoch/batch loop,
 // the launches of a step) on the CPU: the same host code as mlp_fit.cu over an emulated backend
 // whose "launches" run the real device code (mlp_fit_kernels.cuh: gather, dropout, activation
-// backward, the loss passes, the L2 penalty, the guarded optimizer step; mlp_train_kernels.cuh's
-// bias column sums; gemm_kernels.cuh with gemm.cu's plans, split-K into the trainer's workspace and
+// backward, the bias column sums, the loss passes, the L2 penalty, the guarded optimizer step;
+// gemm_kernels.cuh with gemm.cu's plans, split-K into the trainer's workspace and
 // the bias + activation epilogue) in cuda_emulation.h, with mlp_fit.cu's launch shapes. Compared
 // against a naive sequential host loop of csrc/cpu/mlp_fit.cpp's algorithm (products accumulated
 // in double, every rule from activation.h / loss.h / optimizer.h / dropout.h): weights, biases,
@@ -23,10 +23,8 @@
 #include "gemm_kernels.cuh"
 #include "mlp_fit_impl.h"
 #include "mlp_fit_kernels.cuh"
-#include "mlp_train_kernels.cuh"
 
 namespace gm = fastmlp::cuda::gemm_impl;
-namespace mk = fastmlp::cuda::mlp_impl;
 namespace fk = fastmlp::cuda::fit_impl;
 using namespace fastmlp;
 
@@ -152,8 +150,8 @@ struct EmuOps {
     }
     void colsum(float* dbias, float* d, int64_t B, int64_t C) {
         ++launches;
-        emu::launch(dim3(unsigned(cdiv(C, mk::kCols))), dim3(mk::kCols, mk::kRows),
-                    [&] { mk::grad_mask_colsum_kernel(d, nullptr, nullptr, 0.0f, false, dbias, B, C); });
+        emu::launch(dim3(unsigned(cdiv(C, fk::kCols))), dim3(fk::kCols, fk::kRows),
+                    [&] { fk::fit_colsum_kernel(dbias, d, B, C); });
     }
     void sum(double* dst, const float* v, int64_t n) {
         ++launches;
