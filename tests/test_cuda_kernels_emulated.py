@@ -12,7 +12,11 @@ barrier phase) with the launch configurations of the .cu host code, and compare 
   decay, orders, drop_last, a net ending in ReLU, a non-finite loss stopping (or not) training;
 - losses: softmax cross-entropy (class indices with weights, ignore_index, label smoothing, (N,C,D)
   rows, per-row upstream gradients; class probabilities) and the element-wise losses, forward
-  partials + fixed-order finish and backward.
+  partials + fixed-order finish and backward;
+- mlp_fit: the GPU general fused trainer's host code (csrc/cuda/mlp_fit_impl.h, shared with
+  mlp_fit.cu) over emulated launches of its kernels (mlp_fit_kernels.cuh) against a naive loop of
+  csrc/cpu/mlp_fit.cpp's algorithm: every activation x loss x optimizer, dropout masks equal to
+  dropout.h's (the CPU's) hash, weights, schedules, frozen parameters, scikit-learn conventions.
 What this cannot show: speed, races the real hardware could expose, or compiler/driver issues
 (bench/gpu_check.sh covers those on a GPU).
 """
@@ -31,7 +35,7 @@ INCLUDES = [os.path.join(ROOT, *p) for p in (("tests", "cuda", "emu_include"), (
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses ucontext fibers (Linux)")
 @pytest.mark.skipif(not os.path.isdir(os.path.join(ROOT, "csrc", "cuda")), reason="no source tree")
 @pytest.mark.parametrize("name", ["gemm_emulator", "elementwise_emulator", "mlp_emulator",
-                                  "activations_emulator", "optimizers_emulator", "losses_emulator"])
+                                  "activations_emulator", "optimizers_emulator", "losses_emulator", "mlp_fit_emulator"])
 def test_kernels_emulated_on_cpu(name, tmp_path):
     cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")
     if not cxx:

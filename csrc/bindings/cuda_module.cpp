@@ -13,6 +13,7 @@ void register_cuda_mlp(py::module_& m);
 void register_cuda_activations(py::module_& m);  // cuda_activations.cpp
 void register_cuda_optimizers(py::module_& m);  // cuda_optimizers.cpp
 void register_cuda_losses(py::module_& m);  // cuda_losses.cpp
+void register_cuda_mlp_fit(py::module_& m);     // cuda_mlp_fit.cpp
 }
 
 PYBIND11_MODULE(_cuda, m) {
@@ -34,4 +35,5 @@ PYBIND11_MODULE(_cuda, m) {
     fastmlp::bind::register_cuda_activations(m);
     fastmlp::bind::register_cuda_optimizers(m);
     fastmlp::bind::register_cuda_losses(m);
+    fastmlp::bind::register_cuda_mlp_fit(m);
 }

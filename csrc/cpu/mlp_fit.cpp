@@ -9,6 +9,7 @@
 
 #include "fastmlp/activations.h"
 #include "fastmlp/cpu_features.h"
+#include "fastmlp/dropout.h"
 #include "fastmlp/elementwise.h"
 #include "fastmlp/gemm.h"
 #include "fastmlp/mlp.h"
@@ -20,19 +21,7 @@ namespace {
 
 inline int threads_elem(int64_t n, double cost = 8.0) { return threads_for(double(n) * cost); }
 
-// Counter-based uniform in [0, 1) for the dropout mask: a hash of (seed, step, layer, index), so
-// masks do not depend on the thread count or the order elements are visited in.
-inline uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-inline float dropout_uniform(uint64_t seed, int64_t step, int64_t layer, int64_t index) {
-    uint64_t k = mix64(seed + 0x9E3779B97F4A7C15ull * uint64_t(step + 1));
-    k = mix64(k ^ (0xD1B54A32D192ED03ull * uint64_t(layer + 1)));
-    k = mix64(k + uint64_t(index) * 0x9E3779B97F4A7C15ull);
-    return float(k >> 40) * (1.0f / 16777216.0f);  // 24 random bits
-}
+// dropout_uniform: the counter-based hash of fastmlp/dropout.h (shared with the CUDA trainer).
 
 struct Scratch {
     std::vector<std::vector<float>> a;     // a[l] (B, in_l): layer inputs; a[L] = output P

@@ -614,9 +614,32 @@ def _predict_cuda(chain: Chain, X, cp, C):
             Xd = _check_predict_input(chain, cp.asarray(_gpu_view(X)))
             Xd = cp.ascontiguousarray(Xd, dtype=cp.float32)
         out = cp.empty((Xd.shape[0], chain.out_features), dtype=cp.float32)
-        C.mlp_forward(chain.weights, chain.biases, chain.relu, Xd, out,
-                      cp.cuda.get_current_stream().ptr)
+        if chain.basic:
+            C.mlp_forward(chain.weights, chain.biases, chain.relu, Xd, out,
+                          cp.cuda.get_current_stream().ptr)
+        else:  # any activation: the general trainer's forward (no dropout)
+            C.mlp_fit_forward(chain.spec_layers(frozen=False), Xd, out,
+                              cp.cuda.get_current_stream().ptr)
     return _host(out) if on_host else out
+
+
+def prepare_class_data_cuda(chain: Chain, X, y, cp, what: str = "X"):
+    """X (n, in) float32 on the model's device (a GPU array used in place) and class targets y
+    (n,) int64 on the device, checked on the host first (as the CPU path checks them)."""
+    ylabel = "y" if what == "X" else what.replace("X", "y")
+    with cp.cuda.Device(chain.device_index):
+        g = _gpu_view(X)
+        Xa = cp.asarray(g) if g is not None else _as_data(X, what)
+        if Xa.ndim != 2 or Xa.shape[1] != chain.in_features:
+            raise ValueError(f"fit: {what} must have shape (n, {chain.in_features}), got {Xa.shape}")
+        gy = _gpu_view(y)
+        Y = _class_targets(_host(cp.asarray(gy)) if gy is not None else y, chain.out_features, ylabel)
+        if Y.shape[0] != Xa.shape[0]:
+            raise ValueError(f"fit: {what} has {Xa.shape[0]} samples but {ylabel} has {Y.shape[0]}")
+        if Xa.shape[0] == 0:
+            raise ValueError(f"fit: {what} has no samples")
+        Xd = cp.ascontiguousarray(Xa, dtype=cp.float32) if _is_gpu_array(Xa) else cp.asarray(_f32(Xa))
+        return Xd, cp.asarray(np.ascontiguousarray(Y, dtype=np.int64))
 
 
 def predict(model, X) -> np.ndarray:
@@ -809,7 +832,8 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
       improved by ``min_delta`` for that many epochs; ``restore_best_weights`` puts back the best.
     - ``on_epoch_end(history)``: called after every epoch; returning True stops training.
     - A NaN/inf batch loss raises :class:`NonFiniteLossError` (``allow_nonfinite=True`` goes on).
-    - A model on the GPU trains there (ReLU chains with MSE and SGD today).
+    - A model on the GPU trains there: ``fastmlp._cuda.mlp_train`` for ReLU chains with MSE and
+      plain SGD, ``fastmlp._cuda.mlp_fit`` (the general trainer's GPU twin) for everything else.
     - ``distributed=True`` (CPU models, ReLU chains with MSE and SGD; under ``mpiexec -n N``, see
       :mod:`fastmlp.distributed`, which it initialises if needed): every rank passes the same
       ``X``, ``y`` and options; rank 0's weights and seed are broadcast first; each global batch of
@@ -883,13 +907,12 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
             and not ospec.hyper.get("maximize") and scheduler is None and lr_schedule is None
             and sample_weight is None and class_weight is None)
     on_gpu = chain.is_cuda
-    if on_gpu and not fast:
-        raise ValueError(f"fit: on the GPU the fused trainer runs ReLU chains with MSE and SGD; "
-                         f"this run ({chain.describe()}, loss {lspec.name}, {ospec.name}) trains on "
-                         f"the CPU (model.to('cpu')) or with the eager loop")
     if on_gpu:
         cp, CU = _cuda_backend(chain)
-        X, Y = prepare_data_cuda(chain, X, y, cp)
+        if lspec.classification:
+            X, Y = prepare_class_data_cuda(chain, X, y, cp)
+        else:
+            X, Y = prepare_data_cuda(chain, X, y, cp)
     elif lspec.classification:
         Xa = _as_data(X, "X")
         if Xa.ndim != 2 or Xa.shape[1] != chain.in_features:
@@ -917,8 +940,16 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise TypeError("fit: validation_data must be a tuple (X_val, y_val)")
-        if on_gpu:
+        if on_gpu and fast:
             val = prepare_data_cuda(chain, validation_data[0], validation_data[1], cp, what="X_val")
+        elif on_gpu:  # predictions on the device, the loss / accuracy on the host (one copy back)
+            if lspec.classification:
+                Xv, yv = prepare_class_data_cuda(chain, validation_data[0], validation_data[1], cp,
+                                                 what="X_val")
+            else:
+                Xv, yv = prepare_data_cuda(chain, validation_data[0], validation_data[1], cp,
+                                           what="X_val")
+            val = (Xv, _host(yv))
         elif lspec.classification:
             Xv = _as_data(validation_data[0], "X_val")
             if Xv.ndim != 2 or Xv.shape[1] != chain.in_features:
@@ -985,6 +1016,16 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
         for (pw, pb), w, b in zip(chain.params, chain.weights, chain.biases):
             states.append((ospec.state_for(pw, w), ospec.state_for(pb, b) if pb is not None else None))
     chain_params = [p for pair in (chain.params or []) for p in pair if p is not None]
+    dev_w = None  # the GPU general trainer's weight vectors, uploaded once
+    if on_gpu and not fast:
+        with cp.cuda.Device(chain.device_index):
+            for pair in states:  # optimizer state on the device (in place: write_back_state sees it)
+                for st in pair:
+                    for k in range(3 if st is not None else 0):
+                        if st[k] is not None and not _is_gpu_array(st[k]):
+                            st[k] = cp.asarray(st[k])
+            dev_w = tuple(None if a is None else cp.asarray(a)
+                          for a in (sw, lspec.class_weight, lspec.pos_weight))
 
     hist = History(loss=[], val_loss=[], epoch_samples_per_sec=[], samples_per_sec=0.0,
                    seconds=0.0, steps=0, seed=seed, architecture=chain.describe(),
@@ -1035,6 +1076,19 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
                                      allow_nonfinite=bool(allow_nonfinite),
                                      stream=cp.cuda.get_current_stream().ptr, frozen=frozen,
                                      interruptible=_interruptible())
+            elif on_gpu:
+                if p is None and shuffle:  # the CPU trainer's own order for this epoch
+                    p = _kernels.mlp_shuffle_order(n, seed, start_epoch + e)
+                with cp.cuda.Device(chain.device_index):
+                    r = CU.mlp_fit(chain.spec_layers(states), X, Y, loss=lspec.as_dict(),
+                                   optim=ospec.as_dict(lr=cur_lr), epochs=1, batch_size=batch_size,
+                                   drop_last=drop_last, shuffle=False, seed=seed, epoch_offset=start_epoch + e,
+                                   perm=p, step0=ospec.step, lr_schedule=sched,
+                                   momentum_schedule=msched, dropout_seed=seed ^ 0x5DEECE66D,
+                                   sample_weight=dev_w[0], class_weight=dev_w[1],
+                                   pos_weight=dev_w[2], allow_nonfinite=bool(allow_nonfinite),
+                                   stream=cp.cuda.get_current_stream().ptr)
+                ospec.step += r["steps"]
             elif fast:
                 r = _kernels.mlp_train(chain.weights, chain.biases, chain.relu, X, Y, epochs=1,
                                  batch_size=batch_size, drop_last=drop_last, shuffle=bool(shuffle),
@@ -1073,7 +1127,12 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
             hist["epoch_samples_per_sec"].append(sps)
             vl = None
             if val is not None:
-                if on_gpu:  # on the device; one scalar comes back
+                if on_gpu and not fast:  # predictions on the device, scored on the host
+                    pred = _host(_predict_cuda(chain, val[0], cp, CU))
+                    vl = lspec.value(pred, val[1])
+                    if want_acc:
+                        hist["val_accuracy"].append(_accuracy(pred, val[1]))
+                elif on_gpu:  # on the device; one scalar comes back
                     pred = _predict_cuda(chain, val[0], cp, CU)
                     d = pred.astype(cp.float64) - val[1]
                     vl = float((d * d).mean())

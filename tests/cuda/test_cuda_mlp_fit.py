@@ -1,0 +1,133 @@
+"""fastmlp._cuda.mlp_fit (the GPU general fused trainer) against fastmlp._C.mlp_fit from the same
+weights, order and dropout seed: a sample of activation x loss x optimizer, dropout (the same masks
+as the CPU's), sample/class weights, schedules, frozen parameters; fit() on a GPU model; bad input.
+GPU only: marked `cuda` and skipped elsewhere (tests/cuda/conftest.py). The same host loop runs on
+the CPU over emulated launches in tests/cuda/mlp_fit_emulator.cpp (every combination).
+"""
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import _C, nn
+from fastmlp.tracing import ACT_KINDS
+from fastmlp.training_spec import LOSS_KINDS, OPTIM_KINDS
+from fastmlp.trainer import fit, predict
+
+pytestmark = pytest.mark.cuda
+cp = pytest.importorskip("cupy")
+_cuda = pytest.importorskip("fastmlp._cuda")
+
+
+def layers(widths, acts, rng, drops=None, needs=(True, True, False), frozen=None):
+    host = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        w = (rng.standard_normal((b, a)) / np.sqrt(a)).astype(np.float32)
+        bias = (0.1 * rng.standard_normal(b)).astype(np.float32)
+        st = [np.zeros_like(w) if k else None for k in needs]
+        bst = [np.zeros_like(bias) if k else None for k in needs]
+        fw, fb = frozen[i] if frozen else (False, False)
+        host.append({"weight": w, "bias": bias, "act": (ACT_KINDS[acts[i]], *((0.1, 0.0) if acts[i] == "leaky_relu" else (0.0, 0.0))),
+                     "dropout": drops[i] if drops else 0.0, "frozen_weight": fw, "frozen_bias": fb,
+                     "wstate": st, "bstate": bst})
+    return host
+
+
+def to_device(host):
+    dev = []
+    for d in host:
+        c = dict(d)
+        c["weight"], c["bias"] = cp.asarray(d["weight"]), cp.asarray(d["bias"])
+        c["wstate"] = [None if a is None else cp.asarray(a) for a in d["wstate"]]
+        c["bstate"] = [None if a is None else cp.asarray(a) for a in d["bstate"]]
+        dev.append(c)
+    return dev
+
+
+def compare(host, dev, tol):
+    for h, d in zip(host, dev):
+        for k in ("weight", "bias"):
+            np.testing.assert_allclose(cp.asnumpy(d[k]), h[k], rtol=tol, atol=tol)
+        for k in ("wstate", "bstate"):
+            for a, b in zip(h[k], d[k]):
+                if a is not None:
+                    np.testing.assert_allclose(cp.asnumpy(b), a, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("act", ["tanh", "gelu", "relu", "leaky_relu", "softplus"])
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy", "huber", "bce_with_logits"])
+@pytest.mark.parametrize("opt", ["sgd", "adam", "adamw", "rmsprop", "adagrad"])
+def test_cuda_mlp_fit_matches_cpu(act, loss, opt):
+    rng = np.random.default_rng(0)
+    n, widths = 300, [12, 32, 16, 5]
+    X = rng.standard_normal((n, widths[0])).astype(np.float32)
+    Y = (rng.integers(0, 5, n).astype(np.int64) if loss == "cross_entropy"
+         else rng.random((n, 5)).astype(np.float32))
+    needs = {"sgd": (True, False, False), "adam": (True, True, False), "adamw": (True, True, True),
+             "rmsprop": (True, True, True), "adagrad": (True, False, False)}[opt]
+    host = layers(widths, [act, act, "identity"], rng, drops=[0.2, 0.0, 0.0], needs=needs)
+    dev = to_device(host)
+    o = {"kind": OPTIM_KINDS[opt], "lr": 0.01, "momentum": 0.9 if opt in ("sgd", "rmsprop") else 0.0,
+         "amsgrad": opt == "adamw", "centered": opt == "rmsprop", "weight_decay": 0.01}
+    lo = {"kind": LOSS_KINDS[loss], "p0": 0.5}
+    perm = np.stack([rng.permutation(n) for _ in range(2)]).astype(np.int64)
+    kw = dict(loss=lo, optim=o, epochs=2, batch_size=64, perm=perm, dropout_seed=5)
+    rc = _C.mlp_fit(host, X, Y, **kw)
+    rg = _cuda.mlp_fit(dev, cp.asarray(X), cp.asarray(Y), **kw)
+    cp.cuda.get_current_stream().synchronize()
+    assert rg["steps"] == rc["steps"] and rg["nonfinite"] is None
+    np.testing.assert_allclose(rg["losses"], rc["losses"], rtol=1e-4)
+    compare(host, dev, 2e-4)
+
+
+def test_cuda_mlp_fit_weights_schedules_frozen():
+    rng = np.random.default_rng(1)
+    n = 97
+    X = rng.standard_normal((n, 7)).astype(np.float32)
+    Y = rng.integers(0, 3, n).astype(np.int64)
+    host = layers([7, 9, 3], ["silu", "identity"], rng, frozen=[(True, False), (False, True)])
+    dev = to_device(host)
+    sw = rng.random(n).astype(np.float32) + 0.5
+    cw = np.array([1.0, 2.0, 0.5], np.float32)
+    lrs = np.linspace(0.01, 0.001, 8).astype(np.float32)
+    ms = np.linspace(0.9, 0.8, 8).astype(np.float32)
+    kw = dict(loss={"kind": LOSS_KINDS["cross_entropy"], "label_smoothing": 0.1},
+              optim={"kind": OPTIM_KINDS["adam"], "lr": 0.01}, epochs=2, batch_size=25,
+              shuffle=True, seed=3, lr_schedule=lrs, momentum_schedule=ms)
+    rc = _C.mlp_fit(host, X, Y, sample_weight=sw, class_weight=cw, **kw)
+    rg = _cuda.mlp_fit(dev, cp.asarray(X), cp.asarray(Y), sample_weight=cp.asarray(sw),
+                       class_weight=cp.asarray(cw), **kw)
+    np.testing.assert_allclose(rg["losses"], rc["losses"], rtol=1e-4)
+    compare(host, dev, 2e-4)
+
+
+def test_cuda_mlp_fit_bad_input():
+    rng = np.random.default_rng(2)
+    host = layers([4, 3], ["identity"], rng)
+    dev = to_device(host)
+    X = cp.asarray(rng.standard_normal((10, 4)).astype(np.float32))
+    lo = {"kind": LOSS_KINDS["cross_entropy"]}
+    o = {"kind": OPTIM_KINDS["sgd"], "lr": 0.1}
+    with pytest.raises(ValueError, match="out of bounds"):
+        _cuda.mlp_fit(dev, X, cp.full(10, 7, cp.int64), loss=lo, optim=o)
+    with pytest.raises(TypeError, match="int64"):
+        _cuda.mlp_fit(dev, X, cp.zeros(10, cp.float32), loss=lo, optim=o)
+    with pytest.raises(TypeError):
+        _cuda.mlp_fit(host, X, cp.zeros(10, cp.int64), loss=lo, optim=o)  # host parameters
+
+
+def test_fit_gpu_model_general_matches_cpu():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((256, 8)).astype(np.float32)
+    y = rng.integers(0, 4, 256).astype(np.int64)
+
+    def model(device):
+        fastmlp.manual_seed(0)
+        m = nn.Sequential(nn.Linear(8, 32), nn.GELU(), nn.Dropout(0.1), nn.Linear(32, 4))
+        return m.to(device) if device != "cpu" else m
+
+    cpu, gpu = model("cpu"), model("cuda")
+    kw = dict(epochs=3, batch_size=32, loss="cross_entropy", optimizer="adamw", lr=0.01, seed=4,
+              progress=False)
+    hc, hg = fit(cpu, X, y, **kw), fit(gpu, X, y, **kw)
+    np.testing.assert_allclose(hg["loss"], hc["loss"], rtol=1e-4)
+    np.testing.assert_allclose(predict(gpu, X), predict(cpu, X), rtol=1e-3, atol=1e-4)
