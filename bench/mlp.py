@@ -41,6 +41,11 @@ except ImportError as e:  # e.g. a checkout's python/ without a built _C
 CONFIGS = {
     "seed": dict(sizes=[10, 20, 1], batch=64, steps=200, rounds=15),
     "wide": dict(sizes=[784, 1024, 1024, 10], batch=256, steps=8, rounds=9),
+    # issue 11's toolkit configurations: activation, loss and optimizer beyond ReLU/MSE/SGD
+    "gelu_ce_adamw": dict(sizes=[784, 256, 128, 10], batch=128, steps=20, rounds=9, act="GELU",
+                          loss="CrossEntropyLoss", opt="AdamW"),
+    "tanh_huber_adam": dict(sizes=[6, 64, 64, 1], batch=64, steps=200, rounds=15, act="Tanh",
+                            loss="HuberLoss", opt="Adam"),
 }
 
 
@@ -61,27 +66,31 @@ def make_seed_net(lib):
     return Net()
 
 
-def make_net(lib, sizes):
-    if sizes == [10, 20, 1]:
+def make_net(lib, sizes, act="ReLU"):
+    if sizes == [10, 20, 1] and act == "ReLU":
         return make_seed_net(lib)
     layers = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(lib.nn.Linear(a, b))
         if i < len(sizes) - 2:
-            layers.append(lib.nn.ReLU())
+            layers.append(getattr(lib.nn, act)())
     return lib.nn.Sequential(*layers)
 
 
-def setup(lib, sizes, batch, state=None):
-    net = make_net(lib, sizes)
+def setup(lib, sizes, batch, state=None, act="ReLU", loss="MSELoss", opt="SGD"):
+    net = make_net(lib, sizes, act)
     if state is not None:
         net.load_state_dict(state)
-    crit = lib.nn.MSELoss()
-    opt = lib.optim.SGD(net.parameters(), lr=0.01)
+    crit = getattr(lib.nn, loss)()
+    optimizer = (lib.optim.SGD(net.parameters(), lr=0.01) if opt == "SGD"
+                 else getattr(lib.optim, opt)(net.parameters(), lr=1e-3))
     rng = np.random.default_rng(0)
     x = lib.from_numpy(rng.standard_normal((batch, sizes[0]), dtype=np.float32))
-    y = lib.from_numpy(rng.standard_normal((batch, sizes[-1]), dtype=np.float32))
-    return net, crit, opt, x, y
+    if loss == "CrossEntropyLoss":
+        y = lib.from_numpy(rng.integers(0, sizes[-1], batch).astype(np.int64))
+    else:
+        y = lib.from_numpy(rng.standard_normal((batch, sizes[-1]), dtype=np.float32))
+    return net, crit, optimizer, x, y
 
 
 TIMER = time.perf_counter
@@ -156,9 +165,10 @@ def main():
         sizes, batch, steps = cfg["sizes"], cfg["batch"], cfg["steps"]
         rounds = args.rounds or cfg["rounds"]
         fastmlp.manual_seed(0)
-        f = setup(fastmlp, sizes, batch)
+        extra = {k: cfg[k] for k in ("act", "loss", "opt") if k in cfg}
+        f = setup(fastmlp, sizes, batch, **extra)
         state = {k: v.numpy().copy() for k, v in f[0].state_dict().items()}
-        t = setup(torch, sizes, batch, {k: torch.from_numpy(v) for k, v in state.items()}) \
+        t = setup(torch, sizes, batch, {k: torch.from_numpy(v) for k, v in state.items()}, **extra) \
             if torch is not None else None
         run_steps(*f, max(2, steps // 4))  # warm up
         if t is not None:
