@@ -1,4 +1,4 @@
-"""XOR: the smallest problem a linear model cannot solve. A 2-4-1 net with Tanh hidden units and a
+"""XOR: the smallest problem a linear model cannot solve. A 2-8-1 net with Tanh hidden units and a
 Sigmoid output, BCELoss, plain SGD, full batch of the four points."""
 import argparse
 
@@ -16,8 +16,8 @@ Y = torch.tensor([[0.0], [1.0], [1.0], [0.0]])
 class XOR(nn.Module):
     def __init__(self):
         super(XOR, self).__init__()
-        self.hidden = nn.Linear(2, 4)
-        self.output = nn.Linear(4, 1)
+        self.hidden = nn.Linear(2, 8)
+        self.output = nn.Linear(8, 1)
 
     def forward(self, x):
         x = torch.tanh(self.hidden(x))
