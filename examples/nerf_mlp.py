@@ -1,6 +1,6 @@
 """NeRF-style MLP: sin/cos positional encoding of 3-D points (``[x, sin(2^k pi x), cos(2^k pi x)]``,
 ``torch.cat``), an 8-layer ReLU trunk shortened to 4 with NeRF's skip connection (the encoded input
-concatenated back in the middle), heads for density (ReLU) and colour (Sigmoid). Fitted with MSE
+concatenated back in the middle), heads for density (Softplus, as mip-NeRF: a ReLU density head can die) and colour (Sigmoid). Fitted with MSE
 and Adam to a synthetic coloured density field sampled at random points."""
 import argparse
 import math
@@ -40,7 +40,7 @@ class NeRF(nn.Module):
             if i == self.skip:
                 h = torch.cat([h, enc], dim=-1)
             h = F.relu(layer(h))
-        return torch.cat([torch.sigmoid(self.rgb(h)), F.relu(self.sigma(h))], dim=-1)
+        return torch.cat([torch.sigmoid(self.rgb(h)), F.softplus(self.sigma(h))], dim=-1)
 
 
 torch.manual_seed(0)
