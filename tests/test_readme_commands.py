@@ -56,6 +56,18 @@ SMALLEST = {
     "python bench/train.py --threads 2":
         "{py} bench/train.py --threads 2 --quick --only seed --rounds 1 --no-torch",
     "python bench/mlp.py --profile": "{py} bench/mlp.py --config seed --rounds 1",
+    "python bench/grid.py":
+        "{py} bench/grid.py --widths 16 --batches 16 --threads 1 --libs fastmlp --rounds 1 "
+        "--budget 1e6 --no-plot --out bench-results",
+    "python -m fastmlp bench --grid":
+        "{py} -m fastmlp bench --grid --widths 16 --batches 16 --threads 1 --libs fastmlp "
+        "--rounds 1 --budget 1e6 --no-plot --out bench-results",
+    # needs mpiexec from the optional MPI install below; tests/test_distributed.py runs the same
+    # training under mpiexec -n 2 and -n 3
+    "python bench/distributed.py --rounds 5": None,
+    # optional installs from PyPI (CI installs mpi4py and mpich itself, .ci/run)
+    "pip install \"fastmlp[mpi]\" mpich": None,
+    "pip install mpi4py mpich": None,
     # developer set-up, not commands to run after the install
     "pip install scikit-build-core pybind11 ninja cmake numpy pytest hypothesis": None,
     "pip install --no-build-isolation -e \".[test]\"": None,
