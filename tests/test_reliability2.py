@@ -778,3 +778,13 @@ def test_cli_hyperparameters_checked_like_fit(tmp_path, capsys, argv, needle):
     _csv(good, ["a", "b", "target"], _train_rows())
     err = _cli_error(capsys, ["train", str(good), "--target", "target", "--no-progress"] + argv)
     assert needle in err
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "max", "min", "argmax", "argmin", "std", "var",
+                                  "flatten", "squeeze", "prod", "any", "all", "tanh", "sigmoid",
+                                  "relu"])
+def test_namespace_functions_refuse_arrays_naming_the_argument(name):
+    """torch.sum(ndarray) is PyTorch's TypeError, not an AttributeError from inside fastmlp."""
+    with pytest.raises(TypeError, match=rf"{name}\(\): argument 'input' \(position 1\) must be "
+                                        r"Tensor, not numpy\.ndarray"):
+        getattr(fastmlp, name)(np.ones((2, 2), np.float32))

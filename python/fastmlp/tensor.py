@@ -162,6 +162,15 @@ def _unb_t(g, like):
     return g
 
 
+def _not_tensor(fn, value, arg="input", position=1):
+    """PyTorch's TypeError for a non-Tensor argument: "sum(): argument 'input' (position 1) must
+    be Tensor, not numpy.ndarray"."""
+    t = type(value)
+    mod = "" if t.__module__ == "builtins" else t.__module__.split(".")[0] + "."
+    return TypeError(f"{fn}(): argument '{arg}' (position {position}) must be Tensor, not "
+                     f"{mod}{t.__name__}")
+
+
 def _const(arr):
     """A constant (no-grad) Tensor around an array: masks and signs inside a recorded backward."""
     return _wrap(arr)
@@ -1832,6 +1841,8 @@ class _Sum(Node):
 
 
 def sum(input, dim=None, keepdim=False, dtype=None, *, axis=None, keepdims=None, out=None):  # noqa: A001
+    if not isinstance(input, Tensor):
+        raise _not_tensor("sum", input)
     dim, keepdim = _dk(dim, axis, keepdim, keepdims)
     x = input._data
     axes = _axes(dim, x.ndim)
@@ -1846,6 +1857,8 @@ def sum(input, dim=None, keepdim=False, dtype=None, *, axis=None, keepdims=None,
 
 
 def mean(input, dim=None, keepdim=False, dtype=None, *, axis=None, keepdims=None, out=None):
+    if not isinstance(input, Tensor):
+        raise _not_tensor("mean", input)
     dim, keepdim = _dk(dim, axis, keepdim, keepdims)
     x = input._data
     if x.dtype.kind != "f" and dtype is None:
@@ -1887,11 +1900,15 @@ def _argreduce(x, dim, keepdim, fn):
 
 
 def argmax(input, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    if not isinstance(input, Tensor):
+        raise _not_tensor("argmax", input)
     dim, keepdim = _dk(dim, axis, keepdim, keepdims)
     return _wrap(_argreduce(input._data, dim, keepdim, "argmax"))
 
 
 def argmin(input, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    if not isinstance(input, Tensor):
+        raise _not_tensor("argmin", input)
     dim, keepdim = _dk(dim, axis, keepdim, keepdims)
     return _wrap(_argreduce(input._data, dim, keepdim, "argmin"))
 
@@ -1974,6 +1991,8 @@ class _MaxResult(tuple):
 
 
 def max(input, dim=None, keepdim=False, *, axis=None, keepdims=None, out=None):  # noqa: A001
+    if not isinstance(input, Tensor):
+        raise _not_tensor("max", input)
     if isinstance(dim, Tensor) and axis is None:
         return maximum(input, dim, out=out)
     dim, keepdim = _dk(dim, axis, keepdim, keepdims)
@@ -1981,6 +2000,8 @@ def max(input, dim=None, keepdim=False, *, axis=None, keepdims=None, out=None): 
 
 
 def min(input, dim=None, keepdim=False, *, axis=None, keepdims=None, out=None):  # noqa: A001
+    if not isinstance(input, Tensor):
+        raise _not_tensor("min", input)
     if isinstance(dim, Tensor) and axis is None:
         return minimum(input, dim, out=out)
     dim, keepdim = _dk(dim, axis, keepdim, keepdims)
@@ -2182,6 +2203,8 @@ def reshape(input, shape):
 
 
 def flatten(input, start_dim=0, end_dim=-1):
+    if not isinstance(input, Tensor):
+        raise _not_tensor("flatten", input)
     shp = input._data.shape
     nd = len(shp)
     if nd == 0:
@@ -2194,6 +2217,8 @@ def flatten(input, start_dim=0, end_dim=-1):
 
 
 def squeeze(input, dim=None):
+    if not isinstance(input, Tensor):
+        raise _not_tensor("squeeze", input)
     shp = input._data.shape
     if dim is None:
         new = tuple(s for s in shp if s != 1)
@@ -2204,6 +2229,8 @@ def squeeze(input, dim=None):
 
 
 def unsqueeze(input, dim):
+    if not isinstance(input, Tensor):
+        raise _not_tensor("unsqueeze", input)
     shp = input._data.shape
     d = dim % (len(shp) + 1)
     return input.reshape(shp[:d] + (1,) + shp[d:])
@@ -3037,6 +3064,8 @@ def _excl_prod(x, axis):
 
 
 def prod(input, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
+    if not isinstance(input, Tensor):
+        raise _not_tensor("prod", input)
     dim, keepdim = _dk(dim, axis, keepdim, keepdims)
     x = input._data
     if dtype is not None:
@@ -3065,6 +3094,8 @@ def _var_args(dim, unbiased, correction, fn):
 
 def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
         keepdims=None, out=None):
+    if not isinstance(input, Tensor):
+        raise _not_tensor("var", input)
     dim, keepdim = _dk(dim, axis, keepdim, keepdims)
     dim, correction = _var_args(dim, unbiased, correction, "var")
     if not input.is_floating_point():
@@ -3087,6 +3118,8 @@ def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=
 
 def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
         keepdims=None, out=None):
+    if not isinstance(input, Tensor):
+        raise _not_tensor("std", input)
     dim, keepdim = _dk(dim, axis, keepdim, keepdims)
     dim, correction = _var_args(dim, unbiased, correction, "std")
     return _write_out(sqrt(var(input, dim, keepdim=keepdim, correction=correction)), out)
@@ -3284,11 +3317,15 @@ def _reduce_bool(input, dim, keepdim, fn):
 
 
 def any(input, dim=None, keepdim=False, *, axis=None, keepdims=None, out=None):  # noqa: A001
+    if not isinstance(input, Tensor):
+        raise _not_tensor("any", input)
     dim, keepdim = _dk(dim, axis, keepdim, keepdims)
     return _write_out(_reduce_bool(input, dim, keepdim, "any"), out)
 
 
 def all(input, dim=None, keepdim=False, *, axis=None, keepdims=None, out=None):  # noqa: A001
+    if not isinstance(input, Tensor):
+        raise _not_tensor("all", input)
     dim, keepdim = _dk(dim, axis, keepdim, keepdims)
     return _write_out(_reduce_bool(input, dim, keepdim, "all"), out)
 
