@@ -544,3 +544,22 @@ def test_cli_export(tmp_path):
     r = subprocess.run(run + ["export", str(tmp_path / "nope.npz"), str(tmp_path / "x.onnx")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "no such model file" in r.stderr
+
+
+@pytest.mark.parametrize("activation", ["identity", "logistic", "tanh", "relu"])
+def test_fastmlp_classifier_exports_label_and_probabilities(tmp_path, activation):
+    import warnings
+
+    from sklearn.datasets import load_iris
+
+    from fastmlp.sklearn import MLPClassifier
+
+    X, y = load_iris(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        c = MLPClassifier(hidden_layer_sizes=(16,), activation=activation, max_iter=30,
+                          random_state=0).fit(X, y)
+    fonnx.export(c, tmp_path / "c.onnx")
+    label, proba = run_ort(tmp_path / "c.onnx", X.astype(np.float32), ["label", "probabilities"])
+    np.testing.assert_allclose(proba, c.predict_proba(X), rtol=1e-5, atol=1e-6)
+    assert (label == c.predict(X)).all()
