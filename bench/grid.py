@@ -471,8 +471,12 @@ def main():
     ap.add_argument("--budget", type=float, default=2e8, help="flops per timed fit epoch")
     ap.add_argument("--pause", type=float, default=0.02, help="seconds between calls")
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--source", action="store_true",
+                    help="import fastmlp from this checkout's python/ (an in-place build)")
     args = ap.parse_args()
     if args.worker:
+        if os.environ.get("FASTMLP_BENCH_SOURCE", "") not in ("", "0"):
+            sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
         return worker_main(args.worker[0], int(args.worker[1]))
 
     cfg = dict(QUICK if args.quick else FULL)
@@ -481,7 +485,11 @@ def main():
         if v:
             cfg[k] = [int(x) for x in v.split(",")]
     libs = args.libs.split(",")
-    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
+    # The installed fastmlp runs (workers too); a checkout's python/ only with --source or
+    # FASTMLP_BENCH_SOURCE=1, as the other bench scripts.
+    if args.source or os.environ.get("FASTMLP_BENCH_SOURCE", "") not in ("", "0"):
+        os.environ["FASTMLP_BENCH_SOURCE"] = "1"
+        sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
     import fastmlp
     paths = args.paths.split(",") if args.paths else list(fastmlp.supported_cpu_paths())
 
