@@ -195,11 +195,6 @@ void forward_batch(const std::vector<FitLayer>& layers, Scratch& s, int64_t B, b
 
 }  // namespace
 
-bool mlp_fit_dropout_keep(uint64_t seed, int64_t step, int64_t layer, int64_t r, int64_t c,
-                          int64_t cols, float p) {
-    return dropout_uniform(seed, step, layer, r * cols + c) >= p;
-}
-
 void mlp_fit_forward(float* out, const std::vector<FitLayer>& layers, const float* X, int64_t n) {
     const int64_t L = int64_t(layers.size());
     std::vector<float> cur(X, X + n * layers[0].in), nxt;

@@ -346,11 +346,7 @@ def write_back_state(spec, chain_params):
         for n, a in zip(names, arrs):
             if n is None:
                 continue
-            if a is None:
-                if n == "max_exp_avg_sq" or n in st:
-                    continue
-                if spec.name == "rmsprop" and n in ("momentum_buffer", "grad_avg"):
-                    continue
+            if a is None:  # a state this configuration does not use
                 continue
             cur = st.get(n)
             if cur is None or (getattr(cur, "_data", cur) is not a):

@@ -101,8 +101,4 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
 // Inference of the same chain (no dropout): out (n, layers.back().out).
 void mlp_fit_forward(float* out, const std::vector<FitLayer>& layers, const float* X, int64_t n);
 
-// The dropout keep-mask element (row r, column c) of layer l at global step `step`: true = kept.
-bool mlp_fit_dropout_keep(uint64_t seed, int64_t step, int64_t layer, int64_t r, int64_t c,
-                          int64_t cols, float p);
-
 }  // namespace fastmlp
