@@ -28,7 +28,12 @@ struct Scratch {
     std::vector<std::vector<float>> z;     // z[l] (B, out_l): pre-activation where needed
     std::vector<std::vector<float>> mask;  // mask[l] (B, out_l): dropout scale (0 or 1/(1-p))
     std::vector<std::vector<float>> ykeep; // ykeep[l] (B, out_l): act output before dropout
-    std::vector<float> y, d0, d1, gw, gb;
+    std::vector<float> y, d0, d1;
+    // grads: every trainable parameter's gradient in one flat buffer (layer 0's weight, its bias,
+    // layer 1's weight, ...; frozen parameters have no slot), so one step's gradients can be
+    // all-reduced in one call (fit(distributed=True)) before the update.
+    std::vector<float> grads;
+    std::vector<int64_t> gw_off, gb_off;  // offset of layer l's weight/bias gradient, or -1
     std::vector<int64_t> yi;
     std::vector<float> sw;
     void init(const std::vector<FitLayer>& layers, int64_t B, bool index_targets) {
@@ -38,9 +43,19 @@ struct Scratch {
         mask.assign(L, {});
         ykeep.assign(L, {});
         a[0].assign(size_t(B * layers[0].in), 0.0f);
-        int64_t maxw = layers[0].in, maxio = 0;
+        int64_t maxw = layers[0].in, ng = 0;
+        gw_off.assign(L, -1);
+        gb_off.assign(L, -1);
         for (size_t l = 0; l < L; ++l) {
             const FitLayer& ly = layers[l];
+            if (!ly.frozen_weight) {
+                gw_off[l] = ng;
+                ng += ly.in * ly.out;
+            }
+            if (ly.bias && !ly.frozen_bias) {
+                gb_off[l] = ng;
+                ng += ly.out;
+            }
             a[l + 1].assign(size_t(B * ly.out), 0.0f);
             if (act_backward_needs_input(ly.act.kind)) z[l].assign(size_t(B * ly.out), 0.0f);
             if (ly.dropout > 0.0f) {
@@ -48,7 +63,6 @@ struct Scratch {
                 ykeep[l].assign(size_t(B * ly.out), 0.0f);
             }
             maxw = std::max(maxw, ly.out);
-            maxio = std::max(maxio, ly.in * ly.out);
         }
         if (index_targets)
             yi.assign(size_t(B), 0);
@@ -57,8 +71,7 @@ struct Scratch {
         sw.assign(size_t(B), 1.0f);
         d0.assign(size_t(B * maxw), 0.0f);
         d1.assign(size_t(B * maxw), 0.0f);
-        gw.assign(size_t(maxio), 0.0f);
-        gb.assign(size_t(maxw), 0.0f);
+        grads.assign(size_t(ng), 0.0f);
     }
 };
 
@@ -193,6 +206,59 @@ void forward_batch(const std::vector<FitLayer>& layers, Scratch& s, int64_t B, b
     }
 }
 
+// backward of one batch, last layer first: dz (B, out_L) holds dLoss/dP on entry (s.d0 or s.d1;
+// both are overwritten). Fills s.grads with every trainable parameter's gradient; the weights are
+// not changed (dA_l = dZ_l W_l reads them).
+void backward_batch(const std::vector<FitLayer>& layers, Scratch& s, int64_t B, float* dz) {
+    const int64_t L = int64_t(layers.size());
+    for (int64_t l = L - 1; l >= 0; --l) {
+        const FitLayer& ly = layers[size_t(l)];
+        const int64_t nn = B * ly.out;
+        const float* yv = ly.dropout > 0.0f ? s.ykeep[size_t(l)].data() : s.a[size_t(l + 1)].data();
+        if (ly.dropout > 0.0f) {
+            const float* m = s.mask[size_t(l)].data();
+            for (int64_t i = 0; i < nn; ++i) dz[i] *= m[i];
+        }
+        act_grad(dz, s.z[size_t(l)].empty() ? nullptr : s.z[size_t(l)].data(), yv, nn, ly.act);
+        const float* a = s.a[size_t(l)].data();
+        float* da = dz == s.d0.data() ? s.d1.data() : s.d0.data();
+        if (l > 0)  // da (B, in) = dz (B, out) @ W (out, in)
+            sgemm(false, false, B, ly.in, ly.out, 1.0f, dz, ly.out, ly.weight, ly.in, 0.0f, da,
+                  ly.in);
+        if (s.gw_off[size_t(l)] >= 0)  // dW (out, in) = dz^T (out, B) @ a (B, in)
+            sgemm(true, false, ly.out, ly.in, B, 1.0f, dz, ly.out, a, ly.in, 0.0f,
+                  s.grads.data() + s.gw_off[size_t(l)], ly.in);
+        if (s.gb_off[size_t(l)] >= 0) colsum(s.grads.data() + s.gb_off[size_t(l)], dz, B, ly.out);
+        dz = da;
+    }
+}
+
+// p (m) <- optimizer.h's rule with gradient g + l2 * p and state s0..s2 (null where unused).
+void step_param(float* p, const float* g, float* s0, float* s1, float* s2, int64_t m, Optim kind,
+                const OptimCoeffs& c, float l2) {
+#pragma omp parallel for schedule(static) num_threads(threads_elem(m, 6.0))
+    for (int64_t i = 0; i < m; ++i) {
+        float d0v = 0.0f, d1v = 0.0f, d2v = 0.0f;
+        optim_step_scalar(kind, p[i], g[i] + l2 * p[i], s0 ? s0[i] : d0v, s1 ? s1[i] : d1v,
+                          s2 ? s2[i] : d2v, c);
+    }
+}
+
+// The update of every trainable parameter from s.grads (the L2 term of scikit-learn's penalty on
+// the weights only).
+void update_params(const std::vector<FitLayer>& layers, Scratch& s, const OptimCoeffs& c,
+                   Optim kind, float l2) {
+    for (size_t l = 0; l < layers.size(); ++l) {
+        const FitLayer& ly = layers[l];
+        if (s.gw_off[l] >= 0)
+            step_param(ly.weight, s.grads.data() + s.gw_off[l], ly.wstate[0], ly.wstate[1],
+                       ly.wstate[2], ly.in * ly.out, kind, c, l2);
+        if (s.gb_off[l] >= 0)
+            step_param(ly.bias, s.grads.data() + s.gb_off[l], ly.bstate[0], ly.bstate[1],
+                       ly.bstate[2], ly.out, kind, c, 0.0f);
+    }
+}
+
 }  // namespace
 
 void mlp_fit_forward(float* out, const std::vector<FitLayer>& layers, const float* X, int64_t n) {
@@ -274,7 +340,9 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
                 res.epoch_loss.push_back(used ? epoch_sum / double(used) : NAN);
                 return res;
             }
-            // backward + update, last layer first
+            backward_batch(layers, s, B, s.d0.data());
+            // (fit(distributed=True) sums s.grads across the ranks here, in one call)
+            // update: the optimizer's rule on every trainable parameter
             OptimOptions oo = opt.optim;
             const int64_t k = step - opt.step0;
             if (opt.lr_schedule && k < opt.lr_schedule_len) oo.lr = double(opt.lr_schedule[k]);
@@ -286,50 +354,8 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
             }
             if (opt.adam_eps_before_correction && (oo.kind == Optim::adam || oo.kind == Optim::adamw))
                 oo.eps = oo.eps / std::sqrt(1.0 - std::pow(oo.beta2, double(step + 1)));
-            const OptimCoeffs c = optim_coeffs(oo, step + 1);
-            const float l2 = float(double(opt.l2_weights) / double(B));
-            for (int64_t l = L - 1; l >= 0; --l) {
-                const FitLayer& ly = layers[size_t(l)];
-                const int64_t nn = B * ly.out;
-                const float* yv = ly.dropout > 0.0f ? s.ykeep[size_t(l)].data() : s.a[size_t(l + 1)].data();
-                if (ly.dropout > 0.0f) {
-                    const float* m = s.mask[size_t(l)].data();
-                    for (int64_t i = 0; i < nn; ++i) dz[i] *= m[i];
-                }
-                act_grad(dz, s.z[size_t(l)].empty() ? nullptr : s.z[size_t(l)].data(), yv, nn, ly.act);
-                const float* a = s.a[size_t(l)].data();
-                float* da = dz == s.d0.data() ? s.d1.data() : s.d0.data();
-                if (l > 0)  // da (B, in) = dz (B, out) @ W (out, in), before W changes
-                    sgemm(false, false, B, ly.in, ly.out, 1.0f, dz, ly.out, ly.weight, ly.in, 0.0f,
-                          da, ly.in);
-                if (!ly.frozen_weight) {
-                    float* gw = s.gw.data();
-                    sgemm(true, false, ly.out, ly.in, B, 1.0f, dz, ly.out, a, ly.in, 0.0f, gw, ly.in);
-                    const int64_t m = ly.in * ly.out;
-                    float* s0 = ly.wstate[0];
-                    float* s1 = ly.wstate[1];
-                    float* s2 = ly.wstate[2];
-#pragma omp parallel for schedule(static) num_threads(threads_elem(m, 6.0))
-                    for (int64_t i = 0; i < m; ++i) {
-                        float d0v = 0.0f, d1v = 0.0f, d2v = 0.0f;
-                        optim_step_scalar(oo.kind, ly.weight[i], gw[i] + l2 * ly.weight[i], s0 ? s0[i] : d0v,
-                                          s1 ? s1[i] : d1v, s2 ? s2[i] : d2v, c);
-                    }
-                }
-                if (ly.bias && !ly.frozen_bias) {
-                    float* gb = s.gb.data();
-                    colsum(gb, dz, B, ly.out);
-                    float* s0 = ly.bstate[0];
-                    float* s1 = ly.bstate[1];
-                    float* s2 = ly.bstate[2];
-                    for (int64_t i = 0; i < ly.out; ++i) {
-                        float d0v = 0.0f, d1v = 0.0f, d2v = 0.0f;
-                        optim_step_scalar(oo.kind, ly.bias[i], gb[i], s0 ? s0[i] : d0v,
-                                          s1 ? s1[i] : d1v, s2 ? s2[i] : d2v, c);
-                    }
-                }
-                dz = da;
-            }
+            update_params(layers, s, optim_coeffs(oo, step + 1), oo.kind,
+                          float(double(opt.l2_weights) / double(B)));
             ++step;
             ++res.steps;
             epoch_sum += loss * double(B);
