@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 
 MODEL_FORMAT = "fastmlp-mlp"
-MODEL_VERSION = 1
+# 2: meta gains task, classes, loss, activation and acts (each layer's activation); a version-1
+# file (ReLU flags only, a regressor) loads as before.
+MODEL_VERSION = 2
 
 
 class CLIError(Exception):
@@ -58,15 +60,16 @@ def _check_unique(header, path):
 
 # ---- data files ------------------------------------------------------------------------------
 
-def read_table(path, columns=None, one_hot=False, categories=None):
+def read_table(path, columns=None, one_hot=False, categories=None, raw=()):
     """A CSV (header row), Parquet, Feather or NPZ file as {"columns": [...], "data": (n, k)
     float64} or {"X": array, "y": array}; see :mod:`fastmlp.datafiles` (vectorised parsing,
-    ``columns`` to select, text columns one-hot encoded or refused)."""
+    ``columns`` to select, text columns one-hot encoded or refused, ``raw`` columns returned
+    unencoded in ``table["raw"]``)."""
     from .datafiles import DataFileError
     from .datafiles import read_table as _read
 
     try:
-        return _read(path, columns=columns, one_hot=one_hot, categories=categories)
+        return _read(path, columns=columns, one_hot=one_hot, categories=categories, raw=raw)
     except DataFileError as e:
         raise CLIError(str(e)) from None
 
@@ -138,9 +141,16 @@ def load_model(path):
         feats, targets = meta["features"], meta["targets"]
         ok = (len(ws) == len(bs) == len(relu) >= 1 and isinstance(feats, list) and isinstance(targets, list)
               and all(w.ndim == 2 for w in ws) and ws[0].shape[1] == len(feats)
-              and ws[-1].shape[0] == len(targets)
               and all(ws[i].shape[1] == ws[i - 1].shape[0] for i in range(1, len(ws)))
               and all(b.shape == (w.shape[0],) for w, b in zip(ws, bs)))
+        ok = ok and ws[-1].shape[0] == _model_outputs_expected(meta, path)
+        acts = meta.get("acts")
+        if ok and acts is not None:
+            from .tracing import ACT_KINDS
+
+            ok = isinstance(acts, list) and len(acts) == len(ws) and all(
+                a is None or (isinstance(a, list) and len(a) == 3 and a[0] in ACT_KINDS
+                              and all(isinstance(v, (int, float)) for v in a[1:])) for a in acts)
     except CLIError:
         raise
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
@@ -148,6 +158,24 @@ def load_model(path):
     if not ok:
         raise CLIError(f"{path}: not a valid fastmlp model file (inconsistent layer shapes)")
     return ws, bs, relu, meta
+
+
+def _model_outputs_expected(meta, path):
+    """The output width a model's metadata implies: one per target (regression), one per class
+    (cross-entropy), or one logit (a binary bce_with_logits classifier)."""
+    task = meta.get("task", "regress")  # files written before --task are regressors
+    if task == "regress":
+        return len(meta["targets"])
+    if task != "classify":
+        raise CLIError(f"{path}: not a valid fastmlp model file (unknown task {task!r})")
+    classes = meta["classes"]
+    if not (isinstance(classes, list) and len(classes) >= 2 and len(meta["targets"]) == 1
+            and all(isinstance(c, (str, int)) and not isinstance(c, bool) for c in classes)):
+        raise CLIError(f"{path}: not a valid fastmlp model file (bad class list)")
+    loss = meta.get("loss", "cross_entropy")
+    if loss not in CLASSIFICATION_LOSSES:
+        raise CLIError(f"{path}: not a valid fastmlp model file (loss {loss!r} for a classifier)")
+    return 1 if loss == "bce_with_logits" else len(classes)
 
 
 def _load_model_parts(path):
@@ -300,11 +328,224 @@ def _set_threads(n):
         raise CLIError(f"--threads: {e}") from None
 
 
+TASKS = ("regress", "classify")
+REGRESSION_LOSSES = ("mse", "l1", "huber")
+CLASSIFICATION_LOSSES = ("cross_entropy", "bce_with_logits")
+# --optimizer -> the learning rate used when --lr is not given (PyTorch's defaults; SGD has none
+# in PyTorch, 0.01 is this command's)
+OPTIMIZERS = {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-2}
+# --activation -> the fastmlp.nn module between the Linear layers (None: nothing)
+ACTIVATIONS = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "gelu": "GELU", "silu": "SiLU",
+               "leaky_relu": "LeakyReLU", "elu": "ELU", "softplus": "Softplus", "identity": None}
+
+
+def _choice(value, choices, option):
+    v = value.strip().lower().replace("-", "_")
+    if v not in choices:
+        raise CLIError(f"{option}: unknown value {value!r}; expected one of {', '.join(choices)}")
+    return v
+
+
+def _check_hyper(value, option, lo=0.0, below=None):
+    """A float option that is finite, >= lo (and < below), and representable in float32."""
+    from .hyperparams import f32_problem
+
+    why = f32_problem(value)
+    if why is None and not value >= lo:
+        why = f"must be >= {lo:g}"
+    if why is None and below is not None and not value < below:
+        why = f"must be < {below:g}"
+    if why:
+        raise CLIError(f"{option} {value!r} {why}")
+    return value
+
+
+def _parse_betas(text):
+    try:
+        b = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        b = ()
+    if len(b) != 2:
+        raise CLIError(f"--betas: expected two numbers like 0.9,0.999, got {text!r}")
+    for i, v in enumerate(b):
+        if not 0.0 <= v < 1.0:
+            raise CLIError(f"--betas: beta{i + 1} must be in [0, 1), got {v!r}")
+    return b
+
+
+def _optimizer_options(args):
+    """(name, lr, hyper-parameters for fit) from --optimizer, --lr, --momentum, --betas, ..."""
+    name = _choice(args.optimizer, tuple(OPTIMIZERS), "--optimizer")
+    lr = OPTIMIZERS[name] if args.lr is None else args.lr
+    if not (lr > 0 and lr != float("inf")):
+        raise CLIError(f"--lr must be a finite number > 0, got {lr}")
+    _check_hyper(lr, "--lr")
+    hyper = {}
+    if args.momentum is not None:
+        if name not in ("sgd", "rmsprop"):
+            raise CLIError(f"--momentum is an option of --optimizer sgd and rmsprop, not {name} "
+                           "(Adam's momentum terms are --betas)")
+        hyper["momentum"] = _check_hyper(args.momentum, "--momentum")
+    if args.nesterov:
+        if name != "sgd":
+            raise CLIError(f"--nesterov is an option of --optimizer sgd, not {name}")
+        if not hyper.get("momentum"):
+            raise CLIError("--nesterov needs a --momentum > 0")
+        hyper["nesterov"] = True
+    if args.weight_decay is not None:
+        hyper["weight_decay"] = _check_hyper(args.weight_decay, "--weight-decay")
+    if args.betas is not None:
+        if name not in ("adam", "adamw"):
+            raise CLIError(f"--betas is an option of --optimizer adam and adamw, not {name}")
+        hyper["betas"] = _parse_betas(args.betas)
+    if args.eps is not None:
+        if name == "sgd":
+            raise CLIError("--eps is an option of --optimizer adam, adamw and rmsprop, not sgd")
+        if not args.eps > 0:
+            raise CLIError(f"--eps must be > 0, got {args.eps!r}")
+        hyper["eps"] = _check_hyper(args.eps, "--eps")
+    if args.alpha is not None:
+        if name != "rmsprop":
+            raise CLIError(f"--alpha is an option of --optimizer rmsprop, not {name}")
+        hyper["alpha"] = _check_hyper(args.alpha, "--alpha")
+    return name, lr, hyper
+
+
+def _class_labels(raw, path, column):
+    """(classes, class index per row) of a categorical target: text labels, or numbers that are
+    all whole (e.g. 0/1/2 or 3.0); classes sorted, as scikit-learn's classes_."""
+    raw = np.asarray(raw)
+    if raw.ndim == 2 and raw.shape[1] == 1:
+        raw = raw.reshape(-1)
+    if raw.ndim != 1:
+        raise CLIError(f"{path}: --task classify needs one target column, got y of shape {raw.shape}")
+    if raw.dtype.kind in "US":
+        lab = np.char.strip(raw.astype(str))
+        empty = np.nonzero(lab == "")[0]
+        if len(empty):
+            raise CLIError(f"{path}: the target column {column!r} is empty in data row index "
+                           f"{int(empty[0])}; every row needs a class label")
+        classes, idx = np.unique(lab, return_inverse=True)
+        return [str(c) for c in classes], idx.astype(np.int64)
+    if raw.dtype.kind == "b":
+        raw = raw.astype(np.int64)
+    if raw.dtype.kind == "f":
+        bad = ~np.isfinite(raw) | (raw != np.round(raw))
+        if bad.any():
+            r = int(np.nonzero(bad)[0][0])
+            raise CLIError(f"{path}: the target column {column!r} holds {float(raw[r])!r} (data row "
+                           f"index {r}); --task classify needs class labels (text or whole numbers), "
+                           f"for a numeric target use --task regress")
+        if np.abs(raw).max() >= 2 ** 53:
+            raise CLIError(f"{path}: the target column {column!r} holds labels too large to be "
+                           "exact; use text labels")
+        raw = raw.astype(np.int64)
+    if raw.dtype.kind not in "iu":
+        raise CLIError(f"{path}: the target column {column!r} has dtype {raw.dtype}, not class labels")
+    classes, idx = np.unique(raw, return_inverse=True)
+    return [int(c) for c in classes], idx.astype(np.int64)
+
+
+def classification_metrics(y_true, y_pred, n_classes):
+    """(accuracy, macro F1, confusion matrix (true, predicted)) of class indices; a class absent
+    from both the truth and the predictions is left out of the macro mean, as scikit-learn's
+    f1_score(average='macro', labels=None) does for the labels it sees."""
+    cm = np.zeros((n_classes, n_classes), np.int64)
+    np.add.at(cm, (y_true, y_pred), 1)
+    tp = np.diag(cm).astype(np.float64)
+    support, predicted = cm.sum(1), cm.sum(0)
+    denom = support + predicted
+    present = denom > 0
+    f1 = np.where(present, 2 * tp / np.where(present, denom, 1), 0.0)
+    acc = float(tp.sum() / max(cm.sum(), 1))
+    return acc, float(f1[present].mean()) if present.any() else 0.0, cm
+
+
+def _probabilities(logits, loss):
+    """Class probabilities (n, classes) from the network's outputs."""
+    z = logits.astype(np.float64)
+    if loss == "bce_with_logits":  # one logit: P(second class)
+        p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
+        return np.column_stack([1.0 - p1, p1])
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _read_training_data(args):
+    """(X, y, feature names, target names, categories, class list or None, table) for train."""
+    classify = args.task == "classify"
+    columns = _parse_columns(args.columns)
+    if columns and args.target:
+        columns = columns + [t.strip() for t in args.target.split(",")
+                             if t.strip() and t.strip() not in columns]
+    if not classify:
+        table = read_table(args.data, columns=columns, one_hot=args.one_hot)
+        X, y, feats, targets = split_xy(table, args.target, args.data)
+        categories = table.get("categories") or {}
+        bad_t = [t for t in targets if any(t.startswith(c + "=") for c in categories)]
+        if bad_t:
+            raise CLIError(f"{args.data}: the target column {bad_t[0].split('=')[0]!r} holds text; "
+                           f"for class labels use --task classify, else give a numeric target")
+        return X, y, feats, targets, categories, None
+    targets = [t.strip() for t in (args.target or "").split(",") if t.strip()]
+    if len(targets) > 1:
+        raise CLIError(f"--task classify takes one target column, got {', '.join(targets)}")
+    if not targets:  # only an NPZ of arrays X and y needs no --target
+        if Path(args.data).suffix.lower() == ".npz" and Path(args.data).is_file():
+            try:
+                with np.load(args.data, allow_pickle=False) as z:
+                    names = list(z.files)
+            except Exception:  # noqa: BLE001 - read_table names what is wrong with the file
+                names = []
+            if names and not {"X", "y"} <= set(names):
+                raise CLIError(f"{args.data}: --target COLUMN is required (columns: {', '.join(names)})")
+        else:
+            split_xy(read_table(args.data, columns=columns, one_hot=args.one_hot), None, args.data)
+    table = read_table(args.data, columns=columns, one_hot=args.one_hot, raw=targets or ["y"])
+    if "X" in table:
+        X, labels, feats, targets = table["X"], table["raw"]["y"], \
+            [f"x{i}" for i in range(table["X"].shape[1])], ["y"]
+    else:
+        X, labels, feats = table["data"], table["raw"][targets[0]], table["columns"]
+    classes, yi = _class_labels(labels, args.data, targets[0])
+    if len(classes) < 2:
+        raise CLIError(f"{args.data}: the target column {targets[0]!r} holds one class "
+                       f"({classes[0]!r}); a classifier needs at least two")
+    return X, yi, feats, targets, table.get("categories") or {}, classes
+
+
 def cmd_train(args):
     import fastmlp
     from .trainer import NonFiniteLossError, fit
 
     hidden = _parse_hidden(args.hidden)
+    task = _choice(args.task, TASKS, "--task")
+    args.task = task
+    classify = task == "classify"
+    allowed = CLASSIFICATION_LOSSES if classify else REGRESSION_LOSSES
+    loss = allowed[0] if args.loss is None else \
+        _choice(args.loss, REGRESSION_LOSSES + CLASSIFICATION_LOSSES, "--loss")
+    if loss not in allowed:
+        raise CLIError(f"--loss {loss} is a {'regression' if classify else 'classification'} loss; "
+                       f"--task {task} takes {', '.join(allowed)}"
+                       + ("" if classify else " (for class labels use --task classify)"))
+    if args.huber_delta is not None:
+        if loss != "huber":
+            raise CLIError("--huber-delta is an option of --loss huber")
+        if not args.huber_delta > 0:
+            raise CLIError(f"--huber-delta must be > 0, got {args.huber_delta!r}")
+        _check_hyper(args.huber_delta, "--huber-delta")
+    activation = _choice(args.activation, tuple(ACTIVATIONS), "--activation")
+    if not (0.0 <= args.dropout < 1.0):
+        raise CLIError(f"--dropout must be a probability in [0, 1), got {args.dropout!r}")
+    opt_name, lr, hyper = _optimizer_options(args)
+    if args.patience is not None and not args.early_stopping:
+        raise CLIError("--patience is the patience of --early-stopping; pass --early-stopping too")
+    patience = 10 if args.patience is None else args.patience
+    if args.early_stopping and patience < 1:
+        raise CLIError(f"--patience must be >= 1, got {patience}")
+    _check_hyper(args.min_delta, "--min-delta")
     if args.device == "cuda":
         from . import ops_cuda
 
@@ -318,134 +559,223 @@ def cmd_train(args):
             import matplotlib  # noqa: F401
         except ImportError:
             raise CLIError("--plot needs matplotlib: pip install matplotlib") from None
-    if not 0.0 <= args.val_split < 1.0:
-        raise CLIError(f"--val-split must be in [0, 1), got {args.val_split}")
+    val_split = args.val_split
+    if val_split is None:  # --early-stopping holds out 10% as scikit-learn's early_stopping does
+        val_split = 0.1 if args.early_stopping else 0.0
+    if not 0.0 <= val_split < 1.0:
+        raise CLIError(f"--val-split must be in [0, 1), got {val_split}")
+    if args.early_stopping and val_split == 0:
+        raise CLIError("--early-stopping needs validation rows: give --val-split > 0 (default 0.1)")
     for name in ("epochs", "batch_size"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
         if getattr(args, name) > (1 << 63) - 1:
             raise CLIError(f"--{name.replace('_', '-')} {getattr(args, name)} is too large (at most "
                            f"{(1 << 63) - 1})")
-    if not (args.lr > 0 and args.lr != float("inf")):
-        raise CLIError(f"--lr must be a finite number > 0, got {args.lr}")
-    from .hyperparams import f32_problem
-
-    for name in ("lr", "momentum", "weight_decay"):
-        v = getattr(args, name)
-        why = f32_problem(v) or (None if v >= 0 else "must be >= 0")
-        if why:
-            raise CLIError(f"--{name.replace('_', '-')} {v!r} {why}")
     if args.threads:
         _set_threads(args.threads)
-    columns = _parse_columns(args.columns)
-    if columns and args.target:
-        columns = columns + [t.strip() for t in args.target.split(",")
-                             if t.strip() and t.strip() not in columns]
-    table = read_table(args.data, columns=columns, one_hot=args.one_hot)
-    X, y, feats, targets = split_xy(table, args.target, args.data)
-    categories = table.get("categories") or {}
-    bad_t = [t for t in targets if any(t.startswith(c + "=") for c in categories)]
-    if bad_t:
-        raise CLIError(f"{args.data}: the target column {bad_t[0].split('=')[0]!r} holds text; "
-                       f"fastmlp train does regression on numeric targets")
-    if not (np.isfinite(X).all() and np.isfinite(y).all()):
+    X, y, feats, targets, categories, classes = _read_training_data(args)
+    if not (np.isfinite(X).all() and (classify or np.isfinite(y).all())):
         raise CLIError(f"{args.data}: the data holds NaN or infinite values")
+    if loss == "bce_with_logits" and len(classes) != 2:
+        raise CLIError(f"--loss bce_with_logits is binary classification; the target column "
+                       f"{targets[0]!r} holds {len(classes)} classes (use --loss cross_entropy)")
     n = len(X)
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(n)
-    n_val = int(round(n * args.val_split))
-    if args.val_split > 0 and (n_val < 1 or n - n_val < 1):
-        raise CLIError(f"--val-split {args.val_split} leaves no validation or no training rows of {n}")
+    n_val = int(round(n * val_split))
+    if val_split > 0 and (n_val < 1 or n - n_val < 1):
+        raise CLIError(f"--val-split {val_split} leaves no validation or no training rows of {n}")
     tr, va = order[n_val:], order[:n_val]
     stats = None
     if args.standardize:
         xm, xs = X[tr].mean(0), X[tr].std(0)
-        ym, ys = y[tr].mean(0), y[tr].std(0)
         xs[xs == 0] = 1.0
-        ys[ys == 0] = 1.0
-        stats = {"x_mean": xm.tolist(), "x_std": xs.tolist(), "y_mean": ym.tolist(), "y_std": ys.tolist()}
-        Xs, ys_ = (X - xm) / xs, (y - ym) / ys
+        stats = {"x_mean": xm.tolist(), "x_std": xs.tolist()}
+        Xs = (X - xm) / xs
+        if classify:
+            ys_ = y
+        else:
+            ym, ys = y[tr].mean(0), y[tr].std(0)
+            ys[ys == 0] = 1.0
+            stats.update(y_mean=ym.tolist(), y_std=ys.tolist())
+            ys_ = (y - ym) / ys
     else:
         Xs, ys_ = X, y
-    Xs, ys_ = Xs.astype(np.float32), ys_.astype(np.float32)
+    Xs = Xs.astype(np.float32)
+    if classify:
+        ys_ = ys_.astype(np.float32).reshape(-1, 1) if loss == "bce_with_logits" else ys_
+        n_out = 1 if loss == "bce_with_logits" else len(classes)
+    else:
+        ys_ = ys_.astype(np.float32)
+        n_out = y.shape[1]
     from fastmlp import nn
 
     fastmlp.manual_seed(args.seed)
-    widths = [X.shape[1]] + hidden + [y.shape[1]]
+    widths = [X.shape[1]] + hidden + [n_out]
     mods = []
     for i in range(len(widths) - 1):
         mods.append(nn.Linear(widths[i], widths[i + 1]))
         if i < len(widths) - 2:
-            mods.append(nn.ReLU())
+            if ACTIVATIONS[activation]:
+                mods.append(getattr(nn, ACTIVATIONS[activation])())
+            if args.dropout > 0:
+                mods.append(nn.Dropout(args.dropout))
     model = nn.Sequential(*mods)
     if args.device == "cuda":
         model = model.to("cuda")  # fit trains a GPU model on the GPU
-    print(f"training {' -> '.join(map(str, widths))} (ReLU) on {len(tr):,} rows"
+    what = f"{len(classes)}-class classifier, " if classify else ""
+    print(f"training {what}{' -> '.join(map(str, widths))} ({activation}"
+          + (f", dropout {args.dropout:g}" if args.dropout else "") + f") on {len(tr):,} rows"
           + (f", validating on {len(va):,}" if n_val else "")
-          + f"; {args.epochs} epochs, batch {args.batch_size}, lr {args.lr}"
+          + f"; {args.epochs} epochs, batch {args.batch_size}, {loss} loss, {opt_name} lr {lr:g}"
+          + "".join(f", {k} {v}" for k, v in hyper.items())
+          + (f", early stopping (patience {patience})" if args.early_stopping else "")
           + (", standardized" if stats else "")
           + (f", on {fastmlp.cuda.get_device_name(fastmlp.cuda.current_device())}"
              if args.device == "cuda" else ""))
+    loss_arg = loss
+    if loss == "huber" and args.huber_delta is not None:
+        loss_arg = nn.HuberLoss(delta=args.huber_delta)
     try:
-        h = fit(model, Xs[tr], ys_[tr], epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                momentum=args.momentum, weight_decay=args.weight_decay, seed=args.seed,
-                validation_data=(Xs[va], ys_[va]) if n_val else None, progress=args.progress)
+        h = fit(model, Xs[tr], ys_[tr], epochs=args.epochs, batch_size=args.batch_size, lr=lr,
+                loss=loss_arg, optimizer=opt_name, seed=args.seed,
+                validation_data=(Xs[va], ys_[va]) if n_val else None, progress=args.progress,
+                patience=patience if args.early_stopping else None,
+                min_delta=args.min_delta, restore_best_weights=True, **hyper)
     except NonFiniteLossError as e:
         raise CLIError(str(e).replace("fit: ", "training failed: ")) from None
+    except (ValueError, TypeError) as e:  # an option combination fit refuses (checked first)
+        raise CLIError(str(e).replace("fit: ", "")) from None
     from .trainer import _host, extract_chain, predict
 
     chain = extract_chain(model)
+    if args.early_stopping:
+        best = h.get("best_epoch")
+        print(f"early stopping: {len(h['loss'])} of {args.epochs} epochs run, best validation loss "
+              f"at epoch {best + 1}" + (" (weights restored)" if best + 1 < len(h["loss"]) else ""))
+    cm = None
+    if classify:
+        def metrics(idx):
+            pr = _probabilities(_host(predict(model, Xs[idx])), loss)
+            return classification_metrics(y[idx], pr.argmax(1), len(classes))
 
-    def metrics(idx):
-        p = predict(model, Xs[idx]).astype(np.float64)
-        if stats:
-            p = p * np.asarray(stats["y_std"]) + np.asarray(stats["y_mean"])
-        t = y[idx]
-        mse = float(np.mean((p - t) ** 2))
-        var = float(np.mean((t - t.mean(0)) ** 2))
-        return mse, (1.0 - mse / var) if var > 0 else float("nan")
+        tr_acc, tr_f1, cm = metrics(tr)
+        print(f"final train loss {h['loss'][-1]:.6g}; train accuracy {tr_acc:.4f}, macro F1 {tr_f1:.4f}")
+        result = {"train_accuracy": tr_acc, "train_f1_macro": tr_f1,
+                  "samples_per_sec": h["samples_per_sec"]}
+        if n_val:
+            va_acc, va_f1, cm = metrics(va)
+            print(f"validation accuracy {va_acc:.4f}, macro F1 {va_f1:.4f}")
+            result.update(val_accuracy=va_acc, val_f1_macro=va_f1)
+    else:
+        def metrics(idx):
+            p = _host(predict(model, Xs[idx])).astype(np.float64)
+            if stats:
+                p = p * np.asarray(stats["y_std"]) + np.asarray(stats["y_mean"])
+            t = y[idx]
+            mse = float(np.mean((p - t) ** 2))
+            var = float(np.mean((t - t.mean(0)) ** 2))
+            return mse, (1.0 - mse / var) if var > 0 else float("nan")
 
-    tr_mse, tr_r2 = metrics(tr)
-    print(f"final train loss {h['loss'][-1]:.6g}; train MSE {tr_mse:.6g}, R2 {tr_r2:.4f}")
-    result = {"train_mse": tr_mse, "train_r2": tr_r2, "samples_per_sec": h["samples_per_sec"]}
-    if n_val:
-        va_mse, va_r2 = metrics(va)
-        print(f"validation MSE {va_mse:.6g}, R2 {va_r2:.4f}")
-        result.update(val_mse=va_mse, val_r2=va_r2)
+        tr_mse, tr_r2 = metrics(tr)
+        print(f"final train loss {h['loss'][-1]:.6g}; train MSE {tr_mse:.6g}, R2 {tr_r2:.4f}")
+        result = {"train_mse": tr_mse, "train_r2": tr_r2, "samples_per_sec": h["samples_per_sec"]}
+        if n_val:
+            va_mse, va_r2 = metrics(va)
+            print(f"validation MSE {va_mse:.6g}, R2 {va_r2:.4f}")
+            result.update(val_mse=va_mse, val_r2=va_r2)
     print(f"{h['samples_per_sec'] / 1e6:.2f} M samples/s, {h['seconds']:.3f} s")
     if args.out:
+        acts = [list(a) if a is not None else None for a in
+                (chain.acts or [("relu", 0.0, 0.0) if r else None for r in chain.relu])]
         meta = {"features": feats, "targets": targets, "hidden": hidden, "standardize": stats,
                 "categories": categories or None,
-                "metrics": result, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
+                "metrics": result, "epochs": args.epochs, "lr": lr, "batch_size": args.batch_size,
+                "task": task, "loss": loss, "optimizer": opt_name, "activation": activation,
+                "dropout": args.dropout, "acts": acts}
+        if classify:
+            meta["classes"] = classes
         save_model(args.out, [_host(w) for w in chain.weights], [_host(b) for b in chain.biases],
-                   chain.relu, meta)
+                   [bool(a is not None and a[0] == "relu") for a in acts], meta)
         print(f"model saved to {args.out}")
     if args.plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ep = np.arange(1, len(h["loss"]) + 1)
-        ax.plot(ep, h["loss"], label="train loss")
-        if h["val_loss"]:
-            ax.plot(ep, h["val_loss"], label="validation loss")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("MSE" + (" (standardized)" if stats else ""))
-        ax.legend()
-        fig.tight_layout()
-        try:
-            fig.savefig(args.plot)
-        except OSError as e:
-            raise CLIError(f"{args.plot}: cannot write the plot ({e.strerror or e})") from None
-        print(f"loss plot saved to {args.plot}")
+        _plot(args.plot, h, stats, loss, classes, cm, bool(n_val))
     return 0
 
 
-def cmd_predict(args):
-    from .ops import cpu as _kernels
+def _plot(path, h, stats, loss, classes, cm, validated):
+    import matplotlib
 
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if cm is None:
+        fig, ax = plt.subplots(figsize=(6, 4))
+    else:
+        k = len(classes)
+        fig, (ax, cax) = plt.subplots(1, 2, figsize=(6 + max(4.0, 0.45 * k), 4.5),
+                                      gridspec_kw={"width_ratios": [1.4, 1]})
+    ep = np.arange(1, len(h["loss"]) + 1)
+    ax.plot(ep, h["loss"], label="train loss")
+    if h["val_loss"]:
+        ax.plot(ep, h["val_loss"], label="validation loss")
+    if "best_epoch" in h:
+        ax.axvline(h["best_epoch"] + 1, color="grey", linestyle=":", label="best epoch")
+    ax.set_xlabel("epoch")
+    names = {"mse": "MSE", "l1": "L1", "huber": "Huber", "cross_entropy": "cross-entropy",
+             "bce_with_logits": "binary cross-entropy"}
+    ax.set_ylabel(names.get(loss, loss) + (" (standardized)" if stats and cm is None else ""))
+    ax.legend()
+    if cm is not None:
+        im = cax.imshow(cm, cmap="Blues")
+        labels = [str(c) for c in classes]
+        cax.set_xticks(range(k), labels, rotation=45 if max(map(len, labels)) > 3 else 0,
+                       ha="right" if max(map(len, labels)) > 3 else "center")
+        cax.set_yticks(range(k), labels)
+        cax.set_xlabel("predicted")
+        cax.set_ylabel("true")
+        cax.set_title(f"confusion matrix ({'validation' if validated else 'training'} rows)")
+        if k <= 20:
+            top = cm.max() if cm.size else 0
+            for i in range(k):
+                for j in range(k):
+                    cax.text(j, i, str(int(cm[i, j])), ha="center", va="center",
+                             color="white" if cm[i, j] > top / 2 else "black", fontsize=8)
+        fig.colorbar(im, ax=cax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    try:
+        fig.savefig(path)
+    except OSError as e:
+        raise CLIError(f"{path}: cannot write the plot ({e.strerror or e})") from None
+    finally:
+        plt.close(fig)
+    print(("loss plot and confusion matrix" if cm is not None else "loss plot") + f" saved to {path}")
+
+
+
+def model_chain(ws, bs, relu, meta):
+    """The saved layers as a trainer Chain (the activation of every layer: ``meta["acts"]``, or
+    ReLU flags in a file written before activations were saved)."""
+    from .trainer import Chain
+
+    acts = meta.get("acts")
+    if acts is None:
+        acts = [["relu", 0.0, 0.0] if r else None for r in relu]
+    acts = [None if a is None or a[0] == "identity" else (str(a[0]), float(a[1]), float(a[2]))
+            for a in acts]
+    return Chain(weights=ws, biases=bs, relu=[a is not None and a[0] == "relu" for a in acts],
+                 acts=acts, dropout=[0.0] * len(ws))
+
+
+def model_outputs(ws, bs, relu, meta, X32):
+    """The network's raw outputs (n, out) as float64 on float32 inputs, on the CPU."""
+    from .trainer import _forward
+
+    return _forward(model_chain(ws, bs, relu, meta), X32).astype(np.float64)
+
+
+def cmd_predict(args):
     ws, bs, relu, meta = load_model(args.model)
     cats = meta.get("categories") or {}
     needed = []
@@ -466,14 +796,23 @@ def cmd_predict(args):
         r = int(np.nonzero(~np.isfinite(X32).all(1))[0][0])
         raise CLIError(f"{args.data}: data row index {r} overflows float32 after standardizing "
                        "with the model's statistics")
-    pred = _kernels.mlp_forward(ws, bs, relu, X32).astype(np.float64)
-    if stats:
+    pred = model_outputs(ws, bs, relu, meta, X32)
+    classify = meta.get("task") == "classify"
+    if stats and not classify:
         pred = pred * np.asarray(stats["y_std"]) + np.asarray(stats["y_mean"])
     if not np.isfinite(pred).all():
         r = int(np.nonzero(~np.isfinite(pred).all(1))[0][0])
         raise CLIError(f"{args.data}: the prediction for data row index {r} is not finite (the "
                        "network's output overflows float32); nothing written")
-    names = meta["targets"]
+    if classify:
+        classes = meta["classes"]
+        prob = _probabilities(pred, meta.get("loss", "cross_entropy"))
+        labels = [str(c) for c in classes]
+        names = [meta["targets"][0]] + [f"prob_{c}" for c in labels]
+        rows = ([labels[k]] + [repr(float(v)) for v in p] for k, p in zip(prob.argmax(1), prob))
+    else:
+        names = meta["targets"]
+        rows = ([repr(float(v)) for v in row] for row in pred)
     try:
         f = open(args.out, "w", newline="") if args.out else sys.stdout
     except OSError as e:
@@ -481,13 +820,13 @@ def cmd_predict(args):
     try:
         w = csv.writer(f)
         w.writerow(names)
-        for row in pred:
-            w.writerow([repr(float(v)) for v in row])
+        w.writerows(rows)
     finally:
         if args.out:
             f.close()
     if args.out:
-        print(f"{len(pred):,} predictions written to {args.out}")
+        what = "class predictions (label and probabilities)" if classify else "predictions"
+        print(f"{len(pred):,} {what} written to {args.out}")
     return 0
 
 
@@ -675,20 +1014,48 @@ def add_subcommands(sub):
     s.add_argument("--columns", help="feature columns to use, comma-separated (default: all but the target)")
     s.add_argument("--one-hot", action="store_true",
                    help="one-hot encode text (categorical) columns instead of refusing them")
+    s.add_argument("--task", default="regress",
+                   help="regress (default: numeric targets) or classify (one column of class "
+                        "labels, text or whole numbers; prints accuracy and macro F1)")
     s.add_argument("--hidden", default="64,64", help="hidden layer widths, e.g. 64,64 ('' for none)")
+    s.add_argument("--activation", default="relu",
+                   help="between the Linear layers: " + ", ".join(ACTIVATIONS) + " (default relu)")
+    s.add_argument("--dropout", type=float, default=0.0, metavar="P",
+                   help="dropout probability after each hidden activation (training only)")
+    s.add_argument("--loss", default=None,
+                   help="regress: " + ", ".join(REGRESSION_LOSSES) + " (default mse); classify: "
+                        + ", ".join(CLASSIFICATION_LOSSES) + " (default cross_entropy; "
+                        "bce_with_logits for two classes)")
+    s.add_argument("--huber-delta", type=float, default=None, help="--loss huber's delta (default 1)")
     s.add_argument("--epochs", type=int, default=20)
     s.add_argument("--batch-size", type=int, default=64)
-    s.add_argument("--lr", type=float, default=0.01)
-    s.add_argument("--momentum", type=float, default=0.0)
-    s.add_argument("--weight-decay", type=float, default=0.0)
-    s.add_argument("--val-split", type=float, default=0.0, help="fraction held out for validation")
-    s.add_argument("--standardize", action="store_true", help="standardize features and targets")
+    s.add_argument("--optimizer", default="sgd", help=", ".join(OPTIMIZERS) + " (default sgd)")
+    s.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: sgd 0.01, adam/adamw 0.001, rmsprop 0.01)")
+    s.add_argument("--momentum", type=float, default=None, help="sgd, rmsprop (default 0)")
+    s.add_argument("--nesterov", action="store_true", help="sgd: Nesterov momentum")
+    s.add_argument("--betas", default=None, metavar="B1,B2", help="adam, adamw (default 0.9,0.999)")
+    s.add_argument("--eps", type=float, default=None, help="adam, adamw, rmsprop (default 1e-8)")
+    s.add_argument("--alpha", type=float, default=None, help="rmsprop's smoothing (default 0.99)")
+    s.add_argument("--weight-decay", type=float, default=None,
+                   help="L2 penalty (adamw: decoupled; default 0, adamw 0.01)")
+    s.add_argument("--val-split", type=float, default=None,
+                   help="fraction held out for validation (default 0; 0.1 with --early-stopping)")
+    s.add_argument("--early-stopping", action="store_true",
+                   help="score the validation rows every epoch, stop when the validation loss has "
+                        "not improved for --patience epochs, keep the best epoch's weights")
+    s.add_argument("--patience", type=int, default=None, help="--early-stopping's patience (default 10)")
+    s.add_argument("--min-delta", type=float, default=0.0,
+                   help="--early-stopping: the smallest decrease that counts as an improvement")
+    s.add_argument("--standardize", action="store_true",
+                   help="standardize features (and numeric targets)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--threads", type=int, default=0)
     s.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                    help="train on the CPU (default) or on the GPU (a CUDA build of fastmlp and CuPy)")
     s.add_argument("--out", help="save the model here (.npz)")
-    s.add_argument("--plot", help="save a loss curve PNG here (needs matplotlib)")
+    s.add_argument("--plot", help="save a loss curve PNG here, with a confusion matrix for --task "
+                                  "classify (needs matplotlib)")
     _progress_flag(s)
     s.set_defaults(func=cmd_train)
 

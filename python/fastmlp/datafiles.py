@@ -37,12 +37,16 @@ def _pyarrow():
     return pyarrow
 
 
-def read_table(path, columns=None, one_hot=False, categories=None):
+def read_table(path, columns=None, one_hot=False, categories=None, raw=()):
     """The table in ``path``; ``columns``: read only these (in this order; None: all).
 
     ``one_hot``: encode text columns (else a text column is an error naming it). ``categories``:
     {column: [values]} to encode with (a model's training categories; an unseen value is an error).
+    ``raw``: column names returned as they are (numbers or text, unencoded) in
+    ``table["raw"][name]`` and left out of ``columns``/``data`` (a classifier's label column; for
+    an NPZ of X and y, ``"y"`` returns y unconverted).
     """
+    raw = tuple(raw or ())
     p = Path(path)
     if not p.exists():
         raise DataFileError(f"{path}: no such file")
@@ -50,14 +54,17 @@ def read_table(path, columns=None, one_hot=False, categories=None):
         raise DataFileError(f"{path}: is a directory, expected a .csv, .parquet, .feather or .npz file")
     suf = p.suffix.lower()
     if suf == ".npz":
-        table = _read_npz(p, path)
+        table = _read_npz(p, path, raw)
         if "X" in table:
             if columns:
                 raise DataFileError(f"{path}: --columns needs named columns; this file holds arrays X and y")
             X, y = table["X"], table["y"]
             _check_f32_range(X, [f"x{i}" for i in range(X.shape[1])], path, None)
-            _check_f32_range(y.reshape(len(y), -1), ["y"] if y.ndim == 1 else
-                             [f"y{i}" for i in range(y.shape[1])], path, None)
+            if "y" in raw:
+                table["raw"] = {"y": y}
+            else:
+                _check_f32_range(y.reshape(len(y), -1), ["y"] if y.ndim == 1 else
+                                 [f"y{i}" for i in range(y.shape[1])], path, None)
             return table
         names, cols = table["columns"], table["cols"]
     elif suf in PARQUET_SUFFIXES or suf in FEATHER_SUFFIXES:
@@ -70,7 +77,19 @@ def read_table(path, columns=None, one_hot=False, categories=None):
             raise DataFileError(f"{path}: no column {missing[0]!r} (columns: {', '.join(names)})")
         idx = {n: i for i, n in enumerate(names)}
         names, cols = list(columns), [cols[idx[c]] for c in columns]
+    kept = {}
+    if raw:
+        missing = [c for c in raw if c not in names]
+        if missing:
+            raise DataFileError(f"{path}: no column {missing[0]!r} (columns: {', '.join(names)})")
+        kept = {n: c for n, c in zip(names, cols) if n in raw}
+        pairs = [(n, c) for n, c in zip(names, cols) if n not in raw]
+        if not pairs:
+            raise DataFileError(f"{path}: no feature columns left besides {', '.join(raw)}")
+        names, cols = [n for n, _ in pairs], [c for _, c in pairs]
     out = _encode(names, cols, path, one_hot, categories)
+    if kept:
+        out["raw"] = kept
     data = out.get("data") if isinstance(out, dict) else None
     if data is not None and data.dtype.kind == "f":
         # CSV rows are named by their file line (the header is line 1)
@@ -142,7 +161,7 @@ def _encode(names, cols, path, one_hot, categories):
 
 # ---- NPZ -------------------------------------------------------------------------------------
 
-def _read_npz(p, path):
+def _read_npz(p, path, raw=()):
     try:
         with np.load(p, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -156,13 +175,13 @@ def _read_npz(p, path):
             raise DataFileError(f"{path}: array '{k}' is not numeric (dtype {a.dtype})")
     if "X" in arrays and "y" in arrays:
         X, y = arrays["X"], arrays["y"]
-        if X.dtype.kind == "U" or y.dtype.kind == "U":
+        if X.dtype.kind == "U" or (y.dtype.kind == "U" and "y" not in raw):
             raise DataFileError(f"{path}: arrays X and y are not numeric")
         if X.ndim != 2:
             raise DataFileError(f"{path}: X must be 2-D (samples, features), got shape {X.shape}")
         if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
             raise DataFileError(f"{path}: y must have {X.shape[0]} rows like X, got shape {y.shape}")
-        return {"X": X.astype(np.float64), "y": y.astype(np.float64)}
+        return {"X": X.astype(np.float64), "y": y if "y" in raw else y.astype(np.float64)}
     cols = [k for k, a in arrays.items() if a.ndim == 1]
     if not cols or len(cols) != len(arrays):
         raise DataFileError(f"{path}: expected arrays 'X' and 'y', or 1-D named columns")
@@ -170,7 +189,7 @@ def _read_npz(p, path):
     if len(n) != 1:
         raise DataFileError(f"{path}: the columns have different lengths {sorted(n)}")
     for k in cols:
-        if arrays[k].dtype.kind == "U":
+        if arrays[k].dtype.kind == "U" and k not in raw:
             raise DataFileError(f"{path}: array '{k}' is not numeric (dtype {arrays[k].dtype})")
     return {"columns": cols, "cols": [arrays[k] for k in cols]}
 
