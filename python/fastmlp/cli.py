@@ -472,6 +472,18 @@ def _probabilities(logits, loss):
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _npz_names(path):
+    """The array names of an .npz file (read lazily: no array is loaded), or None for another
+    or an unreadable file (read_table then names what is wrong)."""
+    if not str(path).lower().endswith(".npz") or not Path(path).is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return list(z.files)
+    except Exception:  # noqa: BLE001 - any unreadable file: read_table reports it
+        return None
+
+
 def _read_training_data(args):
     """(X, y, feature names, target names, categories, class list or None, table) for train."""
     classify = args.task == "classify"
@@ -493,11 +505,7 @@ def _read_training_data(args):
         raise CLIError(f"--task classify takes one target column, got {', '.join(targets)}")
     if not targets:  # only an NPZ of arrays X and y needs no --target
         if Path(args.data).suffix.lower() == ".npz" and Path(args.data).is_file():
-            try:
-                with np.load(args.data, allow_pickle=False) as z:
-                    names = list(z.files)
-            except Exception:  # noqa: BLE001 - read_table names what is wrong with the file
-                names = []
+            names = _npz_names(args.data) or []
             if names and not {"X", "y"} <= set(names):
                 raise CLIError(f"{args.data}: --target COLUMN is required (columns: {', '.join(names)})")
         else:
@@ -783,8 +791,11 @@ def cmd_predict(args):
         src = next((c for c in cats if f.startswith(c + "=")), f)
         if src not in needed:
             needed.append(src)
-    table = read_table(args.data, columns=needed if not args.data.endswith(".npz") else None,
-                       categories=cats)
+    if _npz_names(args.data) is not None and {"X", "y"} <= set(_npz_names(args.data)):
+        # arrays X and y: X is what is predicted from; y (maybe text labels) is left alone
+        table = read_table(args.data, categories=cats, raw=("y",))
+    else:
+        table = read_table(args.data, columns=needed, categories=cats)
     X = features_for(table, meta["features"], args.data)
     if not np.isfinite(X).all():
         raise CLIError(f"{args.data}: the data holds NaN or infinite values")
@@ -834,7 +845,8 @@ def cmd_predict(args):
 
 def cmd_export(args):
     """model.npz -> model.onnx: the standardization of a --standardize model is folded into the
-    first and last Linear layers, so the graph takes raw features and returns raw targets."""
+    first and last Linear layers, so the graph takes raw features and returns raw targets; a
+    classifier's graph returns 'label' and 'probabilities' (as ``predict`` writes them)."""
     try:
         from . import onnx as fonnx
 
@@ -845,24 +857,32 @@ def cmd_export(args):
     ws = [w.astype(np.float64) for w in ws]
     bs = [b.astype(np.float64) for b in bs]
     stats = meta.get("standardize")
+    classes = meta.get("classes") if meta.get("task") == "classify" else None
     if stats:  # x' = (x - m) / s  ->  W x' + b = (W / s) x + (b - (W / s) m)
         xm, xs = np.asarray(stats["x_mean"]), np.asarray(stats["x_std"])
-        ym, ys = np.asarray(stats["y_mean"]), np.asarray(stats["y_std"])
         ws[0] = ws[0] / xs
         bs[0] = bs[0] - ws[0] @ xm
-        ws[-1] = ws[-1] * ys[:, None]
-        bs[-1] = bs[-1] * ys + ym
+        if classes is None:  # a classifier's targets are labels: nothing to undo
+            ym, ys = np.asarray(stats["y_mean"]), np.asarray(stats["y_std"])
+            ws[-1] = ws[-1] * ys[:, None]
+            bs[-1] = bs[-1] * ys + ym
     info = {"features": json.dumps(meta["features"]), "targets": json.dumps(meta["targets"])}
+    if classes is not None:
+        info["classes"] = json.dumps(classes)
     try:
         fonnx.export_chain(args.out, [w.astype(np.float32) for w in ws],
                            [b.astype(np.float32) for b in bs], relu, meta=info, opset=args.opset,
-                           dynamic_batch=True)
+                           dynamic_batch=True, acts=model_chain(ws, bs, relu, meta).acts,
+                           classes=classes)
     except (ValueError, TypeError) as e:
         raise CLIError(str(e)) from None
     except OSError as e:
         raise CLIError(f"{args.out}: cannot write ({e})") from None
+    outputs = (f"outputs 'label' ({meta['targets'][0]}: {', '.join(map(str, classes))}) and "
+               f"'probabilities'" if classes is not None else
+               f"output 'output': {', '.join(meta['targets'])}")
     print(f"ONNX model written to {args.out} (input 'input': {len(meta['features'])} features "
-          f"{', '.join(meta['features'])}; output 'output': {', '.join(meta['targets'])})")
+          f"{', '.join(meta['features'])}; {outputs})")
     return 0
 
 

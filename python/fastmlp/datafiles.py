@@ -54,7 +54,7 @@ def read_table(path, columns=None, one_hot=False, categories=None, raw=()):
         raise DataFileError(f"{path}: is a directory, expected a .csv, .parquet, .feather or .npz file")
     suf = p.suffix.lower()
     if suf == ".npz":
-        table = _read_npz(p, path, raw)
+        table = _read_npz(p, path, raw, columns)
         if "X" in table:
             if columns:
                 raise DataFileError(f"{path}: --columns needs named columns; this file holds arrays X and y")
@@ -161,7 +161,7 @@ def _encode(names, cols, path, one_hot, categories):
 
 # ---- NPZ -------------------------------------------------------------------------------------
 
-def _read_npz(p, path, raw=()):
+def _read_npz(p, path, raw=(), columns=None):
     try:
         with np.load(p, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -189,7 +189,7 @@ def _read_npz(p, path, raw=()):
     if len(n) != 1:
         raise DataFileError(f"{path}: the columns have different lengths {sorted(n)}")
     for k in cols:
-        if arrays[k].dtype.kind == "U" and k not in raw:
+        if arrays[k].dtype.kind == "U" and k not in raw and (not columns or k in columns):
             raise DataFileError(f"{path}: array '{k}' is not numeric (dtype {arrays[k].dtype})")
     return {"columns": cols, "cols": [arrays[k] for k in cols]}
 

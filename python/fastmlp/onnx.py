@@ -696,7 +696,15 @@ def _export_estimator(est, opset, dynamic_batch):
             raise ValueError(f"export: a regressor with out_activation_={out_act!r} is not supported")
         return _finish(g, [n_in], [(z, "predictions", onnx.TensorProto.FLOAT, [n_out])],
                        dynamic_batch, 1, doc, meta)
-    classes = np.asarray(est.classes_)
+    return _finish(g, [n_in], _class_outputs(g, z, np.asarray(est.classes_), out_act, n_out),
+                   dynamic_batch, 1, doc, meta)
+
+
+def _class_outputs(g, z, classes, out_act, n_out):
+    """The ``label`` and ``probabilities`` outputs of a classifier from its logits ``z``:
+    out_act 'softmax' (one logit per class), 'logistic' with one output (binary: [1 - p, p]) or
+    several (multilabel: a 0/1 label per output). For _finish."""
+    onnx = g.onnx
     if out_act == "softmax":
         probs = g.op("Softmax", [z], axis=1)
         multilabel = False
@@ -729,57 +737,42 @@ def _export_estimator(est, opset, dynamic_batch):
         label = g.op("Gather", [cls_name, idx], base="label", axis=0)
         lab_shape = []
     n_prob = n_out if multilabel or out_act == "softmax" else 2
-    return _finish(g, [n_in], [(label, "label", lab_t, lab_shape),
-                               (probs, "probabilities", onnx.TensorProto.FLOAT, [n_prob])],
-                   dynamic_batch, 1, doc, meta)
+    return [(label, "label", lab_t, lab_shape),
+            (probs, "probabilities", onnx.TensorProto.FLOAT, [n_prob])]
 
 
-def export(model, path, sample_input=None, dynamic_batch=True, opset=None):
-    """Write ``model`` to ``path`` as ONNX; returns the ``onnx.ModelProto`` (``path=None``: only
-    return it).
-
-    ``model``: a fastmlp ``nn.Module`` (see the module docstring for what it may hold) or a fitted
-    scikit-learn MLP estimator (fastmlp's or scikit-learn's). ``sample_input``: an example batch
-    (array or Tensor) that fixes the non-batch input shape; None uses 4 random rows of the first
-    Linear layer's width. ``dynamic_batch``: a symbolic batch dimension (else the sample's batch
-    size). ``opset``: the ONNX opset (default :data:`DEFAULT_OPSET`; 20+ writes GELU as ``Gelu``).
-    """
+def export_chain(path, weights, biases, relu, meta=None, opset=None, dynamic_batch=True, acts=None,
+                 classes=None):
+    """A chain of Linear layers given as arrays (weights (out, in)) as ONNX: what the CLI's
+    ``export`` subcommand writes for a model.npz. ``relu``: a ReLU after each layer, or ``acts``:
+    each layer's activation as (kind, p0, p1) of csrc/include/fastmlp/activation.h, or None.
+    Without ``classes`` the graph's output ``output`` is the last layer's; with ``classes`` (a
+    classifier: one logit per class, or one logit for two classes) it returns ``label`` (the
+    class, its value from ``classes``) and ``probabilities`` (n, classes), as an exported
+    scikit-learn classifier does."""
     opset = _resolve_opset(opset)
-    from .nn.modules import Module
-
-    if not isinstance(model, Module):
-        if _is_estimator(model):
-            return _save(_export_estimator(model, opset, dynamic_batch), path)  # (no trace: no sample)
-        raise TypeError(f"export: model must be a fastmlp nn.Module or a fitted scikit-learn MLP "
-                        f"estimator, got {type(model).__name__}")
-    sample = _sample_for(model, sample_input)
-    steps, got = _trace_steps(model, sample)
-    if not steps:
-        raise ValueError("export: the model computes nothing from its input (no operation found)")
-    _check_reproduces(steps, sample, got)
-    g = _Graph(opset)
-    y = _emit_steps(g, "input", steps)
-    model_proto = _finish(g, sample.shape[1:], [(y, "output", g.onnx.TensorProto.FLOAT, got.shape[1:])],
-                          dynamic_batch, sample.shape[0], f"{type(model).__name__} exported by fastmlp.onnx")
-    return _save(model_proto, path)
-
-
-def export_chain(path, weights, biases, relu, meta=None, opset=None, dynamic_batch=True):
-    """A Linear(+ReLU) chain given as arrays (weights (out, in)) as ONNX: what the CLI's
-    ``export`` subcommand writes for a model.npz."""
-    opset = _resolve_opset(opset)
+    if acts is None:
+        acts = [("relu", 0.0, 0.0) if r else None for r in relu]
     steps = []
-    for w, b, r in zip(weights, biases, relu):
+    for w, b, a in zip(weights, biases, acts):
         w = np.asarray(w, np.float32)
         steps.append(("linear", {"weight": w, "bias": None if b is None else np.asarray(b, np.float32)},
                       (1, w.shape[1])))
-        if r:
-            steps.append(("relu", {}, (1, w.shape[0])))
+        if a is not None and a[0] != "identity":
+            kind, p = _act_step(a[0], a[1], a[2])
+            steps.append((kind, p, (1, w.shape[0])))
     g = _Graph(opset)
     y = _emit_steps(g, "input", steps)
-    m = _finish(g, [int(np.shape(weights[0])[1])],
-                [(y, "output", g.onnx.TensorProto.FLOAT, [int(np.shape(weights[-1])[0])])],
-                dynamic_batch, 1, "fastmlp CLI model exported by fastmlp.onnx", meta)
+    n_out = int(np.shape(weights[-1])[0])
+    if classes is None:
+        outputs = [(y, "output", g.onnx.TensorProto.FLOAT, [n_out])]
+    else:
+        classes = np.asarray(classes)
+        if n_out not in (1, len(classes)):
+            raise ValueError(f"export: {len(classes)} classes but the last layer has {n_out} outputs")
+        outputs = _class_outputs(g, y, classes, "logistic" if n_out == 1 else "softmax", n_out)
+    m = _finish(g, [int(np.shape(weights[0])[1])], outputs, dynamic_batch, 1,
+                "fastmlp CLI model exported by fastmlp.onnx", meta)
     return _save(m, path)
 
 
