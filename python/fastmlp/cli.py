@@ -492,7 +492,15 @@ def _read_training_data(args):
         columns = columns + [t.strip() for t in args.target.split(",")
                              if t.strip() and t.strip() not in columns]
     if not classify:
-        table = read_table(args.data, columns=columns, one_hot=args.one_hot)
+        try:
+            table = read_table(args.data, columns=columns, one_hot=args.one_hot)
+        except CLIError as e:  # a text target: say what to do with class labels
+            for t in (args.target or "").split(","):
+                t = t.strip()
+                if t and (f"column {t!r} holds text" in str(e) or f"array {t!r} is not numeric" in str(e)):
+                    raise CLIError(f"{args.data}: the target column {t!r} holds text; for class "
+                                   f"labels use --task classify") from None
+            raise
         X, y, feats, targets = split_xy(table, args.target, args.data)
         categories = table.get("categories") or {}
         bad_t = [t for t in targets if any(t.startswith(c + "=") for c in categories)]
@@ -693,6 +701,9 @@ def cmd_train(args):
             va_mse, va_r2 = metrics(va)
             print(f"validation MSE {va_mse:.6g}, R2 {va_r2:.4f}")
             result.update(val_mse=va_mse, val_r2=va_r2)
+    result["epochs_run"] = len(h["loss"])
+    if "best_epoch" in h:
+        result["best_epoch"] = int(h["best_epoch"]) + 1  # 1-based, as printed
     print(f"{h['samples_per_sec'] / 1e6:.2f} M samples/s, {h['seconds']:.3f} s")
     if args.out:
         acts = [list(a) if a is not None else None for a in
@@ -701,7 +712,8 @@ def cmd_train(args):
                 "categories": categories or None,
                 "metrics": result, "epochs": args.epochs, "lr": lr, "batch_size": args.batch_size,
                 "task": task, "loss": loss, "optimizer": opt_name, "activation": activation,
-                "dropout": args.dropout, "acts": acts}
+                "dropout": args.dropout, "acts": acts,
+                "history": {"loss": list(h["loss"]), "val_loss": list(h["val_loss"])}}
         if classify:
             meta["classes"] = classes
         save_model(args.out, [_host(w) for w in chain.weights], [_host(b) for b in chain.biases],

@@ -741,6 +741,36 @@ def _class_outputs(g, z, classes, out_act, n_out):
             (probs, "probabilities", onnx.TensorProto.FLOAT, [n_prob])]
 
 
+def export(model, path, sample_input=None, dynamic_batch=True, opset=None):
+    """Write ``model`` to ``path`` as ONNX; returns the ``onnx.ModelProto`` (``path=None``: only
+    return it).
+
+    ``model``: a fastmlp ``nn.Module`` (see the module docstring for what it may hold) or a fitted
+    scikit-learn MLP estimator (fastmlp's or scikit-learn's). ``sample_input``: an example batch
+    (array or Tensor) that fixes the non-batch input shape; None uses 4 random rows of the first
+    Linear layer's width. ``dynamic_batch``: a symbolic batch dimension (else the sample's batch
+    size). ``opset``: the ONNX opset (default :data:`DEFAULT_OPSET`; 20+ writes GELU as ``Gelu``).
+    """
+    opset = _resolve_opset(opset)
+    from .nn.modules import Module
+
+    if not isinstance(model, Module):
+        if _is_estimator(model):
+            return _save(_export_estimator(model, opset, dynamic_batch), path)  # (no trace: no sample)
+        raise TypeError(f"export: model must be a fastmlp nn.Module or a fitted scikit-learn MLP "
+                        f"estimator, got {type(model).__name__}")
+    sample = _sample_for(model, sample_input)
+    steps, got = _trace_steps(model, sample)
+    if not steps:
+        raise ValueError("export: the model computes nothing from its input (no operation found)")
+    _check_reproduces(steps, sample, got)
+    g = _Graph(opset)
+    y = _emit_steps(g, "input", steps)
+    model_proto = _finish(g, sample.shape[1:], [(y, "output", g.onnx.TensorProto.FLOAT, got.shape[1:])],
+                          dynamic_batch, sample.shape[0], f"{type(model).__name__} exported by fastmlp.onnx")
+    return _save(model_proto, path)
+
+
 def export_chain(path, weights, biases, relu, meta=None, opset=None, dynamic_batch=True, acts=None,
                  classes=None):
     """A chain of Linear layers given as arrays (weights (out, in)) as ONNX: what the CLI's
