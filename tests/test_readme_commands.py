@@ -27,8 +27,13 @@ README = ROOT / "README.md"
 
 pytestmark = pytest.mark.slow
 
+CLASSIFY = ("python -m fastmlp train flowers.csv --target species --task classify --hidden 64 "
+            "--optimizer adam --activation gelu --dropout 0.1 --val-split 0.2 --out clf.npz "
+            "--plot clf.png")
+
 # README command (prefix) -> (the command to run, with its smallest options, or None: not run here,
-# with the reason). Placeholders: {py} the venv's python.
+# with the reason). Placeholders: {py} the venv's python; {plot}, {plot_clf}: a --plot option
+# where matplotlib is installed.
 SMALLEST = {
     "pip install . && python -m fastmlp demo":
         "{py} -m fastmlp demo --samples 4096 --test-samples 1024 --epochs 1 --torch-steps 5 --no-progress",
@@ -46,6 +51,16 @@ SMALLEST = {
     "python -m fastmlp train data.parquet --target y --columns a,b,color --one-hot --out model.npz":
         "{py} -m fastmlp train data.parquet --target y --columns a,b,color --one-hot --hidden 8 "
         "--epochs 1 --out model_pq.npz --no-progress",
+    "python -m fastmlp train data.csv --target y --loss huber --optimizer adamw --lr 0.001 --activation tanh --early-stopping --patience 5 --out model_tanh.npz":
+        "{py} -m fastmlp train data.csv --target y --loss huber --optimizer adamw --lr 0.001 "
+        "--activation tanh --early-stopping --patience 5 --hidden 8 --epochs 2 --out model_tanh.npz "
+        "--no-progress",
+    CLASSIFY:
+        "{py} -m fastmlp train flowers.csv --target species --task classify --hidden 8 --optimizer "
+        "adam --activation gelu --dropout 0.1 --val-split 0.2 --epochs 2 --out clf.npz{plot_clf} "
+        "--no-progress",
+    "python -m fastmlp predict clf.npz flowers.csv --out species.csv":
+        "{py} -m fastmlp predict clf.npz flowers.csv --out species.csv",
     "python -m fastmlp export model.npz model.onnx": "{py} -m fastmlp export model.npz model.onnx",
     "python -m fastmlp bench --quick --out results/":
         "{py} -m fastmlp bench --quick --rounds 1 --only seed --no-torch --out results/",
@@ -155,6 +170,10 @@ def venv(tmp_path_factory):
     X = rng.standard_normal((300, 3))
     y = X @ [1.0, -2.0, 0.5]
     np.savetxt(work / "data.csv", np.column_stack([X, y]), delimiter=",", header="a,b,c,y", comments="")
+    species = np.array(["setosa", "versicolor", "virginica"])[np.digitize(X[:, 0], [-0.4, 0.4])]
+    with open(work / "flowers.csv", "w") as f:  # a text label column for --task classify
+        f.write("a,b,c,species\n")
+        f.writelines(f"{r[0]!r},{r[1]!r},{r[2]!r},{s}\n" for r, s in zip(X, species))
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -180,12 +199,15 @@ RUNNABLE = [c for c in SMALLEST if SMALLEST[c] is not None]
 def test_readme_command(readme_cmd, venv):
     py, env = venv["py"], venv["env"]
     have_mpl = subprocess.run([py, "-c", "import matplotlib"], capture_output=True).returncode == 0
-    cmd = SMALLEST[readme_cmd].format(py=py, plot=" --plot loss.png" if have_mpl else "")
+    cmd = SMALLEST[readme_cmd].format(py=py, plot=" --plot loss.png" if have_mpl else "",
+                                      plot_clf=" --plot clf.png" if have_mpl else "")
     cwd = venv["src"] if " bench/" in cmd else venv["work"]
-    if "predict" in cmd or "export" in cmd:  # needs the model the train command writes
-        if not (venv["work"] / "model.npz").exists():
-            subprocess.run(SMALLEST[TRAIN].format(py=py, plot="").split(), cwd=venv["work"],
-                           env=env, capture_output=True, timeout=600)
+    # predict/export need the model a train command writes
+    for model, train in (("model.npz", TRAIN), ("clf.npz", CLASSIFY)):
+        if ("predict" in cmd or "export" in cmd) and f" {model} " in cmd + " " and \
+                not (venv["work"] / model).exists():
+            subprocess.run(SMALLEST[train].format(py=py, plot="", plot_clf="").split(),
+                           cwd=venv["work"], env=env, capture_output=True, timeout=600)
     r = subprocess.run(cmd, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     need = next((v for k, v in NEEDS.items() if k in cmd), None)
     if need is not None and not _available(need, py, env):

@@ -2,8 +2,11 @@
 
     info                      version, compiler, OpenMP, CPU kernel path, threads, CUDA
     demo                      the seed network trained on synthetic data, vs PyTorch eager
-    train DATA --target COL   train an MLP on a CSV/NPZ file (--out model.npz, --plot loss.png)
-    predict MODEL DATA        predictions of a saved model (--out preds.csv)
+    train DATA --target COL   train an MLP on a CSV/NPZ file (--out model.npz, --plot loss.png;
+                              --task classify for class labels)
+    predict MODEL DATA        predictions of a saved model (--out preds.csv; labels and
+                              probabilities for a classifier)
+    export MODEL OUT.onnx     a saved model as ONNX
     bench [--quick] [--out]   run the benchmarks in bench/ and save JSON + PNG (--grid: the grid)
 
 The subcommands other than ``info`` live in :mod:`fastmlp.cli`.

@@ -1,4 +1,10 @@
-"""The subcommands of ``python -m fastmlp``: ``demo``, ``train``, ``predict``, ``bench``.
+"""The subcommands of ``python -m fastmlp``: ``demo``, ``train``, ``predict``, ``export``, ``bench``.
+
+``train`` fits a regressor (numeric targets) or, with ``--task classify``, a classifier of one
+label column (text or whole numbers), with the loss, optimizer, activation, dropout and early
+stopping of ``fastmlp.fit``; the model file (format version 2) keeps what ``predict`` needs: the
+layers, each layer's activation, the task and the class list. ``predict`` writes a classifier's
+label and ``prob_<class>`` columns.
 
 Errors a user can cause (a bad file, a missing column, non-numeric data, an unavailable device or
 optional package) print one line on stderr and exit with status 2, without a traceback. Input
@@ -199,6 +205,10 @@ def _load_model_parts(path):
     if not isinstance(obj, dict) or obj.get("format") != MODEL_FORMAT:
         raise CLIError(f"{path}: not a fastmlp model file (train one with `python -m fastmlp "
                        "train ... --out model.npz`)")
+    version = obj.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version > MODEL_VERSION:
+        raise CLIError(f"{path}: model file version {version!r} is newer than this fastmlp reads "
+                       f"(up to {MODEL_VERSION}); upgrade fastmlp")
 
     def arr(t):
         return np.ascontiguousarray(t.numpy() if hasattr(t, "numpy") else t, dtype=np.float32)
