@@ -173,7 +173,7 @@ def venv(tmp_path_factory):
     species = np.array(["setosa", "versicolor", "virginica"])[np.digitize(X[:, 0], [-0.4, 0.4])]
     with open(work / "flowers.csv", "w") as f:  # a text label column for --task classify
         f.write("a,b,c,species\n")
-        f.writelines(f"{r[0]!r},{r[1]!r},{r[2]!r},{s}\n" for r, s in zip(X, species))
+        f.writelines(f"{r[0]:.17g},{r[1]:.17g},{r[2]:.17g},{s}\n" for r, s in zip(X, species))
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq

@@ -475,7 +475,8 @@ def _probabilities(logits, loss):
     """Class probabilities (n, classes) from the network's outputs."""
     z = logits.astype(np.float64)
     if loss == "bce_with_logits":  # one logit: P(second class)
-        p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
+        e = np.exp(-np.abs(z[:, 0]))  # no overflow for large |logit|
+        p1 = np.where(z[:, 0] >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
         return np.column_stack([1.0 - p1, p1])
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -678,8 +679,10 @@ def cmd_train(args):
     chain = extract_chain(model)
     if args.early_stopping:
         best = h.get("best_epoch")
-        print(f"early stopping: {len(h['loss'])} of {args.epochs} epochs run, best validation loss "
-              f"at epoch {best + 1}" + (" (weights restored)" if best + 1 < len(h["loss"]) else ""))
+        ran = len(h["loss"])
+        print(("early stopping: stopped after " if ran < args.epochs else
+               "early stopping: did not stop, ") + f"{ran} of {args.epochs} epochs; best validation "
+              f"loss at epoch {best + 1}" + (" (its weights kept)" if best + 1 < ran else ""))
     cm = None
     if classify:
         def metrics(idx):
