@@ -549,6 +549,13 @@ def _general_case(case):
                         nn.Linear(12, 2)]
         kw = dict(optimizer="rmsprop", lr=0.005, momentum=0.5, centered=True,
                   loss=nn.HuberLoss(delta=0.5), validation_data=(X[:9], Y[:9]))
+    elif case == "bce_adagrad":
+        Y = (rng.standard_normal((26, 2)) > 0).astype(np.float32)
+        mods = lambda: [nn.Linear(5, 12), nn.LeakyReLU(0.1), nn.Linear(12, 2)]  # noqa: E731
+        kw = dict(optimizer="adagrad", lr=0.1,
+                  loss=nn.BCEWithLogitsLoss(pos_weight=fastmlp.tensor([2.0, 0.5])),
+                  lr_schedule=lambda step: 0.1 * 0.9 ** step,
+                  sample_weight=rng.uniform(0.5, 1.5, 26), validation_data=(X[:9], Y[:9]))
     else:  # dropout: masks drawn per global row, as in one process
         Y = rng.standard_normal((26, 2)).astype(np.float32)
         mods = lambda: [nn.Linear(5, 12), nn.SiLU(), nn.Dropout(0.3), nn.Linear(12, 2)]  # noqa: E731
@@ -562,10 +569,11 @@ def _general_case(case):
 
 
 @pytest.mark.parametrize("n", [2, 3])
-@pytest.mark.parametrize("case", ["adam", "adamw_ce", "tanh_huber_rmsprop", "dropout_sgd"])
+@pytest.mark.parametrize("case", ["adam", "adamw_ce", "tanh_huber_rmsprop", "bce_adagrad",
+                                  "dropout_sgd"])
 def test_fit_distributed_general_trainer_matches_one_process(case, n, monkeypatch):
     """fit(distributed=True) on the general trainer (mlp_fit: any activation, loss, optimizer,
-    sample and class weights, dropout), ranks as threads: the same weights, losses, val losses
+    sample and class weights, a per-step lr schedule, dropout), ranks as threads: the same weights, losses, val losses
     (and accuracy) as one process with the same global batch and order; every rank bitwise equal.
     26 rows at batch 6: the last batch of 2 rows leaves a rank empty with 3 ranks."""
     net, X, Y, kw = _general_case(case)

@@ -835,13 +835,17 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
     - A NaN/inf batch loss raises :class:`NonFiniteLossError` (``allow_nonfinite=True`` goes on).
     - A model on the GPU trains there: ``fastmlp._cuda.mlp_train`` for ReLU chains with MSE and
       plain SGD, ``fastmlp._cuda.mlp_fit`` (the general trainer's GPU twin) for everything else.
-    - ``distributed=True`` (CPU models, ReLU chains with MSE and SGD; under ``mpiexec -n N``, see
-      :mod:`fastmlp.distributed`, which it initialises if needed): every rank passes the same
-      ``X``, ``y`` and options; rank 0's weights and seed are broadcast first; each global batch of
-      ``batch_size`` rows is split into N contiguous parts, one per rank, and every step
-      all-reduces one flat buffer (all gradients and the loss) before the update, so N processes
-      follow one process with the same ``batch_size`` and order (within float32 rounding). Losses
-      and ``val_loss`` are global; only rank 0 shows progress. One process is the plain fit.
+    - ``distributed=True`` (CPU models, any chain, loss and optimizer above; under
+      ``mpiexec -n N``, see :mod:`fastmlp.distributed`, which it initialises if needed): every
+      rank passes the same ``X``, ``y`` and options; rank 0's weights, optimizer state and seed
+      are broadcast first; each global batch of ``batch_size`` rows is split into N contiguous
+      parts, one per rank, each part's loss divided by the global batch's denominator (its rows,
+      or its sum of sample weights; cross-entropy: its sum of class x sample weights), and every
+      step all-reduces one flat buffer (all gradients and the loss) before the update, so N
+      processes follow one process with the same ``batch_size`` and order (within float32
+      rounding; dropout masks are drawn per global row). Losses, ``val_loss`` and
+      ``val_accuracy`` are global (each rank predicts a part of the validation data); only rank
+      0 shows progress; an early stop on any rank stops all. One process is the plain fit.
     - ``resume``: ``history["state"]`` of an earlier fit: continues with its epoch count, seed,
       step count and momentum buffers, so that fit(k epochs) then fit(m epochs, resume=...)
       equals fit(k + m epochs) (SGD; other optimizers carry their state in an optim instance).
