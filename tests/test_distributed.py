@@ -499,6 +499,188 @@ def test_fit_distributed_hook_matches_one_process(width, n, monkeypatch):
             np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy())
 
 
+def _fit_on_threads(n, nets, X, Y, monkeypatch, **kw):
+    """fit(nets[r], X, Y, distributed=True, **kw) on rank r of n ranks as threads; returns the
+    histories. kw values that are callables of the rank (e.g. an optimizer built on nets[r]) are
+    called in the rank's thread."""
+    from fastmlp import trainer
+
+    group = _ThreadGroup(n)
+    local = threading.local()
+    monkeypatch.setattr(trainer, "_distributed_group", lambda: local.be)
+    hists, errors = [None] * n, []
+
+    def run(r):
+        try:
+            local.be = group.member(r)
+            kwr = {k: (v(nets[r]) if k == "optimizer" and callable(v) else v) for k, v in kw.items()}
+            hists[r] = fastmlp.fit(nets[r], X, Y, distributed=True, **kwr)
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+            group.bar.abort()
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
+    assert not errors, errors
+    return hists
+
+
+def _general_case(case):
+    """(net factory, X, y, fit keywords) of the general trainer's distributed cases."""
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((26, 5)).astype(np.float32)  # batch 6: a last batch of 2 rows
+    if case == "adam":
+        Y = rng.standard_normal((26, 2)).astype(np.float32)
+        mods = lambda: [nn.Linear(5, 12), nn.ReLU(), nn.Linear(12, 2)]  # noqa: E731
+        kw = dict(optimizer="adam", lr=0.01, weight_decay=1e-3, amsgrad=True,
+                  sample_weight=rng.uniform(0.2, 2.0, 26), validation_data=(X[:9], Y[:9]))
+    elif case == "adamw_ce":
+        Y = rng.integers(0, 3, 26)
+        mods = lambda: [nn.Linear(5, 12), nn.GELU(), nn.Linear(12, 3)]  # noqa: E731
+        kw = dict(optimizer="adamw", lr=0.02, loss=nn.CrossEntropyLoss(label_smoothing=0.1),
+                  class_weight=np.array([0.5, 2.0, 1.0]), sample_weight=rng.uniform(0.5, 1.5, 26),
+                  validation_data=(X[:9], Y[:9]))
+    elif case == "tanh_huber_rmsprop":
+        Y = rng.standard_normal((26, 2)).astype(np.float32)
+        mods = lambda: [nn.Linear(5, 12), nn.Tanh(), nn.Linear(12, 12), nn.Tanh(),  # noqa: E731
+                        nn.Linear(12, 2)]
+        kw = dict(optimizer="rmsprop", lr=0.005, momentum=0.5, centered=True,
+                  loss=nn.HuberLoss(delta=0.5), validation_data=(X[:9], Y[:9]))
+    elif case == "bce_adagrad":
+        Y = (rng.standard_normal((26, 2)) > 0).astype(np.float32)
+        mods = lambda: [nn.Linear(5, 12), nn.LeakyReLU(0.1), nn.Linear(12, 2)]  # noqa: E731
+        kw = dict(optimizer="adagrad", lr=0.1,
+                  loss=nn.BCEWithLogitsLoss(pos_weight=fastmlp.tensor([2.0, 0.5])),
+                  lr_schedule=lambda step: 0.1 * 0.9 ** step,
+                  sample_weight=rng.uniform(0.5, 1.5, 26), validation_data=(X[:9], Y[:9]))
+    else:  # dropout: masks drawn per global row, as in one process
+        Y = rng.standard_normal((26, 2)).astype(np.float32)
+        mods = lambda: [nn.Linear(5, 12), nn.SiLU(), nn.Dropout(0.3), nn.Linear(12, 2)]  # noqa: E731
+        kw = dict(optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, loss="l1")
+
+    def net(seed):
+        fastmlp.manual_seed(seed)
+        return nn.Sequential(*mods())
+
+    return net, X, Y, dict(kw, epochs=2, batch_size=6, seed=3, progress=False)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("case", ["adam", "adamw_ce", "tanh_huber_rmsprop", "bce_adagrad",
+                                  "dropout_sgd"])
+def test_fit_distributed_general_trainer_matches_one_process(case, n, monkeypatch):
+    """fit(distributed=True) on the general trainer (mlp_fit: any activation, loss, optimizer,
+    sample and class weights, a per-step lr schedule, dropout), ranks as threads: the same weights, losses, val losses
+    (and accuracy) as one process with the same global batch and order; every rank bitwise equal.
+    26 rows at batch 6: the last batch of 2 rows leaves a rank empty with 3 ranks."""
+    net, X, Y, kw = _general_case(case)
+    ref = net(0)
+    h_ref = fastmlp.fit(ref, X, Y, **kw)
+    nets = [net(0)] + [net(10 + r) for r in range(1, n)]  # rank 0's weights are broadcast
+    hists = _fit_on_threads(n, nets, X, Y, monkeypatch, **kw)
+    for r in range(n):
+        for p, q in zip(nets[r].parameters(), ref.parameters()):
+            np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(hists[r]["loss"], h_ref["loss"], rtol=1e-5)
+        np.testing.assert_allclose(hists[r]["val_loss"], h_ref["val_loss"], rtol=1e-5)
+        assert hists[r].get("val_accuracy") == h_ref.get("val_accuracy")
+        assert hists[r]["steps"] == h_ref["steps"] == 10
+        for p, q in zip(nets[r].parameters(), nets[0].parameters()):
+            np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy())
+        assert hists[r]["loss"] == hists[0]["loss"]
+
+
+def test_fit_distributed_general_trainer_optimizer_instance_from_rank0(monkeypatch):
+    """An optim instance: rank 0's state and step count are broadcast, and every rank's instance
+    is left updated as one process leaves its own (continuing with it continues the run)."""
+    net, X, Y, kw = _general_case("adam")
+    kw = {k: v for k, v in kw.items() if k not in ("optimizer", "lr", "weight_decay", "amsgrad")}
+    ref = net(0)
+    ropt = optim.Adam(ref.parameters(), lr=0.01)
+    fastmlp.fit(ref, X, Y, optimizer=ropt, **dict(kw, epochs=1))
+    h_ref = fastmlp.fit(ref, X, Y, optimizer=ropt, **dict(kw, epochs=1))
+    nets = [net(0), net(11)]
+    opts = [optim.Adam(nets[0].parameters(), lr=0.01), optim.Adam(nets[1].parameters(), lr=0.01)]
+    _fit_on_threads(2, nets, X, Y, monkeypatch, optimizer=lambda m: opts[nets.index(m)],
+                    **dict(kw, epochs=1))
+    # rank 1's state is garbage now: rank 0's is broadcast at the next call
+    for st in opts[1].state.values():
+        st["exp_avg"]._data[...] = 123.0
+    hists = _fit_on_threads(2, nets, X, Y, monkeypatch, optimizer=lambda m: opts[nets.index(m)],
+                            **dict(kw, epochs=1))
+    for r in range(2):
+        for p, q in zip(nets[r].parameters(), ref.parameters()):
+            np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(hists[r]["loss"], h_ref["loss"], rtol=1e-5)
+        for p in nets[r].parameters():
+            assert int(opts[r].state[p]["step"].item()) == 10
+
+
+def test_mlp_fit_allreduce_hook_contract():
+    """_C.mlp_fit's grad_allreduce: one call per step on the flat buffer (every gradient, then the
+    loss share); 2 ranks as threads reproduce one process, the L2 term of
+    scikit-learn's penalty included (global batch in its denominator); bad arguments raise."""
+    from fastmlp.ops import cpu as C
+    from fastmlp.trainer import extract_chain
+    from fastmlp.training_spec import resolve_loss, resolve_optimizer
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((10, 3)).astype(np.float32)
+    Y = rng.standard_normal((10, 2)).astype(np.float32)
+    sk = {"loss_sum_outputs": True, "loss_scale": 0.5, "l2_weights": 0.3}
+
+    def chain():
+        fastmlp.manual_seed(1)
+        return extract_chain(nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)))
+
+    def run(chain, **extra):
+        o = resolve_optimizer("sgd", 0.1, {}, [])
+        layers = chain.spec_layers([(o.state_for(pw, w), o.state_for(pb, b)) for (pw, pb), w, b
+                                    in zip(chain.params, chain.weights, chain.biases)])
+        r = C.mlp_fit(layers, X, Y, loss=resolve_loss("mse", 2).as_dict(), optim=o.as_dict(),
+                      epochs=1, batch_size=4, shuffle=False, sklearn=sk, **extra)
+        return r, chain.weights + chain.biases
+
+    ref, ref_w = run(chain())
+    group = _ThreadGroup(2)
+    res, outs, sizes = [None, None], [None, None], []
+    chains = [chain(), chain()]  # here: manual_seed is global
+
+    def thread(rank):
+        m = group.member(rank)
+
+        def reduce(buf):
+            sizes.append((buf.dtype, buf.shape))
+            m.allreduce(buf)
+
+        res[rank], outs[rank] = run(chains[rank], grad_allreduce=reduce, rank=rank, world_size=2)
+
+    ts = [threading.Thread(target=thread, args=(r,)) for r in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(TIMEOUT)
+    for r in range(2):
+        assert res[r]["steps"] == ref["steps"] == 3
+        np.testing.assert_allclose(res[r]["losses"], ref["losses"], rtol=1e-6)
+        for a, b in zip(outs[r], ref_w):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    # one call per step per rank, on every gradient (3*4 + 4 + 4*2 + 2) and the loss
+    assert sizes == [(np.float32, (3 * 4 + 4 + 4 * 2 + 2 + 1,))] * 6
+
+    def boom(buf):  # the callable's exception leaves mlp_fit as it is
+        raise RuntimeError("network down")
+    with pytest.raises(RuntimeError, match="network down"):
+        run(chain(), grad_allreduce=boom, rank=0, world_size=2)
+    with pytest.raises(TypeError, match="grad_allreduce"):
+        run(chain(), grad_allreduce=3, rank=0, world_size=2)
+    with pytest.raises(ValueError, match="rank"):
+        run(chain(), grad_allreduce=lambda b: None, rank=2, world_size=2)
+
+
 def test_fit_distributed_refuses_mismatched_ranks(monkeypatch):
     """Ranks given different data all raise the same clear error (none is left waiting)."""
     from fastmlp import trainer

@@ -55,13 +55,34 @@ void check_apart(const HostArrays& params, const std::vector<py::array>& data) {
     }
 }
 
+// fit(distributed=True)'s all-reduce: the Python callable, called once per step with the GIL
+// re-taken, on a float32 numpy view of the native gradient buffer (no copy; valid only during the
+// call), which it must sum across the ranks in place. A Python exception leaves mlp_fit as it is.
+struct PyAllreduce {
+    py::object fn;
+    py::object view;  // built on the first call: the buffer does not move during mlp_fit
+    float* ptr = nullptr;
+};
+
+void call_python_allreduce(float* buf, int64_t n, void* ctx) {
+    py::gil_scoped_acquire gil;
+    PyAllreduce& h = *static_cast<PyAllreduce*>(ctx);
+    if (!h.view || h.ptr != buf) {
+        h.view = py::array_t<float>({n}, {int64_t(sizeof(float))}, buf,
+                                    py::capsule(buf, [](void*) {}));
+        h.ptr = buf;
+    }
+    h.fn(h.view);
+}
+
 py::dict mlp_fit_py(py::list layers, py::handle X_obj, py::handle Y_obj, py::dict loss,
                     py::dict optim, int64_t epochs, int64_t batch_size, bool drop_last,
                     bool shuffle, uint64_t seed, int64_t epoch_offset, py::object perm_obj,
                     int64_t step0, py::object lr_schedule, py::object momentum_schedule,
                     uint64_t dropout_seed,
                     py::object sample_weight, py::object class_weight, py::object pos_weight,
-                    bool allow_nonfinite, py::dict sklearn) {
+                    bool allow_nonfinite, py::dict sklearn, py::object grad_allreduce,
+                    int64_t rank, int64_t world_size) {
     if (epochs < 0) throw py::value_error("mlp_fit: epochs must be >= 0, got " + std::to_string(epochs));
     if (batch_size < 1)
         throw py::value_error("mlp_fit: batch_size must be >= 1, got " + std::to_string(batch_size));
@@ -161,11 +182,26 @@ py::dict mlp_fit_py(py::list layers, py::handle X_obj, py::handle Y_obj, py::dic
     o.adam_eps_before_correction = spec_num<bool>(sklearn, "adam_eps_before_correction", false);
     if (!(o.loss_scale > 0.0f) || !(o.l2_weights >= 0.0f))
         throw py::value_error("mlp_fit: sklearn loss_scale must be > 0 and l2_weights >= 0");
+    PyAllreduce hook;
+    if (!grad_allreduce.is_none()) {
+        if (!PyCallable_Check(grad_allreduce.ptr()))
+            throw py::type_error("mlp_fit: 'grad_allreduce' must be callable (buffer -> None, summing "
+                                 "it across the ranks in place)");
+        if (world_size < 1 || rank < 0 || rank >= world_size)
+            throw py::value_error("mlp_fit: need 0 <= rank < world_size, got rank " +
+                                  std::to_string(rank) + " of " + std::to_string(world_size));
+        hook.fn = grad_allreduce;
+        o.grad_allreduce = call_python_allreduce;
+        o.grad_allreduce_ctx = &hook;
+        o.rank = rank;
+        o.world = world_size;
+    }
     FitResult r;
     {
         py::gil_scoped_release nogil;
         r = mlp_fit(ls, data, epochs, o);
     }
+    hook.view = py::object();  // the buffer is gone with mlp_fit
     py::dict d;
     d["losses"] = r.epoch_loss;
     d["steps"] = r.steps;
@@ -213,10 +249,17 @@ void register_mlp_fit(py::module_& m) {
           py::arg("dropout_seed") = 0,
           py::arg("sample_weight") = py::none(), py::arg("class_weight") = py::none(),
           py::arg("pos_weight") = py::none(), py::arg("allow_nonfinite") = false,
-          py::arg("sklearn") = py::dict(),
+          py::arg("sklearn") = py::dict(), py::arg("grad_allreduce") = py::none(),
+          py::arg("rank") = 0, py::arg("world_size") = 1,
           "Fused training of a Linear/activation/dropout chain with any loss and optimizer of "
           "fastmlp (see csrc/bindings/mlp_spec.h for the layer/loss/optim dicts); updates "
-          "parameters and optimizer state in place. Returns {'losses', 'steps', 'nonfinite'}.");
+          "parameters and optimizer state in place. Returns {'losses', 'steps', 'nonfinite'}. "
+          "Data-parallel (fit(distributed=True)): with grad_allreduce (a callable), rank computes "
+          "its rows [B*rank/world_size, B*(rank+1)/world_size) of every global batch of B rows "
+          "(every rank passes the same data and order), normalised by the global batch, and each "
+          "step calls grad_allreduce(buf) on a float32 view of the flat gradient buffer (every "
+          "trainable parameter's gradient, then the rank's share of the loss), which must sum "
+          "it across the ranks in place; the update uses the sums.");
     m.def("mlp_fit_forward", &mlp_fit_forward_py, py::arg("layers"), py::arg("X"),
           "Inference through the same chain (no dropout): (n, out) float32.");
 }

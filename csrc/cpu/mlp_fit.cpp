@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
 #include <vector>
 
 #include "fastmlp/activations.h"
@@ -100,14 +101,40 @@ void colsum(float* out, const float* d, int64_t B, int64_t C) {
     }
 }
 
-// The loss of one batch and dP (B, O) = dLoss/dP. P (B, O); targets y (B, O) or yi (B); per-sample
-// weights sw (B) (all ones without sample_weight). Returns the batch loss (double).
+// The denominator of the mean loss of the batch of rows idx[0..B) of the data (with
+// fit(distributed=True) the global batch, whichever rows this rank computes):
+// cross_entropy: sum_i sw_i * w_{y_i} over the rows not ignore_index (PyTorch's weighted mean when
+// sw = 1); element-wise: O (1 with loss_sum_outputs) * (sum_i sw_i, or B without sample weights)
+// / loss_scale.
+double loss_denominator(const FitData& data, const int64_t* idx, int64_t B, int64_t O,
+                        const FitOptions& opt) {
+    const float* sw = data.sample_weight;
+    if (opt.loss.kind == Loss::cross_entropy) {
+        double den = 0.0;
+        for (int64_t b = 0; b < B; ++b) {
+            const int64_t t = data.Yi[idx[b]];
+            if (t == opt.ignore_index) continue;
+            den += double(sw ? sw[idx[b]] : 1.0f) * ce_row_weight(t, opt.class_weight);
+        }
+        return den;
+    }
+    double rows = double(B);
+    if (sw) {
+        rows = 0.0;
+        for (int64_t b = 0; b < B; ++b) rows += double(sw[idx[b]]);
+    }
+    return double(opt.loss_sum_outputs ? 1 : O) * rows / double(opt.loss_scale);
+}
+
+// The loss of B rows and dP (B, O) = dLoss/dP, both divided by den (loss_denominator of their
+// batch: with fit(distributed=True) the global batch's, so that the ranks' parts sum to the mean).
+// P (B, O); targets y (B, O) or yi (B); per-sample weights sw (B) (all ones without
+// sample_weight). Returns the rows' share of the batch loss (double).
 double loss_and_grad(float* dP, const float* P, const float* y, const int64_t* yi, const float* sw,
-                     bool weighted, int64_t B, int64_t O, const FitOptions& opt) {
+                     int64_t B, int64_t O, const FitOptions& opt, double den) {
     const LossParams lp = opt.loss;
     if (lp.kind == Loss::cross_entropy) {
-        // Rows of O logits. mean: sum_i sw_i * row_loss_i / sum_i sw_i * w_{y_i} (PyTorch's
-        // weighted mean when sw = 1), ignore_index rows contribute nothing.
+        // Rows of O logits: sum_i sw_i * row_loss_i / den; ignore_index rows contribute nothing.
         const float* cw = opt.class_weight;
         const float s = opt.label_smoothing;
         double wsum = double(O);
@@ -115,7 +142,7 @@ double loss_and_grad(float* dP, const float* P, const float* y, const int64_t* y
             wsum = 0.0;
             for (int64_t c = 0; c < O; ++c) wsum += double(cw[c]);
         }
-        std::vector<double> rl(size_t(B), 0.0), rw(size_t(B), 0.0);
+        std::vector<double> rl(size_t(B), 0.0);
 #pragma omp parallel for schedule(static) num_threads(threads_elem(B * O, 20.0))
         for (int64_t b = 0; b < B; ++b) {
             const float* x = P + b * O;
@@ -127,13 +154,9 @@ double loss_and_grad(float* dP, const float* P, const float* y, const int64_t* y
             }
             const double lse = ce_row_logsumexp(x, O, 1);
             rl[size_t(b)] = double(sw[b]) * ce_row_loss_index(x, O, 1, lse, t, cw, s);
-            rw[size_t(b)] = double(sw[b]) * ce_row_weight(t, cw);
         }
-        double num = 0.0, den = 0.0;
-        for (int64_t b = 0; b < B; ++b) {
-            num += rl[size_t(b)];
-            den += rw[size_t(b)];
-        }
+        double num = 0.0;
+        for (int64_t b = 0; b < B; ++b) num += rl[size_t(b)];
         const double scale = den != 0.0 ? 1.0 / den : 0.0;
 #pragma omp parallel for schedule(static) num_threads(threads_elem(B * O, 20.0))
         for (int64_t b = 0; b < B; ++b) {
@@ -149,10 +172,7 @@ double loss_and_grad(float* dP, const float* P, const float* y, const int64_t* y
         return den != 0.0 ? num / den : NAN;
     }
     // Element-wise losses: mean over the B x O elements (weighted: sum_i sw_i sum_o l / (O sum sw)).
-    double swsum = 0.0;
-    for (int64_t b = 0; b < B; ++b) swsum += double(sw[b]);
-    const double denom = double(opt.loss_sum_outputs ? 1 : O) * (weighted ? swsum : double(B)) /
-                         double(opt.loss_scale);
+    const double denom = den;
     std::vector<double> rows(size_t(B), 0.0);
     const float* pw = opt.pos_weight;
 #pragma omp parallel for schedule(static) num_threads(threads_elem(B * O, 10.0))
@@ -173,8 +193,10 @@ double loss_and_grad(float* dP, const float* P, const float* y, const int64_t* y
     return denom != 0.0 ? total / denom : NAN;
 }
 
+// row0: the global batch row of local row 0 (fit(distributed=True)), so that masks are drawn per
+// global row, as in one process.
 void forward_batch(const std::vector<FitLayer>& layers, Scratch& s, int64_t B, bool train,
-                   uint64_t dseed, int64_t step) {
+                   uint64_t dseed, int64_t step, int64_t row0 = 0) {
     const int64_t L = int64_t(layers.size());
     for (int64_t l = 0; l < L; ++l) {
         const FitLayer& ly = layers[size_t(l)];
@@ -197,7 +219,7 @@ void forward_batch(const std::vector<FitLayer>& layers, Scratch& s, int64_t B, b
             const float keep_scale = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
 #pragma omp parallel for schedule(static) num_threads(threads_elem(n, 12.0))
             for (int64_t i = 0; i < n; ++i) {
-                const bool keep = dropout_uniform(dseed, step, l, i) >= p;
+                const bool keep = dropout_uniform(dseed, step, l, row0 * ly.out + i) >= p;
                 m[i] = keep ? keep_scale : 0.0f;
                 yk[i] = out[i];
                 out[i] = out[i] * m[i];
@@ -290,8 +312,26 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
     const int64_t B_full = std::min(opt.batch_size, n);
     const bool index_targets = data.Yi != nullptr;
     const bool weighted = data.sample_weight != nullptr;
+    // fit(distributed=True): this rank's rows of each global batch (FitOptions::grad_allreduce).
+    const bool dist = opt.grad_allreduce != nullptr;
+    if (dist && (opt.world < 1 || opt.rank < 0 || opt.rank >= opt.world))
+        throw std::invalid_argument("mlp_fit: data-parallel training needs 0 <= rank < world");
+    const int64_t world = dist ? opt.world : 1, rank = dist ? opt.rank : 0;
     Scratch s;
-    s.init(layers, B_full, index_targets);
+    s.init(layers, (B_full + world - 1) / world, index_targets);
+    const int64_t ngrad = int64_t(s.grads.size());
+    if (dist) s.grads.push_back(0.0f);  // after the gradients: this rank's share of the loss
+    // A non-finite loss (the global one with dist) stops before its update, unless allowed.
+    auto stop_nonfinite = [&](double loss, int64_t e, int64_t batch, double epoch_sum,
+                              int64_t used) {
+        if (std::isfinite(loss) || opt.allow_nonfinite) return false;
+        res.stopped_nonfinite = true;
+        res.bad_epoch = e;
+        res.bad_batch = batch;
+        res.bad_loss = loss;
+        res.epoch_loss.push_back(used ? epoch_sum / double(used) : NAN);
+        return true;
+    };
     std::vector<int64_t> order(static_cast<size_t>(n));
     int64_t step = opt.step0;
     for (int64_t e = 0; e < epochs; ++e) {
@@ -308,9 +348,12 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
         for (int64_t start = 0; start < n; start += opt.batch_size, ++batch) {
             const int64_t B = std::min(opt.batch_size, n - start);
             if (B < opt.batch_size && opt.drop_last) break;
-            const int64_t* idx = order.data() + start;
+            // This rank's rows [lo, hi) of the global batch (all of it in one process).
+            const int64_t lo = B * rank / world, hi = B * (rank + 1) / world, Bl = hi - lo;
+            const double den = loss_denominator(data, order.data() + start, B, d_out, opt);
+            const int64_t* idx = order.data() + start + lo;
             float* a0 = s.a[0].data();
-            for (int64_t b = 0; b < B; ++b) {
+            for (int64_t b = 0; b < Bl; ++b) {
                 std::memcpy(a0 + b * d_in, data.X + idx[b] * d_in, size_t(d_in) * sizeof(float));
                 if (index_targets)
                     s.yi[size_t(b)] = data.Yi[idx[b]];
@@ -319,29 +362,33 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
                                 size_t(d_out) * sizeof(float));
                 s.sw[size_t(b)] = weighted ? data.sample_weight[idx[b]] : 1.0f;
             }
-            // forward (dropout masks drawn for this global step)
-            forward_batch(layers, s, B, true, opt.dropout_seed, step);
-            // Dropout after the last layer is applied to P as well (the chain's output).
-            const float* P = s.a[size_t(L)].data();
-            float* dz = s.d0.data();
-            double loss = loss_and_grad(dz, P, s.y.data(), s.yi.data(), s.sw.data(),
-                                              weighted, B, d_out, opt);
-            if (opt.l2_weights != 0.0f) {
+            double loss = 0.0;
+            if (Bl > 0) {
+                // forward (dropout masks drawn for this global step)
+                forward_batch(layers, s, Bl, true, opt.dropout_seed, step, lo);
+                // Dropout after the last layer is applied to P as well (the chain's output).
+                const float* P = s.a[size_t(L)].data();
+                float* dz = s.d0.data();
+                loss = loss_and_grad(dz, P, s.y.data(), s.yi.data(), s.sw.data(), Bl, d_out, opt,
+                                     den);
+            }
+            if (opt.l2_weights != 0.0f && rank == 0) {  // once in the sum over the ranks
                 double w2 = 0.0;
                 for (const FitLayer& ly : layers)
                     for (int64_t j = 0; j < ly.in * ly.out; ++j) w2 += double(ly.weight[j]) * ly.weight[j];
                 loss += 0.5 * double(opt.l2_weights) * w2 / double(B);
             }
-            if (!std::isfinite(loss) && !opt.allow_nonfinite) {
-                res.stopped_nonfinite = true;
-                res.bad_epoch = e;
-                res.bad_batch = batch;
-                res.bad_loss = loss;
-                res.epoch_loss.push_back(used ? epoch_sum / double(used) : NAN);
-                return res;
+            if (!dist && stop_nonfinite(loss, e, batch, epoch_sum, used)) return res;
+            if (Bl > 0)
+                backward_batch(layers, s, Bl, s.d0.data());
+            else  // fewer rows than ranks: this rank adds nothing
+                std::fill(s.grads.begin(), s.grads.begin() + ngrad, 0.0f);
+            if (dist) {  // fit(distributed=True): s.grads and the loss summed across the ranks
+                s.grads[size_t(ngrad)] = float(loss);
+                opt.grad_allreduce(s.grads.data(), ngrad + 1, opt.grad_allreduce_ctx);
+                loss = double(s.grads[size_t(ngrad)]);
+                if (stop_nonfinite(loss, e, batch, epoch_sum, used)) return res;
             }
-            backward_batch(layers, s, B, s.d0.data());
-            // (fit(distributed=True) sums s.grads across the ranks here, in one call)
             // update: the optimizer's rule on every trainable parameter
             OptimOptions oo = opt.optim;
             const int64_t k = step - opt.step0;

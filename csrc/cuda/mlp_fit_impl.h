@@ -153,6 +153,9 @@ FitResult fit(Ops& ops, const std::vector<FitLayer>& layers, const FitData& data
               const FitOptions& opt) {
     if (layers.empty()) throw std::invalid_argument("mlp_fit: no layers");
     if (opt.batch_size < 1) throw std::invalid_argument("mlp_fit: batch_size must be >= 1");
+    if (opt.grad_allreduce)  // FitOptions' data-parallel hook: the CPU trainer's (mlp_fit.cpp) only
+        throw std::invalid_argument("mlp_fit: the GPU trainer does not run data-parallel steps "
+                                    "(grad_allreduce); fit(distributed=True) trains CPU models");
     FitResult res;
     if (epochs <= 0) return res;
     const int64_t n = data.n, L = int64_t(layers.size());

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .ops import cpu as _kernels
-from .training_spec import resolve_loss, resolve_optimizer, write_back_state
+from .training_spec import (LOSS_KINDS, OPTIM_KINDS, resolve_loss, resolve_optimizer,
+                            write_back_state)
 from .hyperparams import check_f32
 
 __all__ = ["fit", "predict", "History", "NonFiniteLossError", "extract_chain", "Chain"]
@@ -834,13 +835,17 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
     - A NaN/inf batch loss raises :class:`NonFiniteLossError` (``allow_nonfinite=True`` goes on).
     - A model on the GPU trains there: ``fastmlp._cuda.mlp_train`` for ReLU chains with MSE and
       plain SGD, ``fastmlp._cuda.mlp_fit`` (the general trainer's GPU twin) for everything else.
-    - ``distributed=True`` (CPU models, ReLU chains with MSE and SGD; under ``mpiexec -n N``, see
-      :mod:`fastmlp.distributed`, which it initialises if needed): every rank passes the same
-      ``X``, ``y`` and options; rank 0's weights and seed are broadcast first; each global batch of
-      ``batch_size`` rows is split into N contiguous parts, one per rank, and every step
-      all-reduces one flat buffer (all gradients and the loss) before the update, so N processes
-      follow one process with the same ``batch_size`` and order (within float32 rounding). Losses
-      and ``val_loss`` are global; only rank 0 shows progress. One process is the plain fit.
+    - ``distributed=True`` (CPU models, any chain, loss and optimizer above; under
+      ``mpiexec -n N``, see :mod:`fastmlp.distributed`, which it initialises if needed): every
+      rank passes the same ``X``, ``y`` and options; rank 0's weights, optimizer state and seed
+      are broadcast first; each global batch of ``batch_size`` rows is split into N contiguous
+      parts, one per rank, each part's loss divided by the global batch's denominator (its rows,
+      or its sum of sample weights; cross-entropy: its sum of class x sample weights), and every
+      step all-reduces one flat buffer (all gradients and the loss) before the update, so N
+      processes follow one process with the same ``batch_size`` and order (within float32
+      rounding; dropout masks are drawn per global row). Losses, ``val_loss`` and
+      ``val_accuracy`` are global (each rank predicts a part of the validation data); only rank
+      0 shows progress; an early stop on any rank stops all. One process is the plain fit.
     - ``resume``: ``history["state"]`` of an earlier fit: continues with its epoch count, seed,
       step count and momentum buffers, so that fit(k epochs) then fit(m epochs, resume=...)
       equals fit(k + m epochs) (SGD; other optimizers carry their state in an optim instance).
@@ -988,12 +993,9 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
             raise NotImplementedError("fit(distributed=True) trains CPU models; for a model on the "
                                       "GPU write the eager loop with nn.parallel.DistributedDataParallel "
                                       "and fastmlp.distributed.init('nccl')")
-        if not fast:
-            raise NotImplementedError(
-                f"fit(distributed=True) runs ReLU chains with MSE and SGD (this run: "
-                f"{chain.describe()}, loss {lspec.name}, {ospec.name}); for other models wrap the "
-                f"eager loop in nn.parallel.DistributedDataParallel")
-        group = _process_group(chain, X, Y, batch_size, epochs)
+        group = _process_group(chain, X, Y, batch_size, epochs,
+                               (int(fast), LOSS_KINDS[lspec.name], OPTIM_KINDS[ospec.name],
+                                int(sw is not None), int(lspec.class_weight is not None)))
         if group is not None:
             seed = group.bcast_object(seed, 0)
 
@@ -1007,14 +1009,16 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
         bufs_b = [xp.zeros_like(b) if b is not None else None for b in chain.biases]
         if resume is not None:
             _load_momentum(resume, bufs_w, bufs_b, start_steps)
-    dist_kw = {}
-    if group is not None:
-        _broadcast_chain(group, chain, bufs_w, bufs_b)
-        dist_kw = _allreduce_hook(group, chain)
     if not fast:
         states = []
         for (pw, pb), w, b in zip(chain.params, chain.weights, chain.biases):
             states.append((ospec.state_for(pw, w), ospec.state_for(pb, b) if pb is not None else None))
+    dist_kw = {}
+    if group is not None:  # rank 0's parameters, optimizer state and step count everywhere
+        _broadcast_chain(group, chain, bufs_w, bufs_b, states)
+        if not fast:
+            ospec.step = group.bcast_object(ospec.step, 0)
+        dist_kw = _allreduce_hook(group, chain, fused=not fast)
     chain_params = [p for pair in (chain.params or []) for p in pair if p is not None]
     dev_w = None  # the GPU general trainer's weight vectors, uploaded once
     if on_gpu and not fast:
@@ -1037,27 +1041,27 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
     total_time = 0.0
     best = None  # (score, epoch, saved parameter copies)
     bad_epochs = 0
-    group = ospec.instance.param_groups[0] if ospec.instance is not None else None
+    pgroup = ospec.instance.param_groups[0] if ospec.instance is not None else None
     try:
         for e in range(epochs):
             if perm is None:
                 p = None
             else:
                 p = perm if perm.ndim == 1 else perm[e]
-            cur_lr = float(group["lr"]) if group is not None else ospec.lr
+            cur_lr = float(pgroup["lr"]) if pgroup is not None else ospec.lr
             sched = msched = None
             if lr_schedule is not None or (scheduler is not None and scheduler_interval == "step"):
                 sched = np.empty(steps_per_epoch, np.float32)
                 mkey = "betas" if ospec.name in ("adam", "adamw") else "momentum"
-                if group is not None and mkey in group:
+                if pgroup is not None and mkey in pgroup:
                     msched = np.empty(steps_per_epoch, np.float32)
                 for k in range(steps_per_epoch):
                     if lr_schedule is not None:
                         sched[k] = _check_float(lr_schedule(ospec.step + k), "lr_schedule(step)")
                     else:  # the rates the eager loop's steps would use, then its scheduler.step()
-                        sched[k] = float(group["lr"])
+                        sched[k] = float(pgroup["lr"])
                         if msched is not None:
-                            v = group[mkey]
+                            v = pgroup[mkey]
                             msched[k] = float(v[0] if mkey == "betas" else v)
                         scheduler.step()
             hist["lr"].append(float(sched[0]) if sched is not None and len(sched) else cur_lr)
@@ -1109,7 +1113,7 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
                                momentum_schedule=msched,
                                dropout_seed=seed ^ 0x5DEECE66D, sample_weight=sw,
                                class_weight=lspec.class_weight, pos_weight=lspec.pos_weight,
-                               allow_nonfinite=bool(allow_nonfinite))
+                               allow_nonfinite=bool(allow_nonfinite), **dist_kw)
                 ospec.step += r["steps"]
             dt = time.perf_counter() - t0
             total_time += dt
@@ -1136,10 +1140,9 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
                     pred = _predict_cuda(chain, val[0], cp, CU)
                     d = pred.astype(cp.float64) - val[1]
                     vl = float((d * d).mean())
-                elif group is not None:  # each rank a contiguous part; one sum across ranks
-                    vl = _val_loss_distributed(group, chain, val[0], val[1])
-                else:
-                    pred = _forward(chain, val[0])
+                else:  # with distributed=True each rank predicts a part; one sum across ranks
+                    pred = (_forward(chain, val[0]) if group is None else
+                            _val_predictions_distributed(group, chain, val[0]))
                     vl = lspec.value(pred, val[1])
                     if want_acc:
                         hist["val_accuracy"].append(_accuracy(pred, val[1]))
@@ -1166,6 +1169,8 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
                 hist["best_epoch"] = best[1]
             if on_epoch_end is not None and on_epoch_end(hist) is True:
                 stop = True
+            if group is not None:  # a rank's on_epoch_end stops every rank (none left waiting)
+                stop = bool(group.allreduce(np.array([float(stop)]), "sum")[0] > 0)
             if stop:
                 break
         if best is not None and restore_best_weights and best[2] is not None:
@@ -1192,19 +1197,21 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
 
 # ---- fit(distributed=True) and resume --------------------------------------------------------
 
-def _process_group(chain: Chain, X, Y, batch_size, epochs):
+def _process_group(chain: Chain, X, Y, batch_size, epochs, kinds=()):
     """The fastmlp.distributed backend (initialised if needed), or None for one process. Checks
-    that every rank was given the same problem (all ranks raise the same error otherwise)."""
+    that every rank was given the same problem (all ranks raise the same error otherwise);
+    ``kinds``: more integers that must agree (trainer, loss, optimizer, weights given)."""
     group = _distributed_group()
     if group.size == 1:
         return None
-    sig = np.array([X.shape[0], X.shape[1], Y.shape[1], batch_size, epochs,
-                    sum(int(w.size) for w in chain.weights)], dtype=np.int64)
+    sig = np.array([X.shape[0], X.shape[1], Y.shape[1] if Y.ndim == 2 else 1, batch_size, epochs,
+                    sum(int(w.size) for w in chain.weights), *kinds], dtype=np.int64)
     every = group.allgather(sig)
     if not (every == every[0]).all():
         raise ValueError("fit(distributed=True): the ranks were given different problems (rows, "
-                         "features, outputs, batch_size, epochs, parameters per rank: "
-                         f"{every.tolist()}); every rank must pass the same X, y and options")
+                         "features, outputs, batch_size, epochs, parameters, then trainer, loss, "
+                         f"optimizer, sample/class weights per rank: {every.tolist()}); every "
+                         "rank must pass the same X, y and options")
     return group
 
 
@@ -1217,16 +1224,19 @@ def _distributed_group():
     return dist._group()
 
 
-def _chain_arrays(chain: Chain, bufs_w, bufs_b):
+def _chain_arrays(chain: Chain, bufs_w, bufs_b, states=None):
     arrays = [a for pair in zip(chain.weights, chain.biases) for a in pair if a is not None]
     if bufs_w is not None:
         arrays += [a for pair in zip(bufs_w, bufs_b) for a in pair if a is not None]
+    for pair in states or ():  # the general trainer's optimizer state: (weight's, bias's) [s0, s1, s2]
+        arrays += [a for st in pair if st is not None for a in st if a is not None]
     return arrays
 
 
-def _broadcast_chain(group, chain: Chain, bufs_w, bufs_b):
-    """Rank 0's weights, biases and momentum buffers on every rank (one broadcast)."""
-    arrays = _chain_arrays(chain, bufs_w, bufs_b)
+def _broadcast_chain(group, chain: Chain, bufs_w, bufs_b, states=None):
+    """Rank 0's weights, biases and momentum buffers (or the general trainer's optimizer
+    ``states``) on every rank (one broadcast)."""
+    arrays = _chain_arrays(chain, bufs_w, bufs_b, states)
     flat = np.concatenate([a.reshape(-1) for a in arrays])
     group.bcast(flat, 0)
     off = 0
@@ -1235,13 +1245,19 @@ def _broadcast_chain(group, chain: Chain, bufs_w, bufs_b):
         off += a.size
 
 
-def _allreduce_hook(group, chain: Chain):
+def _allreduce_hook(group, chain: Chain, fused=False):
     """mlp_train's keywords for data-parallel steps: one flat buffer (every weight and bias
-    gradient, then the loss) and a callable that sums it across the ranks in place."""
+    gradient, then the loss) and a callable that sums it across the ranks in place. ``fused``:
+    mlp_fit's (the general trainer owns the buffer and hands it to the callable)."""
+    allreduce = group.allreduce
+    if fused:
+        def reduce_buffer(buf):
+            allreduce(buf, "sum")
+
+        return {"grad_allreduce": reduce_buffer, "rank": group.rank, "world_size": group.size}
     size = 1 + sum(int(w.size) + (int(b.size) if b is not None else 0)
                    for w, b in zip(chain.weights, chain.biases))
     buf = np.zeros(size, dtype=np.float32)
-    allreduce = group.allreduce
 
     def reduce_step():
         allreduce(buf, "sum")
@@ -1250,16 +1266,17 @@ def _allreduce_hook(group, chain: Chain):
             "world_size": group.size}
 
 
-def _val_loss_distributed(group, chain: Chain, Xv, Yv) -> float:
+def _val_predictions_distributed(group, chain: Chain, Xv) -> np.ndarray:
+    """The chain's predictions on X_val, every rank computing a contiguous part: the parts summed
+    across the ranks (zeros elsewhere, so the sum is exact), the whole on every rank; the loss and
+    accuracy are then those of one process."""
     n = Xv.shape[0]
     lo, hi = n * group.rank // group.size, n * (group.rank + 1) // group.size
-    acc = np.zeros(1, dtype=np.float64)
+    pred = np.zeros((n, chain.out_features), dtype=np.float32)
     if hi > lo:
-        pred = _kernels.mlp_forward(chain.weights, chain.biases, chain.relu, Xv[lo:hi])
-        d = pred.astype(np.float64) - Yv[lo:hi]
-        acc[0] = float(np.sum(d * d))
-    group.allreduce(acc, "sum")
-    return float(acc[0] / (n * Yv.shape[1]))
+        pred[lo:hi] = _forward(chain, Xv[lo:hi])
+    group.allreduce(pred, "sum")
+    return pred
 
 
 def _check_resume(state):

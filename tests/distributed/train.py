@@ -134,6 +134,68 @@ fastmlp.fit(net3, Xf, Yf, epochs=3, batch_size=GLOBAL_BATCH, seed=9, distributed
 checks["fit_resume_exact"] = bool(np.array_equal(flat(net2), flat(net3)))
 results["fit_resume"] = flat(net2)
 
+# fit(distributed=True) on the general trainer (mlp_fit): Adam; AdamW + cross-entropy with class
+# and sample weights (the loss denominator is the global batch's sum of weights); Tanh + Huber +
+# RMSprop; dropout (masks per global row). 50 rows: with 3 ranks the last batch leaves one empty.
+Yc = (Xf[:, 0] > 0).astype(np.int64) + (Xf[:, 1] > 0.5)
+Yvc = (Xv[:, 0] > 0).astype(np.int64) + (Xv[:, 1] > 0.5)
+swf = rng.uniform(0.5, 1.5, 50)
+
+
+def make_general(kind, seed):
+    fastmlp.manual_seed(seed)
+    if kind == "tanh_huber_rmsprop":
+        return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(),
+                             nn.Linear(16, 2))
+    if kind == "adamw_ce":
+        return nn.Sequential(nn.Linear(6, 16), nn.GELU(), nn.Linear(16, 3))
+    if kind == "dropout":
+        return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.25), nn.Linear(16, 2))
+    return make_net(16, seed)
+
+
+general = {
+    "adam": (Yf, Yv, dict(optimizer="adam", lr=0.01)),
+    "adamw_ce": (Yc, Yvc, dict(optimizer="adamw", lr=0.01, weight_decay=0.05, loss="cross_entropy",
+                               class_weight=np.array([1.0, 0.5, 2.0]), sample_weight=swf)),
+    "tanh_huber_rmsprop": (Yf, Yv, dict(optimizer="rmsprop", lr=0.003, momentum=0.3,
+                                        loss=nn.HuberLoss(delta=0.3))),
+    "dropout": (Yf, Yv, dict(optimizer="sgd", lr=0.05, momentum=0.9)),
+}
+for kind, (yt, yv, kw) in general.items():
+    net = make_general(kind, 400 + rank)
+    h = fastmlp.fit(net, Xf, yt, epochs=3, batch_size=GLOBAL_BATCH, seed=5,
+                    validation_data=(Xv, yv), distributed=True, progress=False, **kw)
+    key = f"fit_{kind}"
+    results[key] = flat(net)
+    results[key + "_loss"] = np.array(h["loss"])
+    results[key + "_val_loss"] = np.array(h["val_loss"])
+    if "val_accuracy" in h:
+        results[key + "_val_accuracy"] = np.array(h["val_accuracy"])
+    checks[key + "_ranks_equal"] = same_on_all_ranks(flat(net))
+
+# The general trainer's resume: Adam's state rides in the optim instance; rank 0 saves model,
+# optimizer and fit state after 2 epochs, every rank loads and continues 1: same as 3 straight.
+net = make_net(16, 500 + rank)
+opt = optim.Adam(net.parameters(), lr=0.01)
+h = fastmlp.fit(net, Xf, Yf, epochs=2, batch_size=GLOBAL_BATCH, seed=9, optimizer=opt,
+                distributed=True, progress=False)
+ckpt = os.path.join(out_dir, "fit_adam_ckpt.pt")
+dist.save_on_rank0({"model": net.state_dict(), "optimizer": opt.state_dict(), "fit": h["state"]},
+                   ckpt)
+state = fastmlp.load(ckpt)
+net2 = make_net(16, 999)
+net2.load_state_dict(state["model"])
+opt2 = optim.Adam(net2.parameters(), lr=0.01)
+opt2.load_state_dict(state["optimizer"])
+fastmlp.fit(net2, Xf, Yf, epochs=1, batch_size=GLOBAL_BATCH, optimizer=opt2, distributed=True,
+            progress=False, resume=state["fit"])
+net3 = make_net(16, 500 + rank)
+fastmlp.fit(net3, Xf, Yf, epochs=3, batch_size=GLOBAL_BATCH, seed=9,
+            optimizer=optim.Adam(net3.parameters(), lr=0.01), distributed=True, progress=False)
+checks["fit_adam_resume_exact"] = bool(np.array_equal(flat(net2), flat(net3)))
+results["fit_adam_resume"] = flat(net2)
+
 if rank == 0:
     np.savez(os.path.join(out_dir, "results.npz"), world=world, kinds=np.array(kinds),
              checks=np.array([f"{k}={v}" for k, v in checks.items()]), **results)

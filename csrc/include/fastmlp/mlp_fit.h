@@ -75,6 +75,22 @@ struct FitOptions {
     float l2_weights = 0.0f;
     bool adam_eps_before_correction = false;
     bool allow_nonfinite = false;
+    // Data-parallel training (fit(distributed=True)), as mlp.h's MlpTrainOptions for mlp_train:
+    // when grad_allreduce is set, every rank holds the whole data set and the same order, and rank
+    // `rank` of `world` computes rows [B * rank / world, B * (rank + 1) / world) of every global
+    // batch of B rows (none when B < world leaves it out), its loss and gradient normalised by the
+    // global batch's denominator (B, or the sum of its sample weights; cross_entropy: the sum of
+    // its rows' sample x class weights), so that the SUM over the ranks is the one-process
+    // gradient of the global batch; the L2 term (l2_weights) uses the global B too. Once per step
+    // it calls grad_allreduce(buf, n, ctx) on the flat gradient buffer (every trainable
+    // parameter's gradient, layer by layer, weight then bias, then this rank's share of the batch
+    // loss: n floats), which must sum it across the ranks in place (it may throw: the exception
+    // leaves mlp_fit), then updates from the sums. Every rank gets the same sums, so every rank
+    // takes the same steps and stops at the same non-finite loss. Dropout masks are drawn per
+    // global row, as in one process. Null: one process.
+    void (*grad_allreduce)(float* buf, int64_t n, void* ctx) = nullptr;
+    void* grad_allreduce_ctx = nullptr;
+    int64_t rank = 0, world = 1;
 };
 
 // Data: X (n, in); targets either Y (n, out) float or Yi (n) int64 class indices (cross_entropy);
