@@ -361,3 +361,26 @@ def test_restore_best_weights_restores_norm_state():
     best = snaps[h["best_epoch"]]
     for k, v in m.state_dict().items():
         np.testing.assert_array_equal(v.numpy(), best[k], err_msg=k)
+
+
+def test_results_do_not_depend_on_the_thread_count(threads):
+    spec = [(6, 300, [("bn", {}), ("act", "relu")]), (300, 260, [("act", "gelu"), ("ln", {})]),
+            (260, 3, [])]
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((128, 6)).astype(np.float32)
+    Y = rng.standard_normal((128, 3)).astype(np.float32)
+    out = []
+    for nt in (1, 2):
+        threads(nt)
+        fm, _, _ = build(spec)
+        if out:
+            fm.load_state_dict(out[0][0])
+        before = {k: v.numpy().copy() for k, v in fm.state_dict().items()}
+        fit(fm, X, Y, epochs=1, batch_size=64, lr=0.01, optimizer="adam", shuffle=False,
+            progress=False)
+        fm.eval()
+        out.append((before, {k: v.numpy().copy() for k, v in fm.state_dict().items()},
+                    predict(fm, X)))
+    for k in out[0][1]:
+        np.testing.assert_array_equal(out[0][1][k], out[1][1][k], err_msg=k)
+    np.testing.assert_array_equal(out[0][2], out[1][2])

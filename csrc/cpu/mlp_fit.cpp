@@ -180,17 +180,21 @@ void norm_forward(const FitNorm& nm, float* y, float* xhat, float* rstd, const f
         return;
     }
     // constant statistics: the running ones
+    std::vector<float> own;
+    if (!rstd) {
+        own.resize(size_t(C));
+        rstd = own.data();
+    }
+    for (int64_t j = 0; j < C; ++j) rstd[j] = norm_rstd(double(nm.running_var[j]), nm.eps);
+    const float* rs = rstd;
 #pragma omp parallel for schedule(static) num_threads(threads_elem(B * C, 4.0))
     for (int64_t b = 0; b < B; ++b) {
         for (int64_t j = 0; j < C; ++j) {
-            const float r = norm_rstd(double(nm.running_var[j]), nm.eps);
-            const float xh = norm_xhat(x[b * C + j], double(nm.running_mean[j]), r);
+            const float xh = norm_xhat(x[b * C + j], double(nm.running_mean[j]), rs[j]);
             if (xhat) xhat[b * C + j] = xh;
             y[b * C + j] = norm_affine(xh, w, bb, j);
         }
     }
-    if (rstd)
-        for (int64_t j = 0; j < C; ++j) rstd[j] = norm_rstd(double(nm.running_var[j]), nm.eps);
 }
 
 // A norm layer's backward in place: d (B, C) holds dLoss/dy on entry and dLoss/dx on return;
