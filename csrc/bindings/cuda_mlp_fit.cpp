@@ -116,7 +116,7 @@ py::dict mlp_fit_py(py::list layers, py::handle X_obj, py::handle Y_obj, py::dic
         throw py::value_error("mlp_fit: batch_size must be >= 1, got " + std::to_string(batch_size));
     if (step0 < 0) throw py::value_error("mlp_fit: step0 must be >= 0");
     DeviceArrays arrays;
-    std::vector<FitLayer> ls = parse_layers(layers, arrays);
+    std::vector<FitLayer> ls = parse_layers(layers, arrays, /*norms=*/false);
     FitOptions o;
     parse_loss(loss, o);
     parse_optim(optim, o);
@@ -281,7 +281,7 @@ py::object mlp_fit_forward_py(py::list layers, py::handle X_obj, py::handle out_
         c["bstate"] = py::none();
         ro.append(c);
     }
-    std::vector<FitLayer> ls = parse_layers(ro, arrays);
+    std::vector<FitLayer> ls = parse_layers(ro, arrays, /*norms=*/false);
     CudaArray X = cuda_array(X_obj, "X");
     if (X.shape.size() != 2 || X.shape[1] != ls.front().in)
         throw py::value_error("mlp_fit_forward: 'X' must have shape (n, " +

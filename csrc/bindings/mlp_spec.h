@@ -3,7 +3,12 @@
 // Python (fastmlp.trainer) describes a training run as plain data:
 //   layers: [ {"weight": (out, in) f32, "bias": (out,) f32 | None, "act": (kind, p0, p1),
 //              "dropout": p, "frozen_weight": bool, "frozen_bias": bool,
-//              "wstate": [arr | None] * 3, "bstate": [arr | None] * 3}, ... ]
+//              "wstate": [arr | None] * 3, "bstate": [arr | None] * 3,
+//              "norm": None | {"kind": Norm (1 layer, 2 batch), "before_act": bool, "eps": float,
+//                       "weight": (out,) | None, "bias": (out,) | None, "frozen_weight",
+//                       "frozen_bias", "wstate", "bstate" (as the layer's), and for BatchNorm1d
+//                       "batch_stats": bool, "running_mean": (out,) | None, "running_var",
+//                       "momentum": float, "cumulative": bool, "count": int}}, ... ]
 //   loss:   {"kind": Loss, "p0": float, "ignore_index": int, "label_smoothing": float}
 //   optim:  {"kind": Optim, "lr", "weight_decay", "momentum", "dampening", "beta1", "beta2",
 //            "eps", "alpha", "lr_decay", "nesterov", "amsgrad", "centered", "maximize"}
@@ -13,6 +18,7 @@
 #pragma once
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -58,11 +64,104 @@ inline ActParams parse_act(py::handle h, const std::string& where) {
     return a;
 }
 
-// Parses the layer list: shapes chained, states shaped like their parameter.
-inline std::vector<FitLayer> parse_layers(py::list layers, Arrays& arrays) {
+// Optimizer state [s0, s1, s2] of a parameter with `want` elements into st (None entries null).
+inline void parse_state(py::dict d, const char* key, const std::string& where, int64_t want,
+                        Arrays& arrays, float** st_out) {
+    if (!d.contains(key) || d[key].is_none()) return;
+    py::list st = d[key].cast<py::list>();
+    if (st.size() != 3)
+        throw py::value_error("mlp_fit: " + where + " must hold 3 entries (array or None)");
+    std::vector<int64_t> shape;
+    for (size_t k = 0; k < 3; ++k) {
+        if (st[k].is_none()) continue;
+        const std::string sn = where + "[" + std::to_string(k) + "]";
+        float* p = arrays.f32(st[k], sn, true, shape);
+        int64_t have = 1;
+        for (int64_t s : shape) have *= s;
+        if (have != want)
+            throw py::value_error("mlp_fit: '" + sn + "' must have the parameter's " +
+                                  std::to_string(want) + " elements, got " + std::to_string(have));
+        st_out[k] = p;
+    }
+}
+
+inline const char* norm_name(Norm k) { return k == Norm::layer ? "LayerNorm" : "BatchNorm1d"; }
+
+// A layer's "norm" dict (see the header comment); `inference`: nothing is written (predict).
+inline void parse_norm(py::dict nd, const std::string& where, int64_t C, bool inference,
+                       Arrays& arrays, FitNorm& nm) {
+    const int k = spec_get(nd, "kind", where).cast<int>();
+    if (k < 1 || k >= kNormCount)
+        throw py::value_error("mlp_fit: " + where + "['kind'] is " + std::to_string(k) +
+                              ", expected 1 (LayerNorm) or 2 (BatchNorm1d)");
+    nm.kind = Norm(k);
+    const std::string nn = norm_name(nm.kind);
+    nm.before_act = spec_num<bool>(nd, "before_act", true);
+    nm.eps = spec_num<float>(nd, "eps", 1e-5f);
+    if (!(nm.eps >= 0.0f) || !std::isfinite(nm.eps))
+        throw py::value_error("mlp_fit: " + where + " (" + nn + ") eps must be a finite number >= 0, "
+                              "got " + std::to_string(nm.eps));
+    nm.frozen_weight = inference || spec_num<bool>(nd, "frozen_weight", false);
+    nm.frozen_bias = inference || spec_num<bool>(nd, "frozen_bias", false);
+    std::vector<int64_t> shape;
+    auto vec = [&](const char* key, bool writable) -> float* {
+        if (!nd.contains(key) || nd[key].is_none()) return nullptr;
+        const std::string an = where + "['" + key + "']";
+        float* p = arrays.f32(nd[key], an, writable, shape);
+        if (shape.size() != 1 || shape[0] != C)
+            throw py::value_error("mlp_fit: '" + an + "' (" + nn + ") must have shape (" +
+                                  std::to_string(C) + ",) (the layer's " + std::to_string(C) +
+                                  " features), got " + std::to_string(shape.size()) + "-D");
+        return p;
+    };
+    nm.weight = vec("weight", !nm.frozen_weight);
+    nm.bias = vec("bias", !nm.frozen_bias);
+    if (!inference) {
+        parse_state(nd, "wstate", where + "['wstate']", C, arrays, nm.wstate);
+        parse_state(nd, "bstate", where + "['bstate']", C, arrays, nm.bstate);
+    }
+    if (nm.kind == Norm::batch) {
+        nm.batch_stats = spec_num<bool>(nd, "batch_stats", true);
+        const bool update = !inference && nm.batch_stats;
+        nm.running_mean = vec("running_mean", update);
+        nm.running_var = vec("running_var", update);
+        if (bool(nm.running_mean) != bool(nm.running_var))
+            throw py::value_error("mlp_fit: " + where + " (BatchNorm1d) needs both running_mean "
+                                  "and running_var, or neither");
+        if (!nm.batch_stats && !nm.running_mean)
+            throw py::value_error("mlp_fit: " + where + " (BatchNorm1d) normalises with running "
+                                  "statistics (batch_stats=False) but has none");
+        nm.momentum = spec_num<double>(nd, "momentum", 0.1);
+        if (!std::isfinite(nm.momentum))
+            throw py::value_error("mlp_fit: " + where + " (BatchNorm1d) momentum must be finite");
+        nm.cumulative = spec_num<bool>(nd, "cumulative", false);
+        nm.count0 = spec_num<int64_t>(nd, "count", 0);
+        if (nm.count0 < 0)
+            throw py::value_error("mlp_fit: " + where + " (BatchNorm1d) count must be >= 0");
+    }
+}
+
+// Parses the layer list: shapes chained, states shaped like their parameter. `norms`: whether
+// the caller's trainer runs norm layers (a layer with one is refused, naming it, otherwise);
+// `inference`: the norms' arrays are read-only (mlp_fit_forward).
+inline std::vector<FitLayer> parse_layers(py::list layers, Arrays& arrays, bool norms = true,
+                                          bool inference = false) {
     const size_t L = layers.size();
     if (L == 0) throw py::value_error("mlp_fit: 'layers' must hold at least one layer");
     std::vector<FitLayer> out(L);
+    if (!norms) {
+        for (size_t l = 0; l < L; ++l) {
+            py::dict d = layers[l].cast<py::dict>();
+            if (!d.contains("norm") || d["norm"].is_none()) continue;
+            py::dict nd = d["norm"].cast<py::dict>();
+            const int k = nd.contains("kind") ? nd["kind"].cast<int>() : 0;
+            throw py::value_error(
+                "mlp_fit: layer " + std::to_string(l) + " has a " +
+                (k == int(Norm::layer) ? "LayerNorm" : "BatchNorm1d") +
+                ", which this trainer (the CUDA fused trainer) does not run; train the model on "
+                "the CPU (model.to('cpu')) or write the eager loop");
+        }
+    }
     for (size_t l = 0; l < L; ++l) {
         py::dict d = layers[l].cast<py::dict>();
         FitLayer& ly = out[l];
@@ -92,25 +191,11 @@ inline std::vector<FitLayer> parse_layers(py::list layers, Arrays& arrays) {
         if (!(ly.dropout >= 0.0f && ly.dropout <= 1.0f))
             throw py::value_error("mlp_fit: " + spec_item("layers", l, "dropout") +
                                   " must be in [0, 1], got " + std::to_string(ly.dropout));
-        for (int which = 0; which < 2; ++which) {
-            const char* key = which == 0 ? "wstate" : "bstate";
-            if (!d.contains(key) || d[key].is_none()) continue;
-            py::list st = d[key].cast<py::list>();
-            if (st.size() != 3) throw py::value_error("mlp_fit: " + spec_item("layers", l, key) +
-                                                      " must hold 3 entries (array or None)");
-            for (size_t k = 0; k < 3; ++k) {
-                if (st[k].is_none()) continue;
-                const std::string sn = spec_item("layers", l, key) + "[" + std::to_string(k) + "]";
-                float* p = arrays.f32(st[k], sn, true, shape);
-                const int64_t want = which == 0 ? ly.in * ly.out : ly.out;
-                int64_t have = 1;
-                for (int64_t s : shape) have *= s;
-                if (have != want)
-                    throw py::value_error("mlp_fit: '" + sn + "' must have the parameter's " +
-                                          std::to_string(want) + " elements, got " + std::to_string(have));
-                (which == 0 ? ly.wstate : ly.bstate)[k] = p;
-            }
-        }
+        parse_state(d, "wstate", spec_item("layers", l, "wstate"), ly.in * ly.out, arrays, ly.wstate);
+        parse_state(d, "bstate", spec_item("layers", l, "bstate"), ly.out, arrays, ly.bstate);
+        if (d.contains("norm") && !d["norm"].is_none())
+            parse_norm(d["norm"].cast<py::dict>(), spec_item("layers", l, "norm"), ly.out,
+                       inference, arrays, ly.norm);
     }
     return out;
 }

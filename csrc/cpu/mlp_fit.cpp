@@ -1,7 +1,7 @@
 // The general fused trainer (mlp_fit.h): any activation, dropout, loss and optimizer of the
 // numeric-rule headers, batch-major on fastmlp::sgemm. The ReLU/MSE/SGD special case keeps its
 // own faster trainer (mlp_train.cpp, with the small-matrix path); this one is what fit runs for
-// every other chain. Every rule comes from activation.h, loss.h and optimizer.h.
+// every other chain. Every rule comes from activation.h, loss.h, optimizer.h and norm.h.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -15,6 +15,7 @@
 #include "fastmlp/gemm.h"
 #include "fastmlp/mlp.h"
 #include "fastmlp/mlp_fit.h"
+#include "fastmlp/norm.h"
 
 namespace fastmlp {
 
@@ -35,6 +36,12 @@ struct Scratch {
     // all-reduced in one call (fit(distributed=True)) before the update.
     std::vector<float> grads;
     std::vector<int64_t> gw_off, gb_off;  // offset of layer l's weight/bias gradient, or -1
+    // Norm layers (FitNorm): xhat[l] (B, out) the normalised values, rstd[l] (B rows for
+    // LayerNorm, out columns for BatchNorm1d), yact[l] (B, out) the activation's output before a
+    // norm that follows it; gnw_off/gnb_off the norm weight/bias gradient offsets in grads, or -1.
+    std::vector<std::vector<float>> nxhat, nrstd, yact;
+    std::vector<int64_t> gnw_off, gnb_off;
+    int64_t bn_forwards = 0;  // training forwards so far (BatchNorm1d's cumulative average)
     std::vector<int64_t> yi;
     std::vector<float> sw;
     void init(const std::vector<FitLayer>& layers, int64_t B, bool index_targets) {
@@ -47,6 +54,12 @@ struct Scratch {
         int64_t maxw = layers[0].in, ng = 0;
         gw_off.assign(L, -1);
         gb_off.assign(L, -1);
+        gnw_off.assign(L, -1);
+        gnb_off.assign(L, -1);
+        nxhat.assign(L, {});
+        nrstd.assign(L, {});
+        yact.assign(L, {});
+        bn_forwards = 0;
         for (size_t l = 0; l < L; ++l) {
             const FitLayer& ly = layers[l];
             if (!ly.frozen_weight) {
@@ -56,6 +69,21 @@ struct Scratch {
             if (ly.bias && !ly.frozen_bias) {
                 gb_off[l] = ng;
                 ng += ly.out;
+            }
+            const FitNorm& nm = ly.norm;
+            if (nm.kind != Norm::none) {
+                if (nm.weight && !nm.frozen_weight) {
+                    gnw_off[l] = ng;
+                    ng += ly.out;
+                }
+                if (nm.bias && !nm.frozen_bias) {
+                    gnb_off[l] = ng;
+                    ng += ly.out;
+                }
+                nxhat[l].assign(size_t(B * ly.out), 0.0f);
+                nrstd[l].assign(size_t(nm.kind == Norm::layer ? B : ly.out), 0.0f);
+                if (!nm.before_act && ly.act.kind != Act::identity)
+                    yact[l].assign(size_t(B * ly.out), 0.0f);
             }
             a[l + 1].assign(size_t(B * ly.out), 0.0f);
             if (act_backward_needs_input(ly.act.kind)) z[l].assign(size_t(B * ly.out), 0.0f);
@@ -99,6 +127,100 @@ void colsum(float* out, const float* d, int64_t B, int64_t C) {
         }
         for (int64_t j = 0; j < w; ++j) out[j0 + j] = float(acc[j]);
     }
+}
+
+// out (C) = sum over the B rows of d * x (both (B, C)), in double, rows in order (as colsum).
+void colsum_prod(float* out, const float* d, const float* x, int64_t B, int64_t C) {
+    constexpr int64_t kCols = 256;
+    const int64_t nblocks = (C + kCols - 1) / kCols;
+#pragma omp parallel for schedule(static) num_threads(threads_for(double(B) * double(C) * 3.0))
+    for (int64_t blk = 0; blk < nblocks; ++blk) {
+        const int64_t j0 = blk * kCols, w = std::min(kCols, C - j0);
+        double acc[kCols];
+        for (int64_t j = 0; j < w; ++j) acc[j] = 0.0;
+        for (int64_t b = 0; b < B; ++b) {
+            const float* r = d + b * C + j0;
+            const float* q = x + b * C + j0;
+            for (int64_t j = 0; j < w; ++j) acc[j] += double(r[j]) * double(q[j]);
+        }
+        for (int64_t j = 0; j < w; ++j) out[j0 + j] = float(acc[j]);
+    }
+}
+
+// A norm layer's forward on x (B, C) into y (B, C) (y may be x), norm.h's rules. Training
+// (train): xhat (B, C) and rstd (B or C) are kept for the backward, a BatchNorm1d with
+// batch_stats updates its running statistics (`seen`: training forwards before this one in this
+// call). Inference (xhat and rstd null): BatchNorm1d normalises with its running statistics,
+// or with the statistics of these B rows when it has none.
+void norm_forward(const FitNorm& nm, float* y, float* xhat, float* rstd, const float* x, int64_t B,
+                  int64_t C, bool train, int64_t seen) {
+    const float* w = nm.weight;
+    const float* bb = nm.bias;
+    if (nm.kind == Norm::layer) {
+#pragma omp parallel for schedule(static) num_threads(threads_elem(B * C, 10.0))
+        for (int64_t b = 0; b < B; ++b) {
+            const float r = norm_forward_set(y + b * C, xhat ? xhat + b * C : nullptr, x + b * C, C,
+                                             1, nm.eps, w, bb, true, 0, nullptr, nullptr);
+            if (rstd) rstd[b] = r;
+        }
+        return;
+    }
+    const bool running = nm.running_mean && nm.running_var;
+    const bool batch = train ? nm.batch_stats : !running;
+    if (batch) {
+        const bool update = train && running;
+        const double f = nm.cumulative ? 1.0 / double(nm.count0 + seen + 1) : nm.momentum;
+#pragma omp parallel for schedule(static) num_threads(threads_elem(B * C, 10.0))
+        for (int64_t j = 0; j < C; ++j) {
+            double mean = 0.0, var = 0.0;
+            const float r = norm_forward_set(y + j, xhat ? xhat + j : nullptr, x + j, B, C, nm.eps,
+                                             w, bb, false, j, &mean, &var);
+            if (rstd) rstd[j] = r;
+            if (update) norm_running_update(nm.running_mean[j], nm.running_var[j], mean, var, B, f);
+        }
+        return;
+    }
+    // constant statistics: the running ones
+    std::vector<float> own;
+    if (!rstd) {
+        own.resize(size_t(C));
+        rstd = own.data();
+    }
+    for (int64_t j = 0; j < C; ++j) rstd[j] = norm_rstd(double(nm.running_var[j]), nm.eps);
+    const float* rs = rstd;
+#pragma omp parallel for schedule(static) num_threads(threads_elem(B * C, 4.0))
+    for (int64_t b = 0; b < B; ++b) {
+        for (int64_t j = 0; j < C; ++j) {
+            const float xh = norm_xhat(x[b * C + j], double(nm.running_mean[j]), rs[j]);
+            if (xhat) xhat[b * C + j] = xh;
+            y[b * C + j] = norm_affine(xh, w, bb, j);
+        }
+    }
+}
+
+// A norm layer's backward in place: d (B, C) holds dLoss/dy on entry and dLoss/dx on return;
+// the norm's weight/bias gradients go to gw / gb (null: frozen or absent).
+void norm_backward(const FitNorm& nm, float* d, const float* xhat, const float* rstd, int64_t B,
+                   int64_t C, float* gw, float* gb) {
+    if (gw) colsum_prod(gw, d, xhat, B, C);
+    if (gb) colsum(gb, d, B, C);
+    const float* w = nm.weight;
+    if (nm.kind == Norm::layer) {
+#pragma omp parallel for schedule(static) num_threads(threads_elem(B * C, 10.0))
+        for (int64_t b = 0; b < B; ++b)
+            norm_backward_set(d + b * C, d + b * C, xhat + b * C, C, 1, rstd[b], w, true, 0);
+        return;
+    }
+    if (nm.batch_stats) {
+#pragma omp parallel for schedule(static) num_threads(threads_elem(B * C, 10.0))
+        for (int64_t j = 0; j < C; ++j)
+            norm_backward_set(d + j, d + j, xhat + j, B, C, rstd[j], w, false, j);
+        return;
+    }
+#pragma omp parallel for schedule(static) num_threads(threads_elem(B * C, 2.0))
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t j = 0; j < C; ++j)
+            d[b * C + j] = norm_backward_const(d[b * C + j], w ? w[j] : 1.0f, rstd[j]);
 }
 
 // The denominator of the mean loss of the batch of rows idx[0..B) of the data (with
@@ -204,12 +326,32 @@ void forward_batch(const std::vector<FitLayer>& layers, Scratch& s, int64_t B, b
         float* out = s.a[size_t(l + 1)].data();
         const bool keep_z = !s.z[size_t(l)].empty();
         float* zbuf = keep_z ? s.z[size_t(l)].data() : out;
+        const FitNorm& nm = ly.norm;
         GemmEpilogue epi;
         epi.bias = ly.bias;
-        if (!keep_z) epi.act = ly.act;  // in the epilogue, on each tile while it is in cache
-        sgemm(false, true, B, ly.out, ly.in, 1.0f, s.a[size_t(l)].data(), ly.in, ly.weight, ly.in,
-              0.0f, zbuf, ly.out, epi);
-        if (keep_z) act_apply(out, zbuf, n, ly.act);
+        if (nm.kind == Norm::none) {
+            if (!keep_z) epi.act = ly.act;  // in the epilogue, on each tile while it is in cache
+            sgemm(false, true, B, ly.out, ly.in, 1.0f, s.a[size_t(l)].data(), ly.in, ly.weight,
+                  ly.in, 0.0f, zbuf, ly.out, epi);
+            if (keep_z) act_apply(out, zbuf, n, ly.act);
+        } else if (nm.before_act) {
+            // Z into out, N = norm(Z) into zbuf (the activation's input, kept when its backward
+            // reads it; else in place), out = act(N)
+            sgemm(false, true, B, ly.out, ly.in, 1.0f, s.a[size_t(l)].data(), ly.in, ly.weight,
+                  ly.in, 0.0f, out, ly.out, epi);
+            norm_forward(nm, zbuf, s.nxhat[size_t(l)].data(), s.nrstd[size_t(l)].data(), out, B,
+                         ly.out, train, s.bn_forwards);
+            if (ly.act.kind != Act::identity) act_apply(out, zbuf, n, ly.act);
+        } else {
+            // Y0 = act(Z) into yact (out for identity), out = norm(Y0)
+            float* y0 = s.yact[size_t(l)].empty() ? out : s.yact[size_t(l)].data();
+            if (!keep_z) epi.act = ly.act;
+            sgemm(false, true, B, ly.out, ly.in, 1.0f, s.a[size_t(l)].data(), ly.in, ly.weight,
+                  ly.in, 0.0f, keep_z ? zbuf : y0, ly.out, epi);
+            if (keep_z) act_apply(y0, zbuf, n, ly.act);
+            norm_forward(nm, out, s.nxhat[size_t(l)].data(), s.nrstd[size_t(l)].data(), y0, B,
+                         ly.out, train, s.bn_forwards);
+        }
         if (train && ly.dropout > 0.0f) {
             // The activation's output y (which act_grad reads for relu, tanh, sigmoid) is kept
             // before the mask; the next layer reads the dropped, rescaled values.
@@ -226,6 +368,7 @@ void forward_batch(const std::vector<FitLayer>& layers, Scratch& s, int64_t B, b
             }
         }
     }
+    if (train) ++s.bn_forwards;
 }
 
 // backward of one batch, last layer first: dz (B, out_L) holds dLoss/dP on entry (s.d0 or s.d1;
@@ -236,12 +379,24 @@ void backward_batch(const std::vector<FitLayer>& layers, Scratch& s, int64_t B, 
     for (int64_t l = L - 1; l >= 0; --l) {
         const FitLayer& ly = layers[size_t(l)];
         const int64_t nn = B * ly.out;
-        const float* yv = ly.dropout > 0.0f ? s.ykeep[size_t(l)].data() : s.a[size_t(l + 1)].data();
+        const FitNorm& nm = ly.norm;
+        const bool post_norm = nm.kind != Norm::none && !nm.before_act;
+        const float* yv = post_norm ? s.yact[size_t(l)].data()
+                          : ly.dropout > 0.0f ? s.ykeep[size_t(l)].data()
+                                              : s.a[size_t(l + 1)].data();
         if (ly.dropout > 0.0f) {
             const float* m = s.mask[size_t(l)].data();
             for (int64_t i = 0; i < nn; ++i) dz[i] *= m[i];
         }
+        auto norm_grad = [&]() {
+            float* gw = s.gnw_off[size_t(l)] >= 0 ? s.grads.data() + s.gnw_off[size_t(l)] : nullptr;
+            float* gb = s.gnb_off[size_t(l)] >= 0 ? s.grads.data() + s.gnb_off[size_t(l)] : nullptr;
+            norm_backward(nm, dz, s.nxhat[size_t(l)].data(), s.nrstd[size_t(l)].data(), B, ly.out,
+                          gw, gb);
+        };
+        if (post_norm) norm_grad();
         act_grad(dz, s.z[size_t(l)].empty() ? nullptr : s.z[size_t(l)].data(), yv, nn, ly.act);
+        if (nm.kind != Norm::none && nm.before_act) norm_grad();
         const float* a = s.a[size_t(l)].data();
         float* da = dz == s.d0.data() ? s.d1.data() : s.d0.data();
         if (l > 0)  // da (B, in) = dz (B, out) @ W (out, in)
@@ -278,6 +433,12 @@ void update_params(const std::vector<FitLayer>& layers, Scratch& s, const OptimC
         if (s.gb_off[l] >= 0)
             step_param(ly.bias, s.grads.data() + s.gb_off[l], ly.bstate[0], ly.bstate[1],
                        ly.bstate[2], ly.out, kind, c, 0.0f);
+        if (s.gnw_off[l] >= 0)  // a norm layer's weight and bias (no L2 term: weights only)
+            step_param(ly.norm.weight, s.grads.data() + s.gnw_off[l], ly.norm.wstate[0],
+                       ly.norm.wstate[1], ly.norm.wstate[2], ly.out, kind, c, 0.0f);
+        if (s.gnb_off[l] >= 0)
+            step_param(ly.norm.bias, s.grads.data() + s.gnb_off[l], ly.norm.bstate[0],
+                       ly.norm.bstate[1], ly.norm.bstate[2], ly.out, kind, c, 0.0f);
     }
 }
 
@@ -295,11 +456,16 @@ void mlp_fit_forward(float* out, const std::vector<FitLayer>& layers, const floa
             nxt.assign(size_t(n * ly.out), 0.0f);
             dst = nxt.data();
         }
+        const FitNorm& nm = ly.norm;
         GemmEpilogue epi;
         epi.bias = ly.bias;
-        epi.act = ly.act;
+        if (nm.kind == Norm::none || !nm.before_act) epi.act = ly.act;
         sgemm(false, true, n, ly.out, ly.in, 1.0f, cur.data(), ly.in, ly.weight, ly.in, 0.0f, dst,
               ly.out, epi);
+        if (nm.kind != Norm::none) {  // eval mode: BatchNorm1d on its running statistics
+            norm_forward(nm, dst, nullptr, nullptr, dst, n, ly.out, false, 0);
+            if (nm.before_act && ly.act.kind != Act::identity) act_apply(dst, dst, n * ly.out, ly.act);
+        }
         if (l != L - 1) cur.swap(nxt);
     }
 }
@@ -317,6 +483,15 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
     if (dist && (opt.world < 1 || opt.rank < 0 || opt.rank >= opt.world))
         throw std::invalid_argument("mlp_fit: data-parallel training needs 0 <= rank < world");
     const int64_t world = dist ? opt.world : 1, rank = dist ? opt.rank : 0;
+    // A BatchNorm1d with batch statistics would normalise each rank's rows with their own
+    // statistics (PyTorch's DDP without SyncBatchNorm), not the global batch's: refused.
+    if (dist)
+        for (size_t l = 0; l < layers.size(); ++l)
+            if (layers[l].norm.kind == Norm::batch && layers[l].norm.batch_stats)
+                throw std::invalid_argument(
+                    "mlp_fit: data-parallel training of a BatchNorm1d in training mode (layer " +
+                    std::to_string(l) + ") would use each rank's own batch statistics; train it "
+                    "in one process, or put the BatchNorm1d in eval mode / use LayerNorm");
     Scratch s;
     s.init(layers, (B_full + world - 1) / world, index_targets);
     const int64_t ngrad = int64_t(s.grads.size());

@@ -8,7 +8,9 @@ to the probe input. Each node on the way must be
 * a Linear (``x @ W.T + b``, possibly with an activation fused into it), whose weight and bias
   are leaf parameters, or
 * an element-wise activation of the previous node's output (its kind read from the node), or
-* a shape no-op (a reshape that keeps (n, features)).
+* a shape no-op (a reshape that keeps (n, features)), or
+* a Dropout, or a LayerNorm / BatchNorm1d over the features (one per Linear, before or after
+  its activation; the probe forward leaves the model's buffers as they were).
 
 Anything else (an add of two branches, a concatenation, a multiplication by a tensor, a custom
 op) is refused with the op's name, pointing to the eager loop. Because the trace follows the data,
@@ -143,14 +145,117 @@ def _host_stand_ins(model):
     return swapped
 
 
-HINT = ("fastmlp.fit runs chains of Linear layers with element-wise activations between them; "
+def _snapshot_buffers(model):
+    """[(array, copy)] of every host buffer of ``model`` (restored in place after the probe)."""
+    out = []
+    if hasattr(model, "buffers"):
+        for b in model.buffers():
+            a = getattr(b, "_data", None)
+            if type(a) is np.ndarray:
+                out.append((a, a.copy()))
+    return out
+
+
+def _batchnorm_modules(model):
+    """id(running_mean Tensor) -> the BatchNorm1d module owning it."""
+    out = {}
+    for m in model.modules():
+        rm = getattr(m, "running_mean", None)
+        if type(m).__name__ == "BatchNorm1d" and rm is not None:
+            out[id(rm)] = m
+    return out
+
+
+def _node_norm(node, bns, owners):
+    """A LayerNorm / BatchNorm1d node as a dict (``name``, ``kind`` 'layer'|'batch', ``weight``
+    and ``bias`` Parameters or None, ``eps``; BatchNorm1d: ``batch_stats``, ``running_mean``,
+    ``running_var`` Tensors or None, ``momentum``, ``cumulative``, ``num_batches_tracked``
+    Tensor or None), or None for another node."""
+    kind = type(node).__name__
+    if kind not in ("_LayerNormNode", "_BatchNormNode"):
+        return None
+    saved = node.saved
+    name = "LayerNorm" if kind == "_LayerNormNode" else "BatchNorm1d"
+    xhat, axes = saved[0], saved[3]
+    if xhat.ndim != 2 or tuple(axes) != ((1,) if kind == "_LayerNormNode" else (0,)):
+        raise TraceError(f"fit: {name} is applied to a {xhat.ndim}-D value (or over other "
+                         f"dimensions than the features); the fused trainer normalises "
+                         f"(n, features) rows. " + HINT)
+    has_w, has_b = (saved[4], saved[5]) if kind == "_LayerNormNode" else (saved[5], saved[6])
+    ins = node.inputs
+    w = ins[1] if has_w else None
+    b = ins[1 + int(bool(has_w))] if has_b else None
+    d = {"name": name, "kind": "layer" if kind == "_LayerNormNode" else "batch", "weight": w,
+         "bias": b}
+    if kind == "_LayerNormNode":
+        d["eps"] = float(saved[6])
+        return d
+    eps, rm, rv, factor = saved[7], saved[8], saved[9], saved[10]
+    d["eps"] = float(eps)
+    d["batch_stats"] = bool(saved[4])
+    mod = bns.get(id(rm)) if rm is not None else None
+    if rm is not None and (mod is None or mod.running_var is not rv):
+        raise TraceError("fit: a batch_norm's running statistics are not the buffers of a "
+                         "BatchNorm1d of the model; the fused trainer updates a module's own "
+                         "running_mean/running_var. " + HINT)
+    if not d["batch_stats"]:
+        rm, rv = mod.running_mean, mod.running_var  # eval mode: normalised with them
+    d["running_mean"], d["running_var"] = rm, rv
+    momentum = mod.momentum if mod is not None else factor
+    d["cumulative"] = momentum is None
+    d["momentum"] = 0.0 if momentum is None else float(momentum)
+    d["num_batches_tracked"] = mod.num_batches_tracked if mod is not None else None
+    return d
+
+
+def _layer_ops_of(fwd, wname, fused):
+    """The (activation, dropout p, norm) after the Linear with weight ``wname`` from the ops the
+    forward applies after it, in order; the chain runs Linear -> [norm] -> act -> [norm] ->
+    dropout (dropout may come before a positively homogeneous activation, which it commutes
+    with; not before a norm)."""
+    acts = [v for k, v in fwd if k == "act"]
+    drops = [v for k, v in fwd if k == "drop"]
+    norms = [v for k, v in fwd if k == "norm"]
+    if len(acts) > 1:
+        if fused:
+            raise TraceError(f"fit: two activations follow the Linear layer with weight "
+                             f"'{wname}' ({acts[0][0]} then {acts[1][0]}). " + HINT)
+        raise TraceError(f"fit: two activations in a row ({acts[0][0]} then {acts[1][0]}) after "
+                         f"the Linear layer with weight '{wname}'. " + HINT)
+    if len(drops) > 1:
+        raise TraceError(f"fit: two dropouts in a row after the Linear layer with weight "
+                         f"'{wname}'. " + HINT)
+    if len(norms) > 1:
+        raise TraceError(f"fit: two normalisation layers ({norms[0]['name']} then "
+                         f"{norms[1]['name']}) follow the Linear layer with weight '{wname}'; the "
+                         f"fused trainer runs one per Linear layer. " + HINT)
+    kinds = [k for k, _ in fwd]
+    act = acts[0] if acts else None
+    norm = dict(norms[0]) if norms else None
+    if drops:
+        i_d = kinds.index("drop")
+        if act is not None and i_d < kinds.index("act") and act[0] not in _POSITIVELY_HOMOGENEOUS:
+            raise TraceError(f"fit: dropout is applied before {act[0]} after the Linear layer "
+                             f"with weight '{wname}'; the fused trainer applies dropout after "
+                             f"the activation. " + HINT)
+        if norm is not None and i_d < kinds.index("norm"):
+            raise TraceError(f"fit: dropout is applied before {norm['name']} after the Linear "
+                             f"layer with weight '{wname}'; the fused trainer applies dropout "
+                             f"after the normalisation and the activation. " + HINT)
+    if norm is not None:
+        norm["before_act"] = act is None or kinds.index("norm") < kinds.index("act")
+    return act, (drops[0] if drops else None), norm
+
+
+HINT = ("fastmlp.fit runs chains of Linear layers with element-wise activations, Dropout, "
+        "LayerNorm and BatchNorm1d between them; "
         "for any other model write the eager loop (fastmlp.nn / fastmlp.optim, as in PyTorch)")
 
 
 def trace_layers(model, in_features=None):
     """Trace ``model`` and return its layers in forward order: a list of dicts
     ``{"weight": Parameter, "bias": Parameter|None, "act": (kind, p0, p1)|None,
-    "weight_name": str}``. ``in_features``: the input width (by default each Linear's input
+    "dropout": p, "norm": dict|None (see _node_norm, plus "before_act"), "weight_name": str}``. ``in_features``: the input width (by default each Linear's input
     width is tried, in registration order, until a probe forward runs)."""
     cands = _probe_candidates(model)
     if not cands:
@@ -175,6 +280,7 @@ def _trace(model, in_features, dtype):
     # the same shape for the probe forward (the trace records which parameters are used, not
     # their values) and put back at once.
     swapped = _host_stand_ins(model)
+    kept = _snapshot_buffers(model)  # a training-mode BatchNorm1d updates its buffers
     try:
         out = model(probe)
     except Exception as e:  # noqa: BLE001 - any failure: not a chain we can run
@@ -184,17 +290,30 @@ def _trace(model, in_features, dtype):
         raise err from e
     finally:
         _ag.GradMode.enabled = prev
+        for a, v in kept:
+            a[...] = v
         for t, a in swapped:
             t._data = a
     if not isinstance(out, Tensor):
         raise TraceError(f"fit: {type(model).__name__}'s forward returned a "
                          f"{type(out).__name__}, not a Tensor. " + HINT)
     owners = _param_owner(model)
+    bns = _batchnorm_modules(model)
     layers = []
-    pending_act = None  # an activation met (walking backwards) that applies to the next Linear
-    pending_drop = None  # a dropout met (walking backwards) after that activation
-    drop_before_act = False
+    ops = []  # what follows the next Linear (met walking backwards): ("act"|"drop"|"norm", value)
     seen = {}
+
+    def take_param(p, role):
+        if p._node is not None or id(p) not in owners:
+            raise TraceError(f"fit: a {role} is computed in the forward (not a parameter of the "
+                             f"model). " + HINT)
+        if id(p) in seen:
+            raise TraceError(
+                f"fit: parameter '{owners[id(p)]}' is used at two places in the forward "
+                f"(a Linear applied twice or tied weights); the fused trainer updates "
+                f"each layer separately. " + HINT)
+        seen[id(p)] = True
+
     t = out
     while t is not probe:
         node = t._node
@@ -213,43 +332,31 @@ def _trace(model, in_features, dtype):
                 if p._node is not None or id(p) not in owners:
                     raise TraceError(f"fit: a Linear layer's {role} is computed in the forward "
                                      f"(not a parameter of the model). " + HINT)
-                if id(p) in seen:
-                    raise TraceError(
-                        f"fit: parameter '{owners[id(p)]}' is used at two places in the forward "
-                        f"(a Linear applied twice or tied weights); the fused trainer updates "
-                        f"each layer separately. " + HINT)
-                seen[id(p)] = True
+                take_param(p, role)
             fused = _linear_activation(node)
-            acts = [a for a in (fused, pending_act) if a is not None]
-            if len(acts) > 1:
-                raise TraceError(f"fit: two activations follow the Linear layer with weight "
-                                 f"'{owners[id(w)]}' ({acts[0][0]} then {acts[1][0]}). " + HINT)
-            act = acts[0] if acts else None
-            if drop_before_act and act is not None and act[0] not in _POSITIVELY_HOMOGENEOUS:
-                raise TraceError(f"fit: dropout is applied before {act[0]} after the Linear layer "
-                                 f"with weight '{owners[id(w)]}'; the fused trainer applies "
-                                 f"dropout after the activation. " + HINT)
-            layers.append({"weight": w, "bias": b, "act": act, "dropout": pending_drop or 0.0,
-                           "weight_name": owners[id(w)]})
-            pending_act = pending_drop = None
-            drop_before_act = False
+            fwd = ([("act", fused)] if fused is not None else []) + ops[::-1]
+            act, drop, norm = _layer_ops_of(fwd, owners[id(w)], fused is not None)
+            layers.append({"weight": w, "bias": b, "act": act, "dropout": drop or 0.0,
+                           "norm": norm, "weight_name": owners[id(w)]})
+            ops = []
             t = ins[0]
             continue
         p = _node_dropout(node)
         if p is not None:
-            if pending_drop is not None:
-                raise TraceError("fit: two dropouts in a row. " + HINT)
-            if pending_act is not None:
-                drop_before_act = True
-            pending_drop = p
+            ops.append(("drop", p))
+            t = node.inputs[0]
+            continue
+        norm = _node_norm(node, bns, owners)
+        if norm is not None:
+            for role in ("weight", "bias"):
+                if norm[role] is not None:
+                    take_param(norm[role], f"{norm['name']}'s {role}")
+            ops.append(("norm", norm))
             t = node.inputs[0]
             continue
         act = _node_activation(node)
         if act is not None and len(node.inputs) >= 1:
-            if pending_act is not None:
-                raise TraceError(f"fit: two activations in a row ({act[0]} then "
-                                 f"{pending_act[0]}). " + HINT)
-            pending_act = act
+            ops.append(("act", act))
             t = node.inputs[0]
             continue
         if kind in ("_Reshape", "_IdentityBackward") and len(node.inputs) == 1:
@@ -259,12 +366,11 @@ def _trace(model, in_features, dtype):
                 continue
         raise TraceError(f"fit: {type(model).__name__}'s forward applies {_op_name(node)}, which "
                          f"is not part of a Linear/activation chain. " + HINT)
-    if pending_act is not None:
-        raise TraceError(f"fit: {type(model).__name__} applies {pending_act[0]} to its input "
+    if ops:
+        what, v = ops[-1]  # the first one the forward applies
+        name = v[0] if what == "act" else ("dropout" if what == "drop" else v["name"])
+        raise TraceError(f"fit: {type(model).__name__} applies {name} to its input "
                          f"before the first Linear layer. " + HINT)
-    if pending_drop is not None:
-        raise TraceError(f"fit: {type(model).__name__} applies dropout to its input before the "
-                         f"first Linear layer. " + HINT)
     if not layers:
         raise TraceError(f"fit: {type(model).__name__}'s forward applies no Linear layer. " + HINT)
     layers.reverse()

@@ -84,16 +84,51 @@ class Chain:
     acts: list = None       # per layer: (kind name, p0, p1) or None (activation.h's kinds)
     dropout: list = None    # per layer: dropout probability after the activation (training)
     params: list = None     # per layer: (weight Parameter, bias Parameter or None)
+    # per layer: None or a LayerNorm/BatchNorm1d after the Linear (before or after the activation):
+    # {"kind": "layer"|"batch", "name", "before_act", "eps", "weight"/"bias": arrays or None,
+    #  "wparam"/"bparam": their Parameters, and for BatchNorm1d "batch_stats", "running_mean",
+    #  "running_var" (arrays or None), "momentum", "cumulative", "nbt" (0-d int64 array or None)}
+    norms: list = None
 
     @property
     def basic(self) -> bool:
         """Only ReLU/identity activations and no dropout: the ReLU/MSE/SGD trainer can run it."""
         acts = self.acts or []
         return all(a is None or a[0] in ("relu", "identity") for a in acts) and \
-            not any(self.dropout or [])
+            not any(self.dropout or []) and not any(self.norms or [])
 
-    def spec_layers(self, states=None, frozen=True):
-        """The layer dicts of csrc/bindings/mlp_spec.h (states: per layer (wstate, bstate))."""
+    def norm_params(self):
+        """The norm layers' Parameters (weight, bias where present), layer order."""
+        return [p for nm in (self.norms or []) if nm for p in (nm["wparam"], nm["bparam"])
+                if p is not None]
+
+    def all_params(self):
+        """Every Parameter the chain trains or reads: the Linear layers', then the norms'."""
+        return [p for pair in (self.params or []) for p in pair if p is not None] + \
+            self.norm_params()
+
+    def norm_arrays(self):
+        """The arrays a norm layer holds (parameters and running statistics), for saving."""
+        return [nm[k] for nm in (self.norms or []) if nm
+                for k in ("weight", "bias", "running_mean", "running_var", "nbt")
+                if nm.get(k) is not None]
+
+    def count_norm_batches(self, forwards):
+        """num_batches_tracked += forwards for each BatchNorm1d updating its running statistics
+        (the eager module counts every training forward)."""
+        for nm in self.norms or []:
+            if nm and nm["kind"] == "batch" and nm["batch_stats"] and nm["nbt"] is not None \
+                    and nm["running_mean"] is not None:
+                nm["nbt"][...] += forwards
+
+    def batchnorm_batches(self):
+        """Names of the BatchNorm1d layers normalising with the batch's statistics."""
+        return [f"layer {i}'s BatchNorm1d" for i, nm in enumerate(self.norms or [])
+                if nm and nm["kind"] == "batch" and nm["batch_stats"]]
+
+    def spec_layers(self, states=None, frozen=True, norm_states=None):
+        """The layer dicts of csrc/bindings/mlp_spec.h (states: per layer (wstate, bstate);
+        norm_states: per layer (wstate, bstate) of its norm, or None)."""
         ACT_KINDS = sys.modules[__package__ + ".tracing"].ACT_KINDS
         out = []
         acts = self.acts or [("relu", 0.0, 0.0) if r else None for r in self.relu]
@@ -107,6 +142,22 @@ class Chain:
                  "frozen_bias": bool(fro[i][1]) if frozen else True}
             if states is not None:
                 d["wstate"], d["bstate"] = states[i]
+            nm = (self.norms or [None] * len(self.weights))[i]
+            if nm:
+                nd = {"kind": 1 if nm["kind"] == "layer" else 2, "before_act": bool(nm["before_act"]),
+                      "eps": float(nm["eps"]), "weight": nm["weight"], "bias": nm["bias"],
+                      "frozen_weight": nm["wparam"] is not None and not nm["wparam"].requires_grad
+                      if frozen else True,
+                      "frozen_bias": nm["bparam"] is not None and not nm["bparam"].requires_grad
+                      if frozen else True}
+                if nm["kind"] == "batch":
+                    nd.update(batch_stats=bool(nm["batch_stats"]), running_mean=nm["running_mean"],
+                              running_var=nm["running_var"], momentum=float(nm["momentum"]),
+                              cumulative=bool(nm["cumulative"]),
+                              count=int(nm["nbt"]) if nm["nbt"] is not None else 0)
+                if norm_states is not None and norm_states[i] is not None:
+                    nd["wstate"], nd["bstate"] = norm_states[i]
+                d["norm"] = nd
             out.append(d)
         return out
 
@@ -148,8 +199,11 @@ class Chain:
         acts = self.acts or [("relu",) if r else None for r in self.relu]
         for i, (w, a) in enumerate(zip(self.weights, acts)):
             d = (self.dropout or [0.0] * len(self.weights))[i]
-            parts.append(f"{w.shape[0]}{' ' + a[0] if a and a[0] != 'identity' else ''}"
-                         f"{f' dropout({d:g})' if d else ''}")
+            nm = (self.norms or [None] * len(self.weights))[i]
+            act = ' ' + a[0] if a and a[0] != 'identity' else ''
+            if nm:
+                act = f" {nm['name']}{act}" if nm["before_act"] else f"{act} {nm['name']}"
+            parts.append(f"{w.shape[0]}{act}{f' dropout({d:g})' if d else ''}")
         return " -> ".join(parts)
 
 
@@ -385,7 +439,7 @@ def _chain_by_trace(model):
     tracing = sys.modules[__package__ + ".tracing"]
     layers = tracing.trace_layers(model)
     weights, biases, relu, frozen, params = [], [], [], [], []
-    acts, drops, pairs = [], [], []
+    acts, drops, pairs, norms = [], [], [], []
     for i, ly in enumerate(layers):
         w, b = ly["weight"], ly["bias"]
         name = ly["weight_name"].rpartition(".")[0] or "layer"
@@ -398,9 +452,35 @@ def _chain_by_trace(model):
         acts.append(act)
         drops.append(ly.get("dropout", 0.0))
         pairs.append((w, b))
-    chain = Chain(weights, biases, relu, [], frozen, acts=acts, dropout=drops, params=pairs)
+        norms.append(_norm_arrays(ly.get("norm"), name, params))
+    chain = Chain(weights, biases, relu, [], frozen, acts=acts, dropout=drops, params=pairs,
+                  norms=norms if any(norms) else None)
     chain.known_device = chain.device  # the cache rebuilds the chain when an array changes
     return chain, params
+
+
+def _norm_arrays(norm, name, params):
+    """A traced norm (tracing._node_norm) with its arrays shared with the model; the Parameters
+    and buffers go into ``params`` (the cache's validity check)."""
+    if norm is None:
+        return None
+    d = dict(norm)
+    d["wparam"], d["bparam"] = norm["weight"], norm["bias"]
+    where = f"{name} {norm['name']}"
+    d["weight"] = _param_array(norm["weight"], f"{where}.weight") if norm["weight"] is not None else None
+    d["bias"] = _param_array(norm["bias"], f"{where}.bias") if norm["bias"] is not None else None
+    params.extend(p for p in (norm["weight"], norm["bias"]) if p is not None)
+    if norm["kind"] == "batch":
+        for k in ("running_mean", "running_var"):
+            t = norm[k]
+            d[k] = _param_array(t, f"{where}.{k}") if t is not None else None
+            if t is not None:
+                params.append(t)
+        t = norm.get("num_batches_tracked")
+        d["nbt"] = t._data if t is not None and isinstance(t._data, np.ndarray) else None
+        if t is not None:
+            params.append(t)
+    return d
 
 
 def _is_fastmlp_module(model) -> bool:
@@ -739,7 +819,8 @@ def _frozen_flags(chain: Chain):
     if not any(f for pair in flags for f in pair):
         return None
     trained = [not fw for fw, _ in flags] + [b is not None and not fb
-                                              for (_, fb), b in zip(flags, chain.biases)]
+                                              for (_, fb), b in zip(flags, chain.biases)] + \
+        [bool(p.requires_grad) for p in chain.norm_params()]
     if not any(trained):
         raise RuntimeError("fit: every parameter of the model has requires_grad=False, so there "
                            "is nothing to train (the eager loop's loss.backward() raises 'element "
@@ -802,8 +883,11 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
     """Train ``model`` on ``X``, ``y`` whole epochs at a time in native code.
 
     ``model``: an ``nn.Sequential`` or any Module whose forward is a chain of Linear layers with
-    element-wise activations (ReLU, Tanh, Sigmoid, GELU, SiLU, LeakyReLU, ELU, Softplus, Hardtanh)
-    and Dropout between them, read by tracing one forward (:mod:`fastmlp.tracing`). Same
+    element-wise activations (ReLU, Tanh, Sigmoid, GELU, SiLU, LeakyReLU, ELU, Softplus, Hardtanh),
+    Dropout and a LayerNorm or BatchNorm1d per Linear (before or after its activation) between
+    them, read by tracing one forward (:mod:`fastmlp.tracing`). BatchNorm1d trains as the
+    module in the model's mode does (training: batch statistics, running statistics and
+    ``num_batches_tracked`` updated); ``predict`` and validation use eval mode. Same
     semantics as the eager loop with ``DataLoader(..., batch_size, shuffle, drop_last)``, the
     loss module and the optimizer created for this call (or passed in). Parameters (and an
     optimizer instance's state) are updated in place; parameters with ``requires_grad=False``
@@ -877,15 +961,13 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
             h.setdefault("weight_decay", weight_decay)
         if lr is not None:
             lr = _check_float(lr, "learning rate lr")
-        ospec = resolve_optimizer(name, lr, h, [p for pair in (chain.params or []) for p in pair
-                                                if p is not None])
+        ospec = resolve_optimizer(name, lr, h, chain.all_params())
     else:
         if momentum or dampening or nesterov or wd_given:
             raise TypeError("fit: with an optimizer instance, set momentum/weight_decay/... on it")
         if not chain.params:
             raise ValueError("fit: an optimizer instance needs a fastmlp model")
-        ospec = resolve_optimizer(optimizer, lr, hyper, [p for pair in chain.params for p in pair
-                                                         if p is not None])
+        ospec = resolve_optimizer(optimizer, lr, hyper, chain.all_params())
     if scheduler is not None and (ospec.instance is None or
                                   getattr(scheduler, "optimizer", None) is not ospec.instance):
         raise ValueError("fit: scheduler must be an lr_scheduler on the optimizer instance passed "
@@ -912,6 +994,10 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
             and not ospec.hyper.get("maximize") and scheduler is None and lr_schedule is None
             and sample_weight is None and class_weight is None)
     on_gpu = chain.is_cuda
+    if on_gpu and chain.norms:
+        raise NotImplementedError(
+            f"fit: the CUDA fused trainer does not run LayerNorm/BatchNorm1d yet (this model: "
+            f"{chain.describe()}); train it on the CPU (model.to('cpu')) or write the eager loop")
     if on_gpu:
         cp, CU = _cuda_backend(chain)
         if lspec.classification:
@@ -934,6 +1020,12 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
     if drop_last and n < batch_size:
         raise ValueError(f"fit: drop_last=True with {n} samples and batch_size={batch_size} leaves "
                          "no batch to train on")
+    bn = chain.batchnorm_batches()
+    if bn and (min(batch_size, n) == 1 or (not drop_last and n % batch_size == 1)):
+        raise ValueError(f"fit: {bn[0]} normalises with the batch's statistics, but "
+                         f"batch_size={batch_size} with {n} samples gives a batch of 1 sample "
+                         f"(Expected more than 1 value per channel when training); choose another "
+                         f"batch_size or drop_last=True")
     sw = _weights_vector(sample_weight, n, "sample_weight")
     cw = None
     if class_weight is not None:
@@ -993,6 +1085,12 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
             raise NotImplementedError("fit(distributed=True) trains CPU models; for a model on the "
                                       "GPU write the eager loop with nn.parallel.DistributedDataParallel "
                                       "and fastmlp.distributed.init('nccl')")
+        if chain.batchnorm_batches():
+            raise ValueError(
+                f"fit(distributed=True): {', '.join(chain.batchnorm_batches())} normalises with "
+                f"the batch's statistics, which each rank would take over its own rows only (not "
+                f"the global batch's); train it in one process, or use LayerNorm or the "
+                f"BatchNorm1d in eval mode")
         group = _process_group(chain, X, Y, batch_size, epochs,
                                (int(fast), LOSS_KINDS[lspec.name], OPTIM_KINDS[ospec.name],
                                 int(sw is not None), int(lspec.class_weight is not None)))
@@ -1009,17 +1107,23 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
         bufs_b = [xp.zeros_like(b) if b is not None else None for b in chain.biases]
         if resume is not None:
             _load_momentum(resume, bufs_w, bufs_b, start_steps)
+    norm_states = None
     if not fast:
         states = []
         for (pw, pb), w, b in zip(chain.params, chain.weights, chain.biases):
             states.append((ospec.state_for(pw, w), ospec.state_for(pb, b) if pb is not None else None))
+        if chain.norms:
+            norm_states = [None if not nm else
+                           tuple(ospec.state_for(nm[k[0] + "param"], nm[k]) if nm[k] is not None
+                                 else None for k in ("weight", "bias"))
+                           for nm in chain.norms]
     dist_kw = {}
     if group is not None:  # rank 0's parameters, optimizer state and step count everywhere
-        _broadcast_chain(group, chain, bufs_w, bufs_b, states)
+        _broadcast_chain(group, chain, bufs_w, bufs_b, states, norm_states)
         if not fast:
             ospec.step = group.bcast_object(ospec.step, 0)
         dist_kw = _allreduce_hook(group, chain, fused=not fast)
-    chain_params = [p for pair in (chain.params or []) for p in pair if p is not None]
+    chain_params = chain.all_params()
     dev_w = None  # the GPU general trainer's weight vectors, uploaded once
     if on_gpu and not fast:
         with cp.cuda.Device(chain.device_index):
@@ -1105,7 +1209,8 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
                                  allow_nonfinite=bool(allow_nonfinite), frozen=frozen,
                                  interruptible=_interruptible(), **dist_kw)
             else:
-                r = _kernels.mlp_fit(chain.spec_layers(states), X, Y, loss=lspec.as_dict(),
+                r = _kernels.mlp_fit(chain.spec_layers(states, norm_states=norm_states), X, Y,
+                               loss=lspec.as_dict(),
                                optim=ospec.as_dict(lr=cur_lr), epochs=1, batch_size=batch_size,
                                drop_last=drop_last, shuffle=bool(shuffle), seed=seed,
                                epoch_offset=start_epoch + e, perm=p, step0=ospec.step,
@@ -1114,6 +1219,8 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
                                dropout_seed=seed ^ 0x5DEECE66D, sample_weight=sw,
                                class_weight=lspec.class_weight, pos_weight=lspec.pos_weight,
                                allow_nonfinite=bool(allow_nonfinite), **dist_kw)
+                # every training forward (the non-finite batch's too) counts for BatchNorm1d
+                chain.count_norm_batches(r["steps"] + (r["nonfinite"] is not None))
                 ospec.step += r["steps"]
             dt = time.perf_counter() - t0
             total_time += dt
@@ -1158,7 +1265,8 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
                 score = vl if vl is not None else loss_e
                 if best is None or score < best[0] - min_delta:
                     saved = ([w.copy() for w in chain.weights],
-                             [b.copy() if b is not None else None for b in chain.biases]) \
+                             [b.copy() if b is not None else None for b in chain.biases],
+                             [a.copy() for a in chain.norm_arrays()]) \
                         if restore_best_weights else None
                     best = (score, e, saved)
                     bad_epochs = 0
@@ -1179,6 +1287,8 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
             for b, sb in zip(chain.biases, best[2][1]):
                 if b is not None:
                     b[...] = sb
+            for a, sa in zip(chain.norm_arrays(), best[2][2]):  # norm parameters, running stats
+                a[...] = sa
     except KeyboardInterrupt as e:
         e.history = hist  # the completed epochs; the model holds the last completed step
         raise
@@ -1224,19 +1334,23 @@ def _distributed_group():
     return dist._group()
 
 
-def _chain_arrays(chain: Chain, bufs_w, bufs_b, states=None):
+def _chain_arrays(chain: Chain, bufs_w, bufs_b, states=None, norm_states=None):
     arrays = [a for pair in zip(chain.weights, chain.biases) for a in pair if a is not None]
     if bufs_w is not None:
         arrays += [a for pair in zip(bufs_w, bufs_b) for a in pair if a is not None]
     for pair in states or ():  # the general trainer's optimizer state: (weight's, bias's) [s0, s1, s2]
         arrays += [a for st in pair if st is not None for a in st if a is not None]
+    # the norm layers' float32 arrays (weight, bias, running statistics) and optimizer state
+    arrays += [a for a in chain.norm_arrays() if a.dtype == np.float32]
+    for pair in norm_states or ():
+        arrays += [a for st in (pair or ()) if st is not None for a in st if a is not None]
     return arrays
 
 
-def _broadcast_chain(group, chain: Chain, bufs_w, bufs_b, states=None):
+def _broadcast_chain(group, chain: Chain, bufs_w, bufs_b, states=None, norm_states=None):
     """Rank 0's weights, biases and momentum buffers (or the general trainer's optimizer
-    ``states``) on every rank (one broadcast)."""
-    arrays = _chain_arrays(chain, bufs_w, bufs_b, states)
+    ``states``, and the norm layers' arrays and state) on every rank (one broadcast)."""
+    arrays = _chain_arrays(chain, bufs_w, bufs_b, states, norm_states)
     flat = np.concatenate([a.reshape(-1) for a in arrays])
     group.bcast(flat, 0)
     off = 0

@@ -13,6 +13,9 @@
 //                 db_l = colsum(dZ_l), dA_l = dZ_l W_l (NN)
 //       update    optimizer.h's rule on every parameter not frozen, at step t = step0 + 1, ...,
 //                 with lr = lr_schedule[step] when a schedule is given
+//   A layer may carry a LayerNorm or BatchNorm1d before or after its activation (FitNorm): its
+//   forward and backward are norm.h's rules, its weight and bias are trained like the Linear's,
+//   a BatchNorm1d's running statistics are updated at every training forward (as the module's).
 //
 // This is what the eager loop computes with nn.Sequential(Linear, act, Dropout, ...), the loss
 // module and the optim class: from the same weights, order and dropout masks, the same numbers
@@ -25,9 +28,37 @@
 
 #include "fastmlp/activation.h"
 #include "fastmlp/loss.h"
+#include "fastmlp/norm.h"
 #include "fastmlp/optimizer.h"
 
 namespace fastmlp {
+
+// An optional LayerNorm(out) / BatchNorm1d(out) after a layer's Linear, before or after its
+// activation (norm.h's rules):
+//   before_act:  Y = act(norm(Z))        else  Y = norm(act(Z))      (then dropout)
+// Training: LayerNorm normalises each row; BatchNorm1d with batch_stats normalises each column
+// with the batch's statistics and, with running_mean/running_var, updates them (momentum, or the
+// cumulative average over count0 + batches seen so far when cumulative); without batch_stats
+// (the module in eval mode) it normalises with the running statistics and updates nothing.
+// Inference (mlp_fit_forward): BatchNorm1d uses the running statistics when it has them, else
+// the statistics of the n rows passed (track_running_stats=False, as PyTorch's eval mode).
+struct FitNorm {
+    Norm kind = Norm::none;
+    bool before_act = true;
+    float eps = 1e-5f;
+    float* weight = nullptr;  // (out) or null (no affine)
+    float* bias = nullptr;    // (out) or null
+    bool frozen_weight = false, frozen_bias = false;
+    float* wstate[3] = {nullptr, nullptr, nullptr};  // optimizer state, as FitLayer's
+    float* bstate[3] = {nullptr, nullptr, nullptr};
+    // BatchNorm1d
+    bool batch_stats = true;
+    float* running_mean = nullptr;  // (out) or null (track_running_stats=False)
+    float* running_var = nullptr;   // (out) or null
+    double momentum = 0.1;
+    bool cumulative = false;        // momentum=None: factor 1 / (count0 + batches seen)
+    int64_t count0 = 0;             // num_batches_tracked before this call
+};
 
 struct FitLayer {
     float* weight = nullptr;  // (out, in)
@@ -41,6 +72,7 @@ struct FitLayer {
     // rmsprop: s0 square_avg, s1 momentum_buffer, s2 grad_avg; adagrad: s0 sum.
     float* wstate[3] = {nullptr, nullptr, nullptr};
     float* bstate[3] = {nullptr, nullptr, nullptr};
+    FitNorm norm;             // after the Linear, before or after the activation; kind none: none
 };
 
 struct FitOptions {
@@ -114,7 +146,7 @@ struct FitResult {
 FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int64_t epochs,
                   const FitOptions& opt);
 
-// Inference of the same chain (no dropout): out (n, layers.back().out).
+// Inference of the same chain (no dropout; norms in eval mode): out (n, layers.back().out).
 void mlp_fit_forward(float* out, const std::vector<FitLayer>& layers, const float* X, int64_t n);
 
 }  // namespace fastmlp

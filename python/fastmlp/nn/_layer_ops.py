@@ -90,7 +90,7 @@ class _LayerNormNode(Node):
     name_ = "NativeLayerNormBackward0"
 
     def backward(self, g):
-        xhat, rstd, w, axes, has_w, has_b = self.saved
+        xhat, rstd, w, axes, has_w, has_b = self.saved[:6]  # [6]: eps (read by fastmlp.tracing)
         n = 1
         for a in axes:
             n *= xhat.shape[a]
@@ -140,7 +140,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
         inputs.append(bias)
     if GradMode.enabled and any(t.requires_grad for t in inputs):
         node = _LayerNormNode(tuple(inputs), (xhat, rstd, w, axes, weight is not None,
-                                              bias is not None))
+                                              bias is not None, eps))
         return _wrap(y, node, True)
     return _wrap(y)
 
@@ -151,7 +151,8 @@ class _BatchNormNode(Node):
     name_ = "NativeBatchNormBackward0"
 
     def backward(self, g):
-        xhat, rstd, w, axes, batch_stats, has_w, has_b = self.saved
+        # [7:]: eps, running_mean, running_var, momentum (read by fastmlp.tracing)
+        xhat, rstd, w, axes, batch_stats, has_w, has_b = self.saved[:7]
         shape = [1] * xhat.ndim
         shape[1] = xhat.shape[1]
         wb = 1 if w is None else w.reshape(shape)
@@ -226,7 +227,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         inputs.append(bias)
     if GradMode.enabled and any(t.requires_grad for t in inputs):
         node = _BatchNormNode(tuple(inputs), (xhat, rstd, w, axes, bool(training),
-                                              weight is not None, bias is not None))
+                                              weight is not None, bias is not None, eps,
+                                              running_mean, running_var, momentum))
         return _wrap(y, node, True)
     return _wrap(y)
 
