@@ -407,27 +407,29 @@ class _BaseMLP(BaseEstimator):
 
     def _general_epochs(self, X, y, sample_weight, batch_size, perm, epochs, n):
         layers = self._general_layers()
-        lr_schedule = None
         if self.solver == "adam":
             optim = {"kind": 1, "lr": float(self.learning_rate_init), "beta1": float(self.beta_1),
                      "beta2": float(self.beta_2), "eps": float(self.epsilon)}
         else:
-            opt = self._optimizer
-            optim = {"kind": 0, "lr": float(opt.learning_rate), "momentum": float(self.momentum),
+            lr = float(self._optimizer.learning_rate)
+            optim = {"kind": 0, "lr": lr, "momentum": float(self.momentum),
                      "nesterov": bool(self.nesterovs_momentum and self.momentum > 0)}
-            if self.learning_rate == "invscaling" and epochs > 1:
-                # the rates _SGDSchedule.iteration_ends would set after each epoch of the chunk
-                lrs = [opt.learning_rate] + [
-                    opt.learning_rate_init / (self.t_ + j * n + 1) ** opt.power_t
-                    for j in range(1, epochs)]
-                lr_schedule = np.repeat(np.asarray(lrs, dtype=np.float32),
-                                        -(-n // batch_size))
+            # The trainer's momentum buffer is PyTorch's (b = m b + g; p -= lr b); scikit-learn
+            # keeps the velocity v = -lr b. When the rate changes (invscaling, adaptive), v is
+            # what carries over: rescale b by old / new rate.
+            last = self._general.get("lr")
+            if last is not None and last != lr and self.momentum != 0:
+                for st in self._general["state"]:
+                    for buf in (st[0][0], st[1][0]):
+                        if buf is not None:
+                            buf *= np.float32(last / lr)
+            self._general["lr"] = lr
         loss = self._loss_dict()
         sk = {"loss_sum_outputs": True, "loss_scale": 0.5 if loss["kind"] == 0 else 1.0,
               "l2_weights": float(self.alpha), "adam_eps_before_correction": True}
         r = _kernels.mlp_fit(layers, X, y, loss=loss, optim=optim, epochs=epochs,
                              batch_size=batch_size, shuffle=False, perm=perm,
-                             step0=self._general["step"], lr_schedule=lr_schedule,
+                             step0=self._general["step"],
                              sample_weight=sample_weight, sklearn=sk)
         self._general["step"] += r["steps"]
         return r
@@ -443,8 +445,8 @@ class _BaseMLP(BaseEstimator):
         stopping scores (and may keep) the weights after every epoch: one epoch per call."""
         if early_stopping:
             return 1
-        if exact and self.solver == "sgd" and self.learning_rate == "invscaling":
-            return 1  # mlp_train takes one rate per call
+        if self.solver == "sgd" and self.learning_rate == "invscaling":
+            return 1  # a new rate after every epoch (the trainers take one rate per call)
         k = remaining
         if np.isfinite(self.n_iter_no_change):
             k = min(k, int(self.n_iter_no_change) + 1 - self._no_improvement_count)
