@@ -64,3 +64,13 @@ def test_real_scripts_declare_only_choices():
     d = cli.bench_dir()
     assert cli._only_choices(d / "train.py") == ("seed", "wide")
     assert cli._only_choices(d / "gemm.py") == ("squares", "mlp")
+
+
+def test_sklearn_alias(fake_bench):
+    """`bench sklearn` runs bench/sklearn_bench.py (a bench/sklearn.py would shadow scikit-learn)."""
+    d, calls = fake_bench
+    (d / "sklearn_bench.py").write_text(ECHO.format(only=(), log=str(d.parent / "calls.jsonl"),
+                                                    name="sklearn_bench"))
+    assert main(["bench", "sklearn", "--quick", "--only", "digits"]) == 0
+    assert calls() == [["sklearn_bench", "--quick", "--only", "digits"]]
+    assert cli._bench_scripts(cli.bench_dir()).count("sklearn_bench") == 1

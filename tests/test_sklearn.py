@@ -19,6 +19,15 @@ from fastmlp.sklearn import MLPRegressor  # noqa: E402
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 
+@pytest.fixture(autouse=True)
+def _one_blas_thread():
+    """scikit-learn's reference fits on one BLAS thread: on a busy 2-core CI machine OpenBLAS's
+    spinning threads make its small matrix products many times slower (no result changes)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        yield
+
+
 def diabetes():
     X, y = load_diabetes(return_X_y=True)
     X = StandardScaler().fit_transform(X)
@@ -269,3 +278,111 @@ def test_classifier_multilabel_partial_fit_and_sample_weight():
         b = MLPClassifier(**p).fit(X[w > 0], y[w > 0])
     for ca, cb in zip(a.coefs_, b.coefs_):
         np.testing.assert_allclose(ca, cb, rtol=1e-5, atol=1e-6)
+
+
+# ---- scores over seeds, and the epochs run per native call --------------------------------------
+
+def _breast_cancer():
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, random_state=0)
+    sc = StandardScaler().fit(Xtr)
+    return sc.transform(Xtr), sc.transform(Xte), ytr, yte
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return train_test_split(X / 16.0, y, random_state=0)
+
+
+# (data, classifier?, hyperparameters, margin). fastmlp draws the same initial weights and the
+# same shuffles from random_state as scikit-learn, so the two differ only by float32 vs float64
+# rounding, which can still move a trajectory over ~100 epochs: observed mean differences are
+# ~1e-4. The margins allow a few flipped test predictions (digits: 450 test rows, 1 = 0.0022;
+# breast_cancer: 143 rows, 1 = 0.007) and, for diabetes' 111-row test set, 0.02 of R^2. Means
+# over 3 seeds on each side: random_state-independent.
+SCORE_CASES = {
+    "digits": (_digits, True, dict(hidden_layer_sizes=(32,), max_iter=25,
+                                   learning_rate_init=0.01), 0.01),
+    "breast_cancer": (_breast_cancer, True, dict(hidden_layer_sizes=(32,), max_iter=100), 0.015),
+    "diabetes": (diabetes, False, dict(hidden_layer_sizes=(32,), max_iter=100), 0.02),
+}
+
+
+@pytest.mark.parametrize("case", list(SCORE_CASES))
+def test_mean_score_over_seeds_within_margin_of_sklearn(case):
+    from sklearn.neural_network import MLPClassifier as SkC
+
+    load, classifier, p, margin = SCORE_CASES[case]
+    Xtr, Xte, ytr, yte = load()
+    ours_cls, ref_cls = (MLPClassifier, SkC) if classifier else (MLPRegressor, SkMLP)
+    ours, ref = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for seed in range(3):
+            ours.append(ours_cls(random_state=seed, **p).fit(Xtr, ytr).score(Xte, yte))
+            ref.append(ref_cls(random_state=seed, **p).fit(Xtr, ytr).score(Xte, yte))
+    assert np.mean(ours) >= np.mean(ref) - margin, (ours, ref)
+    assert np.mean(ref) > (0.9 if classifier else 0.2)  # the comparison is about a fitted model
+
+
+class _CountingKernels:
+    """fastmlp.sklearn's kernel module, counting the training calls."""
+
+    def __init__(self, mod):
+        self.mod, self.calls = mod, []
+
+    def __getattr__(self, name):
+        f = getattr(self.mod, name)
+        if name not in ("mlp_fit", "mlp_train"):
+            return f
+
+        def counted(*a, **kw):
+            self.calls.append(kw["epochs"])
+            return f(*a, **kw)
+        return counted
+
+
+@pytest.mark.parametrize("kw", [
+    dict(solver="adam", tol=1e-2, n_iter_no_change=3),          # stops on tol mid-run
+    dict(solver="sgd", activation="tanh", learning_rate="invscaling", learning_rate_init=0.2,
+         power_t=0.25),                                          # a new rate every epoch
+    dict(solver="sgd", learning_rate="adaptive", tol=1e-2, n_iter_no_change=2,
+         learning_rate_init=0.2),                                # rate cuts at the decisions
+    dict(solver="adam", n_iter_no_change=np.inf),                # no decision: one call
+], ids=["adam_tol", "sgd_invscaling", "sgd_adaptive", "no_decisions"])
+def test_epochs_per_native_call_change_nothing(kw, monkeypatch):
+    """Epochs between two stopping decisions run in one native call; the result is the one of
+    one call per epoch (and scikit-learn's n_iter_ and loss curve)."""
+    import fastmlp.sklearn as fsk
+    from sklearn.neural_network import MLPClassifier as SkC
+
+    Xtr, _, ytr, _ = _digits()
+    Xtr, ytr = Xtr[:400], ytr[:400]
+    p = dict(hidden_layer_sizes=(16,), max_iter=60, random_state=0, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        counter = _CountingKernels(fsk._kernels)
+        monkeypatch.setattr(fsk, "_kernels", counter)
+        chunked = MLPClassifier(**p).fit(Xtr, ytr)
+        assert sum(counter.calls) == chunked.n_iter_
+        calls = len(counter.calls)
+        monkeypatch.setattr(MLPClassifier, "_MAX_PERM", 1)  # one epoch per call
+        counter.calls.clear()
+        single = MLPClassifier(**p).fit(Xtr, ytr)
+        assert counter.calls == [1] * single.n_iter_
+        ref = SkC(**p).fit(Xtr, ytr)
+    assert chunked.n_iter_ == single.n_iter_ == ref.n_iter_
+    if kw.get("learning_rate") == "invscaling":  # a new rate every epoch: one epoch per call
+        assert calls == chunked.n_iter_
+    elif np.isfinite(p.get("n_iter_no_change", 10)):
+        assert calls <= -(-chunked.n_iter_ // 2)  # well under one call per epoch
+    else:
+        assert calls == 1
+    np.testing.assert_allclose(chunked.loss_curve_, single.loss_curve_, rtol=1e-6)
+    np.testing.assert_allclose(chunked.loss_curve_, ref.loss_curve_, rtol=2e-3)
+    for a, b in zip(chunked.coefs_ + chunked.intercepts_, single.coefs_ + single.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 * np.abs(b).max())

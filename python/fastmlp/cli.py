@@ -923,6 +923,11 @@ def bench_dir():
                    "(pip install .) or run `python -m fastmlp bench` from a fastmlp source checkout")
 
 
+# `bench sklearn` runs bench/sklearn_bench.py: a script named sklearn.py would shadow the
+# scikit-learn package it imports (a script's folder comes first on sys.path)
+_BENCH_ALIASES = {"sklearn": "sklearn_bench"}
+
+
 def _bench_scripts(d):
     return sorted(p.stem for p in d.glob("*.py") if not p.name.startswith("_"))
 
@@ -959,6 +964,7 @@ def cmd_bench(args):
     if args.grid is not None or args.name:
         name = "grid" if args.grid is not None else args.name
         name = name[:-3] if name.endswith(".py") else name
+        name = _BENCH_ALIASES.get(name, name)
         forwarded = list(args.grid if args.grid is not None else args.rest)
         shared = _shared_bench_options(args)
         path = d / f"{name}.py"

@@ -266,7 +266,6 @@ class _BaseMLP(BaseEstimator):
     def _fit(self, X, y, incremental, sample_weight=None, classes=None):
         from sklearn.model_selection import train_test_split
         from sklearn.utils import check_random_state
-        from sklearn.utils import shuffle as sk_shuffle
 
         sizes = self._check_params()
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
@@ -331,50 +330,43 @@ class _BaseMLP(BaseEstimator):
         opt = self._optimizer
         relu = self._relu()
         self.n_iter_ = 0
-        for _ in range(self.max_iter):
-            if self.shuffle:
-                sample_idx = sk_shuffle(sample_idx, random_state=self._random_state)
+        max_iter = 1 if incremental else self.max_iter
+        while self.n_iter_ < max_iter:
+            k = self._chunk_epochs(max_iter - self.n_iter_, early_stopping, exact, n)
+            perm = None
+            if self.shuffle:  # scikit-learn's sklearn.utils.shuffle(sample_idx), epoch by epoch
+                perm = np.empty((k, n), dtype=np.int64)
+                for j in range(k):
+                    p = np.arange(n)
+                    self._random_state.shuffle(p)
+                    sample_idx = sample_idx[p]
+                    perm[j] = sample_idx
+                if k == 1:
+                    perm = perm[0]
             if exact:
-                r = _kernels.mlp_train(self._W, self._b, relu, X_train, y_train, epochs=1,
-                                 batch_size=batch_size, shuffle=False,
-                                 perm=sample_idx if self.shuffle else None, mode="sklearn",
+                r = _kernels.mlp_train(self._W, self._b, relu, X_train, y_train, epochs=k,
+                                 batch_size=batch_size, shuffle=False, perm=perm, mode="sklearn",
                                  lr=opt.learning_rate, momentum=opt.momentum, nesterov=opt.nesterov,
                                  alpha=float(self.alpha), weight_bufs=opt.vel_w, bias_bufs=opt.vel_b,
                                  allow_nonfinite=False)
             else:
-                r = self._general_epoch(X_train, y_train, sample_weight, batch_size,
-                                        sample_idx if self.shuffle else None, opt.learning_rate)
+                r = self._general_epochs(X_train, y_train, sample_weight, batch_size, perm, k, n)
             if r["nonfinite"] is not None:
                 e, batch, bad = r["nonfinite"]
                 raise ValueError("Solver produced non-finite parameter weights. The input data may "
                                  "contain large values and need to be preprocessed. (The loss "
-                                 f"became {bad} at iteration {self.n_iter_ + 1}, batch {batch + 1}.)")
-            self.n_iter_ += 1
-            self.loss_ = float(r["losses"][0])
-            self.t_ += n
-            self.loss_curve_.append(self.loss_)
-            if self.verbose:
-                print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
-            self._update_no_improvement_count(early_stopping, X_val, y_val)
-            if self.solver == "sgd":
-                opt.iteration_ends(self.t_)
-            if self._no_improvement_count > self.n_iter_no_change:
-                if early_stopping:
-                    msg = ("Validation score did not improve more than tol=%f for %d consecutive "
-                           "epochs." % (self.tol, self.n_iter_no_change))
-                else:
-                    msg = ("Training loss did not improve more than tol=%f for %d consecutive "
-                           "epochs." % (self.tol, self.n_iter_no_change))
-                if self.solver == "adam":  # scikit-learn's Adam stops at once
-                    if self.verbose:
-                        print(msg + " Stopping.")
+                                 f"became {bad} at iteration {self.n_iter_ + e + 1}, batch "
+                                 f"{batch + 1}.)")
+            # scikit-learn's per-epoch bookkeeping, on the losses the native call returns; the
+            # chunk is short enough that no stopping decision falls before its last epoch
+            stop = False
+            for loss in r["losses"]:
+                stop = self._epoch_end(float(loss), n, early_stopping, X_val, y_val, opt)
+                if stop:
                     break
-                if opt.trigger_stopping(msg, self.verbose):
-                    break
-                self._no_improvement_count = 0
-            if incremental:
+            if stop or incremental:
                 break
-            if self.n_iter_ == self.max_iter:
+            if self.n_iter_ == max_iter:
                 warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
                               "optimization hasn't converged yet." % self.max_iter,
                               ConvergenceWarning)
@@ -413,22 +405,81 @@ class _BaseMLP(BaseEstimator):
                  "wstate": g["state"][i][0], "bstate": g["state"][i][1]}
                 for i, (w, b) in enumerate(zip(self._W, self._b))]
 
-    def _general_epoch(self, X, y, sample_weight, batch_size, perm, lr):
+    def _general_epochs(self, X, y, sample_weight, batch_size, perm, epochs, n):
         layers = self._general_layers()
         if self.solver == "adam":
             optim = {"kind": 1, "lr": float(self.learning_rate_init), "beta1": float(self.beta_1),
                      "beta2": float(self.beta_2), "eps": float(self.epsilon)}
         else:
-            optim = {"kind": 0, "lr": float(lr), "momentum": float(self.momentum),
+            lr = float(self._optimizer.learning_rate)
+            optim = {"kind": 0, "lr": lr, "momentum": float(self.momentum),
                      "nesterov": bool(self.nesterovs_momentum and self.momentum > 0)}
+            # The trainer's momentum buffer is PyTorch's (b = m b + g; p -= lr b); scikit-learn
+            # keeps the velocity v = -lr b. When the rate changes (invscaling, adaptive), v is
+            # what carries over: rescale b by old / new rate.
+            last = self._general.get("lr")
+            if last is not None and last != lr and self.momentum != 0:
+                for st in self._general["state"]:
+                    for buf in (st[0][0], st[1][0]):
+                        if buf is not None:
+                            buf *= np.float32(last / lr)
+            self._general["lr"] = lr
         loss = self._loss_dict()
         sk = {"loss_sum_outputs": True, "loss_scale": 0.5 if loss["kind"] == 0 else 1.0,
               "l2_weights": float(self.alpha), "adam_eps_before_correction": True}
-        r = _kernels.mlp_fit(layers, X, y, loss=loss, optim=optim, epochs=1, batch_size=batch_size,
-                       shuffle=False, perm=perm, step0=self._general["step"],
-                       sample_weight=sample_weight, sklearn=sk)
+        r = _kernels.mlp_fit(layers, X, y, loss=loss, optim=optim, epochs=epochs,
+                             batch_size=batch_size, shuffle=False, perm=perm,
+                             step0=self._general["step"],
+                             sample_weight=sample_weight, sklearn=sk)
         self._general["step"] += r["steps"]
         return r
+
+    # the most sample indices one native call gets (epochs x n int64: 32 MiB)
+    _MAX_PERM = 1 << 22
+
+    def _chunk_epochs(self, remaining, early_stopping, exact, n):
+        """How many epochs the next native call runs. scikit-learn decides after every epoch
+        whether to stop (or, adaptive SGD, to cut the rate), and only once the no-improvement
+        count exceeds n_iter_no_change; the count grows by at most one per epoch, so the next
+        n_iter_no_change + 1 - count epochs run with no decision and go in one call. Early
+        stopping scores (and may keep) the weights after every epoch: one epoch per call."""
+        if early_stopping:
+            return 1
+        if self.solver == "sgd" and self.learning_rate == "invscaling":
+            return 1  # a new rate after every epoch (the trainers take one rate per call)
+        k = remaining
+        if np.isfinite(self.n_iter_no_change):
+            k = min(k, int(self.n_iter_no_change) + 1 - self._no_improvement_count)
+        if self.shuffle:
+            k = min(k, self._MAX_PERM // max(n, 1))
+        return max(1, k)
+
+    def _epoch_end(self, loss, n, early_stopping, X_val, y_val, opt):
+        """scikit-learn's end-of-epoch bookkeeping and stopping rule; True: stop."""
+        self.n_iter_ += 1
+        self.loss_ = loss
+        self.t_ += n
+        self.loss_curve_.append(loss)
+        if self.verbose:
+            print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+        self._update_no_improvement_count(early_stopping, X_val, y_val)
+        if self.solver == "sgd":
+            opt.iteration_ends(self.t_)
+        if self._no_improvement_count > self.n_iter_no_change:
+            if early_stopping:
+                msg = ("Validation score did not improve more than tol=%f for %d consecutive "
+                       "epochs." % (self.tol, self.n_iter_no_change))
+            else:
+                msg = ("Training loss did not improve more than tol=%f for %d consecutive "
+                       "epochs." % (self.tol, self.n_iter_no_change))
+            if self.solver == "adam":  # scikit-learn's Adam stops at once
+                if self.verbose:
+                    print(msg + " Stopping.")
+                return True
+            if opt.trigger_stopping(msg, self.verbose):
+                return True
+            self._no_improvement_count = 0
+        return False
 
     def _update_no_improvement_count(self, early_stopping, X_val, y_val):
         if early_stopping:
