@@ -13,7 +13,8 @@
 //   sigmoid e = exp(-|x|): 1 / (1 + e) for x >= 0, e / (1 + e) below (no cancellation)
 //   Phi     the normal CDF for GELU: 0.5 + z P6(z^2) for |z| <= 0.7; else
 //           Phi(-a) = exp(-a^2/2) t P10(t), t = 1 / (1 + a/2), with a^2 split exactly by an FMA
-//           (a^2 = s + e) so that exp(-a^2/2) carries no rounding of a^2; Phi(z) = 1 - Phi(-z)
+//           (a^2 = s + e) so that exp(-a^2/2) carries no rounding of a^2; Phi(z) = 1 - Phi(-z);
+//           the backward's phi(z) = exp(-z^2/2) / sqrt(2 pi) reuses that exp (one exp per element)
 //   log1p   log1p(u) = u P11(u) on u in [0, 1] (softplus: max(x, 0) + log1p(exp(-|x|)))
 // Polynomials: least-squares fits in relative error at Chebyshev nodes (see the test for the
 // measured error).
@@ -60,12 +61,31 @@ struct ActSimd {
         return V::sel(V::isnan(x), x, y);
     }
 
-    // exp(-(s + e) / 2) with s + e = a^2 exactly (s = fl(a*a), e its rounding error), for a >= 0
+    // exp(x) for x <= 0, never NaN (exp's arithmetic without the upper clamp and the NaN select,
+    // which its callers do not need): 0 below -104, subnormal results right.
+    static FASTMLP_ACT_INLINE F exp_nonpos(F x) {
+        const F xc = V::vmax(x, c(-104.0f));
+        const F n = V::round_even(xc * c(1.44269504088896341f));
+        F r = V::fma(n, c(-0.693145751953125f), xc);
+        r = V::fma(n, c(-1.428606765330187045e-06f), r);
+        F p = c(0.00019853862f);
+        p = V::fma(p, r, c(0.0013931463f));
+        p = V::fma(p, r, c(0.008333365f));
+        p = V::fma(p, r, c(0.041666497f));
+        p = V::fma(p, r, c(0.16666667f));
+        p = V::fma(p, r, c(0.5f));
+        p = V::fma(p, r * r, r + c(1.0f));
+        const F n1 = V::round_even(n * c(0.5f) - c(0.25f));  // floor(n / 2): 2^n in two halves
+        return (p * V::pow2(n1)) * V::pow2(n - n1);
+    }
+
+    // exp(-(s + e) / 2) with s + e = a^2 exactly (s = fl(a*a), e its rounding error), for
+    // 0 <= a <= 15 (not NaN)
     static FASTMLP_ACT_INLINE F exp_neg_half_sq(F a) {
         const F s = a * a;
         const F e = V::fma(a, a, c(0.0f) - s);
-        const F base = exp(s * c(-0.5f));
-        return base - base * (e * c(0.5f));  // exp(-e/2) = 1 - e/2 to float precision
+        const F base = exp_nonpos(s * c(-0.5f));
+        return V::fma(base, e * c(-0.5f), base);  // exp(-e/2) = 1 - e/2 to float precision
     }
 
     // expm1(x) for x in [-87, 20] (callers clamp; NaN propagates through the arithmetic).
@@ -136,9 +156,11 @@ struct ActSimd {
         pt = V::fma(pt, t, c(0.14936519f));
         pt = V::fma(pt, t, c(0.19947943f));
         pt = V::fma(pt, t, c(0.19947106f));
-        const F g = exp_neg_half_sq(ac);
+        const F g = exp_neg_half_sq(ac);  // vmin(NaN, 15) = 15: no NaN inside
         const F lower = g * (t * pt);  // Phi(-a)
-        if (pdf) *pdf = exp_neg_half_sq(V::vmin(a, c(20.0f))) * c(0.39894228040143268f);
+        // phi(z) from the same exp: beyond |z| = 15 both it and z phi(z) are below float32's
+        // smallest subnormal, and exp_nonpos(-112.5) already is 0
+        if (pdf) *pdf = g * c(0.39894228040143268f);
         const F tail = V::sel(V::lt(z, c(0.0f)), lower, c(1.0f) - lower);
         const F y = V::sel(V::le(a, c(0.7f)), central, tail);
         return V::sel(V::isnan(z), z, y);

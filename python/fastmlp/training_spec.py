@@ -4,14 +4,14 @@
 ``nn.CrossEntropyLoss(weight=w, label_smoothing=0.1)``); :func:`resolve_optimizer` reads
 ``fit(optimizer=...)`` (a name with keyword hyper-parameters, or an ``optim.*`` instance whose
 hyper-parameters and state fit uses and leaves updated, as the eager loop would). Both produce the
-dicts csrc/bindings/mlp_spec.h parses. Hyper-parameters are checked by fastmlp.optim's rules
-(optim/hyperparams.py: PyTorch's messages, float32 range).
+dicts csrc/bindings/mlp_spec.h parses. Hyper-parameters are checked by the optimizers' rules
+(hyperparams.py: PyTorch's messages, float32 range).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .optim import hyperparams as _hp
+from . import hyperparams as _hp
 
 __all__ = ["LOSS_KINDS", "OPTIM_KINDS", "LossSpec", "OptimSpec", "resolve_loss", "resolve_optimizer"]
 

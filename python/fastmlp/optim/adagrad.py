@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import ops
 from ..tensor import _wrap
-from . import hyperparams as hp
+from .. import hyperparams as hp
 from .optimizer import Optimizer, grad_arrays
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
-from . import hyperparams as hp
+from .. import hyperparams as hp
 from .optimizer import Optimizer, grad_arrays, new_state_array
 
 _ndarray = np.ndarray

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..tensor import Tensor
-from . import hyperparams as hp
+from .. import hyperparams as hp
 from .optimizer import Optimizer
 
 

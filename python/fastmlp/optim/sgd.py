@@ -8,11 +8,11 @@ import numpy as np
 
 from .. import ops
 from ..tensor import _wrap
-from . import hyperparams as hp
+from .. import hyperparams as hp
 from .optimizer import Optimizer
 
 _check_nesterov = hp.nesterov
-_F32_MAX = hp._F32_MAX
+_F32_MAX = hp.F32_MAX
 
 _ndarray = np.ndarray
 _F32 = np.dtype(np.float32)
