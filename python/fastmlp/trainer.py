@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import ops as _ops
 from .ops import cpu as _kernels
+from .ops import infer_forward as _infer_forward
 from .training_spec import resolve_loss, resolve_optimizer, write_back_state
 from .hyperparams import check_f32
 
@@ -83,6 +85,24 @@ class Chain:
     acts: list = None       # per layer: (kind name, p0, p1) or None (activation.h's kinds)
     dropout: list = None    # per layer: dropout probability after the activation (training)
     params: list = None     # per layer: (weight Parameter, bias Parameter or None)
+    infer: object = None    # the native forward plan (ops.InferPlan), made by infer_plan()
+
+    def infer_plan(self):
+        """The chain's native inference plan (:class:`fastmlp.ops.InferPlan`, made once: it reads
+        the parameter arrays in place), or None where it cannot run (parameters that are not
+        C-contiguous float32 host arrays)."""
+        p = self.infer
+        if p is None:
+            acts = self.acts or [("relu", 0.0, 0.0) if r else None for r in self.relu]
+            kinds = sys.modules[__package__ + ".tracing"].ACT_KINDS
+            try:
+                p = _ops.InferPlan(self.weights, self.biases,
+                                   [None if a is None else (kinds[a[0]], float(a[1]), float(a[2]))
+                                    for a in acts])
+            except (TypeError, ValueError):
+                p = False
+            self.infer = p
+        return p or None
 
     @property
     def basic(self) -> bool:
@@ -642,15 +662,51 @@ def prepare_class_data_cuda(chain: Chain, X, y, cp, what: str = "X"):
         return Xd, cp.asarray(np.ascontiguousarray(Y, dtype=np.int64))
 
 
-def predict(model, X) -> np.ndarray:
+def predict(model, X, *, out=None) -> np.ndarray:
     """The model's output on ``X`` (n, in) as a float32 (n, out) array, by the native forward.
-    For a model on the GPU it runs there: a numpy result for host ``X``, CuPy for GPU ``X``."""
-    chain = extract_chain(model)
+
+    A new array per call, or ``out`` (a writable C-contiguous float32 (n, out) numpy array) filled
+    and returned. The forward plan and its workspace are made on the first call and kept with the
+    model's cached chain: later calls re-extract nothing and allocate nothing but the result
+    (nothing at all with ``out``). For a model on the GPU it runs there: a numpy result for host
+    ``X``, CuPy for GPU ``X``."""
+    chain = _cached_chain(model) if type(model) is not Chain else None
+    if chain is not None:  # the hot path: a fastmlp model seen before, unchanged since
+        plan = chain.infer
+        if plan:
+            r = _infer_forward(plan.capsule, X, out)
+            if r is not None:
+                return r
+    else:
+        chain = extract_chain(model)
     if chain.is_cuda:
+        if out is not None:
+            raise ValueError("predict: out= takes a host array; a model on the GPU returns its own "
+                             "array (call predict without out)")
         cp, C = _cuda_backend(chain)
         return _predict_cuda(chain, X, cp, C)
     X = _check_predict_input(chain, _as_data(X, "X"))
-    return _forward(chain, _f32(X))
+    plan = chain.infer_plan()
+    if plan is not None:
+        r = _infer_forward(plan.capsule, _f32(X), out)
+        if r is not None:
+            return r
+    r = _forward(chain, _f32(X))
+    if out is None:
+        return r
+    if not isinstance(out, np.ndarray) or out.shape != r.shape or out.dtype != np.float32:
+        raise ValueError(f"predict: out must be a float32 numpy array of shape {r.shape}, got "
+                         f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
+    out[...] = r
+    return out
+
+
+def _cached_chain(model):
+    """The chain tracing cached on a fastmlp model, while it is still valid; else None."""
+    d = getattr(model, "__dict__", None)
+    if d is None or "_fastmlp_chain" not in d:
+        return None
+    return sys.modules[__package__ + ".tracing"].cached_hit(model)
 
 
 def _forward(chain: Chain, X: np.ndarray) -> np.ndarray:

@@ -17,6 +17,8 @@ from itertools import islice
 import numpy as np
 
 from .. import dtypes as _dt
+from .. import ops as _ops
+from ..autograd import GradMode as _GradMode
 from ..devices import asarray
 from ..tensor import Tensor, _as_device, _wrap
 from . import functional as F
@@ -582,6 +584,7 @@ class Sequential(_ModuleSequence):
     def __getstate__(self):
         state = super().__getstate__()
         state["_plan"] = None  # a cache, rebuilt by the first forward
+        state.pop("_infer", None)  # the no_grad forward's native plan (a cache too)
         return state
 
     def _build_plan(self):
@@ -611,12 +614,80 @@ class Sequential(_ModuleSequence):
         self.__dict__["_plan"] = (key, plan)
         return plan
 
+    def _infer_state(self, plan):
+        """(version, plan, InferPlan or None, [(parameter, its array)]): the whole chain as one
+        native forward (fastmlp.ops.InferPlan) when ``plan`` is Linear layers with element-wise
+        activations (and Identity, or Dropout that is inactive); None otherwise."""
+        from .activation import _ElementwiseAct
+        from .layers import Dropout
+
+        act_call = _ElementwiseAct.__call__
+        layers = []  # [Linear, act (kind, p0, p1) or None]
+        ok = True
+        for fused, m in plan:
+            if type(m) is Linear:
+                act = None if fused is False else (1, 0.0, 0.0) if fused is True else \
+                    tuple(fused._act_spec())
+                layers.append([m, act])
+            elif fused is False and type(m) is Identity:
+                continue
+            elif fused is False and type(m) is Dropout and (not m.training or m.p == 0):
+                continue
+            elif fused is False and layers and layers[-1][1] is None and (
+                    type(m) is ReLU or (hasattr(m, "_act_spec") and type(m).__call__ is act_call)):
+                layers[-1][1] = (1, 0.0, 0.0) if type(m) is ReLU else tuple(m._act_spec())
+            else:
+                ok = False
+                break
+        ip, arrays = None, []
+        if ok and layers:
+            ws, bs, acts = [], [], []
+            for m, act in layers:
+                w, b = m.weight, m.bias
+                ws.append(w._data)
+                bs.append(None if b is None else b._data)
+                acts.append(None if act is None else (int(act[0]), float(act[1]), float(act[2])))
+                arrays += [(w, w._data)] + ([] if b is None else [(b, b._data)])
+            try:
+                ip = _ops.InferPlan(ws, bs, acts)
+            except (TypeError, ValueError):  # e.g. float64 or GPU parameters: the layer loop
+                ip = None
+        st = (STRUCTURE_VERSION[0], plan, ip, arrays)
+        self.__dict__["_infer"] = st
+        return st
+
+    def _infer_forward(self, plan, input):
+        """The no_grad forward in one native call, or None where it does not apply."""
+        st = self.__dict__.get("_infer")
+        if st is None or st[0] != STRUCTURE_VERSION[0] or st[1] is not plan:
+            st = self._infer_state(plan)
+        else:
+            for p, a in st[3]:
+                if p._data is not a:
+                    st = self._infer_state(plan)
+                    break
+        ip = st[2]
+        if ip is None:
+            return None
+        try:
+            x = input._data
+        except AttributeError:
+            return None
+        r = _ops.infer_forward(ip.capsule, x, None)
+        if r is None:
+            return None
+        return _wrap(r, None, False)
+
     def forward(self, input):
         cached = self._plan
         if cached is not None and cached[0] == tuple(self._modules.values()):
             plan = cached[1]
         else:
             plan = self._build_plan()
+        if not _GradMode.enabled:
+            r = self._infer_forward(plan, input)
+            if r is not None:
+                return r
         linear = F._linear
         for fused, m in plan:
             if fused is False:
