@@ -77,13 +77,26 @@ inline vf fmav(vf a, vf b, vf c) {  // a * b + c, one rounding where the ISA has
     return a * b + c;
 #endif
 }
-// The lanes of v summed in a fixed tree order (halves added until one lane is left).
+// The lanes of v summed in a fixed tree order: halves added (lane i + lane i + w) until one lane
+// is left (the same order on every ISA: the shuffles below are that tree).
 inline float hsum(vf v) {
+#if defined(__AVX2__)
+#if defined(__AVX512F__)
+    const __m512 z = (__m512)v;
+    const __m256 h8 = _mm256_add_ps(_mm512_castps512_ps256(z), _mm512_extractf32x8_ps(z, 1));
+#else
+    const __m256 h8 = (__m256)v;
+#endif
+    const __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
+    const __m128 h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));
+    return _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1)));
+#else
     float t[kVW];
     __builtin_memcpy(t, &v, sizeof(v));
     for (int w = kVW / 2; w >= 1; w /= 2)
         for (int i = 0; i < w; ++i) t[i] += t[i + w];
     return t[0];
+#endif
 }
 inline float relu1(float v) { return v < 0.0f ? 0.0f : v; }  // NaN kept
 
@@ -113,8 +126,12 @@ void rows_impl(float* y, const float* W, const float* b, const float* x, int64_t
                bool relu) {
     const int64_t nb = O / 4;
     const int nt = int(nb < 2 ? 1 : std::min<int64_t>(threads_for(2.0 * double(O) * double(I)), nb));
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (int64_t q = 0; q < nb; ++q) rows_block<4>(y, W, b, x, I, q * 4, relu);
+    if (nt > 1) {  // (a parallel region with if(false) still costs a libgomp call)
+#pragma omp parallel for schedule(static) num_threads(nt)
+        for (int64_t q = 0; q < nb; ++q) rows_block<4>(y, W, b, x, I, q * 4, relu);
+    } else {
+        for (int64_t q = 0; q < nb; ++q) rows_block<4>(y, W, b, x, I, q * 4, relu);
+    }
     for (int64_t o = nb * 4; o < O; ++o) rows_block<1>(y, W, b, x, I, o, relu);
 }
 

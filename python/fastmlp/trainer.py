@@ -670,15 +670,20 @@ def predict(model, X, *, out=None) -> np.ndarray:
     model's cached chain: later calls re-extract nothing and allocate nothing but the result
     (nothing at all with ``out``). For a model on the GPU it runs there: a numpy result for host
     ``X``, CuPy for GPU ``X``."""
-    chain = _cached_chain(model) if type(model) is not Chain else None
-    if chain is not None:  # the hot path: a fastmlp model seen before, unchanged since
-        plan = chain.infer
-        if plan:
-            r = _infer_forward(plan.capsule, X, out)
-            if r is not None:
-                return r
-    else:
-        chain = extract_chain(model)
+    # The hot path: a fastmlp model predicted before and unchanged since (tracing.cached_hit's
+    # checks, inline).
+    hit = getattr(model, "__dict__", _NO_DICT).get("_fastmlp_chain")
+    if hit is not None and hit[0] == _STRUCTURE_VERSION[0]:
+        for p, a in hit[2]:
+            if p._data is not a:
+                break
+        else:
+            plan = hit[1].infer
+            if plan:
+                r = _infer_forward(plan.capsule, X, out)
+                if r is not None:
+                    return r
+    chain = extract_chain(model)
     if chain.is_cuda:
         if out is not None:
             raise ValueError("predict: out= takes a host array; a model on the GPU returns its own "
@@ -701,12 +706,7 @@ def predict(model, X, *, out=None) -> np.ndarray:
     return out
 
 
-def _cached_chain(model):
-    """The chain tracing cached on a fastmlp model, while it is still valid; else None."""
-    d = getattr(model, "__dict__", None)
-    if d is None or "_fastmlp_chain" not in d:
-        return None
-    return sys.modules[__package__ + ".tracing"].cached_hit(model)
+_NO_DICT = {}
 
 
 def _forward(chain: Chain, X: np.ndarray) -> np.ndarray:
@@ -1351,3 +1351,6 @@ def _load_momentum(state, bufs_w, bufs_b, steps):
                 raise ValueError(f"fit: resume's momentum buffer {name}[{i}] has shape {b.shape}, the "
                                  f"model's parameter {a.shape}")
             a[...] = b if type(a) is np.ndarray else _cupy().asarray(b)
+
+
+from .nn.modules import STRUCTURE_VERSION as _STRUCTURE_VERSION  # noqa: E402  (the chain cache key)

@@ -19,6 +19,7 @@ import numpy as np
 from .. import dtypes as _dt
 from .. import ops as _ops
 from ..autograd import GradMode as _GradMode
+from ..ops import infer_forward as _infer_native
 from ..devices import asarray
 from ..tensor import Tensor, _as_device, _wrap
 from . import functional as F
@@ -614,13 +615,15 @@ class Sequential(_ModuleSequence):
         self.__dict__["_plan"] = (key, plan)
         return plan
 
-    def _infer_state(self, plan):
-        """(version, plan, InferPlan or None, [(parameter, its array)]): the whole chain as one
-        native forward (fastmlp.ops.InferPlan) when ``plan`` is Linear layers with element-wise
-        activations (and Identity, or Dropout that is inactive); None otherwise."""
+    def _infer_state(self, key):
+        """(version, children, InferPlan or None, [(parameter, its array)]): the whole chain as
+        one native forward (fastmlp.ops.InferPlan) when it is Linear layers with element-wise
+        activations (and Identity, or Dropout that is inactive); None in the third slot otherwise."""
         from .activation import _ElementwiseAct
         from .layers import Dropout
 
+        cached = self._plan
+        plan = cached[1] if cached is not None and cached[0] == key else self._build_plan()
         act_call = _ElementwiseAct.__call__
         layers = []  # [Linear, act (kind, p0, p1) or None]
         ok = True
@@ -652,19 +655,22 @@ class Sequential(_ModuleSequence):
                 ip = _ops.InferPlan(ws, bs, acts)
             except (TypeError, ValueError):  # e.g. float64 or GPU parameters: the layer loop
                 ip = None
-        st = (STRUCTURE_VERSION[0], plan, ip, arrays)
+        st = (STRUCTURE_VERSION[0], key, ip, arrays)
         self.__dict__["_infer"] = st
         return st
 
-    def _infer_forward(self, plan, input):
-        """The no_grad forward in one native call, or None where it does not apply."""
+    def _infer_forward(self, input):
+        """The no_grad forward in one native call, or None where it does not apply. Valid while
+        no module attribute changed (STRUCTURE_VERSION), the children are the same objects and
+        every parameter holds the same array (in-place updates are read by the plan)."""
         st = self.__dict__.get("_infer")
-        if st is None or st[0] != STRUCTURE_VERSION[0] or st[1] is not plan:
-            st = self._infer_state(plan)
+        key = tuple(self._modules.values())
+        if st is None or st[0] != STRUCTURE_VERSION[0] or st[1] != key:
+            st = self._infer_state(key)
         else:
             for p, a in st[3]:
                 if p._data is not a:
-                    st = self._infer_state(plan)
+                    st = self._infer_state(key)
                     break
         ip = st[2]
         if ip is None:
@@ -673,21 +679,19 @@ class Sequential(_ModuleSequence):
             x = input._data
         except AttributeError:
             return None
-        r = _ops.infer_forward(ip.capsule, x, None)
-        if r is None:
-            return None
-        return _wrap(r, None, False)
+        r = _infer_native(ip.capsule, x, None)
+        return None if r is None else _wrap(r, None, False)
 
     def forward(self, input):
+        if not _GradMode.enabled:
+            r = self._infer_forward(input)
+            if r is not None:
+                return r
         cached = self._plan
         if cached is not None and cached[0] == tuple(self._modules.values()):
             plan = cached[1]
         else:
             plan = self._build_plan()
-        if not _GradMode.enabled:
-            r = self._infer_forward(plan, input)
-            if r is not None:
-                return r
         linear = F._linear
         for fused, m in plan:
             if fused is False:
