@@ -67,7 +67,17 @@ inline vf ldv(const float* p) {
     return v;
 }
 inline void stv(float* p, vf v) { __builtin_memcpy(p, &v, sizeof(v)); }
-inline vf bcv(float s) { return vf{} + s; }
+// A broadcast (vbroadcastss from memory). Not `vf{} + s`: that is an IEEE add (0 + -0 = +0) the
+// compiler must keep, one extra dependent µop per broadcast in the tiles' inner loop.
+inline vf bcv(float s) {
+#if defined(__AVX512F__)
+    return (vf)_mm512_set1_ps(s);
+#elif defined(__AVX2__)
+    return (vf)_mm256_set1_ps(s);
+#else
+    return vf{s, s, s, s};
+#endif
+}
 inline vf fmav(vf a, vf b, vf c) {  // a * b + c, one rounding where the ISA has FMA
 #if defined(__AVX512F__)
     return (vf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);

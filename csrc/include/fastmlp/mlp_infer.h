@@ -6,6 +6,7 @@
 //   out (n, out_{L-1}) = A_L
 //
 // Three paths, chosen from the shapes (InferPath::automatic) or forced (tests run each):
+// (automatic: rows below 8 rows, tiles otherwise)
 //  * rows:  one sample at a time, a matrix-vector chain: W read in place along its rows (SIMD dot
 //           products, 4 outputs at a time), no packing, no transposes. For a handful of rows.
 //  * tiles: feature-major register tiles without packing (as XLA does for small operands): the
@@ -13,7 +14,8 @@
 //           Z^T = W @ A^T as MR x 16 accumulator tiles that broadcast weights against sample
 //           vectors over the whole reduction, bias + activation applied in the tile's store.
 //  * gemm:  row-major sgemm (X @ W^T, packed, the library's GEMM) with bias + activation fused in
-//           its epilogue, for batches and widths where packing pays.
+//           its epilogue. Taken only when asked for today: on AVX2 the tiles were faster at every
+//           measured shape (see mlp_infer_choose).
 // Every path sums each output in a fixed order that depends on the shapes only, and threads split
 // outputs (tiles, columns), never a sum: results do not depend on the thread count. Different
 // paths may differ in the last bits (different summation orders).
