@@ -269,3 +269,46 @@ def test_no_allocation_after_the_first_call():
     grew = sum(s.size_diff for s in after.compare_to(before, "filename") if s.size_diff > 0)
     assert grew < 4096, f"{grew} bytes allocated over 200 predict calls with out="
     assert plan.info()["workspace_grows"] == grows
+
+
+@pytest.mark.parametrize("act", [nn.LeakyReLU, nn.ELU, nn.Softplus, nn.Hardtanh, nn.ReLU6,
+                                 nn.Sigmoid, nn.SiLU, lambda: nn.GELU(approximate="tanh")])
+def test_no_grad_forward_matches_the_layer_loop_for_every_activation(cpu_path, act):
+    fastmlp.manual_seed(1)
+    m = nn.Sequential(nn.Linear(12, 40), act(), nn.Linear(40, 24), nn.Identity(), act(),
+                      nn.Dropout(0.3), nn.Linear(24, 3)).eval()
+    X = (3 * np.random.default_rng(2).standard_normal((70, 12))).astype(np.float32)
+    want = m(fastmlp.from_numpy(X)).detach().numpy()  # grad mode: the layer loop
+    for n in (1, 7, 70):
+        with fastmlp.no_grad():
+            got = m(fastmlp.from_numpy(X[:n])).numpy()
+        np.testing.assert_allclose(got, want[:n], rtol=1e-5, atol=1e-5)
+    assert m.__dict__["_infer"][2] is not None
+    np.testing.assert_allclose(trainer.predict(m, X), want, rtol=1e-5, atol=1e-5)
+
+
+def test_one_plan_from_several_threads():
+    import threading
+
+    ws, bs = make((20, 128, 128, 4), 11)
+    plan = ops.InferPlan(ws, bs, [ACT["relu"], ACT["tanh"], None])
+    X = np.random.default_rng(12).standard_normal((512, 20)).astype(np.float32)
+    want = ops.infer(plan, X)
+    errors = []
+
+    def work(k):
+        try:
+            for i in range(20):
+                n = 1 + (k * 37 + i * 53) % 512
+                np.testing.assert_array_equal(ops.infer(plan, X[:n]), ops.infer(plan, X)[:n]
+                                              if n >= 8 else ops.infer(plan, X[:n], path="rows"))
+                np.testing.assert_array_equal(ops.infer(plan, X), want)
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    ts = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors[0]
