@@ -75,8 +75,7 @@ void forward_tiles(float* out, const std::vector<InferLayer>& layers, const floa
         const int64_t rows = std::min(chunk, n - r0);
         const int64_t Bp = round_up(rows, kLanes);
         const float* xr = X + r0 * d_in;
-        for (int64_t b = 0; b < rows; ++b)
-            for (int64_t i = 0; i < d_in; ++i) a0[i * ld + b] = xr[b * d_in + i];
+        k.transpose(a0, ld, xr, d_in, rows, d_in);
         if (Bp > rows)
             for (int64_t i = 0; i < d_in; ++i)
                 std::fill(a0 + i * ld + rows, a0 + i * ld + Bp, 0.0f);
@@ -89,8 +88,8 @@ void forward_tiles(float* out, const std::vector<InferLayer>& layers, const floa
             a = c;
         }
         float* o = out + r0 * d_out;
-        for (int64_t b = 0; b < rows; ++b)
-            for (int64_t j = 0; j < d_out; ++j) o[b * d_out + j] = a[j * ld + b];
+        if (d_out == 1) std::copy(a, a + rows, o);
+        else k.transpose(o, d_out, a, ld, d_out, rows);
     }
 }
 
