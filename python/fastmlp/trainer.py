@@ -94,11 +94,10 @@ class Chain:
         p = self.infer
         if p is None:
             acts = self.acts or [("relu", 0.0, 0.0) if r else None for r in self.relu]
-            kinds = sys.modules[__package__ + ".tracing"].ACT_KINDS
-            try:
+            try:  # (ops, not sys.modules: predict may run while the interpreter is finalizing)
                 p = _ops.InferPlan(self.weights, self.biases,
-                                   [None if a is None else (kinds[a[0]], float(a[1]), float(a[2]))
-                                    for a in acts])
+                                   [None if a is None else (_ops.act_kind(a[0]), float(a[1]),
+                                                            float(a[2])) for a in acts])
             except (TypeError, ValueError):
                 p = False
             self.infer = p

@@ -619,8 +619,11 @@ class Sequential(_ModuleSequence):
         """(version, children, InferPlan or None, [(parameter, its array)]): the whole chain as
         one native forward (fastmlp.ops.InferPlan) when it is Linear layers with element-wise
         activations (and Identity, or Dropout that is inactive); None in the third slot otherwise."""
-        from .activation import _ElementwiseAct
-        from .layers import Dropout
+        try:
+            from .activation import _ElementwiseAct
+            from .layers import Dropout
+        except ImportError:  # the interpreter is finalizing: the layer loop runs the model
+            return (None, key, None, [])
 
         cached = self._plan
         plan = cached[1] if cached is not None and cached[0] == key else self._build_plan()
