@@ -467,6 +467,7 @@ def main():
     ap.add_argument("--heads")
     ap.add_argument("--paths", help="fastmlp CPU paths (default: every one this machine has)")
     ap.add_argument("--libs", default="fastmlp,torch,jax,ort")
+    ap.add_argument("--kinds", help="only these measurements (fit,step,scan,infer,predict)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--budget", type=float, default=2e8, help="flops per timed fit epoch")
     ap.add_argument("--pause", type=float, default=0.02, help="seconds between calls")
@@ -511,6 +512,10 @@ def main():
             versions[lib] = w.version
 
     todo = plan(cfg, paths)
+    if args.kinds:  # e.g. --kinds infer,predict: only those measurements
+        keep = set(args.kinds.split(","))
+        todo = [(pt_key, [m for m in pt if m[0] in keep]) for pt_key, pt in todo]
+        todo = [(k, pt) for k, pt in todo if pt]
     samples, cpu_samples = {}, {}
     meta = {}
     t_start = time.time()

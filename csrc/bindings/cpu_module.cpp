@@ -39,6 +39,7 @@ void register_gemm_fast(py::module_& m);  // cpu_gemm_fast.cpp
 void register_losses(py::module_& m);     // cpu_losses.cpp
 void register_optimizers(py::module_& m);  // cpu_optimizers.cpp
 void register_activations(py::module_& m);  // cpu_activations.cpp
+void register_infer(py::module_& m);  // cpu_infer.cpp
 }  // namespace fastmlp::bind
 
 namespace {
@@ -346,4 +347,5 @@ PYBIND11_MODULE(_C, m) {
     register_losses(m);
     register_optimizers(m);
     register_activations(m);
+    register_infer(m);
 }

@@ -5,7 +5,7 @@ Speaks PyTorch's API: ``import fastmlp as torch``, ``import fastmlp.nn as nn``,
 """
 from . import _C  # noqa: F401  (the compiled CPU kernels; import errors surface here)
 from . import ops, cuda
-from .trainer import fit  # whole-epoch fused training (issue 5)
+from .trainer import fit, predict  # whole-epoch fused training (issue 5), native inference (issue 14)
 from .config import (
     __version__,
     get_num_threads,

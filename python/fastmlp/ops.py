@@ -486,3 +486,57 @@ def linear_act_backward(grad, x, weight, kind, p0=0.0, p1=0.0, *, act_input=None
 
 __all__ += ["ACT_KINDS", "ACT_NEEDS_INPUT", "act_kind", "act_forward", "act_backward", "softmax",
             "softmax_backward", "linear_act", "linear_act_backward"]
+
+
+# ---- inference (issue 14): a reusable native forward plan per model -------------------------
+
+INFER_PATHS = {"auto": 0, "rows": 1, "tiles": 2, "gemm": 3, "reference": 4}
+
+
+class InferPlan:
+    """A compiled forward of a Linear(+activation) chain (csrc/include/fastmlp/mlp_infer.h): the
+    layers' parameter arrays read in place (kept alive, never copied, so in-place updates show in
+    the next call) and a workspace reused from call to call. It is a cache: a copy or an
+    unpickled copy is ``None``, and its owner rebuilds it."""
+
+    __slots__ = ("capsule", "in_features", "out_features")
+
+    def __init__(self, weights, biases, acts):
+        self.capsule = _C.infer_plan(list(weights), list(biases), list(acts))
+        self.in_features = int(weights[0].shape[1])
+        self.out_features = int(weights[-1].shape[0])
+
+    def __reduce__(self):
+        return (type(None), ())
+
+    def __copy__(self):
+        return None
+
+    def __deepcopy__(self, memo):
+        return None
+
+    def info(self):
+        """{'layers', 'in_features', 'out_features', 'workspace_floats', 'workspace_grows'}."""
+        return _C.infer_info(self.capsule)
+
+    def choose(self, n):
+        """The kernel path a call with ``n`` rows takes ('rows', 'tiles' or 'gemm')."""
+        return _C.infer_choose(self.capsule, int(n))
+
+
+# infer_forward(plan.capsule, X, out[, path]): the plan on X (n, in) (an exact C-contiguous float32
+# numpy array) into ``out`` or a new (n, out) array; None when X needs converting first.
+infer_forward = _C.infer_forward
+
+
+def infer(plan, x, *, out=None, path="auto"):
+    """The plan's chain on ``x`` (n, in) float32: a new (n, out) array, or ``out`` filled."""
+    r = _C.infer_forward(plan.capsule, x, out, INFER_PATHS[path])
+    if r is None:
+        raise ValueError(f"infer: x must be a C-contiguous float32 array of shape (n, "
+                         f"{plan.in_features}), got {getattr(x, 'dtype', type(x).__name__)} "
+                         f"{getattr(x, 'shape', '')}")
+    return r
+
+
+__all__ += ["InferPlan", "infer", "infer_forward", "INFER_PATHS"]

@@ -31,7 +31,7 @@ from . import autograd as _ag
 from .ops import ACT_KINDS as _OPS_ACT_NAMES
 from .tensor import Tensor, _wrap
 
-__all__ = ["TraceError", "trace_layers", "cached", "ACTIVATION_OF_NODE", "ACT_KINDS"]
+__all__ = ["TraceError", "trace_layers", "cached", "cached_hit", "ACTIVATION_OF_NODE", "ACT_KINDS"]
 
 
 class TraceError(ValueError):
@@ -380,22 +380,27 @@ def _trace(model, in_features, dtype):
     return layers
 
 
+def cached_hit(model):
+    """The chain :func:`cached` holds for ``model`` while it is still valid, else None."""
+    hit = model.__dict__.get("_fastmlp_chain")
+    if hit is not None and hit[0] == _STRUCTURE_VERSION[0]:
+        for p, a in hit[2]:
+            if p._data is not a:
+                return None
+        return hit[1]
+    return None
+
+
 def cached(model, build):
     """``build(model)`` cached on the model until its structure (or a parameter's array) changes.
 
     ``build`` returns ``(chain, params)``; the cache holds while no Module attribute was written
     anywhere (STRUCTURE_VERSION) and every parameter in ``params`` still holds the same array."""
-    d = model.__dict__
-    hit = d.get("_fastmlp_chain")
-    version = _STRUCTURE_VERSION[0]
-    if hit is not None and hit[0] == version:
-        for p, a in hit[2]:
-            if p._data is not a:
-                break
-        else:
-            return hit[1]
+    chain = cached_hit(model)
+    if chain is not None:
+        return chain
     chain, params = build(model)
-    d["_fastmlp_chain"] = (_STRUCTURE_VERSION[0], chain, [(p, p._data) for p in params])
+    model.__dict__["_fastmlp_chain"] = (_STRUCTURE_VERSION[0], chain, [(p, p._data) for p in params])
     return chain
 
 

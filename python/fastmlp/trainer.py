@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import ops as _ops
 from .ops import cpu as _kernels
+from .ops import infer_forward as _infer_forward
 from .training_spec import (LOSS_KINDS, OPTIM_KINDS, resolve_loss, resolve_optimizer,
                             write_back_state)
 from .hyperparams import check_f32
@@ -89,6 +91,25 @@ class Chain:
     #  "wparam"/"bparam": their Parameters, and for BatchNorm1d "batch_stats", "running_mean",
     #  "running_var" (arrays or None), "momentum", "cumulative", "nbt" (0-d int64 array or None)}
     norms: list = None
+    infer: object = None    # the native forward plan (ops.InferPlan), made by infer_plan()
+
+    def infer_plan(self):
+        """The chain's native inference plan (:class:`fastmlp.ops.InferPlan`, made once: it reads
+        the parameter arrays in place), or None where it cannot run (parameters that are not
+        C-contiguous float32 host arrays)."""
+        p = self.infer
+        if p is None and any(self.norms or []):
+            p = self.infer = False  # the plan runs Linear + activation layers only
+        if p is None:
+            acts = self.acts or [("relu", 0.0, 0.0) if r else None for r in self.relu]
+            try:  # (ops, not sys.modules: predict may run while the interpreter is finalizing)
+                p = _ops.InferPlan(self.weights, self.biases,
+                                   [None if a is None else (_ops.act_kind(a[0]), float(a[1]),
+                                                            float(a[2])) for a in acts])
+            except (TypeError, ValueError):
+                p = False
+            self.infer = p
+        return p or None
 
     @property
     def basic(self) -> bool:
@@ -723,15 +744,51 @@ def prepare_class_data_cuda(chain: Chain, X, y, cp, what: str = "X"):
         return Xd, cp.asarray(np.ascontiguousarray(Y, dtype=np.int64))
 
 
-def predict(model, X) -> np.ndarray:
+def predict(model, X, *, out=None) -> np.ndarray:
     """The model's output on ``X`` (n, in) as a float32 (n, out) array, by the native forward.
-    For a model on the GPU it runs there: a numpy result for host ``X``, CuPy for GPU ``X``."""
+
+    A new array per call, or ``out`` (a writable C-contiguous float32 (n, out) numpy array) filled
+    and returned. The forward plan and its workspace are made on the first call and kept with the
+    model's cached chain: later calls re-extract nothing and allocate nothing but the result
+    (nothing at all with ``out``). For a model on the GPU it runs there: a numpy result for host
+    ``X``, CuPy for GPU ``X``."""
+    # The hot path: a fastmlp model predicted before and unchanged since (tracing.cached_hit's
+    # checks, inline).
+    hit = getattr(model, "__dict__", _NO_DICT).get("_fastmlp_chain")
+    if hit is not None and hit[0] == _STRUCTURE_VERSION[0]:
+        for p, a in hit[2]:
+            if p._data is not a:
+                break
+        else:
+            plan = hit[1].infer
+            if plan:
+                r = _infer_forward(plan.capsule, X, out)
+                if r is not None:
+                    return r
     chain = extract_chain(model)
     if chain.is_cuda:
+        if out is not None:
+            raise ValueError("predict: out= takes a host array; a model on the GPU returns its own "
+                             "array (call predict without out)")
         cp, C = _cuda_backend(chain)
         return _predict_cuda(chain, X, cp, C)
     X = _check_predict_input(chain, _as_data(X, "X"))
-    return _forward(chain, _f32(X))
+    plan = chain.infer_plan()
+    if plan is not None:
+        r = _infer_forward(plan.capsule, _f32(X), out)
+        if r is not None:
+            return r
+    r = _forward(chain, _f32(X))
+    if out is None:
+        return r
+    if not isinstance(out, np.ndarray) or out.shape != r.shape or out.dtype != np.float32:
+        raise ValueError(f"predict: out must be a float32 numpy array of shape {r.shape}, got "
+                         f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
+    out[...] = r
+    return out
+
+
+_NO_DICT = {}
 
 
 def _forward(chain: Chain, X: np.ndarray) -> np.ndarray:
@@ -1426,3 +1483,6 @@ def _load_momentum(state, bufs_w, bufs_b, steps):
                 raise ValueError(f"fit: resume's momentum buffer {name}[{i}] has shape {b.shape}, the "
                                  f"model's parameter {a.shape}")
             a[...] = b if type(a) is np.ndarray else _cupy().asarray(b)
+
+
+from .nn.modules import STRUCTURE_VERSION as _STRUCTURE_VERSION  # noqa: E402  (the chain cache key)

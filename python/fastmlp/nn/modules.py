@@ -17,6 +17,9 @@ from itertools import islice
 import numpy as np
 
 from .. import dtypes as _dt
+from .. import ops as _ops
+from ..autograd import GradMode as _GradMode
+from ..ops import infer_forward as _infer_native
 from ..devices import asarray
 from ..tensor import Tensor, _as_device, _wrap
 from . import functional as F
@@ -582,6 +585,7 @@ class Sequential(_ModuleSequence):
     def __getstate__(self):
         state = super().__getstate__()
         state["_plan"] = None  # a cache, rebuilt by the first forward
+        state.pop("_infer", None)  # the no_grad forward's native plan (a cache too)
         return state
 
     def _build_plan(self):
@@ -611,7 +615,81 @@ class Sequential(_ModuleSequence):
         self.__dict__["_plan"] = (key, plan)
         return plan
 
+    def _infer_state(self, key):
+        """(version, children, InferPlan or None, [(parameter, its array)]): the whole chain as
+        one native forward (fastmlp.ops.InferPlan) when it is Linear layers with element-wise
+        activations (and Identity, or Dropout that is inactive); None in the third slot otherwise."""
+        try:
+            from .activation import _ElementwiseAct
+            from .layers import Dropout
+        except ImportError:  # the interpreter is finalizing: the layer loop runs the model
+            return (None, key, None, [])
+
+        cached = self._plan
+        plan = cached[1] if cached is not None and cached[0] == key else self._build_plan()
+        act_call = _ElementwiseAct.__call__
+        layers = []  # [Linear, act (kind, p0, p1) or None]
+        ok = True
+        for fused, m in plan:
+            if type(m) is Linear:
+                act = None if fused is False else (1, 0.0, 0.0) if fused is True else \
+                    tuple(fused._act_spec())
+                layers.append([m, act])
+            elif fused is False and type(m) is Identity:
+                continue
+            elif fused is False and type(m) is Dropout and (not m.training or m.p == 0):
+                continue
+            elif fused is False and layers and layers[-1][1] is None and (
+                    type(m) is ReLU or (hasattr(m, "_act_spec") and type(m).__call__ is act_call)):
+                layers[-1][1] = (1, 0.0, 0.0) if type(m) is ReLU else tuple(m._act_spec())
+            else:
+                ok = False
+                break
+        ip, arrays = None, []
+        if ok and layers:
+            ws, bs, acts = [], [], []
+            for m, act in layers:
+                w, b = m.weight, m.bias
+                ws.append(w._data)
+                bs.append(None if b is None else b._data)
+                acts.append(None if act is None else (int(act[0]), float(act[1]), float(act[2])))
+                arrays += [(w, w._data)] + ([] if b is None else [(b, b._data)])
+            try:
+                ip = _ops.InferPlan(ws, bs, acts)
+            except (TypeError, ValueError):  # e.g. float64 or GPU parameters: the layer loop
+                ip = None
+        st = (STRUCTURE_VERSION[0], key, ip, arrays)
+        self.__dict__["_infer"] = st
+        return st
+
+    def _infer_forward(self, input):
+        """The no_grad forward in one native call, or None where it does not apply. Valid while
+        no module attribute changed (STRUCTURE_VERSION), the children are the same objects and
+        every parameter holds the same array (in-place updates are read by the plan)."""
+        st = self.__dict__.get("_infer")
+        key = tuple(self._modules.values())
+        if st is None or st[0] != STRUCTURE_VERSION[0] or st[1] != key:
+            st = self._infer_state(key)
+        else:
+            for p, a in st[3]:
+                if p._data is not a:
+                    st = self._infer_state(key)
+                    break
+        ip = st[2]
+        if ip is None:
+            return None
+        try:
+            x = input._data
+        except AttributeError:
+            return None
+        r = _infer_native(ip.capsule, x, None)
+        return None if r is None else _wrap(r, None, False)
+
     def forward(self, input):
+        if not _GradMode.enabled:
+            r = self._infer_forward(input)
+            if r is not None:
+                return r
         cached = self._plan
         if cached is not None and cached[0] == tuple(self._modules.values()):
             plan = cached[1]

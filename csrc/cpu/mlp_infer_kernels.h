@@ -1,0 +1,256 @@
+// The per-ISA kernels of the inference forward (mlp_infer.h); internal, not part of the API.
+//
+// Compiled once per ISA by mlp_infer_kernels_{generic,avx2,avx512}.cpp, each with its own flags,
+// from the body below (FASTMLP_INFER_KERNELS_BODY). The driver (mlp_infer.cpp) picks the set of
+// the current ISA.
+#pragma once
+#pragma GCC diagnostic ignored "-Wpsabi"  // vf below never crosses a non-inlined call
+#include <algorithm>
+#include <cstdint>
+
+#include "fastmlp/cpu_features.h"
+
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace fastmlp::infer_detail {
+
+constexpr int64_t kLanes = 16;  // the tiles path pads the samples of a chunk to a multiple of this
+
+struct InferKernels {
+    // rows: y (O) = W (O, I) @ x (I) + b (O, or null), then ReLU (NaN kept) if relu. Outputs are
+    // split over threads when the product is large; each output's sum has a fixed order.
+    void (*rows)(float* y, const float* W, const float* b, const float* x, int64_t O, int64_t I,
+                 bool relu);
+    // tiles: c (O, ldc) columns [0, Bp) = W (O, I) @ a (I, lda) columns [0, Bp), + bias (O, or
+    // null), then ReLU if relu. Bp is a multiple of kLanes; tiles are split over threads.
+    void (*tiles)(float* c, int64_t ldc, const float* W, const float* bias, const float* a,
+                  int64_t lda, int64_t O, int64_t I, int64_t Bp, bool relu);
+    // transpose: dst (cols, ldd) = src (rows, cols)^T (src rows lds apart): dst[j * ldd + i] =
+    // src[i * lds + j] for i < rows, j < cols. Pure data movement (8 x 8 register blocks on
+    // AVX2/AVX-512).
+    void (*transpose)(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows,
+                      int64_t cols);
+};
+
+const InferKernels& infer_kernels_generic();
+#ifdef FASTMLP_HAVE_X86_KERNELS
+const InferKernels& infer_kernels_avx2();
+const InferKernels& infer_kernels_avx512();
+#endif
+
+}  // namespace fastmlp::infer_detail
+
+#define FASTMLP_INFER_KERNELS_BODY                                                                 \
+    namespace fastmlp::infer_detail {                                                              \
+    const InferKernels& FASTMLP_INFER_KERNELS_NAME() {                                             \
+        static const InferKernels k{&rows_impl, &tiles_impl, &transpose_impl};                                      \
+        return k;                                                                                  \
+    }                                                                                              \
+    }
+
+namespace fastmlp::infer_detail {
+namespace {  // internal linkage: each ISA file compiles its own copy with its own flags
+
+// One register of the ISA this copy is compiled for (GCC/Clang vector): an AVX-512 zmm, an AVX2
+// ymm, 4 floats on the generic path. A tile is kMR weight rows x kLanes samples, kMR * kNV
+// accumulators.
+#if defined(__AVX512F__)
+constexpr int kVW = 16, kMR = 12;
+#elif defined(__AVX2__)
+constexpr int kVW = 8, kMR = 6;
+#else
+constexpr int kVW = 4, kMR = 3;
+#endif
+constexpr int kNV = int(kLanes) / kVW;
+typedef float vf __attribute__((vector_size(kVW * 4)));
+
+inline vf ldv(const float* p) {
+    vf v;
+    __builtin_memcpy(&v, p, sizeof(v));
+    return v;
+}
+inline void stv(float* p, vf v) { __builtin_memcpy(p, &v, sizeof(v)); }
+// A broadcast (vbroadcastss from memory). Not `vf{} + s`: that is an IEEE add (0 + -0 = +0) the
+// compiler must keep, one extra dependent µop per broadcast in the tiles' inner loop.
+inline vf bcv(float s) {
+#if defined(__AVX512F__)
+    return (vf)_mm512_set1_ps(s);
+#elif defined(__AVX2__)
+    return (vf)_mm256_set1_ps(s);
+#else
+    return vf{s, s, s, s};
+#endif
+}
+inline vf fmav(vf a, vf b, vf c) {  // a * b + c, one rounding where the ISA has FMA
+#if defined(__AVX512F__)
+    return (vf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+#elif defined(__AVX2__)
+    return (vf)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+#else
+    return a * b + c;
+#endif
+}
+// The lanes of v summed in a fixed tree order: halves added (lane i + lane i + w) until one lane
+// is left (the same order on every ISA: the shuffles below are that tree).
+inline float hsum(vf v) {
+#if defined(__AVX2__)
+#if defined(__AVX512F__)
+    const __m512 z = (__m512)v;
+    const __m256 h8 = _mm256_add_ps(_mm512_castps512_ps256(z), _mm512_extractf32x8_ps(z, 1));
+#else
+    const __m256 h8 = (__m256)v;
+#endif
+    const __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
+    const __m128 h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));
+    return _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1)));
+#else
+    float t[kVW];
+    __builtin_memcpy(t, &v, sizeof(v));
+    for (int w = kVW / 2; w >= 1; w /= 2)
+        for (int i = 0; i < w; ++i) t[i] += t[i + w];
+    return t[0];
+#endif
+}
+inline float relu1(float v) { return v < 0.0f ? 0.0f : v; }  // NaN kept
+
+// ---- rows: matrix-vector products, W read along its rows -----------------------------------
+// Outputs [o0, o0 + R): R rows of W against x, kVW partial sums per output, then the tail of the
+// row, then the bias.
+template <int R>
+inline void rows_block(float* y, const float* __restrict W, const float* b,
+                       const float* __restrict x, int64_t I, int64_t o0, bool relu) {
+    const int64_t Iv = I / kVW * kVW;
+    vf acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = vf{};
+    const float* w = W + o0 * I;
+    for (int64_t k = 0; k < Iv; k += kVW) {
+        const vf xv = ldv(x + k);
+        for (int r = 0; r < R; ++r) acc[r] = fmav(ldv(w + r * I + k), xv, acc[r]);
+    }
+    for (int r = 0; r < R; ++r) {
+        float s = hsum(acc[r]);
+        for (int64_t k = Iv; k < I; ++k) s += w[r * I + k] * x[k];
+        if (b) s += b[o0 + r];
+        y[o0 + r] = relu ? relu1(s) : s;
+    }
+}
+
+void rows_impl(float* y, const float* W, const float* b, const float* x, int64_t O, int64_t I,
+               bool relu) {
+    const int64_t nb = O / 4;
+    const int nt = int(nb < 2 ? 1 : std::min<int64_t>(threads_for(2.0 * double(O) * double(I)), nb));
+    if (nt > 1) {  // (a parallel region with if(false) still costs a libgomp call)
+#pragma omp parallel for schedule(static) num_threads(nt)
+        for (int64_t q = 0; q < nb; ++q) rows_block<4>(y, W, b, x, I, q * 4, relu);
+    } else {
+        for (int64_t q = 0; q < nb; ++q) rows_block<4>(y, W, b, x, I, q * 4, relu);
+    }
+    for (int64_t o = nb * 4; o < O; ++o) rows_block<1>(y, W, b, x, I, o, relu);
+}
+
+// ---- tiles: feature-major register tiles ---------------------------------------------------
+// c rows [r0, r0 + MR), columns [c0, c0 + kLanes): sum over k of W[r][k] * a[k][c], the weight
+// broadcast, the sample vectors loaded, kept in registers for the whole reduction.
+template <int MR>
+inline void tile(float* __restrict c, int64_t ldc, const float* __restrict W, int64_t I,
+                 const float* __restrict a, int64_t lda, const float* bias, bool relu, int64_t r0,
+                 int64_t c0) {
+    vf acc[MR][kNV];
+    for (int r = 0; r < MR; ++r)
+        for (int j = 0; j < kNV; ++j) acc[r][j] = vf{};
+    const float* w = W + r0 * I;
+    const float* ap = a + c0;
+    for (int64_t k = 0; k < I; ++k) {
+        vf bv[kNV];
+        for (int j = 0; j < kNV; ++j) bv[j] = ldv(ap + k * lda + j * kVW);
+        for (int r = 0; r < MR; ++r) {
+            const vf wv = bcv(w[r * I + k]);
+            for (int j = 0; j < kNV; ++j) acc[r][j] = fmav(wv, bv[j], acc[r][j]);
+        }
+    }
+    const vf zero = {};
+    for (int r = 0; r < MR; ++r) {
+        float* cr = c + (r0 + r) * ldc + c0;
+        const vf bb = bias ? bcv(bias[r0 + r]) : zero;
+        for (int j = 0; j < kNV; ++j) {
+            vf v = acc[r][j];
+            if (bias) v = v + bb;
+            if (relu) v = v < zero ? zero : v;
+            stv(cr + j * kVW, v);
+        }
+    }
+}
+
+template <int MR>
+inline void tile_rest(int64_t rows, float* c, int64_t ldc, const float* W, int64_t I,
+                      const float* a, int64_t lda, const float* bias, bool relu, int64_t r0,
+                      int64_t c0) {
+    if constexpr (MR >= 1) {
+        if (rows == MR) return tile<MR>(c, ldc, W, I, a, lda, bias, relu, r0, c0);
+        tile_rest<MR - 1>(rows, c, ldc, W, I, a, lda, bias, relu, r0, c0);
+    }
+}
+
+// Work items: (group of 4 column tiles, row block). Within an item the MR weight rows stay in L1
+// while the 4 column tiles stream their sample panels.
+void tiles_impl(float* c, int64_t ldc, const float* W, const float* bias, const float* a,
+                int64_t lda, int64_t O, int64_t I, int64_t Bp, bool relu) {
+    constexpr int64_t kGroup = 4 * kLanes;
+    const int64_t nrb = (O + kMR - 1) / kMR, ncg = (Bp + kGroup - 1) / kGroup;
+    const int64_t items = nrb * ncg;
+    auto run = [&](int64_t t) {
+        const int64_t r0 = (t % nrb) * kMR, g0 = (t / nrb) * kGroup;
+        const int64_t rows = O - r0 < kMR ? O - r0 : kMR;
+        const int64_t g1 = g0 + kGroup < Bp ? g0 + kGroup : Bp;
+        for (int64_t c0 = g0; c0 < g1; c0 += kLanes) {
+            if (rows == kMR) tile<kMR>(c, ldc, W, I, a, lda, bias, relu, r0, c0);
+            else tile_rest<kMR - 1>(rows, c, ldc, W, I, a, lda, bias, relu, r0, c0);
+        }
+    };
+    const int nt = int(items < 2 ? 1 : std::min<int64_t>(
+        threads_for(2.0 * double(O) * double(I) * double(Bp)), items));
+    if (nt <= 1) {
+        for (int64_t t = 0; t < items; ++t) run(t);
+        return;
+    }
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t t = 0; t < items; ++t) run(t);
+}
+
+// ---- transposes (the tiles path's feature-major chunks in and out) ---------------------------
+void transpose_impl(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows,
+                    int64_t cols) {
+    int64_t i0 = 0;
+#if defined(__AVX2__)
+    for (; i0 + 8 <= rows; i0 += 8) {
+        int64_t j0 = 0;
+        for (; j0 + 8 <= cols; j0 += 8) {
+            __m256 r[8], t[8], u[8];
+            for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(src + (i0 + k) * lds + j0);
+            for (int k = 0; k < 4; ++k) {
+                t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+                t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+            }
+            for (int h = 0; h < 2; ++h) {  // rows 4h .. 4h + 3
+                u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], 0x44);
+                u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], 0xEE);
+                u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+                u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+            }
+            for (int k = 0; k < 4; ++k) {
+                _mm256_storeu_ps(dst + (j0 + k) * ldd + i0, _mm256_permute2f128_ps(u[k], u[k + 4], 0x20));
+                _mm256_storeu_ps(dst + (j0 + k + 4) * ldd + i0, _mm256_permute2f128_ps(u[k], u[k + 4], 0x31));
+            }
+        }
+        for (; j0 < cols; ++j0)
+            for (int64_t i = i0; i < i0 + 8; ++i) dst[j0 * ldd + i] = src[i * lds + j0];
+    }
+#endif
+    for (; i0 < rows; ++i0)
+        for (int64_t j = 0; j < cols; ++j) dst[j * ldd + i0] = src[i0 * lds + j];
+}
+
+}  // namespace
+}  // namespace fastmlp::infer_detail
