@@ -61,7 +61,7 @@ py::dict mlp_fit_py(py::list layers, py::handle X_obj, py::handle Y_obj, py::dic
                     int64_t step0, py::object lr_schedule, py::object momentum_schedule,
                     uint64_t dropout_seed,
                     py::object sample_weight, py::object class_weight, py::object pos_weight,
-                    bool allow_nonfinite, py::dict sklearn) {
+                    bool allow_nonfinite, py::dict sklearn, const std::string& path) {
     if (epochs < 0) throw py::value_error("mlp_fit: epochs must be >= 0, got " + std::to_string(epochs));
     if (batch_size < 1)
         throw py::value_error("mlp_fit: batch_size must be >= 1, got " + std::to_string(batch_size));
@@ -69,6 +69,10 @@ py::dict mlp_fit_py(py::list layers, py::handle X_obj, py::handle Y_obj, py::dic
     HostArrays arrays;
     std::vector<FitLayer> ls = parse_layers(layers, arrays);
     FitOptions o;
+    if (path == "auto") o.path = FitPath::automatic;
+    else if (path == "small") o.path = FitPath::small;
+    else if (path == "gemm") o.path = FitPath::gemm;
+    else throw py::value_error("mlp_fit: path must be 'auto', 'small' or 'gemm', got '" + path + "'");
     parse_loss(loss, o);
     parse_optim(optim, o);
     const int64_t d_in = ls.front().in, d_out = ls.back().out;
@@ -213,10 +217,11 @@ void register_mlp_fit(py::module_& m) {
           py::arg("dropout_seed") = 0,
           py::arg("sample_weight") = py::none(), py::arg("class_weight") = py::none(),
           py::arg("pos_weight") = py::none(), py::arg("allow_nonfinite") = false,
-          py::arg("sklearn") = py::dict(),
+          py::arg("sklearn") = py::dict(), py::arg("path") = "auto",
           "Fused training of a Linear/activation/dropout chain with any loss and optimizer of "
           "fastmlp (see csrc/bindings/mlp_spec.h for the layer/loss/optim dicts); updates "
-          "parameters and optimizer state in place. Returns {'losses', 'steps', 'nonfinite'}.");
+          "parameters and optimizer state in place. path: 'auto' (the small-matrix path for small "
+          "chains, sgemm otherwise), 'small' or 'gemm'. Returns {'losses', 'steps', 'nonfinite'}.");
     m.def("mlp_fit_forward", &mlp_fit_forward_py, py::arg("layers"), py::arg("X"),
           "Inference through the same chain (no dropout): (n, out) float32.");
 }
