@@ -135,3 +135,21 @@ def test_bad_path_is_a_clear_error():
     with pytest.raises(ValueError, match="path must be 'auto', 'small' or 'gemm', got 'fast'"):
         _C.mlp_fit([{"weight": w, "bias": b}], X, y, loss={"kind": 0}, optim={"kind": 0, "lr": 0.1},
                    path="fast")
+
+
+def test_no_bias_layers_and_partial_last_batch(cpu_path, force_path):
+    # Linear(bias=False) layers, a last batch of 7 rows (pad columns in the small path's tiles)
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((71, 9)).astype(np.float32)
+    y = rng.integers(0, 4, 71).astype(np.int64)
+    out = {}
+    for path in ("small", "gemm"):
+        fastmlp.manual_seed(1)
+        model = nn.Sequential(nn.Linear(9, 19, bias=False), nn.LeakyReLU(0.1), nn.Linear(19, 4))
+        force_path(path)
+        h = fastmlp.fit(model, X, y, epochs=3, batch_size=16, loss="cross_entropy",
+                        optimizer="adam", lr=0.02, seed=7, progress=False)
+        out[path] = (np.array(h["loss"]), [p.numpy().copy() for p in model.parameters()])
+    np.testing.assert_allclose(out["small"][0], out["gemm"][0], rtol=2e-5)
+    for a, b in zip(out["small"][1], out["gemm"][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6)
