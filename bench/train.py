@@ -518,7 +518,9 @@ def main(argv=None):
                     "cpus": os.cpu_count(), "load_avg_start": load_start,
                     "load_avg_end": list(os.getloadavg())},
         "note": ("medians of interleaved rounds on a shared machine (see load_avg); noisy. PyTorch "
-                 "and JAX run in worker processes; JAX/XLA keeps its own CPU thread pool"),
+                 "and JAX run in worker processes; JAX/XLA keeps its own CPU thread pool. Toolkit "
+                 "cases: also the best round in wall and in process CPU time (best_*), which is "
+                 "what their targets are judged on"),
         "results": results,
     }
     os.makedirs(args.out, exist_ok=True)
