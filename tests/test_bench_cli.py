@@ -62,7 +62,7 @@ def test_suite_options(fake_bench, tmp_path, capsys):
 
 def test_real_scripts_declare_only_choices():
     d = cli.bench_dir()
-    assert cli._only_choices(d / "train.py") == ("seed", "wide")
+    assert cli._only_choices(d / "train.py") == ("seed", "wide", "toolkit")
     assert cli._only_choices(d / "gemm.py") == ("squares", "mlp")
 
 

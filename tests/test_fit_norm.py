@@ -68,6 +68,7 @@ def _bias(ops, bn_bias):
 
 def build(spec, bn_bias=True):
     """(fastmlp model, torch model factory(dtype, clock)) with the same initial weights."""
+    fastmlp.manual_seed(11)  # the same Linear initialisation in every run (no flaky draws)
     fmods = []
     for i, (a, b, ops) in enumerate(spec):
         fmods.append(nn.Linear(a, b, bias=_bias(ops, bn_bias)))
@@ -143,12 +144,13 @@ def check_against(fm, t, t64, what):
     ref64 = {k: v.detach().double().numpy() for k, v in t64.state_dict().items()}
     for k, p in fm.state_dict().items():
         p = p.numpy().astype(np.float64)
-        q = ref[k]
-        # as test_fit_general: within 1e-5 relative of PyTorch's float32 run, or as close to it
-        # as that run is to its own float64 twin (batch statistics of a few rows amplify rounding)
+        q, q64 = ref[k], ref64[k]
+        # As test_fit_general: within 1e-5 relative of PyTorch, or of PyTorch's float64 run by a
+        # few times PyTorch's own float32 error (batch statistics of a few rows, and Adam's steps
+        # on gradients that are sums with cancellation, amplify rounding in either float32 run).
         tol = 2e-6 * max(1.0, np.abs(q).max())
-        tol = max(tol, 2.0 * np.abs(q - ref64[k]).max())
-        np.testing.assert_allclose(p, q, rtol=1e-5, atol=tol, err_msg=f"{what}: {k}")
+        np.testing.assert_allclose(
+            p, q64, rtol=1e-5, atol=max(tol, 5.0 * np.abs(q - q64).max()), err_msg=f"{what}: {k}")
 
 
 CASES = {

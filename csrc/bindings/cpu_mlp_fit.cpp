@@ -100,7 +100,7 @@ py::dict mlp_fit_py(py::list layers, py::handle X_obj, py::handle Y_obj, py::dic
                     uint64_t dropout_seed,
                     py::object sample_weight, py::object class_weight, py::object pos_weight,
                     bool allow_nonfinite, py::dict sklearn, py::object grad_allreduce,
-                    int64_t rank, int64_t world_size) {
+                    int64_t rank, int64_t world_size, const std::string& path) {
     if (epochs < 0) throw py::value_error("mlp_fit: epochs must be >= 0, got " + std::to_string(epochs));
     if (batch_size < 1)
         throw py::value_error("mlp_fit: batch_size must be >= 1, got " + std::to_string(batch_size));
@@ -108,6 +108,10 @@ py::dict mlp_fit_py(py::list layers, py::handle X_obj, py::handle Y_obj, py::dic
     HostArrays arrays;
     std::vector<FitLayer> ls = parse_layers(layers, arrays);
     FitOptions o;
+    if (path == "auto") o.path = FitPath::automatic;
+    else if (path == "small") o.path = FitPath::small;
+    else if (path == "gemm") o.path = FitPath::gemm;
+    else throw py::value_error("mlp_fit: path must be 'auto', 'small' or 'gemm', got '" + path + "'");
     parse_loss(loss, o);
     parse_optim(optim, o);
     const int64_t d_in = ls.front().in, d_out = ls.back().out;
@@ -276,10 +280,12 @@ void register_mlp_fit(py::module_& m) {
           py::arg("sample_weight") = py::none(), py::arg("class_weight") = py::none(),
           py::arg("pos_weight") = py::none(), py::arg("allow_nonfinite") = false,
           py::arg("sklearn") = py::dict(), py::arg("grad_allreduce") = py::none(),
-          py::arg("rank") = 0, py::arg("world_size") = 1,
-          "Fused training of a Linear/activation/dropout chain with any loss and optimizer of "
+          py::arg("rank") = 0, py::arg("world_size") = 1, py::arg("path") = "auto",
+          "Fused training of a Linear/activation/norm/dropout chain with any loss and optimizer of "
           "fastmlp (see csrc/bindings/mlp_spec.h for the layer/loss/optim dicts); updates "
           "parameters and optimizer state in place. Returns {'losses', 'steps', 'nonfinite'}. "
+          "path: 'auto' (the small-matrix path for small chains without norm layers, sgemm "
+          "otherwise), 'small' or 'gemm'. "
           "Data-parallel (fit(distributed=True)): with grad_allreduce (a callable), rank computes "
           "its rows [B*rank/world_size, B*(rank+1)/world_size) of every global batch of B rows "
           "(every rank passes the same data and order), normalised by the global batch, and each "

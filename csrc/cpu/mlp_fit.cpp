@@ -16,6 +16,8 @@
 #include "fastmlp/mlp.h"
 #include "fastmlp/mlp_fit.h"
 #include "fastmlp/norm.h"
+#include "fastmlp/optimizers.h"
+#include "mlp_fit_small.h"
 
 namespace fastmlp {
 
@@ -44,6 +46,13 @@ struct Scratch {
     int64_t bn_forwards = 0;  // training forwards so far (BatchNorm1d's cumulative average)
     std::vector<int64_t> yi;
     std::vector<float> sw;
+    std::vector<double> rl, rw, lse;  // loss_and_grad's per-row sums (B)
+    // update_params' multi-tensor view of the trainable parameters (optim_step_many's layout):
+    // per tensor its pointer, gradient slot, state slots, size, and whether the L2 term applies.
+    std::vector<float*> up_p, up_s0, up_s1, up_s2;
+    std::vector<const float*> up_g;
+    std::vector<int64_t> up_n, up_steps;
+    std::vector<uint8_t> up_l2;
     void init(const std::vector<FitLayer>& layers, int64_t B, bool index_targets) {
         const size_t L = layers.size();
         a.assign(L + 1, {});
@@ -98,9 +107,32 @@ struct Scratch {
         else
             y.assign(size_t(B * layers.back().out), 0.0f);
         sw.assign(size_t(B), 1.0f);
+        rl.assign(size_t(B), 0.0);
+        rw.assign(size_t(B), 0.0);
+        lse.assign(size_t(B), 0.0);
         d0.assign(size_t(B * maxw), 0.0f);
         d1.assign(size_t(B * maxw), 0.0f);
         grads.assign(size_t(ng), 0.0f);
+        up_p.clear(), up_s0.clear(), up_s1.clear(), up_s2.clear(), up_g.clear(), up_n.clear();
+        up_l2.clear();
+        auto add = [&](float* p, int64_t off, float* const* st, int64_t m, bool l2) {
+            up_p.push_back(p);
+            up_g.push_back(grads.data() + off);
+            up_s0.push_back(st[0]);
+            up_s1.push_back(st[1]);
+            up_s2.push_back(st[2]);
+            up_n.push_back(m);
+            up_l2.push_back(l2);
+        };
+        for (size_t l = 0; l < L; ++l) {
+            const FitLayer& ly = layers[l];
+            if (gw_off[l] >= 0) add(ly.weight, gw_off[l], ly.wstate, ly.in * ly.out, true);
+            if (gb_off[l] >= 0) add(ly.bias, gb_off[l], ly.bstate, ly.out, false);
+            // a norm layer's weight and bias (no L2 term: scikit-learn's is on the weights only)
+            if (gnw_off[l] >= 0) add(ly.norm.weight, gnw_off[l], ly.norm.wstate, ly.out, false);
+            if (gnb_off[l] >= 0) add(ly.norm.bias, gnb_off[l], ly.norm.bstate, ly.out, false);
+        }
+        up_steps.assign(up_p.size(), 0);
     }
 };
 
@@ -116,7 +148,8 @@ void act_grad(float* d, const float* z, const float* y, int64_t n, ActParams p) 
 void colsum(float* out, const float* d, int64_t B, int64_t C) {
     constexpr int64_t kCols = 256;
     const int64_t nblocks = (C + kCols - 1) / kCols;
-#pragma omp parallel for schedule(static) num_threads(threads_for(double(B) * double(C) * 2.0))
+    const int nt = threads_for(double(B) * double(C) * 2.0);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int64_t blk = 0; blk < nblocks; ++blk) {
         const int64_t j0 = blk * kCols, w = std::min(kCols, C - j0);
         double acc[kCols];
@@ -253,51 +286,56 @@ double loss_denominator(const FitData& data, const int64_t* idx, int64_t B, int6
 // P (B, O); targets y (B, O) or yi (B); per-sample weights sw (B) (all ones without
 // sample_weight). Returns the rows' share of the batch loss (double).
 double loss_and_grad(float* dP, const float* P, const float* y, const int64_t* yi, const float* sw,
-                     int64_t B, int64_t O, const FitOptions& opt, double den) {
+                     int64_t B, int64_t O, const FitOptions& opt, double den, Scratch& s) {
     const LossParams lp = opt.loss;
     if (lp.kind == Loss::cross_entropy) {
         // Rows of O logits: sum_i sw_i * row_loss_i / den; ignore_index rows contribute nothing.
         const float* cw = opt.class_weight;
-        const float s = opt.label_smoothing;
+        const float ls = opt.label_smoothing;
         double wsum = double(O);
         if (cw) {
             wsum = 0.0;
             for (int64_t c = 0; c < O; ++c) wsum += double(cw[c]);
         }
-        std::vector<double> rl(size_t(B), 0.0);
-#pragma omp parallel for schedule(static) num_threads(threads_elem(B * O, 20.0))
+        double* rl = s.rl.data();
+        double* lse_b = s.lse.data();
+        const int nt = threads_elem(B * O, 20.0);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
         for (int64_t b = 0; b < B; ++b) {
             const float* x = P + b * O;
             float* g = dP + b * O;
             const int64_t t = yi[b];
+            rl[b] = 0.0;
             if (t == opt.ignore_index) {
                 for (int64_t c = 0; c < O; ++c) g[c] = 0.0f;
                 continue;
             }
             const double lse = ce_row_logsumexp(x, O, 1);
-            rl[size_t(b)] = double(sw[b]) * ce_row_loss_index(x, O, 1, lse, t, cw, s);
+            lse_b[b] = lse;
+            rl[b] = double(sw[b]) * ce_row_loss_index(x, O, 1, lse, t, cw, ls);
         }
         double num = 0.0;
-        for (int64_t b = 0; b < B; ++b) num += rl[size_t(b)];
+        for (int64_t b = 0; b < B; ++b) num += rl[b];
         const double scale = den != 0.0 ? 1.0 / den : 0.0;
-#pragma omp parallel for schedule(static) num_threads(threads_elem(B * O, 20.0))
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
         for (int64_t b = 0; b < B; ++b) {
             const int64_t t = yi[b];
             if (t == opt.ignore_index) continue;
             const float* x = P + b * O;
-            const double lse = ce_row_logsumexp(x, O, 1);
-            const double A = ce_row_coef_sum_index(t, cw, s, wsum, O);
+            const double lse = lse_b[b];
+            const double A = ce_row_coef_sum_index(t, cw, ls, wsum, O);
             const double sc = scale * double(sw[b]);
             float* g = dP + b * O;
-            for (int64_t c = 0; c < O; ++c) g[c] = ce_grad_index(x[c], c, lse, t, cw, s, A, O, sc);
+            for (int64_t c = 0; c < O; ++c) g[c] = ce_grad_index(x[c], c, lse, t, cw, ls, A, O, sc);
         }
         return den != 0.0 ? num / den : NAN;
     }
-    // Element-wise losses: mean over the B x O elements (weighted: sum_i sw_i sum_o l / (O sum sw)).
+    // Element-wise losses: sum_i sw_i sum_o l / den.
     const double denom = den;
-    std::vector<double> rows(size_t(B), 0.0);
+    double* rows = s.rl.data();
     const float* pw = opt.pos_weight;
-#pragma omp parallel for schedule(static) num_threads(threads_elem(B * O, 10.0))
+    const int nt = threads_elem(B * O, 10.0);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int64_t b = 0; b < B; ++b) {
         double acc = 0.0;
         const float wb = sw[b];
@@ -308,10 +346,10 @@ double loss_and_grad(float* dP, const float* P, const float* y, const int64_t* y
             acc += double(loss_elem_value(x, t, lp, pwo));
             dP[b * O + o] = loss_elem_grad(x, t, lp, pwo) * g_scale;
         }
-        rows[size_t(b)] = acc * double(wb);
+        rows[b] = acc * double(wb);
     }
     double total = 0.0;
-    for (int64_t b = 0; b < B; ++b) total += rows[size_t(b)];
+    for (int64_t b = 0; b < B; ++b) total += rows[b];
     return denom != 0.0 ? total / denom : NAN;
 }
 
@@ -410,36 +448,23 @@ void backward_batch(const std::vector<FitLayer>& layers, Scratch& s, int64_t B, 
     }
 }
 
-// p (m) <- optimizer.h's rule with gradient g + l2 * p and state s0..s2 (null where unused).
-void step_param(float* p, const float* g, float* s0, float* s1, float* s2, int64_t m, Optim kind,
-                const OptimCoeffs& c, float l2) {
-#pragma omp parallel for schedule(static) num_threads(threads_elem(m, 6.0))
-    for (int64_t i = 0; i < m; ++i) {
-        float d0v = 0.0f, d1v = 0.0f, d2v = 0.0f;
-        optim_step_scalar(kind, p[i], g[i] + l2 * p[i], s0 ? s0[i] : d0v, s1 ? s1[i] : d1v,
-                          s2 ? s2[i] : d2v, c);
-    }
-}
-
-// The update of every trainable parameter from s.grads (the L2 term of scikit-learn's penalty on
-// the weights only).
-void update_params(const std::vector<FitLayer>& layers, Scratch& s, const OptimCoeffs& c,
-                   Optim kind, float l2) {
-    for (size_t l = 0; l < layers.size(); ++l) {
-        const FitLayer& ly = layers[l];
-        if (s.gw_off[l] >= 0)
-            step_param(ly.weight, s.grads.data() + s.gw_off[l], ly.wstate[0], ly.wstate[1],
-                       ly.wstate[2], ly.in * ly.out, kind, c, l2);
-        if (s.gb_off[l] >= 0)
-            step_param(ly.bias, s.grads.data() + s.gb_off[l], ly.bstate[0], ly.bstate[1],
-                       ly.bstate[2], ly.out, kind, c, 0.0f);
-        if (s.gnw_off[l] >= 0)  // a norm layer's weight and bias (no L2 term: weights only)
-            step_param(ly.norm.weight, s.grads.data() + s.gnw_off[l], ly.norm.wstate[0],
-                       ly.norm.wstate[1], ly.norm.wstate[2], ly.out, kind, c, 0.0f);
-        if (s.gnb_off[l] >= 0)
-            step_param(ly.norm.bias, s.grads.data() + s.gnb_off[l], ly.norm.bstate[0],
-                       ly.norm.bstate[1], ly.norm.bstate[2], ly.out, kind, c, 0.0f);
-    }
+// The update of every trainable parameter from s.grads: optim_step_many's vectorised per-tensor
+// loops (the eager optimizers' kernel), all parameters in one call. sklearn's L2 term on the
+// weights only is folded into their gradients first (g + l2 * p, the same float operations the
+// rule would do), so the rule itself is optimizer.h's.
+void update_params(Scratch& s, const OptimOptions& oo, int64_t t, float l2) {
+    const size_t n = s.up_p.size();
+    if (n == 0) return;
+    if (l2 != 0.0f)
+        for (size_t k = 0; k < n; ++k) {
+            if (!s.up_l2[k]) continue;
+            float* __restrict g = const_cast<float*>(s.up_g[k]);
+            const float* __restrict p = s.up_p[k];
+            for (int64_t i = 0; i < s.up_n[k]; ++i) g[i] = g[i] + l2 * p[i];
+        }
+    std::fill(s.up_steps.begin(), s.up_steps.end(), t);
+    optim_step_many(s.up_p.data(), s.up_g.data(), s.up_s0.data(), s.up_s1.data(), s.up_s2.data(),
+                    s.up_n.data(), s.up_steps.data(), int64_t(n), oo);
 }
 
 }  // namespace
@@ -507,6 +532,15 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
         res.epoch_loss.push_back(used ? epoch_sum / double(used) : NAN);
         return true;
     };
+    const bool has_norm = std::any_of(layers.begin(), layers.end(),
+                                      [](const FitLayer& ly) { return ly.norm.kind != Norm::none; });
+    if (opt.path == FitPath::small && has_norm)
+        throw std::invalid_argument("mlp_fit: path='small' does not run LayerNorm/BatchNorm1d "
+                                    "layers; use path='auto' or 'gemm'");
+    const bool small = opt.path == FitPath::small ||
+                       (opt.path == FitPath::automatic && detail::mlp_fit_small_fits(layers, B_full));
+    detail::FitSmallScratch ss;
+    if (small) ss.init(layers, (B_full + world - 1) / world);
     std::vector<int64_t> order(static_cast<size_t>(n));
     int64_t step = opt.step0;
     for (int64_t e = 0; e < epochs; ++e) {
@@ -529,7 +563,8 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
             const int64_t* idx = order.data() + start + lo;
             float* a0 = s.a[0].data();
             for (int64_t b = 0; b < Bl; ++b) {
-                std::memcpy(a0 + b * d_in, data.X + idx[b] * d_in, size_t(d_in) * sizeof(float));
+                if (!small)  // (the small path gathers X itself, transposed)
+                    std::memcpy(a0 + b * d_in, data.X + idx[b] * d_in, size_t(d_in) * sizeof(float));
                 if (index_targets)
                     s.yi[size_t(b)] = data.Yi[idx[b]];
                 else
@@ -539,13 +574,19 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
             }
             double loss = 0.0;
             if (Bl > 0) {
-                // forward (dropout masks drawn for this global step)
-                forward_batch(layers, s, Bl, true, opt.dropout_seed, step, lo);
+                // forward (dropout masks drawn for this global step, by global row)
+                if (small) {  // the prediction lands batch-major in s.a[L], as the gemm path leaves it
+                    ss.row0 = lo;
+                    detail::mlp_fit_small_forward(layers, ss, data.X, idx, Bl, true, opt.dropout_seed,
+                                                  step, s.a[size_t(L)].data());
+                } else {
+                    forward_batch(layers, s, Bl, true, opt.dropout_seed, step, lo);
+                }
                 // Dropout after the last layer is applied to P as well (the chain's output).
                 const float* P = s.a[size_t(L)].data();
                 float* dz = s.d0.data();
                 loss = loss_and_grad(dz, P, s.y.data(), s.yi.data(), s.sw.data(), Bl, d_out, opt,
-                                     den);
+                                     den, s);
             }
             if (opt.l2_weights != 0.0f && rank == 0) {  // once in the sum over the ranks
                 double w2 = 0.0;
@@ -554,7 +595,10 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
                 loss += 0.5 * double(opt.l2_weights) * w2 / double(B);
             }
             if (!dist && stop_nonfinite(loss, e, batch, epoch_sum, used)) return res;
-            if (Bl > 0)
+            if (Bl > 0 && small)
+                detail::mlp_fit_small_backward(layers, ss, Bl, s.d0.data(), s.grads.data(),
+                                               s.gw_off.data(), s.gb_off.data());
+            else if (Bl > 0)
                 backward_batch(layers, s, Bl, s.d0.data());
             else  // fewer rows than ranks: this rank adds nothing
                 std::fill(s.grads.begin(), s.grads.begin() + ngrad, 0.0f);
@@ -576,8 +620,7 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
             }
             if (opt.adam_eps_before_correction && (oo.kind == Optim::adam || oo.kind == Optim::adamw))
                 oo.eps = oo.eps / std::sqrt(1.0 - std::pow(oo.beta2, double(step + 1)));
-            update_params(layers, s, optim_coeffs(oo, step + 1), oo.kind,
-                          float(double(opt.l2_weights) / double(B)));
+            update_params(s, oo, step + 1, float(double(opt.l2_weights) / double(B)));
             ++step;
             ++res.steps;
             epoch_sum += loss * double(B);

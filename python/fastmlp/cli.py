@@ -1134,7 +1134,7 @@ def add_subcommands(sub):
     s.add_argument("--out", default=None, help="output folder (default: bench-results)")
     s.add_argument("--threads", type=int, nargs="+", default=None, help="thread counts")
     s.add_argument("--rounds", type=int, default=None, help="interleaved rounds per case")
-    s.add_argument("--only", default=None, help="one case family (train.py: seed, wide; gemm.py: "
+    s.add_argument("--only", default=None, help="one case family (train.py: seed, wide, toolkit; gemm.py: "
                    "squares, mlp)")
     s.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     s.add_argument("--source", action="store_true",

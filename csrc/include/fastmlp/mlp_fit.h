@@ -75,9 +75,15 @@ struct FitLayer {
     FitNorm norm;             // after the Linear, before or after the activation; kind none: none
 };
 
+// The step implementation: automatic (the small-matrix path, mlp_fit_small.h, for chains whose
+// products are too small for sgemm's blocking to pay; the sgemm path otherwise), or one forced
+// (tests compare the two). Same math; the summation order of the products differs.
+enum class FitPath : int32_t { automatic = 0, small = 1, gemm = 2 };
+
 struct FitOptions {
     int64_t batch_size = 64;
     bool drop_last = false;
+    FitPath path = FitPath::automatic;
     bool shuffle = true;
     uint64_t seed = 0;
     int64_t epoch_offset = 0;       // epoch e of this call shuffles as global epoch epoch_offset + e

@@ -1,0 +1,76 @@
+// The small-matrix path of the general fused trainer (internal header, not part of the kernel API).
+//
+// For small chains (e.g. 6 -> 64 -> 64 -> 1 at batch 64) a step is a few microseconds of
+// arithmetic, so sgemm's per-call costs (packing, blocking, OpenMP) would dominate it. As the
+// ReLU/MSE/SGD trainer's small path (mlp_train_small.h, whose register-tiled kernels this reuses),
+// activations are kept feature-major, (features, ld) with the batch along the row, and the three
+// products of each layer run as register tiles reading the operands in place:
+//   forward   Z_l (out, Bp) = W_l @ A_l + b_l (bcast tiles), Y_l = act_l(Z_l) (activations.h's
+//             SIMD kernels over the rows), dropout with the masks of the gemm path (the same
+//             counter-based stream, indexed by the batch-major position (row0 + b) * out + o)
+//   backward  dZ_l = act_l'(dA_{l+1} * mask_l), dW_l = dZ_l @ A_l^T (dot tiles), db_l = row sums,
+//             dA_l = W_l^T @ dZ_l (bcast tiles)
+// The batch is padded to a multiple of 16 columns; pad columns of the inputs and of every
+// gradient are zero, so they add nothing to the weight and bias gradients. The loss and the
+// update stay in mlp_fit.cpp (the same functions as the gemm path): the forward hands back the
+// prediction batch-major (B, O) and the backward takes dLoss/dP batch-major, writing the flat
+// gradient buffer of mlp_fit.cpp. Every sum has a fixed order fixed by the shapes alone, so the
+// result does not depend on the thread count. Compiled per ISA (mlp_fit_small_{generic,avx2,
+// avx512}.cpp, each including mlp_fit_small_body.h); mlp_fit_small.cpp picks one.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "fastmlp/mlp_fit.h"
+
+namespace fastmlp::detail {
+
+struct FitSmallScratch {
+    int64_t ld = 0;                        // padded batch stride (multiple of 16)
+    std::vector<float*> a;                 // a[l] (in_l, ld), l = 0..L (a[L]: the prediction)
+    std::vector<float*> z;                 // z[l] (out_l, ld): pre-activation where backward reads it
+    std::vector<float*> mask, ykeep;       // dropout: scale (0 or 1/(1-p)) and output before it
+    float* d0 = nullptr;                   // (max width, ld) gradient ping-pong
+    float* d1 = nullptr;
+    int64_t row0 = 0;                      // the batch's first row in the global batch (dropout)
+    std::vector<float> storage;
+    void init(const std::vector<FitLayer>& layers, int64_t batch);
+};
+
+// Whether fit's automatic choice takes the small path for these shapes (never on the thread
+// count or the ISA, so results stay bitwise equal across thread counts).
+bool mlp_fit_small_fits(const std::vector<FitLayer>& layers, int64_t batch_size);
+
+// Forward of one training batch X[idx[0..B)] (dropout drawn for `step` when train), the
+// prediction written batch-major to P (B, layers.back().out).
+void mlp_fit_small_forward(const std::vector<FitLayer>& layers, FitSmallScratch& s, const float* X,
+                           const int64_t* idx, int64_t B, bool train, uint64_t dseed, int64_t step,
+                           float* P);
+
+// Backward from dP (B, out) batch-major: every trainable parameter's gradient into grads, at
+// gw_off[l] / gb_off[l] (-1: frozen, no slot). The weights are not changed.
+void mlp_fit_small_backward(const std::vector<FitLayer>& layers, FitSmallScratch& s, int64_t B,
+                            const float* dP, float* grads, const int64_t* gw_off,
+                            const int64_t* gb_off);
+
+// The per-ISA bodies.
+using FitSmallForwardFn = void (*)(const std::vector<FitLayer>&, FitSmallScratch&, const float*,
+                                   const int64_t*, int64_t, bool, uint64_t, int64_t, float*);
+using FitSmallBackwardFn = void (*)(const std::vector<FitLayer>&, FitSmallScratch&, int64_t,
+                                    const float*, float*, const int64_t*, const int64_t*);
+void fit_small_forward_generic(const std::vector<FitLayer>&, FitSmallScratch&, const float*,
+                               const int64_t*, int64_t, bool, uint64_t, int64_t, float*);
+void fit_small_backward_generic(const std::vector<FitLayer>&, FitSmallScratch&, int64_t,
+                                const float*, float*, const int64_t*, const int64_t*);
+#ifdef FASTMLP_HAVE_X86_KERNELS
+void fit_small_forward_avx2(const std::vector<FitLayer>&, FitSmallScratch&, const float*,
+                            const int64_t*, int64_t, bool, uint64_t, int64_t, float*);
+void fit_small_backward_avx2(const std::vector<FitLayer>&, FitSmallScratch&, int64_t,
+                             const float*, float*, const int64_t*, const int64_t*);
+void fit_small_forward_avx512(const std::vector<FitLayer>&, FitSmallScratch&, const float*,
+                              const int64_t*, int64_t, bool, uint64_t, int64_t, float*);
+void fit_small_backward_avx512(const std::vector<FitLayer>&, FitSmallScratch&, int64_t,
+                               const float*, float*, const int64_t*, const int64_t*);
+#endif
+
+}  // namespace fastmlp::detail

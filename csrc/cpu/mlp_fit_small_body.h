@@ -1,0 +1,116 @@
+// The general trainer's small-path forward and backward (mlp_fit_small.h), written once and
+// compiled per ISA by mlp_fit_small_{generic,avx2,avx512}.cpp with their own flags. The products
+// are the register-tiled kernels of the ReLU trainer's small path (mlp_train_small.h).
+#pragma once
+#include <cstring>
+
+#include "fastmlp/activations.h"
+#include "fastmlp/dropout.h"
+#include "mlp_fit_small.h"
+#include "mlp_train_small.h"
+
+namespace fastmlp::detail {
+namespace {  // internal linkage: one copy per ISA file
+
+// a[l + 1] (out, Bp) = act(W a[l] + b), dropout applied (mask and pre-mask output kept).
+[[maybe_unused]] void fit_small_forward_impl(const std::vector<FitLayer>& layers,
+                                             FitSmallScratch& s, const float* X,
+                                             const int64_t* idx, int64_t B, bool train,
+                                             uint64_t dseed, int64_t step, float* P) {
+    const int64_t ld = s.ld, L = int64_t(layers.size());
+    const int64_t Bp = (B + kLanes - 1) / kLanes * kLanes;
+    gather_rows(s.a[0], ld, X, layers[0].in, idx, B, Bp);
+    for (int64_t l = 0; l < L; ++l) {
+        const FitLayer& ly = layers[size_t(l)];
+        float* out = s.a[size_t(l + 1)];
+        float* zl = s.z[size_t(l)];
+        BcastEpi e;
+        e.bias = ly.bias;
+        // Z (out, Bp) = W (out, in) @ A (in, Bp) + b
+        bcast_product(zl ? zl : out, ld, ly.weight, ly.in, 1, s.a[size_t(l)], ld, ly.out, ly.in, Bp,
+                      e);
+        // The activation over whole rows (ld wide: columns past Bp are never read).
+        if (ly.act.kind != Act::identity) act_forward(out, zl ? zl : out, ly.out * ld, ly.act);
+        if (train && ly.dropout > 0.0f) {
+            float* m = s.mask[size_t(l)];
+            float* yk = s.ykeep[size_t(l)];
+            const float p = ly.dropout;
+            const float keep_scale = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
+            for (int64_t o = 0; o < ly.out; ++o) {
+                float* mr = m + o * ld;
+                float* yr = yk + o * ld;
+                float* orow = out + o * ld;
+                for (int64_t b = 0; b < B; ++b) {  // the gemm path's mask of element (b, o)
+                    const bool keep = dropout_uniform(dseed, step, l, (s.row0 + b) * ly.out + o) >= p;
+                    mr[b] = keep ? keep_scale : 0.0f;
+                }
+                for (int64_t b = B; b < Bp; ++b) mr[b] = 0.0f;
+                for (int64_t b = 0; b < Bp; ++b) {
+                    yr[b] = orow[b];
+                    orow[b] = orow[b] * mr[b];
+                }
+            }
+        }
+    }
+    const int64_t O = layers.back().out;
+    const float* pf = s.a[size_t(L)];
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t o = 0; o < O; ++o) P[b * O + o] = pf[o * ld + b];
+}
+
+[[maybe_unused]] void fit_small_backward_impl(const std::vector<FitLayer>& layers,
+                                              FitSmallScratch& s, int64_t B, const float* dP,
+                                              float* grads, const int64_t* gw_off,
+                                              const int64_t* gb_off) {
+    const int64_t ld = s.ld, L = int64_t(layers.size());
+    const int64_t Bp = (B + kLanes - 1) / kLanes * kLanes;
+    const int64_t O = layers.back().out;
+    float* dz = s.d0;
+    for (int64_t o = 0; o < O; ++o) {  // dP, transposed; pad columns zero
+        float* d = dz + o * ld;
+        for (int64_t b = 0; b < B; ++b) d[b] = dP[b * O + o];
+        for (int64_t b = B; b < Bp; ++b) d[b] = 0.0f;
+    }
+    for (int64_t l = L - 1; l >= 0; --l) {
+        const FitLayer& ly = layers[size_t(l)];
+        const int64_t out = ly.out, in = ly.in;
+        if (ly.dropout > 0.0f) {
+            const float* m = s.mask[size_t(l)];
+            for (int64_t o = 0; o < out; ++o)
+                for (int64_t b = 0; b < Bp; ++b) dz[o * ld + b] *= m[o * ld + b];
+        }
+        if (ly.act.kind != Act::identity) {
+            const float* yv = ly.dropout > 0.0f ? s.ykeep[size_t(l)] : s.a[size_t(l + 1)];
+            act_backward(dz, dz, s.z[size_t(l)], yv, out * ld, ly.act);
+        }
+        const float* a = s.a[size_t(l)];
+        if (gw_off[l] >= 0)  // dW (out, in) = dZ (out, Bp) @ A (in, Bp)^T
+            dot_product(grads + gw_off[l], in, dz, a, ld, out, in, Bp);
+        if (gb_off[l] >= 0)
+            for (int64_t o = 0; o < out; ++o) grads[gb_off[l] + o] = sum_lanes(dz + o * ld, Bp);
+        float* da = dz == s.d0 ? s.d1 : s.d0;
+        if (l > 0) {  // dA (in, Bp) = W^T (in, out) @ dZ (out, Bp)
+            BcastEpi e;
+            bcast_product(da, ld, ly.weight, 1, in, dz, ld, in, out, Bp, e);
+        }
+        dz = da;
+    }
+}
+
+}  // namespace
+}  // namespace fastmlp::detail
+
+// Expects FASTMLP_FIT_SMALL_FORWARD_NAME and FASTMLP_FIT_SMALL_BACKWARD_NAME.
+#define FASTMLP_FIT_SMALL_BODY                                                                     \
+    namespace fastmlp::detail {                                                                    \
+    void FASTMLP_FIT_SMALL_FORWARD_NAME(const std::vector<FitLayer>& layers, FitSmallScratch& s,   \
+                                        const float* X, const int64_t* idx, int64_t B, bool train, \
+                                        uint64_t dseed, int64_t step, float* P) {                  \
+        fit_small_forward_impl(layers, s, X, idx, B, train, dseed, step, P);                       \
+    }                                                                                              \
+    void FASTMLP_FIT_SMALL_BACKWARD_NAME(const std::vector<FitLayer>& layers, FitSmallScratch& s,  \
+                                         int64_t B, const float* dP, float* grads,                 \
+                                         const int64_t* gw_off, const int64_t* gb_off) {           \
+        fit_small_backward_impl(layers, s, B, dP, grads, gw_off, gb_off);                          \
+    }                                                                                              \
+    }

@@ -1,0 +1,7 @@
+// The general trainer's small-path forward and backward (mlp_fit_small_body.h) compiled for the
+// generic kernel path.
+#include "mlp_fit_small_body.h"
+
+#define FASTMLP_FIT_SMALL_FORWARD_NAME fit_small_forward_generic
+#define FASTMLP_FIT_SMALL_BACKWARD_NAME fit_small_backward_generic
+FASTMLP_FIT_SMALL_BODY
