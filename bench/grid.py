@@ -435,8 +435,9 @@ def fma_peak(threads):
         return {}, None
 
 
-def plan(cfg, paths):
-    """The measurements: (kind, lib, path, sizes, batch, threads); fastmlp once per CPU path."""
+def plan(cfg, paths, kinds=None):
+    """The measurements: (kind, lib, path, sizes, batch, threads); fastmlp once per CPU path.
+    kinds: only these "kind/lib" pairs (e.g. {"fit/fastmlp", "scan/jax", "step/torch"})."""
     todo = []
     for head in cfg["heads"]:
         for w in cfg["widths"]:
@@ -451,7 +452,10 @@ def plan(cfg, paths):
                     for p in paths:
                         pt += [("infer", "fastmlp", p), ("predict", "fastmlp", p)]
                     pt += [("infer", "torch", None), ("infer", "ort", None)]
-                    todo.append(((tuple(sizes), b, t), pt))
+                    if kinds:
+                        pt = [x for x in pt if f"{x[0]}/{x[1]}" in kinds]
+                    if pt:
+                        todo.append(((tuple(sizes), b, t), pt))
     return todo
 
 
@@ -467,6 +471,8 @@ def main():
     ap.add_argument("--heads")
     ap.add_argument("--paths", help="fastmlp CPU paths (default: every one this machine has)")
     ap.add_argument("--libs", default="fastmlp,torch,jax,ort")
+    ap.add_argument("--kinds", help="only these kind/lib pairs, comma-separated, e.g. "
+                    "fit/fastmlp,scan/jax,step/torch (kinds: fit, step, scan, infer, predict)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--budget", type=float, default=2e8, help="flops per timed fit epoch")
     ap.add_argument("--pause", type=float, default=0.02, help="seconds between calls")
@@ -510,7 +516,10 @@ def main():
             workers[(lib, t)] = w
             versions[lib] = w.version
 
-    todo = plan(cfg, paths)
+    kinds = set(args.kinds.split(",")) if args.kinds else None
+    if kinds:
+        libs = [lib for lib in libs if any(k.endswith("/" + lib) for k in kinds)]
+    todo = plan(cfg, paths, kinds)
     samples, cpu_samples = {}, {}
     meta = {}
     t_start = time.time()
