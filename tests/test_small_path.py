@@ -65,6 +65,7 @@ SHAPES = [
     ((7, 13, 29, 10), 20, 70),
     ((40, 131, 3), 32, 100),
     ((5, 6, 12, 18, 2), 16, 40),
+    ((13, 70, 9), 64, 150),          # the largest batch of the register tiles, a partial one
 ]
 
 
@@ -144,11 +145,11 @@ def test_small_and_gemm_paths_agree(cpu_path):
 @pytest.mark.parametrize("sizes,B,small", [
     ((10, 20, 1), 64, True),
     ((20, 64, 64, 1), 1024, True),
-    ((20, 192, 192, 1), 128, True),
-    ((20, 128, 128, 1), 128, True),
-    ((20, 128, 128, 1), 256, False),   # from 128 x 128 weights at batch >= 256: gemm's blocking
+    ((20, 192, 192, 1), 256, True),
     ((20, 256, 256, 1), 16, True),     # a small batch: no packing beats the gemm path
-    ((20, 256, 256, 1), 64, False),    # past the model's 200 x 200 weights at batch >= 64
+    ((20, 512, 512, 1), 1024, True),   # weights in L2: the in-place tiles at least match gemm
+    ((20, 600, 600, 1), 64, False),    # past the model's 512 x 512 weights at batch >= 64
+    ((20, 600, 600, 1), 32, True),
     ((784, 1024, 10), 256, False),
 ])
 def test_cost_model_choice_is_shape_only(sizes, B, small):

@@ -320,20 +320,21 @@ bool mlp_small_path_fits(const std::vector<MlpLayer>& layers, int64_t batch_size
     // A rule fitted to the measured grid (process CPU time, min of interleaved runs, 1 thread,
     // on the AVX2 Zen 3 dev machine shared with other jobs: 43.6 GFLOP/s FMA peak per core by
     // bench/fma_peak.c), whole fit epochs of 20-w-w-1 nets, GFLOP/s small / gemm:
-    //   batch 16:   w 8..512: small 10-20, gemm 3-9 (packing and per-call costs dominate)
-    //   batch 64:   w <= 128: small 14-23 vs gemm 5-22;  w 256, 512: 22.9 / 24.4, 22.2 / 24.4
-    //   batch 256:  w 64: 22.5 / 20.3;  w 128: 21.9 / 24.3;  w 256: 24.0 / 26.4;  w 512: 23.3 / 28.9
-    //   batch 1024: w 64: 22.3 / 18.6;  w 128: 22.0 / 23.1;  w 256: 23.0 / 27.5;  w 512: 21.6 / 28.6
+    //   batch 16:   w 8..512: small 10-24, gemm 3-9 (packing and per-call costs dominate)
+    //   batch 64:   w 32: 23.9 / 13.7;  w 128: 27.2 / 20.6;  w 256: 27.0 / 22.4;  w 512: 23.3 / 23.3;
+    //               w 1024: 22.7 / 22.9
+    //   batch 256:  w 64: 29.4 / 19.1;  w 256: 29.7 / 25.9;  w 512: 27.3 / 26.0;  w 1024: 19.6 / 26.3
+    //   batch 1024: w 64: 27.3 / 18.1;  w 256: 29.6 / 25.3;  w 512: 26.7 / 26.2;  w 1024: 10.6 / 27.2
     //   generic ISA: the small path is faster everywhere (20 vs 13-16).
-    // So the gemm path where its cache blocking pays: a layer beyond 200 x 200 weights at batch
-    // >= 64, or from 128 x 128 at batch >= 256. Taking the faster path per point keeps achieved
-    // GFLOP/s from dropping as the width grows at a fixed batch. The choice depends on the shapes
-    // only, never on the thread count or the ISA (both paths split output tiles over threads):
-    // results stay bitwise equal across thread counts.
+    // The small path's tiles read the weights in place: up to 512 x 512 they stay in L2 and it is
+    // at least as fast as the gemm path at every batch; beyond, its tiles stream the weights from
+    // L3 once per 64 samples and the gemm path's cache blocking wins (from batch 64 on). Taking
+    // the faster path per point keeps achieved GFLOP/s from dropping as the width grows at a fixed
+    // batch. The choice depends on the shapes only, never on the thread count or the ISA (both
+    // paths split output tiles over threads): results stay bitwise equal across thread counts.
     int64_t max_params = 0;
     for (const MlpLayer& l : layers) max_params = std::max(max_params, l.in * l.out);
-    if (batch_size >= 256 && max_params >= 128 * 128) return false;
-    return max_params <= 200 * 200 || batch_size < 64;
+    return max_params <= 512 * 512 || batch_size < 64;
 }
 
 MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, const float* Y,

@@ -178,7 +178,18 @@ inline vf ldv(const float* p) {
     return v;
 }
 inline void stv(float* p, vf v) { __builtin_memcpy(p, &v, sizeof(v)); }
-inline vf bcv(float s) { return vf{} + s; }
+// One float in every lane. (Not `vf{} + s`: that is an add of +0, which the compiler must keep
+// (it turns -0 into +0), a dependent vaddss + register broadcast per use in the tiles' inner
+// loops instead of one broadcast load.)
+inline vf bcv(float s) {
+#if defined(__AVX512F__)
+    return (vf)_mm512_set1_ps(s);
+#elif defined(__AVX2__)
+    return (vf)_mm256_set1_ps(s);
+#else
+    return vf{s, s, s, s};
+#endif
+}
 // a * b + c: one fused rounding where the ISA has FMA (the generic path rounds twice).
 inline vf fmav(vf a, vf b, vf c) {
 #if defined(__AVX512F__)
@@ -748,15 +759,16 @@ inline void forward_layers(const std::vector<MlpLayer>& layers, SmallScratch& s,
         }
         // Weight gradient (out, in) = dz @ a^T over the batch, into the sink's slot or the update.
         // Two kernels, chosen by the batch (a shape, so the result never depends on anything
-        // else): up to 32 samples, tiles accumulated in registers across the batch from a
+        // else): up to 64 samples, tiles accumulated in registers across the batch from a
         // batch-major copy of a, the update applied in the tile's epilogue (no horizontal sums,
-        // the gradient never goes through memory); from 48 samples on the lane-parallel dot tiles,
-        // which stream both operands in order and pay one reduction per Bp / kVW FMAs. Measured
-        // (CPU time, 1 thread, AVX2 Zen 3, 20-w-w-1 nets, whole step): the register tiles
-        // +8..25% at batch 16 (w 16..256), even at 32, -4..15% from 48 to 1024.
+        // the gradient never goes through memory); beyond, the lane-parallel dot tiles, which
+        // stream both operands in order and pay one reduction per Bp / kVW FMAs. Measured (CPU
+        // time, 1 thread, AVX2 Zen 3 shared with other jobs, 20-w-w-1 nets, whole step): the
+        // register tiles +8..25% at batch 16 (w 16..256), +3..20% at 64 (w 32..256; noisy), about
+        // -10% at 1024, where the dot tiles' in-order streams win.
         const bool want_gw = sink || !ly.frozen_weight;
         float* g_slot = sink ? sink_end - (ly.bias ? ly.out : 0) - ly.in * ly.out : nullptr;
-        if (want_gw && Bp <= 32) {
+        if (want_gw && Bp <= 64) {
             const int64_t lda = (ly.in + kVW - 1) / kVW * kVW;
             transpose_fm(s.at, lda, a, ld, ly.in, Bp);
             GwOut out;
