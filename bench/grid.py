@@ -491,6 +491,9 @@ def main():
         if v:
             cfg[k] = [int(x) for x in v.split(",")]
     libs = args.libs.split(",")
+    kinds = set(args.kinds.split(",")) if args.kinds else None
+    if kinds:  # no worker for a library none of the kinds asks for
+        libs = [lib for lib in libs if any(k.endswith("/" + lib) for k in kinds)]
     # The installed fastmlp runs (workers too); a checkout's python/ only with --source or
     # FASTMLP_BENCH_SOURCE=1, as the other bench scripts.
     if args.source or os.environ.get("FASTMLP_BENCH_SOURCE", "") not in ("", "0"):
@@ -516,9 +519,6 @@ def main():
             workers[(lib, t)] = w
             versions[lib] = w.version
 
-    kinds = set(args.kinds.split(",")) if args.kinds else None
-    if kinds:
-        libs = [lib for lib in libs if any(k.endswith("/" + lib) for k in kinds)]
     todo = plan(cfg, paths, kinds)
     samples, cpu_samples = {}, {}
     meta = {}
