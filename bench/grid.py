@@ -486,8 +486,9 @@ def fma_peak(threads):
         return {}, None
 
 
-def plan(cfg, paths):
-    """The measurements: (kind, lib, path, sizes, batch, threads); fastmlp once per CPU path."""
+def plan(cfg, paths, kinds=None):
+    """The measurements: (kind, lib, path, sizes, batch, threads); fastmlp once per CPU path.
+    kinds: only these kinds ("fit", ...) or "kind/lib" pairs (e.g. {"fit/fastmlp", "scan/jax"})."""
     todo = []
     for head in cfg["heads"]:
         for w in cfg["widths"]:
@@ -502,7 +503,10 @@ def plan(cfg, paths):
                     for p in paths:
                         pt += [("infer", "fastmlp", p), ("predict", "fastmlp", p)]
                     pt += [("infer", "torch", None), ("infer", "ort", None)]
-                    todo.append(((tuple(sizes), b, t), pt))
+                    if kinds:
+                        pt = [x for x in pt if x[0] in kinds or f"{x[0]}/{x[1]}" in kinds]
+                    if pt:
+                        todo.append(((tuple(sizes), b, t), pt))
     return todo
 
 
@@ -518,7 +522,8 @@ def main():
     ap.add_argument("--heads")
     ap.add_argument("--paths", help="fastmlp CPU paths (default: every one this machine has)")
     ap.add_argument("--libs", default="fastmlp,torch,jax,ort")
-    ap.add_argument("--kinds", help="only these measurements (fit,step,scan,infer,predict)")
+    ap.add_argument("--kinds", help="only these measurements, comma-separated: kinds (fit, step, "
+                    "scan, infer, predict) or kind/lib pairs, e.g. fit/fastmlp,scan/jax,step/torch")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--budget", type=float, default=2e8, help="flops per timed fit epoch")
     ap.add_argument("--pause", type=float, default=0.02, help="seconds between calls")
@@ -537,6 +542,9 @@ def main():
         if v:
             cfg[k] = [int(x) for x in v.split(",")]
     libs = args.libs.split(",")
+    kinds = set(args.kinds.split(",")) if args.kinds else None
+    if kinds:  # no worker for a library none of the kinds asks for
+        libs = [lib for lib in libs if any("/" not in k or k.endswith("/" + lib) for k in kinds)]
     # The installed fastmlp runs (workers too); a checkout's python/ only with --source or
     # FASTMLP_BENCH_SOURCE=1, as the other bench scripts.
     if args.source or os.environ.get("FASTMLP_BENCH_SOURCE", "") not in ("", "0"):
@@ -562,11 +570,7 @@ def main():
             workers[(lib, t)] = w
             versions[lib] = w.version
 
-    todo = plan(cfg, paths)
-    if args.kinds:  # e.g. --kinds infer,predict: only those measurements
-        keep = set(args.kinds.split(","))
-        todo = [(pt_key, [m for m in pt if m[0] in keep]) for pt_key, pt in todo]
-        todo = [(k, pt) for k, pt in todo if pt]
+    todo = plan(cfg, paths, kinds)
     samples, cpu_samples = {}, {}
     meta = {}
     t_start = time.time()

@@ -60,6 +60,12 @@ SHAPES = [
     ((10, 20, 1), 1, 9),             # batch 1
     ((5, 6, 12, 18, 2), 48, 96),     # row counts at the AVX2 / AVX-512 tile sizes (6, 12)
     ((40, 131, 3), 130, 260),        # wider than several tiles, batch 130 (a 64-group and a rest)
+    # batches <= 32: the weight gradient accumulated in registers across the batch, the update in
+    # the tile's epilogue; odd rows and columns (partial vectors) in every layer
+    ((7, 13, 29, 10), 20, 70),
+    ((40, 131, 3), 32, 100),
+    ((5, 6, 12, 18, 2), 16, 40),
+    ((13, 70, 9), 64, 150),          # the largest batch of the register tiles, a partial one
 ]
 
 
@@ -96,8 +102,10 @@ def test_relu_output_layer_masks_on_every_path(cpu_path):
         np.testing.assert_allclose(a, ref, rtol=0, atol=2e-5 * (np.abs(ref).max() + 1e-12))
 
 
-def test_small_path_threads_bitwise_equal(cpu_path):
-    """Products big enough to be split over threads give the same bits on 1 and 2 threads."""
+@pytest.mark.parametrize("B", [256, 32])
+def test_small_path_threads_bitwise_equal(cpu_path, B):
+    """Products big enough to be split over threads give the same bits on 1 and 2 threads (both
+    weight-gradient kernels: lane-parallel dot tiles at 256, register tiles at 32)."""
     sizes = (20, 256, 256, 3)
     ws, bs = init(sizes, 7)
     X, Y = data(512, 20, 3, 8)
@@ -107,9 +115,9 @@ def test_small_path_threads_bitwise_equal(cpu_path):
         for t in (1, 2):
             fastmlp.set_num_threads(t)
             w, b = [x.copy() for x in ws], [x.copy() for x in bs]
-            r = _C.mlp_train(w, b, [True, True, False], X, Y, epochs=2, batch_size=256, seed=3,
+            r = _C.mlp_train(w, b, [True, True, False], X, Y, epochs=2, seed=3,
                              lr=0.01, momentum=0.9, weight_bufs=[np.zeros_like(x) for x in w],
-                             bias_bufs=[np.zeros_like(x) for x in b], path="small")
+                             bias_bufs=[np.zeros_like(x) for x in b], path="small", batch_size=B)
             assert r["small_path"]
             out.append((w + b, r["losses"]))
     finally:
@@ -139,7 +147,9 @@ def test_small_and_gemm_paths_agree(cpu_path):
     ((20, 64, 64, 1), 1024, True),
     ((20, 192, 192, 1), 256, True),
     ((20, 256, 256, 1), 16, True),     # a small batch: no packing beats the gemm path
-    ((20, 256, 256, 1), 64, False),    # past the model's 200 x 200 weights at batch >= 64
+    ((20, 512, 512, 1), 1024, True),   # weights in L2: the in-place tiles at least match gemm
+    ((20, 600, 600, 1), 64, False),    # past the model's 512 x 512 weights at batch >= 64
+    ((20, 600, 600, 1), 32, True),
     ((784, 1024, 10), 256, False),
 ])
 def test_cost_model_choice_is_shape_only(sizes, B, small):

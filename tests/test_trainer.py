@@ -215,7 +215,7 @@ def test_chunked_calls_equal_one_call():
 
 def test_one_and_two_threads_bitwise_equal():
     rng = np.random.default_rng(5)
-    sizes = (64, 256, 256, 8)  # big enough for the gemm path to use threads
+    sizes = (64, 256, 256, 8)  # big enough for the gemm path to use threads (forced below)
     ws, bs = init_params(sizes, rng)
     X, Y = data(512, 64, 8)
     results = []
@@ -226,7 +226,7 @@ def test_one_and_two_threads_bitwise_equal():
             w, b = [x.copy() for x in ws], [x.copy() for x in bs]
             wb, bb = [np.zeros_like(x) for x in w], [np.zeros_like(x) for x in b]
             r = _C.mlp_train(w, b, [True, True, False], X, Y, epochs=2, batch_size=128, seed=1,
-                             lr=0.01, momentum=0.9, weight_bufs=wb, bias_bufs=bb)
+                             lr=0.01, momentum=0.9, weight_bufs=wb, bias_bufs=bb, path="gemm")
             assert not r["small_path"]
             results.append((w, b, r["losses"]))
     finally:

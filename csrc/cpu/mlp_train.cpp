@@ -33,7 +33,10 @@ void SmallScratch::init(const std::vector<MlpLayer>& layers, int64_t batch) {
     }
     total += layers[0].in * ld;
     for (const MlpLayer& l : layers) total += l.out * ld;
-    total += layers.back().out * ld + 2 * maxw * ld + maxio + maxw;
+    int64_t maxin = 0;
+    for (const MlpLayer& l : layers) maxin = std::max(maxin, l.in);
+    const int64_t lda = (maxin + kLanes - 1) / kLanes * kLanes;
+    total += layers.back().out * ld + 2 * maxw * ld + maxio + maxw + ld * lda;
     storage.assign(size_t(total), 0.0f);
     float* p = storage.data();
     act.assign(layers.size() + 1, nullptr);
@@ -52,6 +55,8 @@ void SmallScratch::init(const std::vector<MlpLayer>& layers, int64_t batch) {
     gw = p;
     p += maxio;
     gb = p;
+    p += maxw;
+    at = p;
 }
 
 namespace {
@@ -312,20 +317,24 @@ void mlp_shuffle_order(int64_t* order, int64_t n, uint64_t seed, int64_t epoch) 
 }
 
 bool mlp_small_path_fits(const std::vector<MlpLayer>& layers, int64_t batch_size) {
-    // Cost model, measured per core (thread CPU time, so the shared machine's noise stays out)
-    // on the AVX2 Zen dev machine (41 GFLOP/s FMA peak per core), nets 20-w-w-1:
-    //   small path: 18-20 GFLOP/s at batch 16, 28-33 at batch 64..1024, for every w in 16..512;
-    //               16 at w = 1024, batch 1024 (its tiles stream 4 MiB of weights from L3)
-    //   gemm path:  8-9 at batch 16 (packing and per-call costs), 24-26 for w <= 128, 30-36 for
-    //               w >= 256 at batch >= 64
+    // A rule fitted to the measured grid (process CPU time, min of interleaved runs, 1 thread,
+    // on the AVX2 Zen 3 dev machine shared with other jobs: 43.6 GFLOP/s FMA peak per core by
+    // bench/fma_peak.c), whole fit epochs of 20-w-w-1 nets, GFLOP/s small / gemm:
+    //   batch 16:   w 8..512: small 10-24, gemm 3-9 (packing and per-call costs dominate)
+    //   batch 64:   w 32: 23.9 / 13.7;  w 128: 27.2 / 20.6;  w 256: 27.0 / 22.4;  w 512: 23.3 / 23.3;
+    //               w 1024: 22.7 / 22.9
+    //   batch 256:  w 64: 29.4 / 19.1;  w 256: 29.7 / 25.9;  w 512: 27.3 / 26.0;  w 1024: 19.6 / 26.3
+    //   batch 1024: w 64: 27.3 / 18.1;  w 256: 29.6 / 25.3;  w 512: 26.7 / 26.2;  w 1024: 10.6 / 27.2
     //   generic ISA: the small path is faster everywhere (20 vs 13-16).
-    // So the gemm path only where its cache blocking pays: some layer beyond 200 x 200 weights
-    // and a batch of at least 64. The choice depends on the shapes only, never on the thread
-    // count or the ISA (both paths split output tiles over threads): results stay bitwise equal
-    // across thread counts.
+    // The small path's tiles read the weights in place: up to 512 x 512 they stay in L2 and it is
+    // at least as fast as the gemm path at every batch; beyond, its tiles stream the weights from
+    // L3 once per 64 samples and the gemm path's cache blocking wins (from batch 64 on). Taking
+    // the faster path per point keeps achieved GFLOP/s from dropping as the width grows at a fixed
+    // batch. The choice depends on the shapes only, never on the thread count or the ISA (both
+    // paths split output tiles over threads): results stay bitwise equal across thread counts.
     int64_t max_params = 0;
     for (const MlpLayer& l : layers) max_params = std::max(max_params, l.in * l.out);
-    return max_params <= 200 * 200 || batch_size < 64;
+    return max_params <= 512 * 512 || batch_size < 64;
 }
 
 MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, const float* Y,
