@@ -112,7 +112,9 @@ struct Scratch {
         lse.assign(size_t(B), 0.0);
         d0.assign(size_t(B * maxw), 0.0f);
         d1.assign(size_t(B * maxw), 0.0f);
-        grads.assign(size_t(ng), 0.0f);
+        // one slot more, after the gradients: fit(distributed=True) all-reduces the rank's share
+        // of the loss with them (sized here: up_g below points into this buffer)
+        grads.assign(size_t(ng + 1), 0.0f);
         up_p.clear(), up_s0.clear(), up_s1.clear(), up_s2.clear(), up_g.clear(), up_n.clear();
         up_l2.clear();
         auto add = [&](float* p, int64_t off, float* const* st, int64_t m, bool l2) {
@@ -519,8 +521,7 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
                     "in one process, or put the BatchNorm1d in eval mode / use LayerNorm");
     Scratch s;
     s.init(layers, (B_full + world - 1) / world, index_targets);
-    const int64_t ngrad = int64_t(s.grads.size());
-    if (dist) s.grads.push_back(0.0f);  // after the gradients: this rank's share of the loss
+    const int64_t ngrad = int64_t(s.grads.size()) - 1;  // then the loss slot (Scratch::init)
     // A non-finite loss (the global one with dist) stops before its update, unless allowed.
     auto stop_nonfinite = [&](double loss, int64_t e, int64_t batch, double epoch_sum,
                               int64_t used) {
