@@ -19,6 +19,7 @@
 #include <stdexcept>
 
 #include "fastmlp/gemm.h"
+#include "numpy_head.h"
 
 namespace py = pybind11;
 
@@ -26,50 +27,19 @@ namespace fastmlp::bind {
 
 namespace {
 
-// The leading fields of numpy's PyArrayObject and PyArray_Descr (stable in the numpy 1.x and 2.x
-// ABI; numpy 2 kept the old char flags slot as padding so type_num did not move).
-struct ArrayHead {
-    PyObject_HEAD
-    char* data;
-    int nd;
-    Py_ssize_t* dims;
-    Py_ssize_t* strides;
-    PyObject* base;
-    PyObject* descr;
-    int flags;
-};
-struct DescrHead {
-    PyObject_HEAD
-    PyObject* typeobj;
-    char kind, type, byteorder, former_flags;
-    int type_num;
-};
-constexpr int kNpyFloat = 11;            // NPY_FLOAT
-constexpr int kCContiguous = 0x0001;     // NPY_ARRAY_C_CONTIGUOUS
-constexpr int kAligned = 0x0100;         // NPY_ARRAY_ALIGNED
-constexpr int kWriteable = 0x0400;       // NPY_ARRAY_WRITEABLE
-#if PY_LITTLE_ENDIAN
-constexpr char kSwapped = '>';
-#else
-constexpr char kSwapped = '<';
-#endif
+// numpy arrays read through numpy_head.h (no numpy C API headers)
+using npy::ArrayHead;
+using npy::kCContiguous;
+using npy::kWriteable;
+npy::Types g_np;  // numpy.ndarray, dtype(float32)
 
 // Below this many flops the product lasts a few microseconds: keep the GIL (numpy does the same
 // for small operations); releasing and retaking it costs more than such a call's work.
 constexpr double kReleaseGilFlops = 1.0e5;
 
-PyTypeObject* g_ndarray = nullptr;  // numpy.ndarray
-PyObject* g_f32_descr = nullptr;    // numpy.dtype(float32), one reference held
 PyObject* g_checked = nullptr;      // _C._gemm_checked, one reference held
 
-// An exact float32 numpy array in native byte order and aligned storage, else null.
-inline ArrayHead* as_f32(PyObject* o) {
-    if (Py_TYPE(o) != g_ndarray) return nullptr;
-    auto* a = reinterpret_cast<ArrayHead*>(o);
-    auto* d = reinterpret_cast<DescrHead*>(a->descr);
-    if (d->type_num != kNpyFloat || d->byteorder == kSwapped || !(a->flags & kAligned)) return nullptr;
-    return a;
-}
+inline ArrayHead* as_f32(PyObject* o) { return g_np.as_f32(o); }
 
 struct View {
     const float* ptr;
@@ -261,10 +231,7 @@ PyObject* run(ArrayHead* ra, const View& a, ArrayHead* rb, const View& b, PyObje
         result = out_obj;
         Py_INCREF(result);
     } else {
-        Py_ssize_t dims[2] = {Py_ssize_t(M), Py_ssize_t(N)};
-        Py_INCREF(g_f32_descr);  // stolen by NewFromDescr
-        result = py::detail::npy_api::get().PyArray_NewFromDescr_(g_ndarray, g_f32_descr, 2, dims,
-                                                                    nullptr, nullptr, 0, nullptr);
+        result = g_np.new_f32(Py_ssize_t(M), Py_ssize_t(N));
         if (!result) return nullptr;  // MemoryError set
         c = reinterpret_cast<float*>(reinterpret_cast<ArrayHead*>(result)->data);
         ldc = N;
@@ -328,10 +295,7 @@ PyMethodDef g_gemm_def = {
 
 // Registers _C.gemm in front of _C._gemm_checked (which must already be defined on m).
 void register_gemm_fast(py::module_& m) {
-    auto& api = py::detail::npy_api::get();
-    g_ndarray = api.PyArray_Type_;
-    g_f32_descr = api.PyArray_DescrFromType_(kNpyFloat);
-    if (!g_f32_descr) throw py::error_already_set();
+    g_np.init();
     g_checked = py::object(m.attr("_gemm_checked")).release().ptr();
     py::object fn = py::reinterpret_steal<py::object>(
         PyCFunction_NewEx(&g_gemm_def, nullptr, m.attr("__name__").ptr()));

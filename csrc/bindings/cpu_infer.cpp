@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "array_checks.h"
+#include "numpy_head.h"
 #include "fastmlp/mlp_infer.h"
 
 namespace py = pybind11;
@@ -26,37 +27,14 @@ namespace fastmlp::bind {
 
 namespace {
 
-// The leading fields of numpy's PyArrayObject / PyArray_Descr (as cpu_gemm_fast.cpp reads them).
-struct ArrayHead {
-    PyObject_HEAD
-    char* data;
-    int nd;
-    Py_ssize_t* dims;
-    Py_ssize_t* strides;
-    PyObject* base;
-    PyObject* descr;
-    int flags;
-};
-struct DescrHead {
-    PyObject_HEAD
-    PyObject* typeobj;
-    char kind, type, byteorder, former_flags;
-    int type_num;
-};
-constexpr int kNpyFloat = 11;
-constexpr int kCContiguous = 0x0001;
-constexpr int kAligned = 0x0100;
-constexpr int kWriteable = 0x0400;
-#if PY_LITTLE_ENDIAN
-constexpr char kSwapped = '>';
-#else
-constexpr char kSwapped = '<';
-#endif
+// numpy arrays read through numpy_head.h (no numpy C API headers)
+using npy::ArrayHead;
+using npy::kCContiguous;
+using npy::kWriteable;
+npy::Types g_np;  // numpy.ndarray, dtype(float32)
 constexpr double kReleaseGilFlops = 1.0e5;  // below this, keep the GIL (a few microseconds)
 constexpr const char* kCapsule = "fastmlp.InferPlan";
 
-PyTypeObject* g_ndarray = nullptr;
-PyObject* g_f32_descr = nullptr;
 
 struct Plan {
     std::vector<InferLayer> layers;
@@ -77,13 +55,7 @@ void destroy(PyObject* cap) {
     delete p;
 }
 
-inline ArrayHead* as_f32(PyObject* o) {
-    if (Py_TYPE(o) != g_ndarray) return nullptr;
-    auto* a = reinterpret_cast<ArrayHead*>(o);
-    auto* d = reinterpret_cast<DescrHead*>(a->descr);
-    if (d->type_num != kNpyFloat || d->byteorder == kSwapped || !(a->flags & kAligned)) return nullptr;
-    return a;
-}
+inline ArrayHead* as_f32(PyObject* o) { return g_np.as_f32(o); }
 
 std::string item(const char* what, size_t i) { return std::string(what) + "[" + std::to_string(i) + "]"; }
 
@@ -93,7 +65,7 @@ ArrayHead* param_array(py::handle h, const std::string& name, int nd) {
     if (!a)
         throw py::type_error("infer_plan: '" + name + "' must be a float32 numpy array (read in "
                              "place, never copied), got " + std::string(Py_TYPE(h.ptr())->tp_name) +
-                             (Py_TYPE(h.ptr()) == g_ndarray
+                             (Py_TYPE(h.ptr()) == g_np.ndarray
                                   ? " of dtype " + std::string(py::str(h.attr("dtype")))
                                   : std::string()));
     if (a->nd != nd || !(a->flags & kCContiguous))
@@ -256,10 +228,7 @@ PyObject* infer_forward(PyObject*, PyObject* const* args, Py_ssize_t nargsf) {
         Py_INCREF(result);
         o = reinterpret_cast<float*>(r->data);
     } else {
-        Py_ssize_t dims[2] = {Py_ssize_t(n), Py_ssize_t(d_out)};
-        Py_INCREF(g_f32_descr);  // stolen
-        result = py::detail::npy_api::get().PyArray_NewFromDescr_(g_ndarray, g_f32_descr, 2, dims,
-                                                                    nullptr, nullptr, 0, nullptr);
+        result = g_np.new_f32(Py_ssize_t(n), Py_ssize_t(d_out));
         if (!result) return nullptr;
         o = reinterpret_cast<float*>(reinterpret_cast<ArrayHead*>(result)->data);
     }
@@ -294,10 +263,7 @@ PyMethodDef g_forward_def = {
 }  // namespace
 
 void register_infer(py::module_& m) {
-    auto& api = py::detail::npy_api::get();
-    g_ndarray = api.PyArray_Type_;
-    g_f32_descr = api.PyArray_DescrFromType_(kNpyFloat);
-    if (!g_f32_descr) throw py::error_already_set();
+    g_np.init();
     m.def("infer_plan", &infer_plan_py, py::arg("weights"), py::arg("biases"), py::arg("acts"),
           "A reusable inference plan for a Linear chain: weights (out, in) and biases (out,) or "
           "None as float32 C-contiguous arrays read in place, acts (kind, p0, p1) or None per "

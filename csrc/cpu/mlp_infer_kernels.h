@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "fastmlp/cpu_features.h"
+#include "simd_vf.h"
 
 #if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
@@ -53,45 +54,22 @@ const InferKernels& infer_kernels_avx512();
 namespace fastmlp::infer_detail {
 namespace {  // internal linkage: each ISA file compiles its own copy with its own flags
 
-// One register of the ISA this copy is compiled for (GCC/Clang vector): an AVX-512 zmm, an AVX2
-// ymm, 4 floats on the generic path. A tile is kMR weight rows x kLanes samples, kMR * kNV
-// accumulators.
+// vf: one register of the ISA this copy is compiled for (simd_vf.h). A tile is kMR weight rows x
+// kLanes samples, kMR * kNV accumulators.
 #if defined(__AVX512F__)
-constexpr int kVW = 16, kMR = 12;
+constexpr int kMR = 12;
 #elif defined(__AVX2__)
-constexpr int kVW = 8, kMR = 6;
+constexpr int kMR = 6;
 #else
-constexpr int kVW = 4, kMR = 3;
+constexpr int kMR = 3;
 #endif
+using simd_vf::bcv;
+using simd_vf::fmav;
+using simd_vf::kVW;
+using simd_vf::ldv;
+using simd_vf::stv;
+using simd_vf::vf;
 constexpr int kNV = int(kLanes) / kVW;
-typedef float vf __attribute__((vector_size(kVW * 4)));
-
-inline vf ldv(const float* p) {
-    vf v;
-    __builtin_memcpy(&v, p, sizeof(v));
-    return v;
-}
-inline void stv(float* p, vf v) { __builtin_memcpy(p, &v, sizeof(v)); }
-// A broadcast (vbroadcastss from memory). Not `vf{} + s`: that is an IEEE add (0 + -0 = +0) the
-// compiler must keep, one extra dependent µop per broadcast in the tiles' inner loop.
-inline vf bcv(float s) {
-#if defined(__AVX512F__)
-    return (vf)_mm512_set1_ps(s);
-#elif defined(__AVX2__)
-    return (vf)_mm256_set1_ps(s);
-#else
-    return vf{s, s, s, s};
-#endif
-}
-inline vf fmav(vf a, vf b, vf c) {  // a * b + c, one rounding where the ISA has FMA
-#if defined(__AVX512F__)
-    return (vf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
-#elif defined(__AVX2__)
-    return (vf)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
-#else
-    return a * b + c;
-#endif
-}
 // The lanes of v summed in a fixed tree order: halves added (lane i + lane i + w) until one lane
 // is left (the same order on every ISA: the shuffles below are that tree).
 inline float hsum(vf v) {

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "fastmlp/cpu_features.h"
+#include "simd_vf.h"
 #include "fastmlp/mlp.h"
 
 #if defined(__AVX2__) || defined(__AVX512F__)
@@ -158,48 +159,23 @@ namespace {
 
 constexpr int64_t kLanes = 16;  // the batch is padded to a multiple of this (one column block)
 
-// The native SIMD width of the ISA this copy is compiled for, as a GCC/Clang vector: one
-// register (an AVX-512 zmm, an AVX2 ymm, or 4 floats on the generic path). A column block of 16
+// vf: one register of the ISA this copy is compiled for (simd_vf.h). A column block of 16
 // samples is kNV registers. kAcc is how many accumulators a register tile may hold (the rest of
 // the register file carries the loaded operands).
 #if defined(__AVX512F__)
-constexpr int kVW = 16, kAcc = 24, kMR = 12, kDO = 4, kDI = 6;
+constexpr int kAcc = 24, kMR = 12, kDO = 4, kDI = 6;
 #elif defined(__AVX2__)
-constexpr int kVW = 8, kAcc = 12, kMR = 6, kDO = 3, kDI = 4;
+constexpr int kAcc = 12, kMR = 6, kDO = 3, kDI = 4;
 #else
-constexpr int kVW = 4, kAcc = 12, kMR = 3, kDO = 3, kDI = 4;
+constexpr int kAcc = 12, kMR = 3, kDO = 3, kDI = 4;
 #endif
+using simd_vf::bcv;
+using simd_vf::fmav;
+using simd_vf::kVW;
+using simd_vf::ldv;
+using simd_vf::stv;
+using simd_vf::vf;
 constexpr int kNV = int(kLanes) / kVW;
-typedef float vf __attribute__((vector_size(kVW * 4)));
-
-inline vf ldv(const float* p) {
-    vf v;
-    __builtin_memcpy(&v, p, sizeof(v));
-    return v;
-}
-inline void stv(float* p, vf v) { __builtin_memcpy(p, &v, sizeof(v)); }
-// One float in every lane. (Not `vf{} + s`: that is an add of +0, which the compiler must keep
-// (it turns -0 into +0), a dependent vaddss + register broadcast per use in the tiles' inner
-// loops instead of one broadcast load.)
-inline vf bcv(float s) {
-#if defined(__AVX512F__)
-    return (vf)_mm512_set1_ps(s);
-#elif defined(__AVX2__)
-    return (vf)_mm256_set1_ps(s);
-#else
-    return vf{s, s, s, s};
-#endif
-}
-// a * b + c: one fused rounding where the ISA has FMA (the generic path rounds twice).
-inline vf fmav(vf a, vf b, vf c) {
-#if defined(__AVX512F__)
-    return (vf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
-#elif defined(__AVX2__)
-    return (vf)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
-#else
-    return a * b + c;
-#endif
-}
 
 // Four register sums in a fixed tree order, out[j] = sum of the lanes of v[j].
 #if defined(__AVX2__)
