@@ -199,6 +199,66 @@ void sgemm_dot(const KernelSet& ks, int64_t M, int64_t N, int64_t K, float alpha
     parallel_run(nt, [&](int tid, int nth) { run(tiles * tid / nth, tiles * (tid + 1) / nth); });
 }
 
+// ---- narrow path: N <= 16 columns, not a multiple of 8 -------------------------------------
+// A 10-class head (784/1024 -> 10) would use 10 of the 16 lanes of a small-path tile. Here every
+// FMA does useful work: with op(A) rows contiguous along K (NN, NT) a tile is dot products of A
+// rows with rows of op(B)^T (a row-major B is transposed first: N x K floats, cheap next to the
+// M x N x K work); with op(A) columns contiguous (TN, TT) vectors run down the columns of C and
+// op(B) entries are broadcast (a transposed B copied row-major first). A tile spans all N
+// columns; threads take whole tiles (rows), so every element is computed the same way for any
+// thread count.
+bool use_narrow_path(const KernelSet& ks, int64_t N, int64_t K, bool trans_a) {
+    if (!(trans_a ? ks.narrow_cols : ks.narrow_dot)) return false;
+    return N <= 16 && N % 8 != 0 && K >= 64;
+}
+
+void sgemm_narrow(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                  float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+                  float beta, float* C, int64_t ldc, GemmEpilogue epi) {
+    const float* b = B;
+    int64_t bld = ldb;
+    if (!trans_a && !trans_b) {
+        // rows of op(B)^T: bt[j*K + p] = B[p*ldb + j]
+        float* bp = scratch(SCRATCH_B, size_t(K) * size_t(N));
+        pack_transposed(bp, K, B, ldb, N, K);
+        b = bp;
+        bld = K;
+    } else if (trans_a && trans_b) {
+        // op(B) row-major: b[p*N + j] = B[j*ldb + p]
+        float* bp = scratch(SCRATCH_B, size_t(K) * size_t(N));
+        pack_transposed(bp, N, B, ldb, K, N);
+        b = bp;
+        bld = N;
+    }
+    const int64_t rows = trans_a ? ks.ncmr : ks.ndmr;
+    const MicroKernel kern = trans_a ? ks.narrow_cols : ks.narrow_dot;
+    const int64_t tiles = ceil_div(M, rows);
+    const int nt = int(std::min<int64_t>(threads_for(2.0 * double(M) * double(N) * double(K)), tiles));
+    auto run = [&](int64_t t0, int64_t t1) {
+        TileArgs t;
+        t.k = K;
+        t.lda = lda;
+        t.b = b;
+        t.ldb = bld;
+        t.ldc = ldc;
+        t.n = N;
+        t.alpha = alpha;
+        t.beta = beta;
+        t.bias = epi.bias;
+        t.relu = epilogue_relu(epi);
+        const bool post = epilogue_tile_act(epi);
+        for (int64_t q = t0; q < t1; ++q) {
+            const int64_t i0 = q * rows;
+            t.m = std::min<int64_t>(rows, M - i0);
+            t.a = trans_a ? A + i0 : A + i0 * lda;
+            t.c = C + i0 * ldc;
+            kern(t);
+            if (post) tile_act(epi, C, t.c, ldc, t.m, N);
+        }
+    };
+    parallel_run(nt, [&](int tid, int nth) { run(tiles * tid / nth, tiles * (tid + 1) / nth); });
+}
+
 // ---- small path --------------------------------------------------------------------------
 void sgemm_small(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                  float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
@@ -374,6 +434,8 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
     const KernelSet& ks = kernels_for(current_isa());
     if (use_dot_path(M, N, trans_a, trans_b))
         sgemm_dot(ks, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epi);
+    else if (use_narrow_path(ks, N, K, trans_a))
+        sgemm_narrow(ks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epi);
     else if (use_small_path(ks, M, N, K))
         sgemm_small(ks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epi);
     else

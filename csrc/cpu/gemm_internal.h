@@ -63,6 +63,19 @@ struct KernelSet {
     // Small path, last rows (m < smr) of op(A) read in place, indexed like `small` (A_PACKED
     // unused); null where an ISA has none: the driver then packs those rows (zero-padded).
     MicroKernel small_last[2][3];
+    // Narrow path (N <= 16, not a multiple of 8: e.g. a 10-class head), no 8-lane column padding:
+    //  * narrow_dot (op(A) rows contiguous along K: NN, NT): a tile of up to ndmr rows x all
+    //    t.n columns, a(i,p) = a[i*lda + p], b(p,j) = b[j*ldb + p] (rows of op(B)^T, the driver
+    //    transposes a row-major B first); 8 lanes of p per FMA, reduced in a fixed order.
+    //    Tile rows past m reread row m-1 (results dropped).
+    //  * narrow_cols (op(A) columns contiguous along M: TN, TT): a tile of up to ncmr rows x all
+    //    t.n columns, a(i,p) = a[p*lda + i], b(p,j) = b[p*ldb + j]; vectors run along i, one FMA
+    //    per k step in order, the tile transposed on its store.
+    // null where an ISA has none (the small path then serves these shapes).
+    int ndmr;
+    MicroKernel narrow_dot;
+    int ncmr;
+    MicroKernel narrow_cols;
 };
 
 const KernelSet& kernels_generic();

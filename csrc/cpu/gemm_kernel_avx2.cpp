@@ -163,6 +163,155 @@ void dot_any(const TileArgs& t) {
     dot_tile<DMR, DNR>(t);
 }
 
+// ---- narrow path (N <= 16, not a multiple of 8) ----------------------------------------------
+inline float epi1(const TileArgs& t, float acc, const float* c, int64_t j) {
+    float v = t.alpha * acc;
+    if (t.beta != 0.0f) v += t.beta * *c;
+    if (t.bias) v += t.bias[j];
+    if (t.relu) v = v > 0.0f ? v : (v != v ? v : 0.0f);
+    return v;
+}
+
+// Columns [j0, j0 + G) of a narrow dot tile (NDMR rows of A, G rows of op(B)^T): per 8 lanes of
+// p, NDMR + G loads for NDMR * G FMAs (2 x 5: 7 loads, 10 FMAs; 13 registers).
+template <int NDMR, int G>
+FASTMLP_INLINE void ndot_group(const TileArgs& t, const float* const (&ar)[NDMR], int64_t j0) {
+    const float* br[G];
+#pragma GCC unroll 8
+    for (int j = 0; j < G; ++j) br[j] = t.b + (j0 + j) * t.ldb;
+    __m256 acc[NDMR][G];
+#pragma GCC unroll 8
+    for (int i = 0; i < NDMR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < G; ++j) acc[i][j] = _mm256_setzero_ps();
+    const int64_t k = t.k;
+    int64_t p = 0;
+    for (; p + 8 <= k; p += 8) {
+        __m256 av[NDMR];
+#pragma GCC unroll 8
+        for (int i = 0; i < NDMR; ++i) av[i] = _mm256_loadu_ps(ar[i] + p);
+#pragma GCC unroll 8
+        for (int j = 0; j < G; ++j) {
+            __m256 bv = _mm256_loadu_ps(br[j] + p);
+            // One load per B vector: GCC would fold it into each of the NDMR FMAs (a load each).
+            __asm__("" : "+x"(bv));
+#pragma GCC unroll 8
+            for (int i = 0; i < NDMR; ++i) acc[i][j] = _mm256_fmadd_ps(av[i], bv, acc[i][j]);
+        }
+    }
+    if (p < k) {
+        const __m256i mk = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(k - p)),
+                                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        __m256 av[NDMR];
+#pragma GCC unroll 8
+        for (int i = 0; i < NDMR; ++i) av[i] = _mm256_maskload_ps(ar[i] + p, mk);
+#pragma GCC unroll 8
+        for (int j = 0; j < G; ++j) {
+            const __m256 bv = _mm256_maskload_ps(br[j] + p, mk);
+#pragma GCC unroll 8
+            for (int i = 0; i < NDMR; ++i) acc[i][j] = _mm256_fmadd_ps(av[i], bv, acc[i][j]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < NDMR; ++i) {
+        if (i >= t.m) continue;
+        float* c = t.c + i * t.ldc + j0;
+#pragma GCC unroll 8
+        for (int j = 0; j < G; ++j) c[j] = epi1(t, hsum(acc[i][j]), c + j, j0 + j);
+    }
+}
+
+// A narrow dot tile: t.m <= NDMR rows, all t.n <= 16 columns, in ceil(n/6) groups of balanced
+// width (10: 5 + 5, 16: 6 + 5 + 5).
+template <int NDMR>
+void narrow_dot(const TileArgs& t) {
+    const float* ar[NDMR];
+#pragma GCC unroll 8
+    for (int i = 0; i < NDMR; ++i) ar[i] = t.a + (i < t.m ? i : t.m - 1) * t.lda;
+    const int64_t n = t.n;
+    const int64_t g = (n + 5) / 6, base = n / g, rem = n % g;
+    int64_t j0 = 0;
+    for (int64_t q = 0; q < g; ++q) {
+        const int64_t w = base + (q < rem ? 1 : 0);
+        switch (w) {
+            case 1: ndot_group<NDMR, 1>(t, ar, j0); break;
+            case 2: ndot_group<NDMR, 2>(t, ar, j0); break;
+            case 3: ndot_group<NDMR, 3>(t, ar, j0); break;
+            case 4: ndot_group<NDMR, 4>(t, ar, j0); break;
+            case 5: ndot_group<NDMR, 5>(t, ar, j0); break;
+            default: ndot_group<NDMR, 6>(t, ar, j0); break;
+        }
+        j0 += w;
+    }
+}
+
+// Columns [j0, j0 + G) of a narrow column tile: 16 rows of C as two vectors along i (a(i,p) =
+// a[p*lda + i]), G broadcasts of b(p, j) per k step: 2 + G loads for 2 * G FMAs, p in order.
+template <int G, bool MASKED>
+FASTMLP_INLINE void ncols_group(const TileArgs& t, int64_t j0, const __m256i (&mk)[2]) {
+    __m256 acc[2][G];
+#pragma GCC unroll 8
+    for (int j = 0; j < G; ++j) acc[0][j] = acc[1][j] = _mm256_setzero_ps();
+    const float* a = t.a;
+    const float* b = t.b + j0;
+    const int64_t lda = t.lda, ldb = t.ldb, k = t.k;
+#pragma GCC unroll 2
+    for (int64_t p = 0; p < k; ++p) {
+        const __m256 a0 = MASKED ? _mm256_maskload_ps(a, mk[0]) : _mm256_loadu_ps(a);
+        const __m256 a1 = MASKED ? _mm256_maskload_ps(a + 8, mk[1]) : _mm256_loadu_ps(a + 8);
+#pragma GCC unroll 8
+        for (int j = 0; j < G; ++j) {
+            const __m256 bv = _mm256_broadcast_ss(b + j);
+            acc[0][j] = _mm256_fmadd_ps(a0, bv, acc[0][j]);
+            acc[1][j] = _mm256_fmadd_ps(a1, bv, acc[1][j]);
+        }
+        a += lda;
+        b += ldb;
+    }
+    alignas(32) float tmp[G][16];
+#pragma GCC unroll 8
+    for (int j = 0; j < G; ++j) {
+        _mm256_store_ps(tmp[j], acc[0][j]);
+        _mm256_store_ps(tmp[j] + 8, acc[1][j]);
+    }
+    const int64_t m = t.m;
+    for (int64_t i = 0; i < m; ++i) {
+        float* c = t.c + i * t.ldc + j0;
+#pragma GCC unroll 8
+        for (int j = 0; j < G; ++j) c[j] = epi1(t, tmp[j][i], c + j, j0 + j);
+    }
+}
+
+template <bool MASKED>
+void narrow_cols_any(const TileArgs& t, const __m256i (&mk)[2]) {
+    const int64_t n = t.n;
+    const int64_t g = (n + 5) / 6, base = n / g, rem = n % g;
+    int64_t j0 = 0;
+    for (int64_t q = 0; q < g; ++q) {
+        const int64_t w = base + (q < rem ? 1 : 0);
+        switch (w) {
+            case 1: ncols_group<1, MASKED>(t, j0, mk); break;
+            case 2: ncols_group<2, MASKED>(t, j0, mk); break;
+            case 3: ncols_group<3, MASKED>(t, j0, mk); break;
+            case 4: ncols_group<4, MASKED>(t, j0, mk); break;
+            case 5: ncols_group<5, MASKED>(t, j0, mk); break;
+            default: ncols_group<6, MASKED>(t, j0, mk); break;
+        }
+        j0 += w;
+    }
+}
+
+// A narrow column tile: t.m <= 16 rows (masked loads past m, nothing read there), all t.n <= 16
+// columns.
+void narrow_cols(const TileArgs& t) {
+    __m256i mk[2];
+    make_masks<2>(t.m, mk);
+    if (t.m == 16)
+        narrow_cols_any<false>(t, mk);
+    else
+        narrow_cols_any<true>(t, mk);
+}
+
 constexpr int MR = 6, NV = 2, SMR = 6;
 
 // Cache blocks (measured single thread at 1024^3 on this machine: ~81 GFLOP/s, ~90% of the
@@ -180,6 +329,8 @@ const KernelSet kSet = {
      {&tile<SMR, 2, A_PACKED>, &tile<SMR, 2, A_ROWS>, &tile<SMR, 2, A_COLS>}},
     2, 4, &dot_any<2, 4>,
     {},  // no last-rows kernels: the driver packs the last rows
+    2, &narrow_dot<2>,
+    16, &narrow_cols,
 };
 
 }  // namespace

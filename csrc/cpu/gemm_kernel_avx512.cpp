@@ -340,6 +340,7 @@ const KernelSet kSet = {
     4, 4, &dot_any<4, 4>,
     {{nullptr, &tile<SMR, 1, A_ROWS, true>, &tile<SMR, 1, A_COLS, true>},
      {nullptr, &tile<SMR, 2, A_ROWS, true>, &tile<SMR, 2, A_COLS, true>}},
+    0, nullptr, 0, nullptr,  // no narrow-path kernels
 };
 
 }  // namespace

@@ -92,6 +92,7 @@ const KernelSet kSet = {
      {&tile<MR, NR, A_PACKED>, &tile<MR, NR, A_ROWS>, &tile<MR, NR, A_COLS>}},
     2, 4, &dot_any<2, 4>,
     {},  // no last-rows kernels: the driver packs the last rows
+    0, nullptr, 0, nullptr,  // no narrow-path kernels
 };
 
 }  // namespace
