@@ -14,14 +14,17 @@ void FitSmallScratch::init(const std::vector<FitLayer>& layers, int64_t batch) {
     ld = (batch + kLanes - 1) / kLanes * kLanes;
     if (ld % 256 == 0) ld += kLanes;  // skew strides of a multiple of 1 KiB (few L1 sets)
     const size_t L = layers.size();
-    int64_t maxw = layers[0].in, total = layers[0].in * ld;
+    int64_t maxw = layers[0].in, maxin = 0, total = layers[0].in * ld;
     for (const FitLayer& l : layers) {
         maxw = std::max(maxw, l.out);
+        maxin = std::max(maxin, l.in);
         total += l.out * ld;
         if (act_backward_needs_input(l.act.kind)) total += l.out * ld;
         if (l.dropout > 0.0f) total += 2 * l.out * ld;
     }
     total += 2 * maxw * ld;
+    const int64_t at_w = (maxin + kLanes - 1) / kLanes * kLanes;
+    total += ld * at_w;
     storage.assign(size_t(total), 0.0f);
     float* p = storage.data();
     a.assign(L + 1, nullptr);
@@ -48,6 +51,8 @@ void FitSmallScratch::init(const std::vector<FitLayer>& layers, int64_t batch) {
     d0 = p;
     p += maxw * ld;
     d1 = p;
+    p += maxw * ld;
+    at = p;
 }
 
 bool mlp_fit_small_fits(const std::vector<FitLayer>& layers, int64_t batch_size) {

@@ -8,8 +8,10 @@
 //   forward   Z_l (out, Bp) = W_l @ A_l + b_l (bcast tiles), Y_l = act_l(Z_l) (activations.h's
 //             SIMD kernels over the rows), dropout with the masks of the gemm path (the same
 //             counter-based stream, indexed by the batch-major position (row0 + b) * out + o)
-//   backward  dZ_l = act_l'(dA_{l+1} * mask_l), dW_l = dZ_l @ A_l^T (dot tiles), db_l = row sums,
-//             dA_l = W_l^T @ dZ_l (bcast tiles)
+//   backward  dZ_l = act_l'(dA_{l+1} * mask_l), dW_l = dZ_l @ A_l^T, db_l = row sums,
+//             dA_l = W_l^T @ dZ_l (bcast tiles). dW: up to 64 samples (Bp <= 64) the register
+//             tiles accumulated across the batch (gw_product, on a batch-major copy of A_l), as
+//             the ReLU trainer does; beyond, the lane-parallel dot tiles (a choice by shape)
 // The batch is padded to a multiple of 16 columns; pad columns of the inputs and of every
 // gradient are zero, so they add nothing to the weight and bias gradients. The loss and the
 // update stay in mlp_fit.cpp (the same functions as the gemm path): the forward hands back the
@@ -32,6 +34,8 @@ struct FitSmallScratch {
     std::vector<float*> mask, ykeep;       // dropout: scale (0 or 1/(1-p)) and output before it
     float* d0 = nullptr;                   // (max width, ld) gradient ping-pong
     float* d1 = nullptr;
+    float* at = nullptr;                   // (ld, round-up(max in, 16)): a layer's input,
+                                           // batch-major, for the register-tile weight gradient
     int64_t row0 = 0;                      // the batch's first row in the global batch (dropout)
     std::vector<float> storage;
     void init(const std::vector<FitLayer>& layers, int64_t batch);

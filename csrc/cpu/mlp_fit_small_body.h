@@ -84,8 +84,17 @@ namespace {  // internal linkage: one copy per ISA file
             act_backward(dz, dz, s.z[size_t(l)], yv, out * ld, ly.act);
         }
         const float* a = s.a[size_t(l)];
-        if (gw_off[l] >= 0)  // dW (out, in) = dZ (out, Bp) @ A (in, Bp)^T
+        if (gw_off[l] >= 0 && Bp <= 64) {
+            // dW (out, in) = dZ (out, ld) @ At (B, lda): register tiles over the batch (each
+            // element the plain in-order sum over b < B), from A transposed to batch-major
+            const int64_t lda = (in + kVW - 1) / kVW * kVW;
+            transpose_fm(s.at, lda, a, ld, in, Bp);
+            GwOut go;
+            go.g = grads + gw_off[l];
+            gw_product(dz, ld, s.at, lda, out, in, B, go);
+        } else if (gw_off[l] >= 0) {  // dW (out, in) = dZ (out, Bp) @ A (in, Bp)^T
             dot_product(grads + gw_off[l], in, dz, a, ld, out, in, Bp);
+        }
         if (gb_off[l] >= 0)
             for (int64_t o = 0; o < out; ++o) grads[gb_off[l] + o] = sum_lanes(dz + o * ld, Bp);
         float* da = dz == s.d0 ? s.d1 : s.d0;
