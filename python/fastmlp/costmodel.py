@@ -15,10 +15,13 @@ calibration times one or a few training steps of both paths on probe nets ``20 -
 interleaved repeats, and keeps the table ``log(t_small / t_gemm)`` over (log2 of the largest
 layer's weight count, log2 of the batch). A net's choice is the small path where the table,
 interpolated bilinearly at its largest layer and batch (clamped to the table's edges), says
-``t_small <= t_gemm``. The big corner of the table (``w * w * batch`` above
-:data:`MAX_PROBE_WORK`: 512 x 1024, 1024 x 256, 1024 x 1024) is not timed, to keep a
-calibration at about 0.4 s of CPU time per trainer: those cells run parallel to the row above
-(:func:`_fill`).
+``t_small <= t_gemm``. The table's corner cell (1024 x 1024 weights, batch 1024: ``w * w *
+batch`` above :data:`MAX_PROBE_WORK`) is not timed and the big cells are timed fewer times, to keep
+a calibration under a second of CPU time per trainer (about 0.8 s on a Zen 3 core); an untimed
+cell runs parallel to the row above (:func:`_fill`). The cells next to it are timed because the
+small path's speed falls with the batch much faster at 1024 x 1024 weights than at 512 x 512 (its
+tiles stream the weights and the activations from L3), which no extrapolation from narrower rows
+or smaller batches predicts.
 
 Which nets are measured at all. Outside the *ambiguous region* the answer does not need a
 measurement and none is made: a largest layer under 128 x 128 weights or a batch under 16 is the
@@ -64,7 +67,7 @@ WIDTHS = (128, 256, 512, 1024)
 BATCHES = (16, 64, 256, 1024)
 MIN_PARAMS = 128 * 128
 MIN_BATCH = 16
-MAX_PROBE_WORK = 512 * 512 * 256   # w*w*batch beyond this: extrapolated, not timed
+MAX_PROBE_WORK = 1024 * 1024 * 256  # w*w*batch beyond this: extrapolated, not timed
 PROBE_WORK = 4e6                   # weight-samples per timed call: several steps for small probes
 REPEATS = 3                        # min of this many interleaved runs (2 for the big probes)
 
@@ -261,7 +264,7 @@ def measure(trainer, widths=None, batches=None, max_work=None, repeats=None):
     repeats = REPEATS if repeats is None else repeats
     widths, batches = sorted(int(w) for w in widths), sorted(int(b) for b in batches)
     rng = np.random.default_rng(0)
-    t_start = time.perf_counter()
+    t_start, c_start = time.perf_counter(), time.process_time()
     threads = ops.cpu.get_num_threads()
     ops.cpu.set_num_threads(1)
     small = [[None] * len(batches) for _ in widths]
@@ -274,7 +277,9 @@ def measure(trainer, widths=None, batches=None, max_work=None, repeats=None):
                     continue
                 steps = int(max(1, min(16, PROBE_WORK // work)))
                 run = _runner(trainer, w, b, steps, rng)
-                reps = repeats if work * steps <= max_work // 4 else min(repeats, 2)
+                # fewer repeats for the big cells: their steps are long, and where they are
+                # timed the paths differ by more than the noise of one run
+                reps = min(repeats, 3 if work * steps <= 1 << 24 else 2 if work <= 1 << 26 else 1)
                 best = {"small": math.inf, "gemm": math.inf}
                 for r in range(reps):
                     for p in (("small", "gemm") if r % 2 == 0 else ("gemm", "small")):
@@ -290,11 +295,12 @@ def measure(trainer, widths=None, batches=None, max_work=None, repeats=None):
             "batches": batches, "log_ratio": log_ratio, "small_s": small, "gemm_s": gemm,
             "threads": 1, "clock": "process CPU time, min of interleaved repeats",
             "seconds": round(time.perf_counter() - t_start, 3),
+            "cpu_seconds": round(time.process_time() - c_start, 3),
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
 def _fill(lr, batches):
-    """Untimed cells (None: the big corner of the table) run parallel to the row above: cell
+    """Untimed cells (None: the corner of the table) run parallel to the row above: cell
     (i, j) = (i, j-1) + (i-1, j) - (i-1, j-1), i.e. the wider layer's log ratio changes with the
     batch as the narrower one's does beyond its last timed batch (the small batches' trend, set by
     the gemm path's per-call costs, is not extrapolated). Row 0 copies its left neighbour."""
@@ -436,7 +442,8 @@ def table_lines(entry):
     """The measured table as text: per width and batch, small / gemm GFLOP/s and the choice."""
     ws, bs = entry["widths"], entry["batches"]
     lines = [f"  {entry['isa']}/{entry['trainer']} (20-w-w-1 nets, 1 thread; "
-             f"GFLOP/s small / gemm, '~' = extrapolated; choice): {entry.get('seconds', '?')} s"]
+             f"GFLOP/s small / gemm, '~' = extrapolated; S/G = the choice), measured in "
+             f"{entry.get('seconds', '?')} s ({entry.get('cpu_seconds', '?')} s CPU)"]
     lines.append("    w \\ batch " + "".join(f"{b:>22}" for b in bs))
     for i, w in enumerate(ws):
         cells = []
