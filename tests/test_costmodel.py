@@ -211,6 +211,46 @@ def test_decision_follows_the_model_and_not_the_threads(cm, no_measure, threads)
             assert cm.choose_path("fit", shapes, b) == want
 
 
+def write_flat_model(value):
+    """A cache file whose model measures log(t_small / t_gemm) = value everywhere."""
+    p = write_model()
+    doc = json.load(open(p))
+    for e in doc["entries"].values():
+        e["log_ratio"] = [[value] * len(e["batches"]) for _ in e["widths"]]
+    json.dump(doc, open(p, "w"))
+    costmodel.clear_memory()
+
+
+def test_a_tie_keeps_the_compiled_rule(cm, no_measure):
+    shapes = lambda w: [(20, w), (w, w), (w, 1)]  # noqa: E731
+    for value in (0.03, -0.03):
+        write_flat_model(value)
+        for w, b in ((256, 64), (256, 1024), (600, 64), (600, 32), (1024, 256), (150, 128)):
+            for t in ("train", "fit"):
+                want = "small" if cm.rule_small(t, w * w, b) else "gemm"
+                assert cm.choose_path(t, shapes(w), b) == want
+    write_flat_model(0.2)  # a clear difference overrides the rule
+    assert cm.choose_path("train", shapes(256), 64) == "gemm"
+    write_flat_model(-0.2)
+    assert cm.choose_path("fit", shapes(600), 256) == "small"
+
+
+@pytest.mark.parametrize("sizes,B", [((20, 256, 256, 1), 64), ((20, 512, 512, 1), 64),
+                                     ((20, 513, 512, 1), 64), ((20, 600, 600, 1), 63),
+                                     ((784, 1024, 10), 256), ((20, 150, 150, 1), 16)])
+def test_rule_small_is_the_compiled_rule(sizes, B):
+    # mlp_train reports the path its 'auto' took; mlp_fit's rule has the same form (its bound is
+    # 200 x 200) and is pinned by test_fit_small_path.py's automatic-choice tests
+    rng = np.random.default_rng(0)
+    ws = [(rng.standard_normal((b, a)) * 0.01).astype(np.float32)
+          for a, b in zip(sizes[:-1], sizes[1:])]
+    bs = [np.zeros(b, np.float32) for b in sizes[1:]]
+    X, Y = data(B, sizes[0], sizes[-1])
+    r = _C.mlp_train(ws, bs, [True] * (len(ws) - 1) + [False], X, Y, batch_size=B, lr=0.0)
+    params = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    assert r["small_path"] == costmodel.rule_small("train", params, B)
+
+
 def test_interpolation_and_extrapolation():
     e = {"widths": [128, 256], "batches": [16, 64, 256],
          "log_ratio": costmodel._fill([[-1.0, 0.0, 0.5], [-2.0, 1.0, None]], [16, 64, 256])}

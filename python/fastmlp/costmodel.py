@@ -15,7 +15,8 @@ calibration times one or a few training steps of both paths on probe nets ``20 -
 interleaved repeats, and keeps the table ``log(t_small / t_gemm)`` over (log2 of the largest
 layer's weight count, log2 of the batch). A net's choice is the small path where the table,
 interpolated bilinearly at its largest layer and batch (clamped to the table's edges), says
-``t_small <= t_gemm``. The table's corner cell (1024 x 1024 weights, batch 1024: ``w * w *
+``t_small < t_gemm`` by more than :data:`TIE_MARGIN` (5%), the gemm path where it says the
+opposite, and the compiled rule's choice in a tie. The table's corner cell (1024 x 1024 weights, batch 1024: ``w * w *
 batch`` above :data:`MAX_PROBE_WORK`) is not timed and the big cells are timed fewer times, to keep
 a calibration under a second of CPU time per trainer (about 0.8 s on a Zen 3 core); an untimed
 cell runs parallel to the row above (:func:`_fill`). The cells next to it are timed because the
@@ -70,6 +71,10 @@ MIN_BATCH = 16
 MAX_PROBE_WORK = 1024 * 1024 * 256  # w*w*batch beyond this: extrapolated, not timed
 PROBE_WORK = 4e6                   # weight-samples per timed call: several steps for small probes
 REPEATS = 3                        # min of this many interleaved runs (2 for the big probes)
+# |log(t_small / t_gemm)| up to this is a tie (the spread of repeated calibrations on a shared
+# machine): the compiled rule's choice stands, the model overrides it only where it measures a
+# clear difference.
+TIE_MARGIN = 0.05
 
 _lock = threading.RLock()
 _memory = {}     # (cache file path, isa, trainer) -> entry dict (measured or loaded)
@@ -407,7 +412,18 @@ def decide(trainer, shapes, batch, *, has_norm=False):
         return "auto", f"calibration failed ({type(exc).__name__}: {exc}): the compiled rule"
     params = max(int(a) * int(b) for a, b in shapes)
     r = _interp(e, params, batch)
-    return ("small" if r <= 0.0 else "gemm"), f"model: log(t_small/t_gemm) = {r:+.3f}"
+    if abs(r) <= TIE_MARGIN:  # a tie within the calibration's noise: the compiled rule's choice
+        p = "small" if rule_small(trainer, params, batch) else "gemm"
+        return p, f"model: log(t_small/t_gemm) = {r:+.3f}, a tie: the rule's {p} path"
+    return ("small" if r < 0.0 else "gemm"), f"model: log(t_small/t_gemm) = {r:+.3f}"
+
+
+def rule_small(trainer, params, batch) -> bool:
+    """The compiled trainers' fixed rule (path='auto'; csrc/cpu/mlp_train.cpp mlp_small_path_fits,
+    csrc/cpu/mlp_fit_small.cpp mlp_fit_small_fits, for nets without norm layers): the small path
+    unless the largest layer exceeds 512 x 512 (train) / 200 x 200 (fit) weights at a batch of
+    64 or more. The model keeps it where its measurement cannot tell the paths apart."""
+    return params <= (512 * 512 if trainer == "train" else 200 * 200) or batch < 64
 
 
 def choose_path(trainer, shapes, batch, *, has_norm=False) -> str:
@@ -441,8 +457,9 @@ def status_lines():
 def table_lines(entry):
     """The measured table as text: per width and batch, small / gemm GFLOP/s and the choice."""
     ws, bs = entry["widths"], entry["batches"]
-    lines = [f"  {entry['isa']}/{entry['trainer']} (20-w-w-1 nets, 1 thread; "
-             f"GFLOP/s small / gemm, '~' = extrapolated; S/G = the choice), measured in "
+    lines = [f"  {entry.get('isa', '?')}/{entry.get('trainer', '?')} (20-w-w-1 nets, 1 thread; "
+             f"GFLOP/s small / gemm, '~' = extrapolated; S/G = the choice, s/g: a tie, the rule's), "
+             f"measured in "
              f"{entry.get('seconds', '?')} s ({entry.get('cpu_seconds', '?')} s CPU)"]
     lines.append("    w \\ batch " + "".join(f"{b:>22}" for b in bs))
     for i, w in enumerate(ws):
@@ -450,7 +467,9 @@ def table_lines(entry):
         for j, b in enumerate(bs):
             fl = 6.0 * (20 * w + w * w + w) * b
             s, g = entry.get("small_s", [[None]])[i][j], entry.get("gemm_s", [[None]])[i][j]
-            pick = "S" if entry["log_ratio"][i][j] <= 0 else "G"
+            v = entry["log_ratio"][i][j]
+            pick = ("s" if rule_small(entry.get("trainer"), w * w, b) else "g") \
+                if abs(v) <= TIE_MARGIN else ("S" if v < 0 else "G")
             if s is None or g is None:
                 cells.append(f"{'~':>18} {pick:>3}")
             else:
