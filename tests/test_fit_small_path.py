@@ -34,7 +34,8 @@ def force_path(monkeypatch):
 
         def wrapped(*a, **kw):
             used.append(p)
-            return orig(*a, path=p, **kw)
+            kw["path"] = p  # replaces the path the trainer chose
+            return orig(*a, **kw)
         monkeypatch.setattr(trainer._kernels, "mlp_fit", wrapped)
         return used
     return setp

@@ -1,6 +1,9 @@
 """``python -m fastmlp``: the command line.
 
-    info                      version, compiler, OpenMP, CPU kernel path, threads, CUDA
+    info                      version, compiler, OpenMP, CPU kernel path, threads, CUDA, and
+                              whether a path cost model is cached (and where from)
+    calibrate                 measure the small-path / gemm-path cost model now, cache and show
+                              it (--trainer train|fit|both)
     demo                      the seed network trained on synthetic data, vs PyTorch eager
     train DATA --target COL   train an MLP on a CSV/NPZ file (--out model.npz, --plot loss.png;
                               --task classify for class labels)
@@ -9,7 +12,7 @@
     export MODEL OUT.onnx     a saved model as ONNX
     bench [--quick] [--out]   run the benchmarks in bench/ and save JSON + PNG (--grid: the grid)
 
-The subcommands other than ``info`` live in :mod:`fastmlp.cli`.
+The subcommands other than ``info`` and ``calibrate`` live in :mod:`fastmlp.cli`.
 """
 from __future__ import annotations
 
@@ -21,6 +24,23 @@ def _cmd_info(args) -> int:
     from . import show_config
 
     show_config()
+    from . import costmodel
+
+    print("\n".join(costmodel.status_lines()))
+    return 0
+
+
+def _cmd_calibrate(args) -> int:
+    from . import costmodel
+
+    trainers = costmodel.TRAINERS if args.trainer == "both" else (args.trainer,)
+    if costmodel.mode() == "rule":
+        print(f"note: {costmodel.ENV_MODE}=rule is set: fits use the compiled rule, not this model")
+    print(f"calibrating the path cost model ({', '.join(trainers)}) on CPU path "
+          f"{costmodel.ops.cpu.current_isa()}, 1 thread ...")
+    for t, e in costmodel.calibrate(trainers).items():
+        print("\n".join(costmodel.table_lines(e)))
+        print(f"    {e['source']}")
     return 0
 
 
@@ -31,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("info", help="print version, compiler, OpenMP, CPU kernel path, threads, CUDA")
     s.set_defaults(func=_cmd_info)
+    s = sub.add_parser("calibrate", help="measure the small-path / gemm-path cost model of the "
+                       "fused trainers on this machine, cache it and print it")
+    s.add_argument("--trainer", choices=("train", "fit", "both"), default="both",
+                   help="mlp_train (ReLU/MSE/SGD), mlp_fit (general) or both (default)")
+    s.set_defaults(func=_cmd_calibrate)
     add_subcommands(sub)
     return p
 
@@ -39,7 +64,7 @@ def main(argv=None) -> int:
     from .cli import run
 
     args = build_parser().parse_args(argv)
-    if args.func is _cmd_info:
+    if args.func in (_cmd_info, _cmd_calibrate):
         return args.func(args)
     return run(args)
 

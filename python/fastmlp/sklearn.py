@@ -39,6 +39,7 @@ try:
 except ImportError as e:  # pragma: no cover - exercised only without scikit-learn
     raise ImportError("fastmlp.sklearn needs scikit-learn: pip install fastmlp[sklearn]") from e
 
+from . import costmodel as _costmodel
 from .ops import cpu as _kernels
 from .hyperparams import f32_problem
 
@@ -348,7 +349,10 @@ class _BaseMLP(BaseEstimator):
                                  batch_size=batch_size, shuffle=False, perm=perm, mode="sklearn",
                                  lr=opt.learning_rate, momentum=opt.momentum, nesterov=opt.nesterov,
                                  alpha=float(self.alpha), weight_bufs=opt.vel_w, bias_bufs=opt.vel_b,
-                                 allow_nonfinite=False)
+                                 allow_nonfinite=False,
+                                 path=_costmodel.choose_path(
+                                     "train", [(w.shape[1], w.shape[0]) for w in self._W],
+                                     min(batch_size, n)))
             else:
                 r = self._general_epochs(X_train, y_train, sample_weight, batch_size, perm, k, n)
             if r["nonfinite"] is not None:
@@ -430,7 +434,10 @@ class _BaseMLP(BaseEstimator):
         r = _kernels.mlp_fit(layers, X, y, loss=loss, optim=optim, epochs=epochs,
                              batch_size=batch_size, shuffle=False, perm=perm,
                              step0=self._general["step"],
-                             sample_weight=sample_weight, sklearn=sk)
+                             sample_weight=sample_weight, sklearn=sk,
+                             path=_costmodel.choose_path(
+                                 "fit", [(d["weight"].shape[1], d["weight"].shape[0])
+                                         for d in layers], min(batch_size, max(len(X), 1))))
         self._general["step"] += r["steps"]
         return r
 

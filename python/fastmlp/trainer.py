@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import costmodel as _costmodel
 from . import ops as _ops
 from .ops import cpu as _kernels
 from .ops import infer_forward as _infer_forward
@@ -1180,6 +1181,13 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
         if not fast:
             ospec.step = group.bcast_object(ospec.step, 0)
         dist_kw = _allreduce_hook(group, chain, fused=not fast)
+    cpu_path = "auto"  # the CPU trainers' small-matrix or gemm path (fastmlp.costmodel)
+    if not on_gpu:
+        cpu_path = _costmodel.choose_path(
+            "train" if fast else "fit", [(w.shape[1], w.shape[0]) for w in chain.weights],
+            min(batch_size, max(n, 1)), has_norm=bool(chain.norms) and any(chain.norms))
+        if group is not None:  # every rank on rank 0's path (caches may differ between ranks)
+            cpu_path = group.bcast_object(cpu_path, 0)
     chain_params = chain.all_params()
     dev_w = None  # the GPU general trainer's weight vectors, uploaded once
     if on_gpu and not fast:
@@ -1264,7 +1272,7 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
                                  nesterov=bool(ospec.hyper["nesterov"]), weight_bufs=bufs_w,
                                  bias_bufs=bufs_b, first_step=start_steps + hist["steps"] == 0,
                                  allow_nonfinite=bool(allow_nonfinite), frozen=frozen,
-                                 interruptible=_interruptible(), **dist_kw)
+                                 interruptible=_interruptible(), path=cpu_path, **dist_kw)
             else:
                 r = _kernels.mlp_fit(chain.spec_layers(states, norm_states=norm_states), X, Y,
                                loss=lspec.as_dict(),
@@ -1275,7 +1283,8 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
                                momentum_schedule=msched,
                                dropout_seed=seed ^ 0x5DEECE66D, sample_weight=sw,
                                class_weight=lspec.class_weight, pos_weight=lspec.pos_weight,
-                               allow_nonfinite=bool(allow_nonfinite), **dist_kw)
+                               allow_nonfinite=bool(allow_nonfinite), path=cpu_path,
+                               **dist_kw)
                 # every training forward (the non-finite batch's too) counts for BatchNorm1d
                 chain.count_norm_batches(r["steps"] + (r["nonfinite"] is not None))
                 ospec.step += r["steps"]
