@@ -31,6 +31,18 @@ def _plain_layers(layers):
                 for a in c[k]:
                     assert a is None or isinstance(a, GpuArray), "optimizer state on the host"
                 c[k] = [plain(a) for a in c[k]]
+        if c.get("norm") is not None:  # a LayerNorm / BatchNorm1d: its arrays on the device too
+            nd = dict(c["norm"])
+            for k in ("weight", "bias", "running_mean", "running_var"):
+                if nd.get(k) is not None:
+                    assert isinstance(nd[k], GpuArray), f"the GPU trainer got a host norm {k}"
+                    nd[k] = plain(nd[k])
+            for k in ("wstate", "bstate"):
+                if nd.get(k) is not None:
+                    assert all(a is None or isinstance(a, GpuArray) for a in nd[k]), \
+                        "norm optimizer state on the host"
+                    nd[k] = [plain(a) for a in nd[k]]
+            c["norm"] = nd
         out.append(c)
     return out
 
@@ -147,3 +159,42 @@ def test_gpu_general_fit_with_an_optimizer_instance_leaves_its_state_on_the_devi
         np.testing.assert_array_equal(plain(sg["exp_avg"]._data), sc["exp_avg"]._data)
         np.testing.assert_array_equal(plain(sg["exp_avg_sq"]._data), sc["exp_avg_sq"]._data)
         assert float(sg["step"]) == float(sc["step"])
+
+
+def norm_model(seed=0, momentum=0.1, eval_bn=False):
+    fastmlp.manual_seed(seed)
+    m = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16, momentum=momentum), nn.ReLU(),
+                      nn.Linear(16, 8), nn.GELU(), nn.LayerNorm(8), nn.Linear(8, 1))
+    if eval_bn:
+        m[1].eval()
+    return m
+
+
+def to_fake_gpu_all(model):
+    """Parameters and buffers (running statistics, num_batches_tracked) on the fake GPU."""
+    to_fake_gpu(model)
+    for b in model.buffers():
+        b._data = b._data.view(GpuArray)
+    return model
+
+
+@pytest.mark.parametrize("opts", [dict(momentum=0.1), dict(momentum=None), dict(eval_bn=True)],
+                         ids=["bn-momentum", "bn-cumulative", "bn-eval"])
+def test_gpu_fit_with_norm_layers_routes_to_cuda_mlp_fit_and_matches_cpu(fake_gpu, opts):
+    X, y = data()
+    Xv, yv = data(40, seed=2)
+    cpu, gpum = norm_model(**opts), to_fake_gpu_all(norm_model(**opts))
+    kw = dict(epochs=2, batch_size=32, seed=5, loss="mse", optimizer="adam", lr=0.01,
+              validation_data=(Xv, yv), progress=False)
+    h_cpu, h_gpu = fit(cpu, X, y, **kw), fit(gpum, X, y, **kw)
+    assert len(fake_gpu.calls) == 2
+    for a, b in zip(weights(gpum), weights(cpu)):
+        np.testing.assert_array_equal(a, b)
+    for bg, bc in zip(gpum.buffers(), cpu.buffers()):  # running statistics and the batch count
+        assert isinstance(bg._data, GpuArray)
+        np.testing.assert_array_equal(plain(bg._data), bc._data)
+    if not opts.get("eval_bn"):
+        assert int(plain(gpum[1].num_batches_tracked._data)) == h_cpu["steps"] > 0
+    assert h_gpu["loss"] == h_cpu["loss"] and h_gpu["val_loss"] == h_cpu["val_loss"]
+    gpum.eval(), cpu.eval()
+    np.testing.assert_array_equal(predict(gpum, Xv), predict(cpu, Xv))

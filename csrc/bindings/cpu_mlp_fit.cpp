@@ -76,23 +76,6 @@ void call_python_allreduce(float* buf, int64_t n, void* ctx) {
     h.fn(h.view);
 }
 
-// A BatchNorm1d normalising with the batch's statistics needs batches of more than one sample
-// (PyTorch: "Expected more than 1 value per channel when training"): refused before training.
-void check_norm_batches(const std::vector<FitLayer>& ls, int64_t n, int64_t batch_size,
-                        bool drop_last) {
-    const int64_t full = std::min(batch_size, n), last = n % batch_size;
-    const bool one = full == 1 || (!drop_last && last == 1);
-    if (!one) return;
-    for (size_t l = 0; l < ls.size(); ++l)
-        if (ls[l].norm.kind == Norm::batch && ls[l].norm.batch_stats)
-            throw py::value_error(
-                "mlp_fit: layer " + std::to_string(l) + "'s BatchNorm1d normalises with the "
-                "batch's statistics, but batch_size=" + std::to_string(batch_size) + " with " +
-                std::to_string(n) + " samples" + (drop_last ? "" : " (drop_last=False)") +
-                " gives a batch of 1 sample (Expected more than 1 value per channel when "
-                "training); choose another batch_size or drop_last=True");
-}
-
 py::dict mlp_fit_py(py::list layers, py::handle X_obj, py::handle Y_obj, py::dict loss,
                     py::dict optim, int64_t epochs, int64_t batch_size, bool drop_last,
                     bool shuffle, uint64_t seed, int64_t epoch_offset, py::object perm_obj,
@@ -248,16 +231,10 @@ py::array mlp_fit_forward_py(py::list layers, py::handle X_obj) {
         c["bstate"] = py::none();
         ro.append(c);
     }
-    std::vector<FitLayer> ls = parse_layers(ro, arrays, /*norms=*/true, /*inference=*/true);
+    std::vector<FitLayer> ls = parse_layers(ro, arrays, /*inference=*/true);
     py::array X = f32_matrix(X_obj, "X", ls.front().in);
     const int64_t n = X.shape(0);
-    if (n == 1)  // PyTorch's eval-mode BatchNorm1d without running statistics uses the batch's
-        for (size_t l = 0; l < ls.size(); ++l)
-            if (ls[l].norm.kind == Norm::batch && !ls[l].norm.running_mean)
-                throw py::value_error("mlp_fit_forward: layer " + std::to_string(l) +
-                                      "'s BatchNorm1d has no running statistics "
-                                      "(track_running_stats=False), so it normalises with the "
-                                      "batch's: Expected more than 1 value per channel, got 1 row");
+    check_forward_norm_rows(ls, n);
     py::array_t<float> out({n, ls.back().out});
     if (n > 0) {
         float* op = out.mutable_data();

@@ -116,7 +116,7 @@ py::dict mlp_fit_py(py::list layers, py::handle X_obj, py::handle Y_obj, py::dic
         throw py::value_error("mlp_fit: batch_size must be >= 1, got " + std::to_string(batch_size));
     if (step0 < 0) throw py::value_error("mlp_fit: step0 must be >= 0");
     DeviceArrays arrays;
-    std::vector<FitLayer> ls = parse_layers(layers, arrays, /*norms=*/false);
+    std::vector<FitLayer> ls = parse_layers(layers, arrays);
     FitOptions o;
     parse_loss(loss, o);
     parse_optim(optim, o);
@@ -189,6 +189,7 @@ py::dict mlp_fit_py(py::list layers, py::handle X_obj, py::handle Y_obj, py::dic
         o.momentum_schedule = ms.data();
         o.momentum_schedule_len = ms.shape(0);
     }
+    check_norm_batches(ls, n, batch_size, drop_last);
     PermArray perm;
     if (!perm_obj.is_none()) {
         if (py::hasattr(perm_obj, "__cuda_array_interface__") && !py::isinstance<py::array>(perm_obj))
@@ -281,13 +282,14 @@ py::object mlp_fit_forward_py(py::list layers, py::handle X_obj, py::handle out_
         c["bstate"] = py::none();
         ro.append(c);
     }
-    std::vector<FitLayer> ls = parse_layers(ro, arrays, /*norms=*/false);
+    std::vector<FitLayer> ls = parse_layers(ro, arrays, /*inference=*/true);
     CudaArray X = cuda_array(X_obj, "X");
     if (X.shape.size() != 2 || X.shape[1] != ls.front().in)
         throw py::value_error("mlp_fit_forward: 'X' must have shape (n, " +
                               std::to_string(ls.front().in) + "), got " + shape_str(X.shape));
     require_contiguous(X);
     const int64_t n = X.shape[0], d_out = ls.back().out;
+    check_forward_norm_rows(ls, n);
     CudaArray out = cuda_array(out_obj, "out");
     require_writable(out);
     require_contiguous(out);

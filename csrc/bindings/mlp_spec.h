@@ -18,6 +18,7 @@
 #pragma once
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -141,27 +142,12 @@ inline void parse_norm(py::dict nd, const std::string& where, int64_t C, bool in
     }
 }
 
-// Parses the layer list: shapes chained, states shaped like their parameter. `norms`: whether
-// the caller's trainer runs norm layers (a layer with one is refused, naming it, otherwise);
-// `inference`: the norms' arrays are read-only (mlp_fit_forward).
-inline std::vector<FitLayer> parse_layers(py::list layers, Arrays& arrays, bool norms = true,
-                                          bool inference = false) {
+// Parses the layer list: shapes chained, states shaped like their parameter; `inference`: the
+// norms' arrays are read-only (mlp_fit_forward).
+inline std::vector<FitLayer> parse_layers(py::list layers, Arrays& arrays, bool inference = false) {
     const size_t L = layers.size();
     if (L == 0) throw py::value_error("mlp_fit: 'layers' must hold at least one layer");
     std::vector<FitLayer> out(L);
-    if (!norms) {
-        for (size_t l = 0; l < L; ++l) {
-            py::dict d = layers[l].cast<py::dict>();
-            if (!d.contains("norm") || d["norm"].is_none()) continue;
-            py::dict nd = d["norm"].cast<py::dict>();
-            const int k = nd.contains("kind") ? nd["kind"].cast<int>() : 0;
-            throw py::value_error(
-                "mlp_fit: layer " + std::to_string(l) + " has a " +
-                (k == int(Norm::layer) ? "LayerNorm" : "BatchNorm1d") +
-                ", which this trainer (the CUDA fused trainer) does not run; train the model on "
-                "the CPU (model.to('cpu')) or write the eager loop");
-        }
-    }
     for (size_t l = 0; l < L; ++l) {
         py::dict d = layers[l].cast<py::dict>();
         FitLayer& ly = out[l];
@@ -198,6 +184,35 @@ inline std::vector<FitLayer> parse_layers(py::list layers, Arrays& arrays, bool 
                        inference, arrays, ly.norm);
     }
     return out;
+}
+
+// A BatchNorm1d normalising with the batch's statistics needs batches of more than one sample
+// (PyTorch: "Expected more than 1 value per channel when training"): refused before training.
+inline void check_norm_batches(const std::vector<FitLayer>& ls, int64_t n, int64_t batch_size,
+                               bool drop_last) {
+    const int64_t full = std::min(batch_size, n), last = n % batch_size;
+    const bool one = full == 1 || (!drop_last && last == 1);
+    if (!one) return;
+    for (size_t l = 0; l < ls.size(); ++l)
+        if (ls[l].norm.kind == Norm::batch && ls[l].norm.batch_stats)
+            throw py::value_error(
+                "mlp_fit: layer " + std::to_string(l) + "'s BatchNorm1d normalises with the "
+                "batch's statistics, but batch_size=" + std::to_string(batch_size) + " with " +
+                std::to_string(n) + " samples" + (drop_last ? "" : " (drop_last=False)") +
+                " gives a batch of 1 sample (Expected more than 1 value per channel when "
+                "training); choose another batch_size or drop_last=True");
+}
+
+// Inference of n rows: PyTorch's eval-mode BatchNorm1d without running statistics uses the
+// batch's, which one row cannot give.
+inline void check_forward_norm_rows(const std::vector<FitLayer>& ls, int64_t n) {
+    if (n != 1) return;
+    for (size_t l = 0; l < ls.size(); ++l)
+        if (ls[l].norm.kind == Norm::batch && !ls[l].norm.running_mean)
+            throw py::value_error("mlp_fit_forward: layer " + std::to_string(l) +
+                                  "'s BatchNorm1d has no running statistics "
+                                  "(track_running_stats=False), so it normalises with the "
+                                  "batch's: Expected more than 1 value per channel, got 1 row");
 }
 
 inline void parse_loss(py::dict d, FitOptions& o) {

@@ -1,7 +1,7 @@
 // The GPU general fused trainer (cuda_mlp_fit.h): the loop and step of mlp_fit_impl.h over
 // DeviceOps, which launches fastmlp's kernels on one stream: sgemm (bias + activation epilogue,
 // the pre-activation stored where the backward reads it, split-K scratch from the call's
-// workspace), the gather / dropout / activation-backward / loss / optimizer kernels of
+// workspace), the gather / dropout / activation / norm-layer / loss / optimizer kernels of
 // mlp_fit_kernels.cuh. No synchronisation and no
 // allocation per step: one workspace per call, one copy back and one stream synchronise at its end.
 #include <cuda_runtime.h>
@@ -65,6 +65,32 @@ struct DeviceOps {
         fk::fit_act_backward_kernel<<<fk::grid_elems(n), fk::kThreads, 0, stream>>>(d, mask, z, y,
                                                                                    n, p);
         check_launch("fit_act_backward_kernel");
+    }
+    void act_forward(float* y, const float* x, int64_t n, ActParams p) const {
+        fk::fit_act_forward_kernel<<<fk::grid_elems(n), fk::kThreads, 0, stream>>>(y, x, n, p);
+        check_launch("fit_act_forward_kernel");
+    }
+    void norm_forward(const FitNorm& nm, int mode, bool update, double f, const int64_t* stop,
+                      float* y, float* xhat, float* rstd, const float* x, int64_t B,
+                      int64_t C) const {
+        const int64_t sets = mode == fk::kRowsNorm ? B : C;
+        fk::fit_norm_forward_kernel<<<fk::grid_elems(sets), fk::kThreads, 0, stream>>>(
+            nm, mode, update, f, stop, y, xhat, rstd, x, B, C);
+        check_launch("fit_norm_forward_kernel");
+    }
+    void norm_param_grad(float* gw, float* gb, const float* d, const float* xhat, int64_t B,
+                         int64_t C) const {
+        const dim3 block(fk::kCols, fk::kRows);
+        fk::fit_norm_param_grad_kernel<<<unsigned(ceil_div(C, fk::kCols)), block, 0, stream>>>(
+            gw, gb, d, xhat, B, C);
+        check_launch("fit_norm_param_grad_kernel");
+    }
+    void norm_backward(const FitNorm& nm, int mode, float* d, const float* xhat, const float* rstd,
+                       int64_t B, int64_t C) const {
+        const int64_t sets = mode == fk::kRowsNorm ? B : C;
+        fk::fit_norm_backward_kernel<<<fk::grid_elems(sets), fk::kThreads, 0, stream>>>(
+            nm, mode, d, xhat, rstd, B, C);
+        check_launch("fit_norm_backward_kernel");
     }
     void colsum(float* dbias, float* d, int64_t B, int64_t C) const {
         const dim3 block(fk::kCols, fk::kRows);

@@ -10,6 +10,9 @@
 //   void gather(xb, yb, yib, swb, X, Y, Yi, sw, idx, B, din, dout);
 //   void dropout(out, mask, y, n, p, seed, step, layer);
 //   void act_backward(d, mask, z, y, n, ActParams);
+//   void act_forward(y, x, n, ActParams);        (the activation after a norm layer)
+//   void norm_forward(FitNorm, mode, update, f, stop, y, xhat, rstd, x, B, C);
+//   void norm_param_grad(gw, gb, d, xhat, B, C);  void norm_backward(FitNorm, mode, d, xhat, rstd, B, C);
 //   void colsum(dbias, d, B, C);                 (grad_mask_colsum_kernel, bias gradient only)
 //   void sum(double* dst, const float* v, n);
 //   void elem_loss(dP, rows, P, Y, sw, pos_weight, B, O, LossParams, out_factor, loss_scale,
@@ -53,6 +56,11 @@ struct Work {
     float* d0 = nullptr;        // (B, maxw) gradient ping-pong buffers
     float* d1 = nullptr;
     std::vector<float*> gw, gb; // gradients of the trainable parameters (null: frozen / none)
+    // Norm layers (FitNorm): nxhat[l] (B, out) the normalised values, nrstd[l] (B rows for
+    // LayerNorm, out columns for BatchNorm1d), yact[l] (B, out) the activation's output before a
+    // norm after it (non-identity activations); gnw/gnb the norm weight/bias gradients.
+    std::vector<float*> nxhat, nrstd, yact, gnw, gnb;
+    std::vector<int> nmode;     // norm_mode(layer's norm, training) per layer
     double* rows = nullptr;     // (B) per-row losses (element-wise) / rl (cross-entropy)
     double* rw = nullptr;       // (B) cross-entropy row weights
     double* lse = nullptr;      // (B) cross-entropy log-sum-exp
@@ -88,21 +96,50 @@ inline StepCoeffs step_coeffs(const FitOptions& opt, int64_t k, int64_t Bn) {
     return sc;
 }
 
+// A norm layer's training forward: y = norm(x) (y may be x), keeping xhat / rstd; a BatchNorm1d
+// on the batch's statistics with running statistics updates them with factor momentum, or for
+// momentum=None 1 / (count0 + k + 1) (k: this call's training forwards before this one).
+template <class Ops>
+void norm_train_forward(Ops& ops, const FitNorm& nm, const Work& w, size_t l, int64_t k, float* y,
+                        const float* x, int64_t Bn, int64_t C) {
+    const int mode = w.nmode[l];
+    const bool update = mode == kBatchNorm && nm.running_mean && nm.running_var;
+    const double f = nm.cumulative ? 1.0 / double(nm.count0 + k + 1) : nm.momentum;
+    ops.norm_forward(nm, mode, update, f, w.stop, y, w.nxhat[l], w.nrstd[l], x, Bn, C);
+}
+
 // One training step on the gathered batch of Bn rows; its loss goes to *loss_slot.
 template <class Ops>
 void fit_step(Ops& ops, const std::vector<FitLayer>& layers, const Work& w, const FitData& data,
               const FitOptions& opt, int64_t Bn, int64_t step, double* loss_slot,
               const StepCoeffs* coef, int64_t tag, int count, int64_t max_n, bool has_l2) {
     const size_t L = layers.size();
+    // BatchNorm1d's running-statistics factor for this call's forward number k (mlp_fit.cpp's)
+    const int64_t k = step - opt.step0;
     for (size_t l = 0; l < L; ++l) {  // Y_l = act(A_l W_l^T + b_l) (z kept where needed), dropout
         const FitLayer& ly = layers[l];
+        const FitNorm& nm = ly.norm;
         GemmEpilogue epi;
         epi.bias = ly.bias;
-        if (ly.act.kind == Act::relu) epi.relu = true;
-        else epi.act = ly.act;
-        epi.pre_act = w.z[l];
-        ops.gemm(false, true, Bn, ly.out, ly.in, 1.0f, w.input(l), ly.in, ly.weight, ly.in, 0.0f,
-                 w.y[l], ly.out, epi, w.gemm_ws, w.gemm_ws_bytes);
+        if (nm.kind != Norm::none && nm.before_act) {
+            // Z into y (bias only), N = norm(Z) into z (the activation's input, where its backward
+            // reads it; else y in place), Y = act(N)
+            ops.gemm(false, true, Bn, ly.out, ly.in, 1.0f, w.input(l), ly.in, ly.weight, ly.in,
+                     0.0f, w.y[l], ly.out, epi, w.gemm_ws, w.gemm_ws_bytes);
+            float* nb = w.z[l] ? w.z[l] : w.y[l];
+            norm_train_forward(ops, nm, w, l, k, nb, w.y[l], Bn, ly.out);
+            if (ly.act.kind != Act::identity) ops.act_forward(w.y[l], nb, Bn * ly.out, ly.act);
+        } else {
+            // Y0 = act(Z) (into yact before a norm that follows a non-identity activation), then
+            // Y = norm(Y0)
+            if (ly.act.kind == Act::relu) epi.relu = true;
+            else epi.act = ly.act;
+            epi.pre_act = w.z[l];
+            float* y0 = w.yact[l] ? w.yact[l] : w.y[l];
+            ops.gemm(false, true, Bn, ly.out, ly.in, 1.0f, w.input(l), ly.in, ly.weight, ly.in,
+                     0.0f, y0, ly.out, epi, w.gemm_ws, w.gemm_ws_bytes);
+            if (nm.kind != Norm::none) norm_train_forward(ops, nm, w, l, k, w.y[l], y0, Bn, ly.out);
+        }
         if (w.drop[l])
             ops.dropout(w.drop[l], w.mask[l], w.y[l], Bn * ly.out, ly.dropout, opt.dropout_seed,
                         step, int64_t(l));
@@ -133,7 +170,20 @@ void fit_step(Ops& ops, const std::vector<FitLayer>& layers, const Work& w, cons
         ops.l2_loss(loss_slot, w.l2tab, int(L), double(opt.l2_weights) / double(Bn));
     for (size_t l = L; l-- > 0;) {  // backward, last layer first; every update after it
         const FitLayer& ly = layers[l];
-        ops.act_backward(dz, w.mask[l], w.z[l], w.y[l], Bn * ly.out, ly.act);
+        const FitNorm& nm = ly.norm;
+        const int64_t nn = Bn * ly.out;
+        auto norm_grad = [&]() {  // dz: dLoss/dY of the norm on entry, dLoss/dX on return
+            if (w.gnw[l] || w.gnb[l]) ops.norm_param_grad(w.gnw[l], w.gnb[l], dz, w.nxhat[l], Bn, ly.out);
+            ops.norm_backward(nm, w.nmode[l], dz, w.nxhat[l], w.nrstd[l], Bn, ly.out);
+        };
+        if (nm.kind != Norm::none && !nm.before_act) {  // dropout mask, norm, then the activation
+            if (w.mask[l]) ops.act_backward(dz, w.mask[l], nullptr, nullptr, nn, ActParams{});
+            norm_grad();
+            ops.act_backward(dz, nullptr, w.z[l], w.yact[l] ? w.yact[l] : w.y[l], nn, ly.act);
+        } else {
+            ops.act_backward(dz, w.mask[l], w.z[l], w.y[l], nn, ly.act);
+            if (nm.kind != Norm::none) norm_grad();
+        }
         float* da = dz == w.d0 ? w.d1 : w.d0;
         if (l > 0)  // dA_l (Bn, in) = dZ_l (Bn, out) @ W_l (out, in)
             ops.gemm(false, false, Bn, ly.in, ly.out, 1.0f, dz, ly.out, ly.weight, ly.in, 0.0f, da,
@@ -183,6 +233,12 @@ FitResult fit(Ops& ops, const std::vector<FitLayer>& layers, const FitData& data
             max_n = std::max(max_n, ly.out);
             ++count;
         }
+        if (ly.norm.kind != Norm::none) {
+            const int tn = int(ly.norm.weight && !ly.norm.frozen_weight) +
+                           int(ly.norm.bias && !ly.norm.frozen_bias);
+            if (tn) max_n = std::max(max_n, ly.out);
+            count += tn;
+        }
     }
     for (int64_t Bn : {B, rem}) {
         if (Bn <= 0) continue;
@@ -205,6 +261,8 @@ FitResult fit(Ops& ops, const std::vector<FitLayer>& layers, const FitData& data
         w.drop.assign(size_t(L), nullptr);
         w.gw.assign(size_t(L), nullptr);
         w.gb.assign(size_t(L), nullptr);
+        for (auto* v : {&w.nxhat, &w.nrstd, &w.yact, &w.gnw, &w.gnb}) v->assign(size_t(L), nullptr);
+        w.nmode.assign(size_t(L), kRowsNorm);
         for (int64_t l = 0; l < L; ++l) {
             const FitLayer& ly = layers[size_t(l)];
             const int64_t m = B * ly.out;
@@ -217,6 +275,15 @@ FitResult fit(Ops& ops, const std::vector<FitLayer>& layers, const FitData& data
             }
             if (!ly.frozen_weight) w.gw[size_t(l)] = cv.take<float>(ly.in * ly.out);
             if (ly.bias && !ly.frozen_bias) w.gb[size_t(l)] = cv.take<float>(ly.out);
+            const FitNorm& nm = ly.norm;
+            if (nm.kind != Norm::none) {
+                w.nmode[size_t(l)] = norm_mode(nm, true);
+                w.nxhat[size_t(l)] = cv.take<float>(m);
+                w.nrstd[size_t(l)] = cv.take<float>(nm.kind == Norm::layer ? B : ly.out);
+                if (!nm.before_act && ly.act.kind != Act::identity) w.yact[size_t(l)] = cv.take<float>(m);
+                if (nm.weight && !nm.frozen_weight) w.gnw[size_t(l)] = cv.take<float>(ly.out);
+                if (nm.bias && !nm.frozen_bias) w.gnb[size_t(l)] = cv.take<float>(ly.out);
+            }
         }
         w.d0 = cv.take<float>(B * maxw);
         w.d1 = cv.take<float>(B * maxw);
@@ -244,6 +311,14 @@ FitResult fit(Ops& ops, const std::vector<FitLayer>& layers, const FitData& data
                              ly.in * ly.out, 1});
         if (w.gb[size_t(l)])
             table.push_back({ly.bias, w.gb[size_t(l)], ly.bstate[0], ly.bstate[1], ly.bstate[2],
+                             ly.out, 0});
+        // a norm layer's weight and bias (no L2 term: scikit-learn's is on the weights only)
+        const FitNorm& nm = ly.norm;
+        if (w.gnw[size_t(l)])
+            table.push_back({nm.weight, w.gnw[size_t(l)], nm.wstate[0], nm.wstate[1], nm.wstate[2],
+                             ly.out, 0});
+        if (w.gnb[size_t(l)])
+            table.push_back({nm.bias, w.gnb[size_t(l)], nm.bstate[0], nm.bstate[1], nm.bstate[2],
                              ly.out, 0});
     }
     std::vector<FitParam> l2tab;
@@ -321,6 +396,10 @@ void forward(Ops& ops, float* out, const std::vector<FitLayer>& layers, const fl
     if (layers.empty()) throw std::invalid_argument("mlp_fit_forward: no layers");
     if (n <= 0) return;
     const size_t L = layers.size();
+    // A BatchNorm1d without running statistics normalises with the statistics of all n rows (as
+    // the CPU's mlp_fit_forward): one chunk then.
+    for (const FitLayer& ly : layers)
+        if (ly.norm.kind != Norm::none && norm_mode(ly.norm, false) == kBatchNorm) chunk = n;
     const int64_t rows_max = std::min(chunk, n), tail = n % chunk;
     int64_t maxw = 0;
     size_t gemm_ws = 0;
@@ -345,12 +424,21 @@ void forward(Ops& ops, float* out, const std::vector<FitLayer>& layers, const fl
         for (size_t l = 0; l < L; ++l) {
             const FitLayer& ly = layers[l];
             float* z = l == L - 1 ? out + r0 * dout : buf[l % 2];
+            const FitNorm& nm = ly.norm;
             GemmEpilogue epi;
             epi.bias = ly.bias;
-            if (ly.act.kind == Act::relu) epi.relu = true;
-            else epi.act = ly.act;
+            const bool pre = nm.kind != Norm::none && nm.before_act;
+            if (!pre) {
+                if (ly.act.kind == Act::relu) epi.relu = true;
+                else epi.act = ly.act;
+            }
             ops.gemm(false, true, rows, ly.out, ly.in, 1.0f, a, ly.in, ly.weight, ly.in, 0.0f, z,
                      ly.out, epi, ws, gemm_ws);
+            if (nm.kind != Norm::none) {  // eval mode: BatchNorm1d on its running statistics
+                ops.norm_forward(nm, norm_mode(nm, false), false, 0.0, nullptr, z, nullptr,
+                                 nullptr, z, rows, ly.out);
+                if (pre && ly.act.kind != Act::identity) ops.act_forward(z, z, rows * ly.out, ly.act);
+            }
             a = z;
         }
     }

@@ -1,8 +1,10 @@
 // The device code of the GPU general fused trainer (see mlp_fit.cu and mlp_fit_impl.h), kept apart
 // from the host code so that tests/cuda can run it on the CPU (cuda_emulation.h). Every numeric
 // rule comes from the shared headers: activation.h (forward/backward), loss.h (element-wise and
-// softmax cross-entropy rules), optimizer.h (optim_step_scalar) and dropout.h (the same counter
-// hash as the CPU trainer, so both draw identical masks). Reductions run in a fixed order (tree
+// softmax cross-entropy rules), optimizer.h (optim_step_scalar), dropout.h (the same counter
+// hash as the CPU trainer, so both draw identical masks) and norm.h (LayerNorm / BatchNorm1d: one
+// thread per normalised row or column runs norm.h's set functions, the CPU trainer's sequential
+// double sums, so the statistics do not depend on the launch shape). Reductions run in a fixed order (tree
 // reductions of fixed shape, then sequential sums in double): results do not depend on timing.
 // The products are sgemm (gemm_kernels.cuh) with the bias + activation epilogue. (Kernels are
 // defined in this header, so it is included by one .cu file only: mlp_fit.cu.)
@@ -13,6 +15,8 @@
 #include "fastmlp/activation.h"
 #include "fastmlp/dropout.h"
 #include "fastmlp/loss.h"
+#include "fastmlp/mlp_fit.h"  // FitNorm
+#include "fastmlp/norm.h"
 #include "fastmlp/optimizer.h"
 
 namespace fastmlp::cuda::fit_impl {
@@ -132,6 +136,115 @@ __global__ void fit_colsum_kernel(float* dbias, const float* d, int64_t B, int64
         double total = 0.0;
         for (int i = 0; i < kRows; ++i) total += part[i][tx];
         dbias[c] = float(total);
+    }
+}
+
+// y (n) = act(x) (activation.h's scalar rule, the GEMM epilogue's): the activation after a norm
+// layer that precedes it (x the norm's output, kept where the backward reads it; y may be x).
+__global__ void fit_act_forward_kernel(float* y, const float* x, int64_t n, fastmlp::ActParams p) {
+    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+         i += int64_t(gridDim.x) * blockDim.x)
+        y[i] = fastmlp::act_forward_scalar(x[i], p);
+}
+
+// ---- norm layers (norm.h), on a layer's (B, C) values ----------------------------------------
+
+// How a norm layer normalises in one pass (chosen on the host, norm_mode): kRowsNorm each row
+// (LayerNorm), kBatchNorm each column with the batch's statistics (BatchNorm1d training, or
+// inference without running statistics), kRunningNorm each column with the running statistics
+// (BatchNorm1d in eval mode, in training or inference).
+constexpr int kRowsNorm = 0, kBatchNorm = 1, kRunningNorm = 2;
+inline int norm_mode(const fastmlp::FitNorm& nm, bool train) {
+    if (nm.kind == fastmlp::Norm::layer) return kRowsNorm;
+    const bool running = nm.running_mean && nm.running_var;
+    return (train ? nm.batch_stats : !running) ? kBatchNorm : kRunningNorm;
+}
+
+// y (B, C) = norm(x) (y may be x); xhat (B, C) and rstd (B rows / C columns) kept for the
+// backward when not null. One thread per set (row or column, grid-stride) runs norm.h's
+// norm_forward_set, as the CPU trainer does per set. `update` (kBatchNorm with running
+// statistics, training): the running statistics move by factor f (momentum, or the cumulative
+// average's 1 / count), unless *stop is set (an earlier batch stopped training: the CPU trainer
+// has returned by then and runs no more forwards).
+__global__ void fit_norm_forward_kernel(fastmlp::FitNorm nm, int mode, bool update, double f,
+                                        const int64_t* stop, float* y, float* xhat, float* rstd,
+                                        const float* x, int64_t B, int64_t C) {
+    const int64_t sets = mode == kRowsNorm ? B : C;
+    const bool upd = update && !(stop && *stop);
+    for (int64_t s = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; s < sets;
+         s += int64_t(gridDim.x) * blockDim.x) {
+        if (mode == kRowsNorm) {
+            const float r = fastmlp::norm_forward_set(y + s * C, xhat ? xhat + s * C : nullptr,
+                                                      x + s * C, C, 1, nm.eps, nm.weight, nm.bias,
+                                                      true, 0, nullptr, nullptr);
+            if (rstd) rstd[s] = r;
+        } else if (mode == kBatchNorm) {
+            double mean = 0.0, var = 0.0;
+            const float r = fastmlp::norm_forward_set(y + s, xhat ? xhat + s : nullptr, x + s, B, C,
+                                                      nm.eps, nm.weight, nm.bias, false, s, &mean,
+                                                      &var);
+            if (rstd) rstd[s] = r;
+            if (upd)
+                fastmlp::norm_running_update(nm.running_mean[s], nm.running_var[s], mean, var, B, f);
+        } else {
+            const float r = fastmlp::norm_rstd(double(nm.running_var[s]), nm.eps);
+            const double m = double(nm.running_mean[s]);
+            if (rstd) rstd[s] = r;
+            for (int64_t b = 0; b < B; ++b) {
+                const float xh = fastmlp::norm_xhat(x[b * C + s], m, r);
+                if (xhat) xhat[b * C + s] = xh;
+                y[b * C + s] = fastmlp::norm_affine(xh, nm.weight, nm.bias, s);
+            }
+        }
+    }
+}
+
+// The norm's parameter gradients from d = dLoss/dy (B, C): gw (C) = sum_b d * xhat, gb (C) =
+// sum_b d (either may be null), in double, with fit_colsum_kernel's fixed shape and order.
+__global__ void fit_norm_param_grad_kernel(float* gw, float* gb, const float* d, const float* xhat,
+                                           int64_t B, int64_t C) {
+    __shared__ double pw[kRows][kCols + 1];
+    __shared__ double pb[kRows][kCols + 1];
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int64_t c = int64_t(blockIdx.x) * kCols + tx;
+    double sw = 0.0, sb = 0.0;
+    if (c < C)
+        for (int64_t r = ty; r < B; r += kRows) {
+            const double v = double(d[r * C + c]);
+            sw += v * double(xhat[r * C + c]);
+            sb += v;
+        }
+    pw[ty][tx] = sw;
+    pb[ty][tx] = sb;
+    __syncthreads();
+    if (ty == 0 && c < C) {
+        double tw = 0.0, tb = 0.0;
+        for (int i = 0; i < kRows; ++i) {
+            tw += pw[i][tx];
+            tb += pb[i][tx];
+        }
+        if (gw) gw[c] = float(tw);
+        if (gb) gb[c] = float(tb);
+    }
+}
+
+// d (B, C) = dLoss/dx in place from dLoss/dy: one thread per set (norm.h's norm_backward_set with
+// the batch's statistics, norm_backward_const with the running ones), as fit_norm_forward_kernel.
+__global__ void fit_norm_backward_kernel(fastmlp::FitNorm nm, int mode, float* d, const float* xhat,
+                                         const float* rstd, int64_t B, int64_t C) {
+    const int64_t sets = mode == kRowsNorm ? B : C;
+    for (int64_t s = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; s < sets;
+         s += int64_t(gridDim.x) * blockDim.x) {
+        if (mode == kRowsNorm) {
+            fastmlp::norm_backward_set(d + s * C, d + s * C, xhat + s * C, C, 1, rstd[s], nm.weight,
+                                       true, 0);
+        } else if (mode == kBatchNorm) {
+            fastmlp::norm_backward_set(d + s, d + s, xhat + s, B, C, rstd[s], nm.weight, false, s);
+        } else {
+            const float wj = nm.weight ? nm.weight[s] : 1.0f;
+            for (int64_t b = 0; b < B; ++b)
+                d[b * C + s] = fastmlp::norm_backward_const(d[b * C + s], wj, rstd[s]);
+        }
     }
 }
 

@@ -499,7 +499,8 @@ def _norm_arrays(norm, name, params):
             if t is not None:
                 params.append(t)
         t = norm.get("num_batches_tracked")
-        d["nbt"] = t._data if t is not None and isinstance(t._data, np.ndarray) else None
+        d["nbt"] = t._data if t is not None and (isinstance(t._data, np.ndarray) or
+                                                 _is_gpu_array(t._data)) else None
         if t is not None:
             params.append(t)
     return d
@@ -1052,10 +1053,6 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
             and not ospec.hyper.get("maximize") and scheduler is None and lr_schedule is None
             and sample_weight is None and class_weight is None)
     on_gpu = chain.is_cuda
-    if on_gpu and chain.norms:
-        raise NotImplementedError(
-            f"fit: the CUDA fused trainer does not run LayerNorm/BatchNorm1d yet (this model: "
-            f"{chain.describe()}); train it on the CPU (model.to('cpu')) or write the eager loop")
     if on_gpu:
         cp, CU = _cuda_backend(chain)
         if lspec.classification:
@@ -1192,7 +1189,8 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
     dev_w = None  # the GPU general trainer's weight vectors, uploaded once
     if on_gpu and not fast:
         with cp.cuda.Device(chain.device_index):
-            for pair in states:  # optimizer state on the device (in place: write_back_state sees it)
+            # optimizer state on the device (in place: write_back_state sees it), the norm layers' too
+            for pair in states + [p for p in (norm_states or []) if p is not None]:
                 for st in pair:
                     for k in range(3 if st is not None else 0):
                         if st[k] is not None and not _is_gpu_array(st[k]):
@@ -1253,7 +1251,8 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
                 if p is None and shuffle:  # the CPU trainer's own order for this epoch
                     p = _kernels.mlp_shuffle_order(n, seed, start_epoch + e)
                 with cp.cuda.Device(chain.device_index):
-                    r = CU.mlp_fit(chain.spec_layers(states), X, Y, loss=lspec.as_dict(),
+                    r = CU.mlp_fit(chain.spec_layers(states, norm_states=norm_states), X, Y,
+                                   loss=lspec.as_dict(),
                                    optim=ospec.as_dict(lr=cur_lr), epochs=1, batch_size=batch_size,
                                    drop_last=drop_last, shuffle=False, seed=seed, epoch_offset=start_epoch + e,
                                    perm=p, step0=ospec.step, lr_schedule=sched,
@@ -1261,6 +1260,8 @@ def fit(model, X, y, *, epochs, batch_size, lr=None, loss="mse", optimizer="sgd"
                                    sample_weight=dev_w[0], class_weight=dev_w[1],
                                    pos_weight=dev_w[2], allow_nonfinite=bool(allow_nonfinite),
                                    stream=cp.cuda.get_current_stream().ptr)
+                    # every training forward (the non-finite batch's too) counts for BatchNorm1d
+                    chain.count_norm_batches(r["steps"] + (r["nonfinite"] is not None))
                 ospec.step += r["steps"]
             elif fast:
                 r = _kernels.mlp_train(chain.weights, chain.biases, chain.relu, X, Y, epochs=1,

@@ -148,6 +148,29 @@ struct EmuOps {
         launch_flat(dim3(fk::grid_elems(n)), dim3(fk::kThreads),
                     [&] { fk::fit_act_backward_kernel(d, mask, z, y, n, p); });
     }
+    void act_forward(float* y, const float* x, int64_t n, ActParams p) {
+        ++launches;
+        launch_flat(dim3(fk::grid_elems(n)), dim3(fk::kThreads), [&] { fk::fit_act_forward_kernel(y, x, n, p); });
+    }
+    void norm_forward(const FitNorm& nm, int mode, bool update, double f, const int64_t* stop, float* y,
+                      float* xhat, float* rstd, const float* x, int64_t B, int64_t C) {
+        ++launches;
+        const int64_t sets = mode == fk::kRowsNorm ? B : C;
+        launch_flat(dim3(fk::grid_elems(sets)), dim3(fk::kThreads),
+                    [&] { fk::fit_norm_forward_kernel(nm, mode, update, f, stop, y, xhat, rstd, x, B, C); });
+    }
+    void norm_param_grad(float* gw, float* gb, const float* d, const float* xhat, int64_t B, int64_t C) {
+        ++launches;
+        emu::launch(dim3(unsigned(cdiv(C, fk::kCols))), dim3(fk::kCols, fk::kRows),
+                    [&] { fk::fit_norm_param_grad_kernel(gw, gb, d, xhat, B, C); });
+    }
+    void norm_backward(const FitNorm& nm, int mode, float* d, const float* xhat, const float* rstd, int64_t B,
+                       int64_t C) {
+        ++launches;
+        const int64_t sets = mode == fk::kRowsNorm ? B : C;
+        launch_flat(dim3(fk::grid_elems(sets)), dim3(fk::kThreads),
+                    [&] { fk::fit_norm_backward_kernel(nm, mode, d, xhat, rstd, B, C); });
+    }
     void colsum(float* dbias, float* d, int64_t B, int64_t C) {
         ++launches;
         emu::launch(dim3(unsigned(cdiv(C, fk::kCols))), dim3(fk::kCols, fk::kRows),
@@ -268,6 +291,83 @@ static double ref_loss_grad(std::vector<float>& dP, const float* P, const float*
     return denom != 0.0 ? total / denom : NAN;
 }
 
+// The reference's norm layer (mlp_fit.cpp's norm_forward / norm_backward, sequential): y (B, C) =
+// norm(x) (y may be x), xhat / rstd kept when not null; `train`: BatchNorm1d's training mode
+// (batch statistics when batch_stats, running statistics updated by f).
+static void ref_norm_forward(const FitNorm& nm, float* y, float* xhat, float* rstd, const float* x, int64_t B,
+                             int64_t C, bool train, double f) {
+    if (nm.kind == Norm::layer) {
+        for (int64_t b = 0; b < B; ++b) {
+            const float r = norm_forward_set(y + b * C, xhat ? xhat + b * C : nullptr, x + b * C, C, 1, nm.eps,
+                                             nm.weight, nm.bias, true, 0, nullptr, nullptr);
+            if (rstd) rstd[b] = r;
+        }
+        return;
+    }
+    const bool running = nm.running_mean && nm.running_var;
+    if (train ? nm.batch_stats : !running) {
+        for (int64_t j = 0; j < C; ++j) {
+            double mean = 0.0, var = 0.0;
+            const float r = norm_forward_set(y + j, xhat ? xhat + j : nullptr, x + j, B, C, nm.eps, nm.weight,
+                                             nm.bias, false, j, &mean, &var);
+            if (rstd) rstd[j] = r;
+            if (train && running) norm_running_update(nm.running_mean[j], nm.running_var[j], mean, var, B, f);
+        }
+        return;
+    }
+    for (int64_t j = 0; j < C; ++j) {
+        const float r = norm_rstd(double(nm.running_var[j]), nm.eps);
+        if (rstd) rstd[j] = r;
+        for (int64_t b = 0; b < B; ++b) {
+            const float xh = norm_xhat(x[b * C + j], double(nm.running_mean[j]), r);
+            if (xhat) xhat[b * C + j] = xh;
+            y[b * C + j] = norm_affine(xh, nm.weight, nm.bias, j);
+        }
+    }
+}
+
+// d (B, C): dLoss/dy in, dLoss/dx out; gw / gb (C) the parameter gradients (sequential sums).
+static void ref_norm_backward(const FitNorm& nm, float* d, const float* xhat, const float* rstd, int64_t B,
+                              int64_t C, std::vector<float>& gw, std::vector<float>& gb) {
+    gw.assign(size_t(C), 0.0f);
+    gb.assign(size_t(C), 0.0f);
+    for (int64_t j = 0; j < C; ++j) {
+        double sw = 0.0, sb = 0.0;
+        for (int64_t b = 0; b < B; ++b) {
+            sw += double(d[b * C + j]) * double(xhat[b * C + j]);
+            sb += double(d[b * C + j]);
+        }
+        gw[size_t(j)] = float(sw);
+        gb[size_t(j)] = float(sb);
+    }
+    if (nm.kind == Norm::layer) {
+        for (int64_t b = 0; b < B; ++b)
+            norm_backward_set(d + b * C, d + b * C, xhat + b * C, C, 1, rstd[b], nm.weight, true, 0);
+    } else if (nm.batch_stats) {
+        for (int64_t j = 0; j < C; ++j) norm_backward_set(d + j, d + j, xhat + j, B, C, rstd[j], nm.weight, false, j);
+    } else {
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t j = 0; j < C; ++j)
+                d[b * C + j] = norm_backward_const(d[b * C + j], nm.weight ? nm.weight[j] : 1.0f, rstd[j]);
+    }
+}
+
+// mlp_fit_forward's reference (eval mode): Linear, activation and norm per layer, in double products.
+static std::vector<float> ref_forward(const std::vector<FitLayer>& layers, const float* X, int64_t n) {
+    std::vector<float> a(X, X + n * layers[0].in);
+    for (const FitLayer& ly : layers) {
+        std::vector<float> z(size_t(n * ly.out));
+        naive_gemm(false, true, n, ly.out, ly.in, a.data(), ly.in, ly.weight, ly.in, z.data(), ly.bias);
+        const bool pre = ly.norm.kind != Norm::none && ly.norm.before_act;
+        if (pre) ref_norm_forward(ly.norm, z.data(), nullptr, nullptr, z.data(), n, ly.out, false, 0.0);
+        for (auto& v : z) v = act_forward_scalar(v, ly.act);
+        if (ly.norm.kind != Norm::none && !pre)
+            ref_norm_forward(ly.norm, z.data(), nullptr, nullptr, z.data(), n, ly.out, false, 0.0);
+        a.swap(z);
+    }
+    return a;
+}
+
 static FitResult ref_fit(const std::vector<FitLayer>& layers, const FitData& data, int64_t epochs,
                          const FitOptions& opt) {
     FitResult res;
@@ -283,6 +383,8 @@ static FitResult ref_fit(const std::vector<FitLayer>& layers, const FitData& dat
             const int64_t B = std::min(opt.batch_size, n - start);
             if (B < opt.batch_size && opt.drop_last) break;
             std::vector<std::vector<float>> a(static_cast<size_t>(L + 1)), y(static_cast<size_t>(L)), z(static_cast<size_t>(L)), mask(static_cast<size_t>(L));
+            // norm layers: xhat, rstd, and the activation's output before a norm after it
+            std::vector<std::vector<float>> nxh(static_cast<size_t>(L)), nrs(static_cast<size_t>(L)), yact(static_cast<size_t>(L));
             a[0].resize(size_t(B * din));
             std::vector<float> yb(static_cast<size_t>(B * dout)), sw(static_cast<size_t>(B), 1.0f);
             std::vector<int64_t> yi(static_cast<size_t>(B));
@@ -298,8 +400,22 @@ static FitResult ref_fit(const std::vector<FitLayer>& layers, const FitData& dat
                 const int64_t m = B * ly.out;
                 z[size_t(l)].resize(size_t(m));
                 naive_gemm(false, true, B, ly.out, ly.in, a[size_t(l)].data(), ly.in, ly.weight, ly.in, z[size_t(l)].data(), ly.bias);
+                const FitNorm& nm = ly.norm;
+                const double f = nm.cumulative ? 1.0 / double(nm.count0 + (step - opt.step0) + 1) : nm.momentum;
+                if (nm.kind != Norm::none) {
+                    nxh[size_t(l)].resize(size_t(m));
+                    nrs[size_t(l)].resize(size_t(nm.kind == Norm::layer ? B : ly.out));
+                }
+                if (nm.kind != Norm::none && nm.before_act)  // z: the activation's input, norm(Z)
+                    ref_norm_forward(nm, z[size_t(l)].data(), nxh[size_t(l)].data(), nrs[size_t(l)].data(),
+                                     z[size_t(l)].data(), B, ly.out, true, f);
                 y[size_t(l)].resize(size_t(m));
                 for (int64_t i = 0; i < m; ++i) y[size_t(l)][size_t(i)] = act_forward_scalar(z[size_t(l)][size_t(i)], ly.act);
+                if (nm.kind != Norm::none && !nm.before_act) {  // y: the activation's output; then norm
+                    yact[size_t(l)] = y[size_t(l)];
+                    ref_norm_forward(nm, y[size_t(l)].data(), nxh[size_t(l)].data(), nrs[size_t(l)].data(),
+                                     yact[size_t(l)].data(), B, ly.out, true, f);
+                }
                 a[size_t(l + 1)] = y[size_t(l)];
                 if (ly.dropout > 0.0f) {
                     mask[size_t(l)].resize(size_t(m));
@@ -328,19 +444,30 @@ static FitResult ref_fit(const std::vector<FitLayer>& layers, const FitData& dat
                 return res;
             }
             const fk::StepCoeffs sc = fk::step_coeffs(opt, step - opt.step0, B);
-            std::vector<std::vector<float>> gw(static_cast<size_t>(L)), gb(static_cast<size_t>(L));
+            std::vector<std::vector<float>> gw(static_cast<size_t>(L)), gb(static_cast<size_t>(L)),
+                gnw(static_cast<size_t>(L)), gnb(static_cast<size_t>(L));
             for (int64_t l = L - 1; l >= 0; --l) {
                 const FitLayer& ly = layers[size_t(l)];
                 const int64_t m = B * ly.out;
+                const FitNorm& nm = ly.norm;
+                const bool post = nm.kind != Norm::none && !nm.before_act;
+                const std::vector<float>& yv = post ? yact[size_t(l)] : y[size_t(l)];
+                if (ly.dropout > 0.0f)
+                    for (int64_t i = 0; i < m; ++i) dz[size_t(i)] *= mask[size_t(l)][size_t(i)];
+                if (post)
+                    ref_norm_backward(nm, dz.data(), nxh[size_t(l)].data(), nrs[size_t(l)].data(), B, ly.out,
+                                      gnw[size_t(l)], gnb[size_t(l)]);
                 for (int64_t i = 0; i < m; ++i) {
                     float v = dz[size_t(i)];
-                    if (ly.dropout > 0.0f) v *= mask[size_t(l)][size_t(i)];
                     if (ly.act.kind != Act::identity) {
-                        const float zy = act_backward_needs_input(ly.act.kind) ? z[size_t(l)][size_t(i)] : y[size_t(l)][size_t(i)];
+                        const float zy = act_backward_needs_input(ly.act.kind) ? z[size_t(l)][size_t(i)] : yv[size_t(i)];
                         v = act_backward_scalar(v, zy, zy, ly.act);
                     }
                     dz[size_t(i)] = v;
                 }
+                if (nm.kind != Norm::none && nm.before_act)
+                    ref_norm_backward(nm, dz.data(), nxh[size_t(l)].data(), nrs[size_t(l)].data(), B, ly.out,
+                                      gnw[size_t(l)], gnb[size_t(l)]);
                 std::vector<float> da(static_cast<size_t>(B * ly.in));
                 if (l > 0) naive_gemm(false, false, B, ly.in, ly.out, dz.data(), ly.out, ly.weight, ly.in, da.data(), nullptr);
                 gw[size_t(l)].resize(size_t(ly.in * ly.out));
@@ -369,6 +496,18 @@ static FitResult ref_fit(const std::vector<FitLayer>& layers, const FitData& dat
                                           ly.bstate[0] ? ly.bstate[0][i] : d0, ly.bstate[1] ? ly.bstate[1][i] : d1,
                                           ly.bstate[2] ? ly.bstate[2][i] : d2, sc.c);
                     }
+                const FitNorm& nm = ly.norm;
+                for (int which = 0; which < 2 && nm.kind != Norm::none; ++which) {
+                    float* p = which ? nm.bias : nm.weight;
+                    if (!p || (which ? nm.frozen_bias : nm.frozen_weight)) continue;
+                    float* const* st = which ? nm.bstate : nm.wstate;
+                    const std::vector<float>& g = which ? gnb[size_t(l)] : gnw[size_t(l)];
+                    for (int64_t i = 0; i < ly.out; ++i) {
+                        float d0 = 0, d1 = 0, d2 = 0;
+                        optim_step_scalar(opt.optim.kind, p[i], g[size_t(i)], st[0] ? st[0][i] : d0,
+                                          st[1] ? st[1][i] : d1, st[2] ? st[2][i] : d2, sc.c);
+                    }
+                }
             }
             ++step;
             ++res.steps;
@@ -382,16 +521,29 @@ static FitResult ref_fit(const std::vector<FitLayer>& layers, const FitData& dat
 
 // ---- a net: owned parameters and state, two copies (emulated / reference) ------------------------
 
+// A norm layer of a Spec: kind none, or LayerNorm / BatchNorm1d with its options.
+struct NormSpec {
+    Norm kind = Norm::none;
+    bool before = true, affine = true, frozen_weight = false;
+    // BatchNorm1d: training mode (batch statistics), running statistics, momentum (or None)
+    bool batch_stats = true, running = true, cumulative = false;
+    double momentum = 0.1;
+    int64_t count0 = 0;
+};
+
 struct Spec {
     std::vector<int64_t> widths;
     std::vector<ActParams> acts;
     std::vector<float> drops;
     bool bias = true;
     std::vector<bool> frozen_w, frozen_b;
+    std::vector<NormSpec> norms;  // per layer, or empty: none
 };
 
 struct Owned {
     std::vector<std::vector<float>> W, b, ws[3], bs[3];
+    // norm layers: weight, bias, running mean / variance, optimizer state (empty where none)
+    std::vector<std::vector<float>> nw, nb, rm, rv, nws[3], nbs[3];
     std::vector<FitLayer> layers(const Spec& sp, Optim kind, bool amsgrad, bool centered,
                                  double momentum, double init_acc) {
         std::vector<FitLayer> out;
@@ -418,6 +570,38 @@ struct Owned {
                 ly.wstate[k] = ws[k][l].data();
                 if (ly.bias) ly.bstate[k] = bs[k][l].data();
             }
+            const NormSpec ns = sp.norms.empty() ? NormSpec{} : sp.norms[l];
+            if (ns.kind != Norm::none) {
+                FitNorm& nm = ly.norm;
+                nm.kind = ns.kind;
+                nm.before_act = ns.before;
+                nm.eps = 1e-5f;
+                if (ns.affine) {
+                    nm.weight = nw[l].data();
+                    nm.bias = nb[l].data();
+                    nm.frozen_weight = ns.frozen_weight;
+                    for (int k = 0; k < 3; ++k) {
+                        if (!use[k]) continue;
+                        if (nws[k][l].empty()) {
+                            const float v = (kind == Optim::adagrad && k == 0) ? float(init_acc) : 0.0f;
+                            nws[k][l].assign(nw[l].size(), v);
+                            nbs[k][l].assign(nb[l].size(), v);
+                        }
+                        nm.wstate[k] = nws[k][l].data();
+                        nm.bstate[k] = nbs[k][l].data();
+                    }
+                }
+                if (ns.kind == Norm::batch) {
+                    nm.batch_stats = ns.batch_stats;
+                    if (ns.running) {
+                        nm.running_mean = rm[l].data();
+                        nm.running_var = rv[l].data();
+                    }
+                    nm.momentum = ns.momentum;
+                    nm.cumulative = ns.cumulative;
+                    nm.count0 = ns.count0;
+                }
+            }
             out.push_back(ly);
         }
         return out;
@@ -428,12 +612,22 @@ static Owned make_owned(const Spec& sp, std::mt19937& rng, float scale = 0.5f) {
     Owned o;
     std::normal_distribution<float> nd(0.0f, 1.0f);
     const size_t L = sp.widths.size() - 1;
-    for (int k = 0; k < 3; ++k) { o.ws[k].assign(L, {}); o.bs[k].assign(L, {}); }
+    std::uniform_real_distribution<float> ud(0.0f, 1.0f);
+    for (int k = 0; k < 3; ++k) { o.ws[k].assign(L, {}); o.bs[k].assign(L, {}); o.nws[k].assign(L, {}); o.nbs[k].assign(L, {}); }
     for (size_t l = 0; l < L; ++l) {
         o.W.emplace_back(size_t(sp.widths[l] * sp.widths[l + 1]));
         for (auto& v : o.W.back()) v = scale * nd(rng) / std::sqrt(float(sp.widths[l]));
         o.b.emplace_back(size_t(sp.widths[l + 1]));
         for (auto& v : o.b.back()) v = 0.1f * nd(rng);
+        const size_t C = sp.norms.empty() || sp.norms[l].kind == Norm::none ? 0 : size_t(sp.widths[l + 1]);
+        o.nw.emplace_back(C);
+        for (auto& v : o.nw.back()) v = 1.0f + 0.2f * nd(rng);
+        o.nb.emplace_back(C);
+        for (auto& v : o.nb.back()) v = 0.1f * nd(rng);
+        o.rm.emplace_back(C);
+        for (auto& v : o.rm.back()) v = 0.2f * nd(rng);
+        o.rv.emplace_back(C);
+        for (auto& v : o.rv.back()) v = 0.5f + ud(rng);
     }
     return o;
 }
@@ -528,6 +722,7 @@ static void run_case(const Case& cs, std::mt19937& rng, bool host_gemm = false) 
     d.sample_weight = cs.weights ? sw.data() : nullptr;
 
     Owned gpu = make_owned(sp, rng), ref = gpu;
+    const Owned start = gpu;
     const bool mom = cs.optim.momentum != 0.0 || cs.sched;
     const double init = cs.optim.initial_accumulator_value;
     std::vector<FitLayer> lg = gpu.layers(sp, cs.optim.kind, cs.optim.amsgrad, cs.optim.centered, mom ? 0.5 : 0.0, init);
@@ -538,6 +733,9 @@ static void run_case(const Case& cs, std::mt19937& rng, bool host_gemm = false) 
     const FitResult rr = ref_fit(lr, d, cs.epochs, o);
     double wl = std::max(max_rel(gpu.W, ref.W), max_rel(gpu.b, ref.b));
     for (int k = 0; k < 3; ++k) wl = std::max(wl, std::max(max_rel(gpu.ws[k], ref.ws[k]), max_rel(gpu.bs[k], ref.bs[k])));
+    // norm layers: weight, bias, their optimizer state, the running statistics
+    for (auto m : {&Owned::nw, &Owned::nb, &Owned::rm, &Owned::rv}) wl = std::max(wl, max_rel(gpu.*m, ref.*m));
+    for (int k = 0; k < 3; ++k) wl = std::max(wl, std::max(max_rel(gpu.nws[k], ref.nws[k]), max_rel(gpu.nbs[k], ref.nbs[k])));
     bool ok = !ops.ws_short && wl <= cs.tol && rg.steps == rr.steps &&
               rg.stopped_nonfinite == rr.stopped_nonfinite && rg.bad_epoch == rr.bad_epoch &&
               rg.bad_batch == rr.bad_batch && rg.epoch_loss.size() == rr.epoch_loss.size();
@@ -548,8 +746,24 @@ static void run_case(const Case& cs, std::mt19937& rng, bool host_gemm = false) 
         else if (a == a) ll = std::max(ll, std::fabs(a - b) / std::max(1.0, std::fabs(b)));
     }
     ok = ok && ll <= cs.tol;
-    char buf[160];
-    std::snprintf(buf, sizeof buf, " (params %.2g, loss %.2g, steps %lld/%lld, launches %lld, splitk %lld)", wl, ll,
+    // A BatchNorm1d training on batch statistics with running ones moved them.
+    bool updates = false;
+    for (const NormSpec& ns : sp.norms) updates |= ns.kind == Norm::batch && ns.batch_stats && ns.running;
+    const double moved = max_rel(gpu.rm, start.rm) + max_rel(gpu.rv, start.rv);
+    if (updates && !cs.poison) ok = ok && moved > 1e-4;
+    if (!updates) ok = ok && moved == 0.0;
+    // Inference (mlp_fit_forward's host code) on the trained emulated net: eval mode, in chunks of
+    // 5 rows (one chunk where a BatchNorm1d has no running statistics), against the reference.
+    double fl = 0.0;
+    if (!sp.norms.empty() && !cs.poison) {
+        std::vector<float> out(static_cast<size_t>(n * dout), NAN);
+        fk::forward(ops, out.data(), lg, X.data(), n, 5);
+        const std::vector<float> want = ref_forward(lg, X.data(), n);
+        fl = max_rel({out}, {want});
+        ok = ok && fl <= cs.tol;
+    }
+    char buf[200];
+    std::snprintf(buf, sizeof buf, " (params %.2g, loss %.2g, forward %.2g, steps %lld/%lld, launches %lld, splitk %lld)", wl, ll, fl,
                   (long long)rg.steps, (long long)rr.steps, (long long)ops.launches, (long long)ops.splitk);
     expect(ok, cs.name + buf);
 }
@@ -728,6 +942,89 @@ int main() {
         cs.tol = 1e-4;
         cs.name = "split-K / large tiles";
         run_case(cs, rng);
+    }
+    // Norm layers (LayerNorm / BatchNorm1d, mlp_fit.cpp's FitNorm): before / after the activation,
+    // affine or not, BatchNorm1d's running statistics with momentum and momentum=None, eval mode
+    // (running statistics) while training, no running statistics, frozen norm weight, dropout,
+    // a non-finite stop (no running-statistics update after it), cross-entropy, split-K.
+    {
+        auto bn = [](bool before) { NormSpec ns; ns.kind = Norm::batch; ns.before = before; return ns; };
+        auto ln = [](bool before, bool affine) { NormSpec ns; ns.kind = Norm::layer; ns.before = before; ns.affine = affine; return ns; };
+        // A Linear bias right before a BatchNorm1d on batch statistics has a zero gradient up to
+        // rounding (the batch mean removes it), which Adam-like rules amplify into updates of
+        // rounding noise: those nets have no bias (as one writes them: Linear(bias=False)).
+        struct NC { const char* name; std::vector<NormSpec> norms; std::vector<ActParams> acts; Optim k; bool bias = true; };
+        NormSpec cum = bn(true); cum.cumulative = true; cum.count0 = 3;
+        NormSpec eval = bn(false); eval.batch_stats = false;
+        NormSpec norun = bn(true); norun.running = false;
+        NormSpec noaff = bn(false); noaff.affine = false; noaff.momentum = 0.3;
+        NormSpec frz = ln(true, true); frz.frozen_weight = true;
+        const NC ncs[] = {
+            {"LayerNorm before tanh", {ln(true, true), {}}, {{Act::tanh}, {}}, Optim::adam},
+            {"LayerNorm after relu, no affine", {ln(false, false), {}}, {{Act::relu}, {}}, Optim::sgd},
+            {"LayerNorm after gelu + on the last layer", {ln(false, true), ln(true, true)}, {{Act::gelu}, {}}, Optim::adamw},
+            {"BatchNorm1d before gelu (train, running stats)", {bn(true), {}}, {{Act::gelu}, {}}, Optim::adam, false},
+            {"BatchNorm1d before gelu (train, running stats), biases", {bn(true), {}}, {{Act::gelu}, {}}, Optim::sgd},
+            {"BatchNorm1d after silu (train, running stats)", {bn(false), {}}, {{Act::silu}, {}}, Optim::rmsprop},
+            {"BatchNorm1d momentum=None (cumulative)", {cum, {}}, {{Act::tanh}, {}}, Optim::sgd},
+            {"BatchNorm1d eval mode while training", {eval, {}}, {{Act::elu, 1.0f}, {}}, Optim::adam},
+            {"BatchNorm1d without running stats", {norun, {}}, {{Act::relu}, {}}, Optim::adagrad},
+            {"BatchNorm1d no affine, momentum 0.3, after relu", {noaff, {}}, {{Act::relu}, {}}, Optim::sgd},
+            {"LayerNorm frozen weight", {frz, {}}, {{Act::sigmoid}, {}}, Optim::adamw},
+        };
+        for (const NC& nc : ncs) {
+            Case cs;
+            cs.spec.widths = {5, 7, 3};
+            cs.spec.acts = nc.acts;
+            cs.spec.norms = nc.norms;
+            cs.spec.bias = nc.bias;
+            cs.optim = optim_of(nc.k, 1);
+            cs.epochs = 2;
+            cs.n = 13;
+            cs.bs = 5;  // batches of 5, 5, 3
+            cs.name = std::string("norm: ") + nc.name;
+            run_case(cs, rng);
+        }
+        // three layers, dropout, both norms, cross-entropy, per-epoch orders, step0
+        Case cs;
+        cs.spec.widths = {6, 9, 8, 4};
+        cs.spec.acts = {{Act::relu}, {Act::gelu_tanh}, {}};
+        cs.spec.drops = {0.3f, 0.2f, 0.0f};
+        cs.spec.norms = {bn(true), ln(false, true), {}};
+        cs.loss = Loss::cross_entropy;
+        cs.optim = optim_of(Optim::adam, 0);
+        cs.epochs = 3;
+        cs.perm_per_epoch = true;
+        cs.n = 14;
+        cs.bs = 6;
+        cs.step0 = 2;
+        cs.spec.bias = false;
+        cs.name = "norm: BatchNorm1d + LayerNorm + dropout, cross_entropy";
+        run_case(cs, rng);
+        // a non-finite loss: the running statistics stop with the CPU's (the bad batch's forward
+        // updates them, no later one does)
+        Case nf;
+        nf.spec.widths = {3, 4, 2};
+        nf.spec.acts = {{Act::tanh}, {}};
+        nf.spec.norms = {bn(true), {}};
+        nf.optim = optim_of(Optim::adam, 0);
+        nf.poison = true;
+        nf.spec.bias = false;
+        nf.epochs = 2;
+        nf.name = "norm: BatchNorm1d, non-finite loss stops training";
+        run_case(nf, rng);
+        // split-K and 128x128 tiles with a BatchNorm1d and a LayerNorm
+        Case big;
+        big.spec.widths = {40, 130, 3};
+        big.spec.acts = {{Act::gelu_tanh}, {}};
+        big.spec.norms = {bn(true), ln(true, true)};
+        big.optim = optim_of(Optim::adam, 1);
+        big.n = 300;
+        big.bs = 300;
+        big.tol = 1e-4;
+        big.spec.bias = false;
+        big.name = "norm: split-K / large tiles with BatchNorm1d";
+        run_case(big, rng);
     }
     std::printf("%d of %d cases agree\n", cases - failures, cases);
     return failures ? 1 : 0;
