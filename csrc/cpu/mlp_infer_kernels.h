@@ -46,7 +46,7 @@ const InferKernels& infer_kernels_avx512();
 #define FASTMLP_INFER_KERNELS_BODY                                                                 \
     namespace fastmlp::infer_detail {                                                              \
     const InferKernels& FASTMLP_INFER_KERNELS_NAME() {                                             \
-        static const InferKernels k{&rows_impl, &tiles_impl, &transpose_impl};                                      \
+        static const InferKernels k{&rows_impl, &tiles_impl, &simd_vf::transpose};                 \
         return k;                                                                                  \
     }                                                                                              \
     }
@@ -63,12 +63,7 @@ constexpr int kMR = 6;
 #else
 constexpr int kMR = 3;
 #endif
-using simd_vf::bcv;
-using simd_vf::fmav;
-using simd_vf::kVW;
-using simd_vf::ldv;
-using simd_vf::stv;
-using simd_vf::vf;
+using namespace simd_vf;  // vf, kVW, ldv/stv/bcv/fmav, bcast_fma_tile, transpose
 constexpr int kNV = int(kLanes) / kVW;
 // The lanes of v summed in a fixed tree order: halves added (lane i + lane i + w) until one lane
 // is left (the same order on every ISA: the shuffles below are that tree).
@@ -138,16 +133,7 @@ inline void tile(float* __restrict c, int64_t ldc, const float* __restrict W, in
     vf acc[MR][kNV];
     for (int r = 0; r < MR; ++r)
         for (int j = 0; j < kNV; ++j) acc[r][j] = vf{};
-    const float* w = W + r0 * I;
-    const float* ap = a + c0;
-    for (int64_t k = 0; k < I; ++k) {
-        vf bv[kNV];
-        for (int j = 0; j < kNV; ++j) bv[j] = ldv(ap + k * lda + j * kVW);
-        for (int r = 0; r < MR; ++r) {
-            const vf wv = bcv(w[r * I + k]);
-            for (int j = 0; j < kNV; ++j) acc[r][j] = fmav(wv, bv[j], acc[r][j]);
-        }
-    }
+    simd_vf::bcast_fma_tile<MR, kNV>(acc, W + r0 * I, I, 1, a + c0, lda, I);
     const vf zero = {};
     for (int r = 0; r < MR; ++r) {
         float* cr = c + (r0 + r) * ldc + c0;
@@ -195,39 +181,6 @@ void tiles_impl(float* c, int64_t ldc, const float* W, const float* bias, const 
     }
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t t = 0; t < items; ++t) run(t);
-}
-
-// ---- transposes (the tiles path's feature-major chunks in and out) ---------------------------
-void transpose_impl(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows,
-                    int64_t cols) {
-    int64_t i0 = 0;
-#if defined(__AVX2__)
-    for (; i0 + 8 <= rows; i0 += 8) {
-        int64_t j0 = 0;
-        for (; j0 + 8 <= cols; j0 += 8) {
-            __m256 r[8], t[8], u[8];
-            for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(src + (i0 + k) * lds + j0);
-            for (int k = 0; k < 4; ++k) {
-                t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
-                t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
-            }
-            for (int h = 0; h < 2; ++h) {  // rows 4h .. 4h + 3
-                u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], 0x44);
-                u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], 0xEE);
-                u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
-                u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
-            }
-            for (int k = 0; k < 4; ++k) {
-                _mm256_storeu_ps(dst + (j0 + k) * ldd + i0, _mm256_permute2f128_ps(u[k], u[k + 4], 0x20));
-                _mm256_storeu_ps(dst + (j0 + k + 4) * ldd + i0, _mm256_permute2f128_ps(u[k], u[k + 4], 0x31));
-            }
-        }
-        for (; j0 < cols; ++j0)
-            for (int64_t i = i0; i < i0 + 8; ++i) dst[j0 * ldd + i] = src[i * lds + j0];
-    }
-#endif
-    for (; i0 < rows; ++i0)
-        for (int64_t j = 0; j < cols; ++j) dst[j * ldd + i0] = src[i0 * lds + j];
 }
 
 }  // namespace
