@@ -1,5 +1,5 @@
 // One SIMD register as a GCC/Clang vector, for the per-ISA register-tile kernels (the small
-// trainer's mlp_train_small.h, the inference tiles of mlp_infer_kernels.h): an AVX-512 zmm,
+// trainer's mlp_train_small.h, the inference tiles of mlp_infer_kernels_body.h): an AVX-512 zmm,
 // an AVX2 ymm, or 4 floats on the generic path, whichever ISA the including file is compiled for;
 // and the two pieces those kernels share: the broadcast-FMA register tile and the transpose.
 // Internal linkage (an anonymous namespace): each per-ISA translation unit has its own copy.
