@@ -1,7 +1,7 @@
-// The inference forward's kernels (mlp_infer_kernels.h) compiled for the avx512 kernel path.
+// The inference forward's kernels (mlp_infer_kernels_body.h) compiled for the avx512 kernel path.
 #include <algorithm>
 
-#include "mlp_infer_kernels.h"
+#include "mlp_infer_kernels_body.h"
 
 #define FASTMLP_INFER_KERNELS_NAME infer_kernels_avx512
 FASTMLP_INFER_KERNELS_BODY

@@ -169,12 +169,7 @@ constexpr int kAcc = 12, kMR = 6, kDO = 3, kDI = 4;
 #else
 constexpr int kAcc = 12, kMR = 3, kDO = 3, kDI = 4;
 #endif
-using simd_vf::bcv;
-using simd_vf::fmav;
-using simd_vf::kVW;
-using simd_vf::ldv;
-using simd_vf::stv;
-using simd_vf::vf;
+using namespace simd_vf;  // vf, kVW, ldv/stv/bcv/fmav, bcast_fma_tile, transpose
 constexpr int kNV = int(kLanes) / kVW;
 
 // Four register sums in a fixed tree order, out[j] = sum of the lanes of v[j].
@@ -228,16 +223,7 @@ inline void bcast_tile(float* __restrict c, int64_t ldc, const float* __restrict
     vf acc[MR][NC];
     for (int r = 0; r < MR; ++r)
         for (int j = 0; j < NC; ++j) acc[r][j] = vf{};
-    const float* ap = a + r0 * ars;
-    const float* bp = b + c0;
-    for (int64_t k = 0; k < K; ++k) {
-        vf bv[NC];
-        for (int j = 0; j < NC; ++j) bv[j] = ldv(bp + k * ldb + j * kVW);
-        for (int r = 0; r < MR; ++r) {
-            const vf av = bcv(ap[r * ars + k * aks]);
-            for (int j = 0; j < NC; ++j) acc[r][j] = fmav(av, bv[j], acc[r][j]);
-        }
-    }
+    simd_vf::bcast_fma_tile<MR, NC>(acc, a + r0 * ars, ars, aks, b + c0, ldb, K);
     const vf zero = {};
     for (int r = 0; r < MR; ++r) {
         float* cr = c + (r0 + r) * ldc + c0;
@@ -425,16 +411,8 @@ inline void gw_tile(const float* __restrict d, int64_t ldd, const float* __restr
     vf acc[MR][NC];
     for (int r = 0; r < MR; ++r)
         for (int j = 0; j < NC; ++j) acc[r][j] = vf{};
-    const float* dp = d + o0 * ldd;
-    const float* ap = at + i0;
-    for (int64_t b = 0; b < B; ++b) {
-        vf av[NC];
-        for (int j = 0; j < NC; ++j) av[j] = ldv(ap + b * lda + j * kVW);
-        for (int r = 0; r < MR; ++r) {
-            const vf dv = bcv(dp[r * ldd + b]);
-            for (int j = 0; j < NC; ++j) acc[r][j] = fmav(dv, av[j], acc[r][j]);
-        }
-    }
+    // G[o][i] = sum over b of D[o][b] * At[b][i]: D broadcast (rows ldd apart), At rows loaded
+    simd_vf::bcast_fma_tile<MR, NC>(acc, d + o0 * ldd, ldd, 1, at + i0, lda, B);
     const int64_t last = I - i0 - (NC - 1) * kVW;  // valid lanes of the last vector, 1..kVW+
     for (int r = 0; r < MR; ++r) {
         const int64_t off = (o0 + r) * I + i0;
@@ -502,38 +480,6 @@ inline void gw_product(const float* d, int64_t ldd, const float* at, int64_t lda
     }
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t t = 0; t < nob; ++t) run(t);
-}
-
-// dst (Bp, lda) = src (R, ld)^T over the columns b < Bp (a multiple of 16): the feature-major
-// activations of a layer, batch-major for the weight gradient. Lanes [R, lda) of dst are untouched.
-inline void transpose_fm(float* __restrict dst, int64_t lda, const float* __restrict src,
-                         int64_t ld, int64_t R, int64_t Bp) {
-    int64_t r0 = 0;
-#if defined(__AVX2__)
-    for (; r0 + 8 <= R; r0 += 8)
-        for (int64_t b0 = 0; b0 < Bp; b0 += 8) {
-            __m256 v[8], t[8];
-            for (int k = 0; k < 8; ++k) v[k] = _mm256_loadu_ps(src + (r0 + k) * ld + b0);
-            for (int k = 0; k < 4; ++k) {
-                t[2 * k] = _mm256_unpacklo_ps(v[2 * k], v[2 * k + 1]);
-                t[2 * k + 1] = _mm256_unpackhi_ps(v[2 * k], v[2 * k + 1]);
-            }
-            for (int k = 0; k < 2; ++k) {
-                v[4 * k + 0] = _mm256_shuffle_ps(t[4 * k + 0], t[4 * k + 2], 0x44);
-                v[4 * k + 1] = _mm256_shuffle_ps(t[4 * k + 0], t[4 * k + 2], 0xEE);
-                v[4 * k + 2] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0x44);
-                v[4 * k + 3] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0xEE);
-            }
-            // v[0..3] rows 0-3 / v[4..7] rows 4-7; lanes: samples {0,1,4,5} / {2,3,6,7} ordering
-            for (int k = 0; k < 4; ++k) {
-                t[k] = _mm256_permute2f128_ps(v[k], v[k + 4], 0x20);
-                t[k + 4] = _mm256_permute2f128_ps(v[k], v[k + 4], 0x31);
-            }
-            for (int k = 0; k < 8; ++k) _mm256_storeu_ps(dst + (b0 + k) * lda + r0, t[k]);
-        }
-#endif
-    for (int64_t b = 0; b < Bp; ++b)
-        for (int64_t r = r0; r < R; ++r) dst[b * lda + r] = src[r * ld + b];
 }
 
 // sum over b < Bp of x[b]: kVW partial lanes, reduced in a fixed order.
@@ -746,7 +692,9 @@ inline void forward_layers(const std::vector<MlpLayer>& layers, SmallScratch& s,
         float* g_slot = sink ? sink_end - (ly.bias ? ly.out : 0) - ly.in * ly.out : nullptr;
         if (want_gw && Bp <= 64) {
             const int64_t lda = (ly.in + kVW - 1) / kVW * kVW;
-            transpose_fm(s.at, lda, a, ld, ly.in, Bp);
+            // the feature-major activations, batch-major for the weight gradient (lanes [in, lda)
+            // of s.at untouched)
+            simd_vf::transpose(s.at, lda, a, ld, ly.in, Bp);
             GwOut out;
             if (sink) {
                 out.g = g_slot;

@@ -1,6 +1,7 @@
 // One SIMD register as a GCC/Clang vector, for the per-ISA register-tile kernels (the small
-// trainer's mlp_train_small.h, the inference tiles of mlp_infer_kernels.h): an AVX-512 zmm, an
-// AVX2 ymm, or 4 floats on the generic path, whichever ISA the including file is compiled for.
+// trainer's mlp_train_small.h, the inference tiles of mlp_infer_kernels_body.h): an AVX-512 zmm,
+// an AVX2 ymm, or 4 floats on the generic path, whichever ISA the including file is compiled for;
+// and the two pieces those kernels share: the broadcast-FMA register tile and the transpose.
 // Internal linkage (an anonymous namespace): each per-ISA translation unit has its own copy.
 #pragma once
 #pragma GCC diagnostic ignored "-Wpsabi"  // vf never crosses a non-inlined call
@@ -8,6 +9,7 @@
 #if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
+#include <cstdint>
 
 namespace fastmlp::simd_vf {
 namespace {
@@ -48,6 +50,64 @@ inline vf fmav(vf a, vf b, vf c) {
 #else
     return a * b + c;
 #endif
+}
+
+// The register tile of a broadcast product: acc[r][j] += sum over k < K, in order, of
+// a[r * ars + k * aks] * b[k * ldb + j * kVW + lane]. One element of A broadcast per row and k,
+// NC vectors of B loaded per k; the MR x NC accumulators stay in registers for the whole K loop
+// (MR * NC plus NC must fit the register file). The callers' epilogues (bias, activation, stores
+// or an optimizer update) read acc afterwards. Strides of 1 are folded by inlining.
+template <int MR, int NC>
+[[gnu::always_inline]] inline void bcast_fma_tile(vf (&acc)[MR][NC], const float* __restrict a,
+                                                  int64_t ars, int64_t aks,
+                                                  const float* __restrict b, int64_t ldb,
+                                                  int64_t K) {
+    for (int64_t k = 0; k < K; ++k) {
+        vf bv[NC];
+        for (int j = 0; j < NC; ++j) bv[j] = ldv(b + k * ldb + j * kVW);
+        for (int r = 0; r < MR; ++r) {
+            const vf av = bcv(a[r * ars + k * aks]);
+            for (int j = 0; j < NC; ++j) acc[r][j] = fmav(av, bv[j], acc[r][j]);
+        }
+    }
+}
+
+// dst (cols, ldd) = src (rows, cols)^T, src rows lds apart: dst[j * ldd + i] = src[i * lds + j]
+// for i < rows, j < cols. Pure data movement: 8 x 8 register blocks where the ISA has AVX2 (the
+// AVX-512 copies too), element by element for the edges and on the generic path.
+inline void transpose(float* __restrict dst, int64_t ldd, const float* __restrict src,
+                      int64_t lds, int64_t rows, int64_t cols) {
+    int64_t i0 = 0;
+#if defined(__AVX2__)
+    for (; i0 + 8 <= rows; i0 += 8) {
+        int64_t j0 = 0;
+        for (; j0 + 8 <= cols; j0 += 8) {
+            __m256 r[8], t[8], u[8];
+            for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(src + (i0 + k) * lds + j0);
+            for (int k = 0; k < 4; ++k) {
+                t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+                t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+            }
+            for (int h = 0; h < 2; ++h) {  // rows 4h .. 4h + 3
+                u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], 0x44);
+                u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], 0xEE);
+                u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+                u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+            }
+            // u[0..3]: rows 0-3, u[4..7]: rows 4-7; the 128-bit halves hold columns k and k + 4
+            for (int k = 0; k < 4; ++k) {
+                _mm256_storeu_ps(dst + (j0 + k) * ldd + i0,
+                                 _mm256_permute2f128_ps(u[k], u[k + 4], 0x20));
+                _mm256_storeu_ps(dst + (j0 + k + 4) * ldd + i0,
+                                 _mm256_permute2f128_ps(u[k], u[k + 4], 0x31));
+            }
+        }
+        for (; j0 < cols; ++j0)
+            for (int64_t i = i0; i < i0 + 8; ++i) dst[j0 * ldd + i] = src[i * lds + j0];
+    }
+#endif
+    for (; i0 < rows; ++i0)
+        for (int64_t j = 0; j < cols; ++j) dst[j * ldd + i0] = src[i0 * lds + j];
 }
 
 }  // namespace
