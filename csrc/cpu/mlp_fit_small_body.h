@@ -88,7 +88,7 @@ namespace {  // internal linkage: one copy per ISA file
             // dW (out, in) = dZ (out, ld) @ At (B, lda): register tiles over the batch (each
             // element the plain in-order sum over b < B), from A transposed to batch-major
             const int64_t lda = (in + kVW - 1) / kVW * kVW;
-            transpose_fm(s.at, lda, a, ld, in, Bp);
+            simd_vf::transpose(s.at, lda, a, ld, in, Bp);
             GwOut go;
             go.g = grads + gw_off[l];
             gw_product(dz, ld, s.at, lda, out, in, B, go);
