@@ -4,6 +4,8 @@
 // Packed path: 6 x 16 register tile = 12 ymm accumulators + 2 ymm of B + 1 broadcast of A (15 of
 // 16 registers). Per k step: 2 loads of B, 6 broadcasts, 12 FMAs.
 // Small path: 6 x 8 (narrow, N <= 8) and 6 x 16 tiles reading A in place.
+// Narrow path (N <= 16, not a multiple of 8): 2-row dot tiles (NN/NT) and 16-row column tiles
+// (TN/TT) over all N columns in groups of <= 6, no padding lanes.
 // Epilogue (alpha, beta, bias, ReLU) is applied to the accumulators before the one store;
 // partial tiles use masked loads/stores so nothing outside the m x n tile is touched.
 #include <immintrin.h>
