@@ -124,12 +124,14 @@ def _identity():
     return {"cpu": cpu_model(), "build": build_id()}
 
 
-def _file_key(ident) -> str:
-    return hashlib.sha256(f"{ident['cpu']}|{ident['build']}".encode()).hexdigest()[:16]
+@functools.lru_cache(maxsize=None)
+def _name(cpu, build) -> str:
+    return f"costmodel-{hashlib.sha256(f'{cpu}|{build}'.encode()).hexdigest()[:16]}.json"
 
 
 def cache_file() -> str:
-    return os.path.join(cache_dir(), f"costmodel-{_file_key(_identity())}.json")
+    """The cache file of this CPU model and build in :func:`cache_dir`."""
+    return os.path.join(cache_dir(), _name(cpu_model(), build_id()))
 
 
 def mode() -> str:
@@ -414,15 +416,15 @@ def decide(trainer, shapes, batch, *, has_norm=False):
     per step (the largest batch that occurs). Depends on the shapes and the cached model only."""
     if has_norm:
         return "gemm", "norm layers run on the gemm path only"
+    params = max(int(a) * int(b) for a, b in shapes)
+    if params < MIN_PARAMS or batch < MIN_BATCH:  # (the compiled rule's choice there too)
+        return "small", "outside the ambiguous region (small weights or batch)"
     if mode() == "rule":
         return "auto", f"{ENV_MODE}=rule: the compiled rule"
-    if not in_ambiguous_region(shapes, batch):
-        return "small", "outside the ambiguous region (small weights or batch)"
     try:
         e = get_model(trainer)
     except Exception as exc:  # a failed measurement never fails a fit: the rule decides
         return "auto", f"calibration failed ({exc}): the compiled rule"
-    params = max(int(a) * int(b) for a, b in shapes)
     r = _interp(e, params, batch)
     if abs(r) <= TIE_MARGIN:  # a tie within the calibration's noise: the compiled rule's choice
         p = "small" if rule_small(trainer, params, batch) else "gemm"
