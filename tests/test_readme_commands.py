@@ -40,6 +40,8 @@ SMALLEST = {
     "pip install \".[test]\" && python -m pytest tests":
         None,  # the whole suite: that is CI itself (.ci/run), not something to nest here
     "python -m fastmlp info": "{py} -m fastmlp info",
+    # the cache in the scratch folder, not the user's ~/.cache
+    "python -m fastmlp calibrate": "FASTMLP_CACHE_DIR=costmodel_cache {py} -m fastmlp calibrate --trainer train",
     "python -m fastmlp demo": "{py} -m fastmlp demo --samples 2048 --test-samples 512 --epochs 1 --no-torch --no-progress",
     "python -m fastmlp train data.csv --target y --hidden 64,64 --epochs 20 --lr 0.01 --standardize --val-split 0.2 --out model.npz --plot loss.png":
         "{py} -m fastmlp train data.csv --target y --hidden 8 --epochs 1 --lr 0.01 --standardize "

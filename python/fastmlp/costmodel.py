@@ -43,6 +43,7 @@ info`` says whether a model is cached and where from.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -80,6 +81,7 @@ _lock = threading.RLock()
 _memory = {}     # (cache file path, isa, trainer) -> entry dict (measured or loaded)
 _loaded = set()  # cache file paths whose cache file has been read
 _notes = {}      # cache file path -> why the cache was not used / not written (for info)
+_failed = {}     # (cache file path, isa, trainer) -> why its calibration failed (not retried)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -95,6 +97,7 @@ def cache_dir() -> str:
     return os.path.join(os.path.expanduser("~"), ".cache", "fastmlp")
 
 
+@functools.lru_cache(maxsize=None)
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -106,6 +109,7 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+@functools.lru_cache(maxsize=None)
 def build_id() -> str:
     """The compiled module's identity: a rebuilt _C (faster kernels) is measured again."""
     path = getattr(ops.cpu, "__file__", None) or ""
@@ -120,12 +124,14 @@ def _identity():
     return {"cpu": cpu_model(), "build": build_id()}
 
 
-def _file_key(ident) -> str:
-    return hashlib.sha256(f"{ident['cpu']}|{ident['build']}".encode()).hexdigest()[:16]
+@functools.lru_cache(maxsize=None)
+def _name(cpu, build) -> str:
+    return f"costmodel-{hashlib.sha256(f'{cpu}|{build}'.encode()).hexdigest()[:16]}.json"
 
 
 def cache_file() -> str:
-    return os.path.join(cache_dir(), f"costmodel-{_file_key(_identity())}.json")
+    """The cache file of this CPU model and build in :func:`cache_dir`."""
+    return os.path.join(cache_dir(), _name(cpu_model(), build_id()))
 
 
 def mode() -> str:
@@ -220,6 +226,7 @@ def clear_memory():
         _memory.clear()
         _loaded.clear()
         _notes.clear()
+        _failed.clear()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,7 +374,14 @@ def get_model(trainer, *, calibrate_if_missing=True):
         e = _memory.get((key, isa, trainer))
         if e is not None or not calibrate_if_missing:
             return e
-        return _calibrate_locked(trainer, key, ident, isa)
+        why = _failed.get((key, isa, trainer))
+        if why:
+            raise RuntimeError(why)
+        try:
+            return _calibrate_locked(trainer, key, ident, isa)
+        except Exception as exc:  # once per process: later fits take the rule at once
+            _failed[(key, isa, trainer)] = f"{type(exc).__name__}: {exc}"
+            raise
 
 
 def _calibrate_locked(trainer, key, ident, isa, **probe):
@@ -402,15 +416,15 @@ def decide(trainer, shapes, batch, *, has_norm=False):
     per step (the largest batch that occurs). Depends on the shapes and the cached model only."""
     if has_norm:
         return "gemm", "norm layers run on the gemm path only"
+    params = max(int(a) * int(b) for a, b in shapes)
+    if params < MIN_PARAMS or batch < MIN_BATCH:  # (the compiled rule's choice there too)
+        return "small", "outside the ambiguous region (small weights or batch)"
     if mode() == "rule":
         return "auto", f"{ENV_MODE}=rule: the compiled rule"
-    if not in_ambiguous_region(shapes, batch):
-        return "small", "outside the ambiguous region (small weights or batch)"
     try:
         e = get_model(trainer)
     except Exception as exc:  # a failed measurement never fails a fit: the rule decides
-        return "auto", f"calibration failed ({type(exc).__name__}: {exc}): the compiled rule"
-    params = max(int(a) * int(b) for a, b in shapes)
+        return "auto", f"calibration failed ({exc}): the compiled rule"
     r = _interp(e, params, batch)
     if abs(r) <= TIE_MARGIN:  # a tie within the calibration's noise: the compiled rule's choice
         p = "small" if rule_small(trainer, params, batch) else "gemm"
