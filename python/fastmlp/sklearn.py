@@ -49,6 +49,7 @@ __all__ = ["MLPRegressor", "MLPClassifier"]
 # scikit-learn's hidden activations -> the kinds of csrc/include/fastmlp/activation.h
 _ACTS = {"identity": (0, 0.0, 0.0), "logistic": (3, 0.0, 0.0), "tanh": (2, 0.0, 0.0),
          "relu": (1, 0.0, 0.0)}
+_ACT_NAMES = {"identity": None, "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 
 
 def _dlpack_only(a):
@@ -515,13 +516,14 @@ class _BaseMLP(BaseEstimator):
         W = [np.ascontiguousarray(np.asarray(c).T, dtype=np.float32) for c in self.coefs_]
         b = [np.ascontiguousarray(i, dtype=np.float32).reshape(-1) for i in self.intercepts_]
         X = np.ascontiguousarray(X, dtype=np.float32)
-        if self.activation in ("relu", "identity"):
-            relu = [self.activation == "relu"] * (len(W) - 1) + [False]
-            return _kernels.mlp_forward(W, b, relu, X)
-        hidden = _ACTS[self.activation]
-        layers = [{"weight": w, "bias": bb, "act": hidden if i < len(W) - 1 else (0, 0.0, 0.0)}
-                  for i, (w, bb) in enumerate(zip(W, b))]
-        return _kernels.mlp_fit_forward(layers, X)
+        from .trainer import Chain, _chain_outputs
+
+        # the inference plan fastmlp.predict runs (the trainers' forward where it cannot)
+        name = _ACT_NAMES[self.activation]
+        acts = [None if name is None else (name, 0.0, 0.0)] * (len(W) - 1) + [None]
+        chain = Chain(weights=W, biases=b, relu=[a is not None and a[0] == "relu" for a in acts],
+                      acts=acts, dropout=[0.0] * len(W))
+        return _chain_outputs(chain, X)
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
