@@ -37,7 +37,7 @@ def _no_trainer_forward(monkeypatch):
 
 
 @pytest.mark.parametrize("activation", ACTS)
-@pytest.mark.parametrize("n", [1, 5, 300])  # the plan's rows and tiles paths
+@pytest.mark.parametrize("n", [1, 5, 300])  # one partial tile .. several chunks
 def test_regressor_predict_unchanged(activation, n, rng, cpu_path, monkeypatch):
     X = rng.standard_normal((400, 6))
     y = X[:, :2] @ np.array([[1.0, -0.5], [0.5, 2.0]]) + 0.1 * rng.standard_normal((400, 2))
@@ -48,6 +48,9 @@ def test_regressor_predict_unchanged(activation, n, rng, cpu_path, monkeypatch):
     _no_trainer_forward(monkeypatch)
     got = est.predict(Xt)
     np.testing.assert_allclose(got.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
+    # a row's prediction does not depend on the rows it came with (bitwise)
+    for k in (1, 3):
+        np.testing.assert_array_equal(est.predict(Xt[:k]), got[:k])
 
 
 @pytest.mark.parametrize("activation", ACTS)

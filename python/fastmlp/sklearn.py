@@ -518,12 +518,14 @@ class _BaseMLP(BaseEstimator):
         X = np.ascontiguousarray(X, dtype=np.float32)
         from .trainer import Chain, _chain_outputs
 
-        # the inference plan fastmlp.predict runs (the trainers' forward where it cannot)
+        # the inference plan fastmlp.predict runs (the trainers' forward where it cannot), on its
+        # tiles path for any row count: predictions of a subset equal those of the whole
+        # (scikit-learn's check_methods_subset_invariance; the rows path sums in another order)
         name = _ACT_NAMES[self.activation]
         acts = [None if name is None else (name, 0.0, 0.0)] * (len(W) - 1) + [None]
         chain = Chain(weights=W, biases=b, relu=[a is not None and a[0] == "relu" for a in acts],
                       acts=acts, dropout=[0.0] * len(W))
-        return _chain_outputs(chain, X)
+        return _chain_outputs(chain, X, path="tiles")
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
