@@ -101,3 +101,22 @@ def test_cli_predict_end_to_end(tmp_path, rng):
     ref = trainer._forward(cli.model_chain(ws, bs, relu, meta), X.astype(np.float32))
     got = np.loadtxt(out, delimiter=",", skiprows=1)
     np.testing.assert_allclose(got.reshape(ref.shape), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_estimator_plan_follows_coefs(rng):
+    """The plan reads coefs_ in place: in-place changes show, assigned arrays (another dtype or
+    layout too) are used, and predict leaves the estimator's __dict__ as it was."""
+    X = rng.standard_normal((100, 4))
+    est = MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(X, X[:, 0])
+    Xt = rng.standard_normal((20, 4))
+    before = dict(est.__dict__)
+    p0 = est.predict(Xt)
+    assert est.__dict__.keys() == before.keys()
+    est.coefs_[1][...] *= 2.0  # in place: the output layer's weights doubled
+    est.intercepts_[1][...] = 0.0
+    np.testing.assert_allclose(est.predict(Xt), _old_forward(est, Xt).reshape(-1), rtol=1e-5,
+                               atol=1e-5)
+    assert not np.allclose(est.predict(Xt), p0)
+    est.coefs_ = [np.asfortranarray(c.astype(np.float64)) for c in est.coefs_]  # assigned
+    np.testing.assert_allclose(est.predict(Xt), _old_forward(est, Xt).reshape(-1), rtol=1e-5,
+                               atol=1e-5)
