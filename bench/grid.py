@@ -101,8 +101,9 @@ class _Clock:
         self.cpu = time.process_time() - self.c0
 
 
-def _time_calls(fn, min_s=0.02, max_calls=100000):
-    """{'seconds', 'cpu_seconds'} per call of fn(): one warm call, then as many as fill min_s."""
+def _time_calls(fn, samples, min_s=0.02, max_calls=100000):
+    """{'seconds', 'cpu_seconds', 'samples'} per call of fn(): one warm call, then as many as
+    fill min_s."""
     fn()
     t0 = time.perf_counter()
     fn()
@@ -111,29 +112,68 @@ def _time_calls(fn, min_s=0.02, max_calls=100000):
     with _Clock() as c:
         for _ in range(k):
             fn()
-    return {"seconds": c.wall / k, "cpu_seconds": c.cpu / k}
+    return {"seconds": c.wall / k, "cpu_seconds": c.cpu / k, "samples": samples}
 
 
-class FastmlpWorker:
-    name = "fastmlp"
+def _time_once(fn, samples):
+    """{'seconds', 'cpu_seconds', 'samples'} of one call of fn() (a whole timed epoch)."""
+    with _Clock() as c:
+        fn()
+    return {"seconds": c.wall, "cpu_seconds": c.cpu, "samples": samples}
 
-    def __init__(self, threads):
-        import fastmlp
-        self.fm = fastmlp
+
+class _EagerWorker:
+    """The eager measurements of a library with PyTorch's API (fastmlp and PyTorch itself):
+    the same Sequential of Linear + ReLU from the same seed, the same SGD + MSE step and the same
+    no_grad forward. Subclasses set ``lib`` and ``tensor`` (numpy array -> the library's tensor)."""
+
+    def __init__(self):
         self.models = {}
 
     def model(self, sizes):
-        fm = self.fm
+        lib = self.lib
         key = tuple(sizes)
         if key not in self.models:
-            fm.manual_seed(0)
+            lib.manual_seed(0)
             layers = []
             for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-                layers.append(fm.nn.Linear(a, b))
+                layers.append(lib.nn.Linear(a, b))
                 if i < len(sizes) - 2:
-                    layers.append(fm.nn.ReLU())
-            self.models[key] = fm.nn.Sequential(*layers)
+                    layers.append(lib.nn.ReLU())
+            self.models[key] = lib.nn.Sequential(*layers)
         return self.models[key]
+
+    def eager(self, kind, model, X, Y, batch):
+        """Time kind "step" (zero_grad, forward, MSE, backward, SGD step) or "infer"."""
+        lib = self.lib
+        x = self.tensor(X)
+        if kind == "step":
+            opt = lib.optim.SGD(model.parameters(), lr=LR)
+            lossf = lib.nn.MSELoss()
+            y = self.tensor(Y)
+
+            def step():
+                opt.zero_grad()
+                loss = lossf(model(x), y)
+                loss.backward()
+                opt.step()
+            return _time_calls(step, batch)
+        if kind == "infer":
+            def fwd():
+                with lib.no_grad():
+                    model(x)
+            return _time_calls(fwd, batch)
+        raise ValueError(kind)
+
+
+class FastmlpWorker(_EagerWorker):
+    name = "fastmlp"
+
+    def __init__(self, threads):
+        super().__init__()
+        import fastmlp
+        self.fm = self.lib = fastmlp
+        self.tensor = fastmlp.from_numpy
 
     def run(self, kind, sizes, batch, threads, n, path):
         fm = self.fm
@@ -144,78 +184,28 @@ class FastmlpWorker:
             X, Y = _data(n, sizes)
             fm.fit(model, X[:batch * 2], Y[:batch * 2], epochs=1, batch_size=batch, lr=LR,
                    shuffle=False, progress=False)
-            with _Clock() as c:
-                fm.fit(model, X, Y, epochs=1, batch_size=batch, lr=LR, shuffle=False,
-                       progress=False)
-            return {"seconds": c.wall, "cpu_seconds": c.cpu, "samples": n}
+            return _time_once(lambda: fm.fit(model, X, Y, epochs=1, batch_size=batch, lr=LR,
+                                             shuffle=False, progress=False), n)
         X, Y = _data(max(batch, 1), sizes)
-        if kind == "step":
-            opt = fm.optim.SGD(model.parameters(), lr=LR)
-            lossf = fm.nn.MSELoss()
-            x, y = fm.from_numpy(X), fm.from_numpy(Y)
-
-            def step():
-                opt.zero_grad()
-                loss = lossf(model(x), y)
-                loss.backward()
-                opt.step()
-            return dict(_time_calls(step), samples=batch)
-        if kind == "infer":
-            x = fm.from_numpy(X)
-
-            def fwd():
-                with fm.no_grad():
-                    model(x)
-            return dict(_time_calls(fwd), samples=batch)
         if kind == "predict":
             from fastmlp import trainer
-            return dict(_time_calls(lambda: trainer.predict(model, X)), samples=batch)
-        raise ValueError(kind)
+            return _time_calls(lambda: trainer.predict(model, X), batch)
+        return self.eager(kind, model, X, Y, batch)
 
 
-class TorchWorker:
+class TorchWorker(_EagerWorker):
     name = "torch"
 
     def __init__(self, threads):
+        super().__init__()
         import torch
-        self.torch = torch
-        self.models = {}
-
-    def model(self, sizes):
-        torch = self.torch
-        key = tuple(sizes)
-        if key not in self.models:
-            torch.manual_seed(0)
-            layers = []
-            for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-                layers.append(torch.nn.Linear(a, b))
-                if i < len(sizes) - 2:
-                    layers.append(torch.nn.ReLU())
-            self.models[key] = torch.nn.Sequential(*layers)
-        return self.models[key]
+        self.torch = self.lib = torch
+        self.tensor = torch.from_numpy
 
     def run(self, kind, sizes, batch, threads, n, path):
-        torch = self.torch
-        torch.set_num_threads(threads)
-        model = self.model(sizes)
+        self.torch.set_num_threads(threads)
         X, Y = _data(max(batch, 1), sizes)
-        x, y = torch.from_numpy(X), torch.from_numpy(Y)
-        if kind == "step":
-            opt = torch.optim.SGD(model.parameters(), lr=LR)
-            lossf = torch.nn.MSELoss()
-
-            def step():
-                opt.zero_grad()
-                loss = lossf(model(x), y)
-                loss.backward()
-                opt.step()
-            return dict(_time_calls(step), samples=batch)
-        if kind == "infer":
-            def fwd():
-                with torch.no_grad():
-                    model(x)
-            return dict(_time_calls(fwd), samples=batch)
-        raise ValueError(kind)
+        return self.eager(kind, self.model(sizes), X, Y, batch)
 
 
 def jax_fns(jax, sizes, act="relu", loss="mse", optim="sgd", lr=LR, gather=False, **hyper):
@@ -327,9 +317,7 @@ class JaxWorker:
             Xb = jax.device_put(X.reshape(n // batch, batch, -1))
             Yb = jax.device_put(Y.reshape(n // batch, batch, -1))
             jax.block_until_ready(epoch(state0, Xb, Yb))  # compile
-            with _Clock() as c:
-                jax.block_until_ready(epoch(state0, Xb, Yb))
-            return {"seconds": c.wall, "cpu_seconds": c.cpu, "samples": n}
+            return _time_once(lambda: jax.block_until_ready(epoch(state0, Xb, Yb)), n)
         X, Y = _data(max(batch, 1), sizes)
         x, y = jax.device_put(X), jax.device_put(Y)
         if kind == "step":
@@ -338,9 +326,9 @@ class JaxWorker:
             def one():
                 state[0] = step(state[0], x, y)
                 jax.block_until_ready(state[0])
-            return dict(_time_calls(one), samples=batch)
+            return _time_calls(one, batch)
         if kind == "infer":
-            return dict(_time_calls(lambda: jax.block_until_ready(infer(params, x))), samples=batch)
+            return _time_calls(lambda: jax.block_until_ready(infer(params, x)), batch)
         raise ValueError(kind)
 
 
@@ -395,7 +383,7 @@ class OrtWorker:
         s = self.session(sizes, threads)
         X, _ = _data(max(batch, 1), sizes)
         feed = {"x": X}
-        return dict(_time_calls(lambda: s.run(None, feed)), samples=batch)
+        return _time_calls(lambda: s.run(None, feed), batch)
 
 
 WORKERS = {"fastmlp": FastmlpWorker, "torch": TorchWorker, "jax": JaxWorker, "ort": OrtWorker}

@@ -802,10 +802,12 @@ def model_chain(ws, bs, relu, meta):
 
 
 def model_outputs(ws, bs, relu, meta, X32):
-    """The network's raw outputs (n, out) as float64 on float32 inputs, on the CPU."""
-    from .trainer import _forward
+    """The network's raw outputs (n, out) as float64 on float32 inputs, on the CPU (the
+    inference plan where the layers allow it, as ``fastmlp.predict``)."""
+    from .trainer import _chain_outputs
 
-    return _forward(model_chain(ws, bs, relu, meta), X32).astype(np.float64)
+    X32 = np.ascontiguousarray(X32, dtype=np.float32)
+    return _chain_outputs(model_chain(ws, bs, relu, meta), X32).astype(np.float64)
 
 
 def cmd_predict(args):

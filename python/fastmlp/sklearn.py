@@ -31,6 +31,7 @@ scikit-learn is an optional dependency (``pip install fastmlp[sklearn]``).
 from __future__ import annotations
 
 import warnings
+import weakref
 
 import numpy as np
 
@@ -50,6 +51,9 @@ __all__ = ["MLPRegressor", "MLPClassifier"]
 # scikit-learn's hidden activations -> the kinds of csrc/include/fastmlp/activation.h
 _ACTS = {"identity": (0, 0.0, 0.0), "logistic": (3, 0.0, 0.0), "tanh": (2, 0.0, 0.0),
          "relu": (1, 0.0, 0.0)}
+_ACT_NAMES = {"identity": None, "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+# per fitted estimator: (activation and ids of coefs_/intercepts_, the trainer Chain reading them)
+_INFER_CHAINS = weakref.WeakKeyDictionary()
 
 
 def _dlpack_only(a):
@@ -519,16 +523,38 @@ class _BaseMLP(BaseEstimator):
     # ---- prediction ----------------------------------------------------------------------------
 
     def _forward(self, X):
-        W = [np.ascontiguousarray(np.asarray(c).T, dtype=np.float32) for c in self.coefs_]
-        b = [np.ascontiguousarray(i, dtype=np.float32).reshape(-1) for i in self.intercepts_]
         X = np.ascontiguousarray(X, dtype=np.float32)
-        if self.activation in ("relu", "identity"):
-            relu = [self.activation == "relu"] * (len(W) - 1) + [False]
-            return _kernels.mlp_forward(W, b, relu, X)
-        hidden = _ACTS[self.activation]
-        layers = [{"weight": w, "bias": bb, "act": hidden if i < len(W) - 1 else (0, 0.0, 0.0)}
-                  for i, (w, bb) in enumerate(zip(W, b))]
-        return _kernels.mlp_fit_forward(layers, X)
+        from .trainer import _chain_outputs
+
+        # The inference plan fastmlp.predict runs (the trainers' forward where it cannot), on its
+        # tiles path for any row count: predictions of a subset equal those of the whole
+        # (scikit-learn's check_methods_subset_invariance; the rows path sums in another order).
+        return _chain_outputs(self._infer_chain(), X, path="tiles")
+
+    def _infer_chain(self):
+        """A trainer Chain of the fitted layers. coefs_ are views of the trainer's (out, in)
+        float32 arrays, so the chain (and its plan) reads them in place, kept per estimator while
+        coefs_ / intercepts_ hold the same arrays (in-place changes show; assigned arrays make a
+        new chain); arrays set by the user in another layout or dtype are copied on every call."""
+        from .trainer import Chain
+
+        key = (self.activation,) + tuple(map(id, self.coefs_)) + tuple(map(id, self.intercepts_))
+        hit = _INFER_CHAINS.get(self)  # (not in __dict__: predict must leave the estimator as is)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        W = [np.asarray(c).T for c in self.coefs_]
+        b = [np.asarray(i).reshape(-1) for i in self.intercepts_]
+        in_place = all(a.dtype == np.float32 and a.flags.c_contiguous for a in W + b)
+        if not in_place:
+            W = [np.ascontiguousarray(w, dtype=np.float32) for w in W]
+            b = [np.ascontiguousarray(v, dtype=np.float32) for v in b]
+        name = _ACT_NAMES[self.activation]
+        acts = [None if name is None else (name, 0.0, 0.0)] * (len(W) - 1) + [None]
+        chain = Chain(weights=W, biases=b, relu=[a is not None and a[0] == "relu" for a in acts],
+                      acts=acts, dropout=[0.0] * len(W))
+        if in_place:  # (the views keep the arrays, hence their ids, alive)
+            _INFER_CHAINS[self] = (key, chain)
+        return chain
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):

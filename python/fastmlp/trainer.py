@@ -793,6 +793,20 @@ def predict(model, X, *, out=None) -> np.ndarray:
 _NO_DICT = {}
 
 
+def _chain_outputs(chain: Chain, X: np.ndarray, path: str = "auto") -> np.ndarray:
+    """The chain on host float32 X (inference) through its inference plan where the chain allows
+    it (Linear + activation layers with C-contiguous float32 parameters: the plan predict runs),
+    else through the trainers' forward (:func:`_forward`). ``path`` (ops.INFER_PATHS): "auto"
+    picks by the row count; "tiles" gives every row the same arithmetic whatever the number of
+    rows (a row's result does not depend on the batch it came in)."""
+    plan = chain.infer_plan()
+    if plan is not None:
+        r = _infer_forward(plan.capsule, X, None, _ops.INFER_PATHS[path])
+        if r is not None:
+            return r
+    return _forward(chain, X)
+
+
 def _forward(chain: Chain, X: np.ndarray) -> np.ndarray:
     """The chain on host float32 X (inference: no dropout)."""
     if chain.basic:

@@ -181,7 +181,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     otherwise the running statistics normalise."""
     x = input._data
     if x.ndim < 2:
-        raise ValueError(f"batch_norm: expected 2D or 3D input (got {x.ndim}D input)")
+        raise ValueError(f"batch_norm: expected 2D or 3D input (got {x.ndim}D input): the "
+                         f"channels are dim 1 of (N, C) or (N, C, L), got shape {Size(x.shape)}")
     C = x.shape[1]
     for name, t in (("running_mean", running_mean), ("running_var", running_var),
                     ("weight", weight), ("bias", bias)):

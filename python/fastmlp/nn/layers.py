@@ -126,8 +126,10 @@ class BatchNorm1d(Module):
 
     def forward(self, input):
         x = input._data
-        if x.ndim not in (2, 3):
-            raise ValueError(f"expected 2D or 3D input (got {x.ndim}D input)")
+        if x.ndim not in (2, 3):  # PyTorch's words, then the shape
+            raise ValueError(f"expected 2D or 3D input (got {x.ndim}D input): "
+                             f"BatchNorm1d({self.num_features}) normalises (N, C) or (N, C, L) "
+                             f"inputs with C = {self.num_features}, got shape {Size(x.shape)}")
         if x.shape[1] != self.num_features:
             raise ValueError(f"BatchNorm1d({self.num_features}) expected input with "
                              f"{self.num_features} channels (dim 1), got shape {Size(x.shape)}")
