@@ -48,6 +48,11 @@ CHAINS = [
     ([5, 33, 17, 3], nn.SiLU, "mse", "rmsprop", {"momentum": 0.5, "centered": True}, 16, 101, 0.0),
     ([7, 40, 2], nn.Sigmoid, "bce_with_logits", "sgd", {"momentum": 0.9}, 24, 100, 0.25),
     ([6, 30, 30, 4], nn.ELU, "l1", "adagrad", {}, 50, 173, 0.4),
+    # batch > 64: the weight gradients on the dot tiles (<= 64: register tiles across the batch)
+    ([6, 40, 24, 1], nn.Tanh, "huber", "adam", {}, 80, 250, 0.0),
+    # tanh with dropout after the first layer only: the tanh backward fused into the dA product
+    # of the second layer's tiles is skipped there (mask first), taken for the third
+    ([9, 32, 32, 2], nn.Tanh, "huber", "adam", {}, 64, 200, 0.3),
 ]
 
 
@@ -154,3 +159,31 @@ def test_no_bias_layers_and_partial_last_batch(cpu_path, force_path):
     np.testing.assert_allclose(out["small"][0], out["gemm"][0], rtol=2e-5)
     for a, b in zip(out["small"][1], out["gemm"][1]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6)
+
+
+def test_tanh_chain_small_path_matches_eager_loop(cpu_path, force_path):
+    # The seed of the speed case (6-64-64-1 Tanh, Huber, Adam, batch 64) on the small path, whose
+    # weight gradients run in register tiles across the batch and whose tanh backward is fused
+    # into the input-gradient tiles: one epoch equals the eager loop (same permutation) within
+    # float32 rounding of a different summation order.
+    from fastmlp import optim
+    rng = np.random.default_rng(11)
+    n, B = 192, 64
+    X = rng.standard_normal((n, 6)).astype(np.float32)
+    y = rng.standard_normal((n, 1)).astype(np.float32)
+    perm = rng.permutation(n)
+    fused = _net([6, 64, 64, 1], nn.Tanh, seed=4)
+    eager = _net([6, 64, 64, 1], nn.Tanh, seed=4)
+    force_path("small")
+    fastmlp.fit(fused, X, y, epochs=1, batch_size=B, loss="huber", optimizer="adam", lr=0.01,
+                permutation=perm, progress=False)
+    opt = optim.Adam(eager.parameters(), lr=0.01)
+    lossf = nn.HuberLoss()
+    for s in range(0, n, B):
+        idx = perm[s:s + B]
+        opt.zero_grad()
+        loss = lossf(eager(fastmlp.tensor(X[idx])), fastmlp.tensor(y[idx]))
+        loss.backward()
+        opt.step()
+    for a, b in zip(fused.parameters(), eager.parameters()):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)

@@ -119,7 +119,8 @@ def _state_for(kind, kw, shape, n_slots, rng):
 
 
 @pytest.mark.parametrize("kind,kw,n_slots", KINDS)
-def test_kernel_matches_reference_and_per_tensor(kind, kw, n_slots, rng, threads):
+def test_kernel_matches_reference_and_per_tensor(kind, kw, n_slots, rng, threads, cpu_path):
+    # every CPU path (optim_step_many's loops are compiled for the baseline and for AVX2)
     shapes = [(3,), (1000, 70), (1,), (9000,)]
     params = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]

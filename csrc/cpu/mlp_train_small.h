@@ -213,6 +213,9 @@ struct BcastEpi {
     bool relu = false;            // max(v, 0), NaN kept
     const float* mask = nullptr;  // (R, ldm): v where mask > 0 else 0 (NaN mask gives 0)
     int64_t ldm = 0;
+    // (R, ldm): v * (1 - y * y), the tanh backward of activation.h from its output y (the same
+    // float operations as act_backward's, so the same bits)
+    const float* tanh_y = nullptr;
 };
 
 template <int MR, int NB>
@@ -233,6 +236,10 @@ inline void bcast_tile(float* __restrict c, int64_t ldc, const float* __restrict
             if (e.bias) v = v + bias;
             if (e.relu) v = v < zero ? zero : v;
             if (e.mask) v = ldv(e.mask + (r0 + r) * e.ldm + c0 + j * kVW) > zero ? v : zero;
+            if (e.tanh_y) {
+                const vf y = ldv(e.tanh_y + (r0 + r) * e.ldm + c0 + j * kVW);
+                v = v * (bcv(1.0f) - y * y);
+            }
             stv(cr + j * kVW, v);
         }
     }
