@@ -406,6 +406,20 @@ def cmd_train(args):
 
 # ---- fit: the fused GPU trainer ------------------------------------------------------------------
 
+def torch_eager_step_seconds(torch, model, opt, lossf, xs, ys, k):
+    """Seconds per PyTorch CUDA eager step over k steps cycling the pre-sliced GPU batches."""
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for s in range(k):
+        i = s % len(xs)
+        opt.zero_grad()
+        loss = lossf(model(xs[i]), ys[i])
+        loss.backward()
+        opt.step()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / k
+
+
 def cmd_fit(args):
     report = dict(versions=versions(), protocol="interleaved rounds (fused epoch, torch eager steps), "
                   "medians; GPU data resident; torch eager iterates pre-sliced GPU batches in order",
@@ -457,16 +471,7 @@ def cmd_fit(args):
                          rel_diff=rel, check="ok" if ok else "MISMATCH")
 
             def torch_steps(k):
-                torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                for s in range(k):
-                    i = s % len(xs)
-                    topt.zero_grad()
-                    loss = lossf(tm(xs[i]), ys[i])
-                    loss.backward()
-                    topt.step()
-                torch.cuda.synchronize()
-                return (time.perf_counter() - t0) / k
+                return torch_eager_step_seconds(torch, tm, topt, lossf, xs, ys, k)
 
             torch_steps(5)  # warm
             fused, eager = [], []
@@ -569,15 +574,7 @@ def cmd_fit_norm(args):
             ys = [yt[i:i + batch] for i in range(0, n, batch)]
 
             def torch_steps(k):
-                torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                for st in range(k):
-                    topt.zero_grad()
-                    loss = lossf(tm(xs[st % len(xs)]), ys[st % len(xs)])
-                    loss.backward()
-                    topt.step()
-                torch.cuda.synchronize()
-                return (time.perf_counter() - t0) / k
+                return torch_eager_step_seconds(torch, tm, topt, lossf, xs, ys, k)
 
             torch_steps(5)
             fused, eager = [], []
