@@ -77,21 +77,10 @@ struct Work {
 };
 
 // The update scalars of step k of this call (global step opt.step0 + k, bringing t to that + 1),
-// for a batch of Bn rows: mlp_fit.cpp's schedule handling, verbatim.
+// for a batch of Bn rows: mlp_fit.cpp's schedule handling (fit_step_optim, mlp_fit.h).
 inline StepCoeffs step_coeffs(const FitOptions& opt, int64_t k, int64_t Bn) {
-    OptimOptions oo = opt.optim;
-    const int64_t step = opt.step0 + k;
-    if (opt.lr_schedule && k < opt.lr_schedule_len) oo.lr = double(opt.lr_schedule[k]);
-    if (opt.momentum_schedule && k < opt.momentum_schedule_len) {
-        if (oo.kind == Optim::adam || oo.kind == Optim::adamw)
-            oo.beta1 = double(opt.momentum_schedule[k]);
-        else
-            oo.momentum = double(opt.momentum_schedule[k]);
-    }
-    if (opt.adam_eps_before_correction && (oo.kind == Optim::adam || oo.kind == Optim::adamw))
-        oo.eps = oo.eps / std::sqrt(1.0 - std::pow(oo.beta2, double(step + 1)));
     StepCoeffs sc;
-    sc.c = optim_coeffs(oo, step + 1);
+    sc.c = optim_coeffs(fit_step_optim(opt, k), opt.step0 + k + 1);
     sc.l2 = float(double(opt.l2_weights) / double(Bn));
     return sc;
 }
