@@ -9,6 +9,10 @@
     python bench/gpu_check.py fit     --out DIR   fastmlp.fit on the GPU (fused epochs) vs PyTorch
                                                   CUDA eager: seed net samples/s, 784-1024-1024-10
                                                   batch 256 step time; first-epoch loss vs torch
+    python bench/gpu_check.py fit_norm --out DIR  fastmlp.fit with LayerNorm / BatchNorm1d layers on
+                                                  the GPU vs the same fit on the CPU (losses, running
+                                                  statistics, eval predictions) and the fused GPU
+                                                  step time vs PyTorch CUDA eager on the same net
 
 Each writes DIR/<command>.json; exit status 1 when a correctness check fails. Speed is reported,
 never asserted (the sgemm target, >= 0.85x cuBLAS at 4096^2, is printed as met / missed).
@@ -402,6 +406,20 @@ def cmd_train(args):
 
 # ---- fit: the fused GPU trainer ------------------------------------------------------------------
 
+def torch_eager_step_seconds(torch, model, opt, lossf, xs, ys, k):
+    """Seconds per PyTorch CUDA eager step over k steps cycling the pre-sliced GPU batches."""
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for s in range(k):
+        i = s % len(xs)
+        opt.zero_grad()
+        loss = lossf(model(xs[i]), ys[i])
+        loss.backward()
+        opt.step()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / k
+
+
 def cmd_fit(args):
     report = dict(versions=versions(), protocol="interleaved rounds (fused epoch, torch eager steps), "
                   "medians; GPU data resident; torch eager iterates pre-sliced GPU batches in order",
@@ -453,16 +471,7 @@ def cmd_fit(args):
                          rel_diff=rel, check="ok" if ok else "MISMATCH")
 
             def torch_steps(k):
-                torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                for s in range(k):
-                    i = s % len(xs)
-                    topt.zero_grad()
-                    loss = lossf(tm(xs[i]), ys[i])
-                    loss.backward()
-                    topt.step()
-                torch.cuda.synchronize()
-                return (time.perf_counter() - t0) / k
+                return torch_eager_step_seconds(torch, tm, topt, lossf, xs, ys, k)
 
             torch_steps(5)  # warm
             fused, eager = [], []
@@ -496,13 +505,107 @@ def cmd_fit(args):
     return 1 if bad else 0
 
 
+def cmd_fit_norm(args):
+    report = dict(versions=versions(), protocol="GPU fused fit vs CPU fused fit from the same seed "
+                  "(losses rtol 1e-3, buffers and eval predictions atol 1e-3); step times: medians of "
+                  "interleaved rounds (fused epoch, torch eager steps), GPU data resident", nets=[])
+    try:
+        import cupy as cp
+        import torch
+
+        import fastmlp as fm
+        import fastmlp.nn as fnn
+        from fastmlp.trainer import fit, predict
+    except Exception as e:  # noqa: BLE001
+        return write_skipped(args.out, "fit_norm", report, repr(e))
+    if not torch.cuda.is_available():
+        return write_skipped(args.out, "fit_norm", report, "torch has no CUDA")
+    bad = 0
+    rng = np.random.default_rng(5)
+    n, din, hid, classes, batch = 8192, 64, 256, 10, 128
+    X = rnd(rng, n, din)
+    y = (np.abs(X[:, :classes]).argmax(1)).astype(np.int64)
+
+    def layers(nnm, case):  # the same architecture from fastmlp.nn or torch.nn
+        if case == "layernorm":
+            return [nnm.Linear(din, hid), nnm.LayerNorm(hid), nnm.GELU(), nnm.Linear(hid, hid),
+                    nnm.Tanh(), nnm.LayerNorm(hid), nnm.Linear(hid, classes)]
+        mom = None if case == "batchnorm-momentum-none" else 0.1
+        return [nnm.Linear(din, hid, bias=False), nnm.BatchNorm1d(hid, momentum=mom), nnm.ReLU(),
+                nnm.Linear(hid, hid), nnm.SiLU(), nnm.BatchNorm1d(hid, momentum=mom),
+                nnm.Linear(hid, classes)]
+
+    for case in ("layernorm", "batchnorm", "batchnorm-momentum-none", "batchnorm-eval"):
+        entry = dict(net=f"{din}-{hid}-{hid}-{classes} {case}", batch=batch, samples_per_epoch=n)
+        try:
+            def model(device):
+                fm.manual_seed(0)
+                m = fnn.Sequential(*layers(fnn, case))
+                if case == "batchnorm-eval":
+                    m[1].eval()
+                    m[5].eval()
+                return m.to(device) if device != "cpu" else m
+
+            cpu, gpu = model("cpu"), model("cuda")
+            Xg, yg = cp.asarray(X), cp.asarray(y)
+            kw = dict(epochs=2, batch_size=batch, loss="cross_entropy", optimizer="adam", lr=1e-3,
+                      seed=1, progress=False)
+            hc, hg = fit(cpu, X, y, **kw), fit(gpu, Xg, yg, **kw)
+            rel = max(abs(a - b) / max(abs(b), 1e-12) for a, b in zip(hg["loss"], hc["loss"]))
+            buf = max((float(np.max(np.abs(to_numpy(bg) - to_numpy(bc))))
+                       for bg, bc in zip(gpu.buffers(), cpu.buffers())), default=0.0)
+            cpu.eval(), gpu.eval()
+            pred = float(np.max(np.abs(np.asarray(predict(gpu, X), np.float64) - predict(cpu, X))))
+            ok = rel < 1e-3 and buf < 1e-3 and pred < 1e-3
+            bad += not ok
+            entry.update(loss_gpu=hg["loss"], loss_cpu=hc["loss"], loss_rel_diff=rel,
+                         buffer_max_abs_diff=buf, predict_max_abs_diff=pred,
+                         check="ok" if ok else "MISMATCH")
+            gpu.train()
+            if case == "batchnorm-eval":
+                gpu[1].eval()
+                gpu[5].eval()
+            torch.manual_seed(0)
+            tm = torch.nn.Sequential(*layers(torch.nn, case)).cuda()
+            topt = torch.optim.Adam(tm.parameters(), lr=1e-3)
+            lossf = torch.nn.CrossEntropyLoss()
+            Xt, yt = torch.from_numpy(X).cuda(), torch.from_numpy(y).cuda()
+            xs = [Xt[i:i + batch] for i in range(0, n, batch)]
+            ys = [yt[i:i + batch] for i in range(0, n, batch)]
+
+            def torch_steps(k):
+                return torch_eager_step_seconds(torch, tm, topt, lossf, xs, ys, k)
+
+            torch_steps(5)
+            fused, eager = [], []
+            for r in range(3):
+                h = fit(gpu, Xg, yg, epochs=1, batch_size=batch, loss="cross_entropy",
+                        optimizer="adam", lr=1e-3, seed=r, progress=False)
+                fused.append(h["seconds"] / h["steps"])
+                eager.append(torch_steps(64))
+            mf, me = statistics.median(fused), statistics.median(eager)
+            entry.update(fastmlp_fused_step_ms=mf * 1e3, torch_eager_step_ms=me * 1e3,
+                         speedup_vs_torch_eager=me / mf)
+            print(f"{entry['net']}: loss rel {rel:.2e}, buffers {buf:.2e}, predict {pred:.2e} "
+                  f"({entry['check']}); fused GPU {mf * 1e3:.3f} ms/step, torch CUDA eager "
+                  f"{me * 1e3:.3f} ms/step -> {me / mf:.2f}x", flush=True)
+        except Exception as e:  # noqa: BLE001
+            entry.update(check="error", error=repr(e), traceback=traceback.format_exc(limit=5))
+            print(f"{entry['net']}: ERROR {e!r}")
+            bad += 1
+        report["nets"].append(entry)
+    report["status"] = "failed" if bad else "done"
+    write(args.out, "fit_norm", report)
+    return 1 if bad else 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["compare", "gemm", "train", "fit"])
+    p.add_argument("command", choices=["compare", "gemm", "train", "fit", "fit_norm"])
     p.add_argument("--out", default=os.environ.get("FASTMLP_GPU_OUT", "bench/results/gpu"))
     args = p.parse_args(argv)
     return {"compare": cmd_compare, "gemm": cmd_gemm, "train": cmd_train,
-            "fit": cmd_fit}[args.command](args)
+            "fit": cmd_fit, "fit_norm": cmd_fit_norm}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 # internet needed): build fastmlp with CUDA, run the GPU tests, compare every CUDA kernel with the
 # CPU path, benchmark sgemm against cuBLAS (cupy.matmul, CUPY_TF32=0), and (when fastmlp.nn can
 # move a model to the GPU) train small nets on both devices and against PyTorch CUDA, and time the
-# fused GPU trainer (fastmlp.fit) against PyTorch CUDA eager.
+# fused GPU trainer (fastmlp.fit, also with LayerNorm / BatchNorm1d layers) against PyTorch CUDA eager.
 #
 #   bench/gpu_check.sh [OUT_DIR]        (default: $FASTMLP_GPU_OUT or bench/results/gpu)
 #
@@ -92,6 +92,10 @@ run "kernel comparison vs CPU" 90 $PY bench/gpu_check.py compare --out "$OUT"
 # 4. The fused GPU trainer (fastmlp.fit on a GPU model) vs PyTorch CUDA eager (before the longer
 #    benchmarks, so the 345 s budget never starves it).
 run "fit (fused GPU trainer vs torch CUDA eager)" 60 $PY bench/gpu_check.py fit --out "$OUT"
+
+# 4b. The fused GPU trainer with LayerNorm / BatchNorm1d layers (running statistics, momentum=None,
+#     eval mode) vs the CPU fused trainer, and its step time vs PyTorch CUDA eager.
+run "fit with norm layers (GPU vs CPU fused trainer, vs torch CUDA eager)" 45 $PY bench/gpu_check.py fit_norm --out "$OUT"
 
 # 5. sgemm vs cuBLAS FP32 (cupy.matmul), square 1024-8192 and MLP shapes, NN/NT/TN.
 run "sgemm benchmark vs cuBLAS" 120 $PY bench/gpu_check.py gemm --out "$OUT"

@@ -84,10 +84,9 @@ py::dict mlp_fit_py(py::list layers, py::handle X_obj, py::handle Y_obj, py::dic
                     py::object sample_weight, py::object class_weight, py::object pos_weight,
                     bool allow_nonfinite, py::dict sklearn, py::object grad_allreduce,
                     int64_t rank, int64_t world_size, const std::string& path) {
-    if (epochs < 0) throw py::value_error("mlp_fit: epochs must be >= 0, got " + std::to_string(epochs));
-    if (batch_size < 1)
-        throw py::value_error("mlp_fit: batch_size must be >= 1, got " + std::to_string(batch_size));
-    if (step0 < 0) throw py::value_error("mlp_fit: step0 must be >= 0");
+    const RunArgs run{epochs,  batch_size,      epoch_offset, step0,       drop_last,
+                      shuffle, allow_nonfinite, seed,         dropout_seed};
+    check_run_args(run);
     HostArrays arrays;
     std::vector<FitLayer> ls = parse_layers(layers, arrays);
     FitOptions o;
@@ -117,37 +116,28 @@ py::dict mlp_fit_py(py::list layers, py::handle X_obj, py::handle Y_obj, py::dic
             throw py::value_error("mlp_fit: class targets 'Y' must have shape (" + std::to_string(n) +
                                   ",), got " + shape_str(Yi));
         const int64_t* yp = Yi.data();
-        for (int64_t i = 0; i < n; ++i)
-            if ((yp[i] < 0 || yp[i] >= d_out) && yp[i] != o.ignore_index)
-                throw py::value_error("mlp_fit: Target " + std::to_string(yp[i]) +
-                                      " is out of bounds (the model has " + std::to_string(d_out) +
-                                      " classes)");
+        check_class_targets(yp, n, d_out, o.ignore_index);
         data.Yi = yp;
         held.push_back(Yi);
     } else {
         Y = f32_matrix(Y_obj, "Y", d_out);
-        if (Y.shape(0) != n)
-            throw py::value_error("mlp_fit: 'X' has " + std::to_string(n) + " rows but 'Y' has " +
-                                  std::to_string(Y.shape(0)));
+        check_same_rows(n, Y.shape(0));
         data.Y = static_cast<const float*>(Y.data());
         held.push_back(Y);
     }
     py::array sw, cw, pw, lrs;
+    check_weight_kinds(o, !class_weight.is_none(), !pos_weight.is_none());
     if (!sample_weight.is_none()) {
         sw = f32_vector(sample_weight, "sample_weight", n);
         data.sample_weight = static_cast<const float*>(sw.data());
         held.push_back(sw);
     }
     if (!class_weight.is_none()) {
-        if (o.loss.kind != Loss::cross_entropy)
-            throw py::value_error("mlp_fit: 'class_weight' applies to cross_entropy only");
         cw = f32_vector(class_weight, "class_weight", d_out);
         o.class_weight = static_cast<const float*>(cw.data());
         held.push_back(cw);
     }
     if (!pos_weight.is_none()) {
-        if (o.loss.kind != Loss::bce_with_logits)
-            throw py::value_error("mlp_fit: 'pos_weight' applies to bce_with_logits only");
         pw = f32_vector(pos_weight, "pos_weight", d_out);
         o.pos_weight = static_cast<const float*>(pw.data());
         held.push_back(pw);
@@ -174,20 +164,7 @@ py::dict mlp_fit_py(py::list layers, py::handle X_obj, py::handle Y_obj, py::dic
         o.perm_per_epoch = per_epoch;
     }
     check_norm_batches(ls, n, batch_size, drop_last);
-    o.batch_size = batch_size;
-    o.drop_last = drop_last;
-    o.shuffle = shuffle;
-    o.seed = seed;
-    o.epoch_offset = epoch_offset;
-    o.step0 = step0;
-    o.dropout_seed = dropout_seed;
-    o.allow_nonfinite = allow_nonfinite;
-    o.loss_sum_outputs = spec_num<bool>(sklearn, "loss_sum_outputs", false);
-    o.loss_scale = spec_num<float>(sklearn, "loss_scale", 1.0f);
-    o.l2_weights = spec_num<float>(sklearn, "l2_weights", 0.0f);
-    o.adam_eps_before_correction = spec_num<bool>(sklearn, "adam_eps_before_correction", false);
-    if (!(o.loss_scale > 0.0f) || !(o.l2_weights >= 0.0f))
-        throw py::value_error("mlp_fit: sklearn loss_scale must be > 0 and l2_weights >= 0");
+    set_run_options(o, run, sklearn);
     PyAllreduce hook;
     if (!grad_allreduce.is_none()) {
         if (!PyCallable_Check(grad_allreduce.ptr()))
@@ -220,18 +197,8 @@ py::dict mlp_fit_py(py::list layers, py::handle X_obj, py::handle Y_obj, py::dic
 
 py::array mlp_fit_forward_py(py::list layers, py::handle X_obj) {
     HostArrays arrays;
-    py::list ro;
-    for (py::handle h : layers) {  // read-only: inference writes no parameter
-        py::dict d = py::reinterpret_borrow<py::dict>(h);
-        py::dict c;
-        for (auto kv : d) c[kv.first] = kv.second;
-        c["frozen_weight"] = true;
-        c["frozen_bias"] = true;
-        c["wstate"] = py::none();
-        c["bstate"] = py::none();
-        ro.append(c);
-    }
-    std::vector<FitLayer> ls = parse_layers(ro, arrays, /*inference=*/true);
+    // read-only: inference writes no parameter
+    std::vector<FitLayer> ls = parse_layers(layers, arrays, /*inference=*/true);
     py::array X = f32_matrix(X_obj, "X", ls.front().in);
     const int64_t n = X.shape(0);
     check_forward_norm_rows(ls, n);

@@ -111,10 +111,9 @@ py::dict mlp_fit_py(py::list layers, py::handle X_obj, py::handle Y_obj, py::dic
                     uint64_t dropout_seed, py::object sample_weight, py::object class_weight,
                     py::object pos_weight, bool allow_nonfinite, py::dict sklearn,
                     py::handle stream_obj) {
-    if (epochs < 0) throw py::value_error("mlp_fit: epochs must be >= 0, got " + std::to_string(epochs));
-    if (batch_size < 1)
-        throw py::value_error("mlp_fit: batch_size must be >= 1, got " + std::to_string(batch_size));
-    if (step0 < 0) throw py::value_error("mlp_fit: step0 must be >= 0");
+    const RunArgs run{epochs,  batch_size,      epoch_offset, step0,       drop_last,
+                      shuffle, allow_nonfinite, seed,         dropout_seed};
+    check_run_args(run);
     DeviceArrays arrays;
     std::vector<FitLayer> ls = parse_layers(layers, arrays);
     FitOptions o;
@@ -142,29 +141,25 @@ py::dict mlp_fit_py(py::list layers, py::handle X_obj, py::handle Y_obj, py::dic
         if (Y.shape.size() != 2 || Y.shape[1] != d_out)
             throw py::value_error("mlp_fit: 'Y' must have shape (n, " + std::to_string(d_out) +
                                   "), got " + shape_str(Y.shape));
-        if (Y.shape[0] != n)
-            throw py::value_error("mlp_fit: 'X' has " + std::to_string(n) + " rows but 'Y' has " +
-                                  std::to_string(Y.shape[0]));
+        check_same_rows(n, Y.shape[0]);
         require_contiguous(Y);
         data.push_back(Y);
         elem.push_back(4);
     }
     const size_t iY = 1;
     size_t iSW = 0, iCW = 0, iPW = 0;
+    check_weight_kinds(o, !class_weight.is_none(), !pos_weight.is_none());
     if (!sample_weight.is_none()) {
         iSW = data.size();
         data.push_back(data_array(sample_weight, "sample_weight", {n}));
         elem.push_back(4);
     }
     if (!class_weight.is_none()) {
-        if (!ce) throw py::value_error("mlp_fit: 'class_weight' applies to cross_entropy only");
         iCW = data.size();
         data.push_back(data_array(class_weight, "class_weight", {d_out}));
         elem.push_back(4);
     }
     if (!pos_weight.is_none()) {
-        if (o.loss.kind != Loss::bce_with_logits)
-            throw py::value_error("mlp_fit: 'pos_weight' applies to bce_with_logits only");
         iPW = data.size();
         data.push_back(data_array(pos_weight, "pos_weight", {d_out}));
         elem.push_back(4);
@@ -211,20 +206,7 @@ py::dict mlp_fit_py(py::list layers, py::handle X_obj, py::handle Y_obj, py::dic
         o.perm = perm.data();
         o.perm_per_epoch = true;
     }
-    o.batch_size = batch_size;
-    o.drop_last = drop_last;
-    o.shuffle = shuffle;
-    o.seed = seed;
-    o.epoch_offset = epoch_offset;
-    o.step0 = step0;
-    o.dropout_seed = dropout_seed;
-    o.allow_nonfinite = allow_nonfinite;
-    o.loss_sum_outputs = spec_num<bool>(sklearn, "loss_sum_outputs", false);
-    o.loss_scale = spec_num<float>(sklearn, "loss_scale", 1.0f);
-    o.l2_weights = spec_num<float>(sklearn, "l2_weights", 0.0f);
-    o.adam_eps_before_correction = spec_num<bool>(sklearn, "adam_eps_before_correction", false);
-    if (!(o.loss_scale > 0.0f) || !(o.l2_weights >= 0.0f))
-        throw py::value_error("mlp_fit: sklearn loss_scale must be > 0 and l2_weights >= 0");
+    set_run_options(o, run, sklearn);
     if (ce) fd.Yi = reinterpret_cast<const int64_t*>(data[iY].ptr);
     else fd.Y = data[iY].data();
     if (iSW) fd.sample_weight = data[iSW].data();
@@ -246,11 +228,7 @@ py::dict mlp_fit_py(py::list layers, py::handle X_obj, py::handle Y_obj, py::dic
         if (e != cudaSuccess)
             throw std::runtime_error(std::string("mlp_fit: reading the class targets: ") +
                                      cudaGetErrorString(e));
-        for (int64_t i = 0; i < n; ++i)
-            if ((yi[size_t(i)] < 0 || yi[size_t(i)] >= d_out) && yi[size_t(i)] != o.ignore_index)
-                throw py::value_error("mlp_fit: Target " + std::to_string(yi[size_t(i)]) +
-                                      " is out of bounds (the model has " + std::to_string(d_out) +
-                                      " classes)");
+        check_class_targets(yi.data(), n, d_out, o.ignore_index);
     }
     FitResult r;
     {
@@ -271,18 +249,8 @@ py::dict mlp_fit_py(py::list layers, py::handle X_obj, py::handle Y_obj, py::dic
 py::object mlp_fit_forward_py(py::list layers, py::handle X_obj, py::handle out_obj,
                               py::handle stream_obj) {
     DeviceArrays arrays;
-    py::list ro;
-    for (py::handle h : layers) {  // read-only: inference writes no parameter
-        py::dict d = py::reinterpret_borrow<py::dict>(h);
-        py::dict c;
-        for (auto kv : d) c[kv.first] = kv.second;
-        c["frozen_weight"] = true;
-        c["frozen_bias"] = true;
-        c["wstate"] = py::none();
-        c["bstate"] = py::none();
-        ro.append(c);
-    }
-    std::vector<FitLayer> ls = parse_layers(ro, arrays, /*inference=*/true);
+    // read-only: inference writes no parameter
+    std::vector<FitLayer> ls = parse_layers(layers, arrays, /*inference=*/true);
     CudaArray X = cuda_array(X_obj, "X");
     if (X.shape.size() != 2 || X.shape[1] != ls.front().in)
         throw py::value_error("mlp_fit_forward: 'X' must have shape (n, " +

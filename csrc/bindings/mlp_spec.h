@@ -142,8 +142,8 @@ inline void parse_norm(py::dict nd, const std::string& where, int64_t C, bool in
     }
 }
 
-// Parses the layer list: shapes chained, states shaped like their parameter; `inference`: the
-// norms' arrays are read-only (mlp_fit_forward).
+// Parses the layer list: shapes chained, states shaped like their parameter; `inference`
+// (mlp_fit_forward): every array is read-only, frozen and states ignored.
 inline std::vector<FitLayer> parse_layers(py::list layers, Arrays& arrays, bool inference = false) {
     const size_t L = layers.size();
     if (L == 0) throw py::value_error("mlp_fit: 'layers' must hold at least one layer");
@@ -153,8 +153,8 @@ inline std::vector<FitLayer> parse_layers(py::list layers, Arrays& arrays, bool 
         FitLayer& ly = out[l];
         std::vector<int64_t> shape;
         const std::string wn = spec_item("layers", l, "weight");
-        ly.frozen_weight = spec_num<bool>(d, "frozen_weight", false);
-        ly.frozen_bias = spec_num<bool>(d, "frozen_bias", false);
+        ly.frozen_weight = inference || spec_num<bool>(d, "frozen_weight", false);
+        ly.frozen_bias = inference || spec_num<bool>(d, "frozen_bias", false);
         ly.weight = arrays.f32(spec_get(d, "weight", "layers[" + std::to_string(l) + "]"), wn,
                                !ly.frozen_weight, shape);
         if (shape.size() != 2 || shape[0] < 1 || shape[1] < 1)
@@ -177,8 +177,11 @@ inline std::vector<FitLayer> parse_layers(py::list layers, Arrays& arrays, bool 
         if (!(ly.dropout >= 0.0f && ly.dropout <= 1.0f))
             throw py::value_error("mlp_fit: " + spec_item("layers", l, "dropout") +
                                   " must be in [0, 1], got " + std::to_string(ly.dropout));
-        parse_state(d, "wstate", spec_item("layers", l, "wstate"), ly.in * ly.out, arrays, ly.wstate);
-        parse_state(d, "bstate", spec_item("layers", l, "bstate"), ly.out, arrays, ly.bstate);
+        if (!inference) {
+            parse_state(d, "wstate", spec_item("layers", l, "wstate"), ly.in * ly.out, arrays,
+                        ly.wstate);
+            parse_state(d, "bstate", spec_item("layers", l, "bstate"), ly.out, arrays, ly.bstate);
+        }
         if (d.contains("norm") && !d["norm"].is_none())
             parse_norm(d["norm"].cast<py::dict>(), spec_item("layers", l, "norm"), ly.out,
                        inference, arrays, ly.norm);
@@ -213,6 +216,63 @@ inline void check_forward_norm_rows(const std::vector<FitLayer>& ls, int64_t n) 
                                   "'s BatchNorm1d has no running statistics "
                                   "(track_running_stats=False), so it normalises with the "
                                   "batch's: Expected more than 1 value per channel, got 1 row");
+}
+
+// The run's scalar keywords, shared by _C.mlp_fit and _cuda.mlp_fit: checked, and with the
+// scikit-learn conventions dict set on `o` (set_run_options).
+struct RunArgs {
+    int64_t epochs = 1, batch_size = 64, epoch_offset = 0, step0 = 0;
+    bool drop_last = false, shuffle = true, allow_nonfinite = false;
+    uint64_t seed = 0, dropout_seed = 0;
+};
+
+inline void check_run_args(const RunArgs& r) {
+    if (r.epochs < 0)
+        throw py::value_error("mlp_fit: epochs must be >= 0, got " + std::to_string(r.epochs));
+    if (r.batch_size < 1)
+        throw py::value_error("mlp_fit: batch_size must be >= 1, got " + std::to_string(r.batch_size));
+    if (r.step0 < 0) throw py::value_error("mlp_fit: step0 must be >= 0");
+}
+
+inline void set_run_options(FitOptions& o, const RunArgs& r, py::dict sklearn) {
+    o.batch_size = r.batch_size;
+    o.drop_last = r.drop_last;
+    o.shuffle = r.shuffle;
+    o.seed = r.seed;
+    o.epoch_offset = r.epoch_offset;
+    o.step0 = r.step0;
+    o.dropout_seed = r.dropout_seed;
+    o.allow_nonfinite = r.allow_nonfinite;
+    o.loss_sum_outputs = spec_num<bool>(sklearn, "loss_sum_outputs", false);
+    o.loss_scale = spec_num<float>(sklearn, "loss_scale", 1.0f);
+    o.l2_weights = spec_num<float>(sklearn, "l2_weights", 0.0f);
+    o.adam_eps_before_correction = spec_num<bool>(sklearn, "adam_eps_before_correction", false);
+    if (!(o.loss_scale > 0.0f) || !(o.l2_weights >= 0.0f))
+        throw py::value_error("mlp_fit: sklearn loss_scale must be > 0 and l2_weights >= 0");
+}
+
+// class_weight goes with cross_entropy, pos_weight with bce_with_logits (whether each was given).
+inline void check_weight_kinds(const FitOptions& o, bool class_weight, bool pos_weight) {
+    if (class_weight && o.loss.kind != Loss::cross_entropy)
+        throw py::value_error("mlp_fit: 'class_weight' applies to cross_entropy only");
+    if (pos_weight && o.loss.kind != Loss::bce_with_logits)
+        throw py::value_error("mlp_fit: 'pos_weight' applies to bce_with_logits only");
+}
+
+// Class-index targets y (n) in [0, classes) or ignore_index (PyTorch's message otherwise).
+inline void check_class_targets(const int64_t* y, int64_t n, int64_t classes, int64_t ignore_index) {
+    for (int64_t i = 0; i < n; ++i)
+        if ((y[i] < 0 || y[i] >= classes) && y[i] != ignore_index)
+            throw py::value_error("mlp_fit: Target " + std::to_string(y[i]) +
+                                  " is out of bounds (the model has " + std::to_string(classes) +
+                                  " classes)");
+}
+
+// X and float targets Y have the same number of rows.
+inline void check_same_rows(int64_t nx, int64_t ny) {
+    if (nx != ny)
+        throw py::value_error("mlp_fit: 'X' has " + std::to_string(nx) + " rows but 'Y' has " +
+                              std::to_string(ny));
 }
 
 inline void parse_loss(py::dict d, FitOptions& o) {

@@ -610,17 +610,7 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
                 if (stop_nonfinite(loss, e, batch, epoch_sum, used)) return res;
             }
             // update: the optimizer's rule on every trainable parameter
-            OptimOptions oo = opt.optim;
-            const int64_t k = step - opt.step0;
-            if (opt.lr_schedule && k < opt.lr_schedule_len) oo.lr = double(opt.lr_schedule[k]);
-            if (opt.momentum_schedule && k < opt.momentum_schedule_len) {
-                if (oo.kind == Optim::adam || oo.kind == Optim::adamw)
-                    oo.beta1 = double(opt.momentum_schedule[k]);
-                else
-                    oo.momentum = double(opt.momentum_schedule[k]);
-            }
-            if (opt.adam_eps_before_correction && (oo.kind == Optim::adam || oo.kind == Optim::adamw))
-                oo.eps = oo.eps / std::sqrt(1.0 - std::pow(oo.beta2, double(step + 1)));
+            const OptimOptions oo = fit_step_optim(opt, step - opt.step0);
             update_params(s, oo, step + 1, float(double(opt.l2_weights) / double(B)));
             ++step;
             ++res.steps;

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "cuda_check.cuh"
+#include "device_ops.cuh"
 #include "fastmlp/cuda_gemm.h"
 #include "fastmlp/cuda_mlp_fit.h"
 #include "mlp_fit_impl.h"
@@ -24,27 +25,7 @@ using detail::check;
 using detail::check_launch;
 namespace fk = fit_impl;
 
-class DeviceMemory {
-public:
-    DeviceMemory(size_t bytes, cudaStream_t stream) : s_(bytes, stream) {}
-    void* get() const { return s_.as<void>(); }
-
-private:
-    detail::Scratch s_;
-};
-
-struct DeviceOps {
-    cudaStream_t stream;
-
-    size_t gemm_workspace_bytes(int64_t M, int64_t N, int64_t K) const {
-        return sgemm_workspace_bytes(M, N, K);
-    }
-    void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-              int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
-              GemmEpilogue epi, void* ws, size_t ws_bytes) const {
-        sgemm_with_workspace(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epi, ws,
-                             ws_bytes, stream);
-    }
+struct DeviceOps : detail::DeviceGemmMemoryOps {
     void gather(float* xb, float* yb, int64_t* yib, float* swb, const float* X, const float* Y,
                 const int64_t* Yi, const float* sw, const int64_t* idx, int64_t B, int64_t din,
                 int64_t dout) const {
@@ -143,34 +124,19 @@ struct DeviceOps {
                                                                        loss, stop, tag, allow);
         check_launch("fit_optim_guarded_kernel");
     }
-    DeviceMemory allocate(size_t bytes) const { return DeviceMemory(bytes, stream); }
-    void to_device(void* dst, const void* src, size_t bytes) const {
-        if (bytes)
-            check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream),
-                  "cudaMemcpyAsync (to the device)");
-    }
-    void to_host(void* dst, const void* src, size_t bytes) const {
-        if (bytes)
-            check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream),
-                  "cudaMemcpyAsync (to the host)");
-    }
-    void fill_zero(void* dst, size_t bytes) const {
-        if (bytes) check(cudaMemsetAsync(dst, 0, bytes, stream), "cudaMemsetAsync");
-    }
-    void finish() const { check(cudaStreamSynchronize(stream), "cudaStreamSynchronize (mlp_fit)"); }
 };
 
 }  // namespace
 
 FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int64_t epochs,
                   const FitOptions& opt, cudaStream_t stream) {
-    DeviceOps ops{stream};
+    DeviceOps ops{{stream, "cudaStreamSynchronize (mlp_fit)"}};
     return fit_impl::fit(ops, layers, data, epochs, opt);
 }
 
 void mlp_fit_forward(float* out, const std::vector<FitLayer>& layers, const float* X, int64_t n,
                      cudaStream_t stream) {
-    DeviceOps ops{stream};
+    DeviceOps ops{{stream, "cudaStreamSynchronize (mlp_fit)"}};
     fit_impl::forward(ops, out, layers, X, n);
 }
 

@@ -77,21 +77,10 @@ struct Work {
 };
 
 // The update scalars of step k of this call (global step opt.step0 + k, bringing t to that + 1),
-// for a batch of Bn rows: mlp_fit.cpp's schedule handling, verbatim.
+// for a batch of Bn rows: mlp_fit.cpp's schedule handling (fit_step_optim, mlp_fit.h).
 inline StepCoeffs step_coeffs(const FitOptions& opt, int64_t k, int64_t Bn) {
-    OptimOptions oo = opt.optim;
-    const int64_t step = opt.step0 + k;
-    if (opt.lr_schedule && k < opt.lr_schedule_len) oo.lr = double(opt.lr_schedule[k]);
-    if (opt.momentum_schedule && k < opt.momentum_schedule_len) {
-        if (oo.kind == Optim::adam || oo.kind == Optim::adamw)
-            oo.beta1 = double(opt.momentum_schedule[k]);
-        else
-            oo.momentum = double(opt.momentum_schedule[k]);
-    }
-    if (opt.adam_eps_before_correction && (oo.kind == Optim::adam || oo.kind == Optim::adamw))
-        oo.eps = oo.eps / std::sqrt(1.0 - std::pow(oo.beta2, double(step + 1)));
     StepCoeffs sc;
-    sc.c = optim_coeffs(oo, step + 1);
+    sc.c = optim_coeffs(fit_step_optim(opt, k), opt.step0 + k + 1);
     sc.l2 = float(double(opt.l2_weights) / double(Bn));
     return sc;
 }
@@ -389,41 +378,19 @@ FitResult fit(Ops& ops, const std::vector<FitLayer>& layers, const FitData& data
     return res;
 }
 
-// Inference in chunks of rows through two ping-pong buffers; the last layer writes `out`.
+// Inference in chunks of rows (mlp_impl::chunked_forward); the last layer writes `out`.
 template <class Ops>
 void forward(Ops& ops, float* out, const std::vector<FitLayer>& layers, const float* X, int64_t n,
              int64_t chunk = 16384) {
     if (layers.empty()) throw std::invalid_argument("mlp_fit_forward: no layers");
     if (n <= 0) return;
-    const size_t L = layers.size();
     // A BatchNorm1d without running statistics normalises with the statistics of all n rows (as
     // the CPU's mlp_fit_forward): one chunk then.
     for (const FitLayer& ly : layers)
         if (ly.norm.kind != Norm::none && norm_mode(ly.norm, false) == kBatchNorm) chunk = n;
-    const int64_t rows_max = std::min(chunk, n), tail = n % chunk;
-    int64_t maxw = 0;
-    size_t gemm_ws = 0;
-    for (const FitLayer& ly : layers) {
-        maxw = std::max(maxw, ly.out);
-        for (int64_t r : {rows_max, tail})
-            if (r > 0) gemm_ws = std::max(gemm_ws, ops.gemm_workspace_bytes(r, ly.out, ly.in));
-    }
-    float* buf[2] = {nullptr, nullptr};
-    void* ws = nullptr;
-    auto layout = [&](Carver& cv) {
-        buf[0] = cv.take<float>(L > 1 ? rows_max * maxw : 0);
-        buf[1] = cv.take<float>(L > 2 ? rows_max * maxw : 0);
-        ws = cv.take<char>(int64_t(gemm_ws));
-    };
-    auto mem = ops.allocate(workspace_bytes(layout));
-    place_workspace(mem.get(), layout);
-    const int64_t dout = layers[L - 1].out;
-    for (int64_t r0 = 0; r0 < n; r0 += chunk) {
-        const int64_t rows = std::min(chunk, n - r0);
-        const float* a = X + r0 * layers[0].in;
-        for (size_t l = 0; l < L; ++l) {
-            const FitLayer& ly = layers[l];
-            float* z = l == L - 1 ? out + r0 * dout : buf[l % 2];
+    mlp_impl::chunked_forward(
+        ops, out, layers, X, n, chunk,
+        [&](const FitLayer& ly, const float* a, float* z, int64_t rows, void* ws, size_t ws_bytes) {
             const FitNorm& nm = ly.norm;
             GemmEpilogue epi;
             epi.bias = ly.bias;
@@ -433,15 +400,13 @@ void forward(Ops& ops, float* out, const std::vector<FitLayer>& layers, const fl
                 else epi.act = ly.act;
             }
             ops.gemm(false, true, rows, ly.out, ly.in, 1.0f, a, ly.in, ly.weight, ly.in, 0.0f, z,
-                     ly.out, epi, ws, gemm_ws);
+                     ly.out, epi, ws, ws_bytes);
             if (nm.kind != Norm::none) {  // eval mode: BatchNorm1d on its running statistics
                 ops.norm_forward(nm, norm_mode(nm, false), false, 0.0, nullptr, z, nullptr,
                                  nullptr, z, rows, ly.out);
                 if (pre && ly.act.kind != Act::identity) ops.act_forward(z, z, rows * ly.out, ly.act);
             }
-            a = z;
-        }
-    }
+        });
 }
 
 }  // namespace fastmlp::cuda::fit_impl

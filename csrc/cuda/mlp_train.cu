@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "cuda_check.cuh"
+#include "device_ops.cuh"
 #include "fastmlp/cuda_elementwise.h"
 #include "fastmlp/cuda_gemm.h"
 #include "fastmlp/cuda_mlp.h"
@@ -23,27 +24,7 @@ using detail::ceil_div;
 using detail::check;
 using detail::check_launch;
 
-class DeviceMemory {
-public:
-    DeviceMemory(size_t bytes, cudaStream_t stream) : s_(bytes, stream) {}
-    void* get() const { return s_.as<void>(); }
-
-private:
-    detail::Scratch s_;
-};
-
-struct DeviceOps {
-    cudaStream_t stream;
-
-    size_t gemm_workspace_bytes(int64_t M, int64_t N, int64_t K) const {
-        return sgemm_workspace_bytes(M, N, K);
-    }
-    void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-              int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
-              GemmEpilogue epi, void* ws, size_t ws_bytes) const {
-        sgemm_with_workspace(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epi, ws,
-                             ws_bytes, stream);
-    }
+struct DeviceOps : detail::DeviceGemmMemoryOps {
     int mse_partials(int64_t count) const { return mse_forward_partials(count); }
     void mse_forward(float* loss, double* loss64, const float* P, const float* Y, int64_t count,
                      double* partial) const {
@@ -70,21 +51,6 @@ struct DeviceOps {
                      bool first, const double* loss, int64_t* stop, int64_t tag, bool allow) const {
         sgd_step_guarded(table, count, max_n, o, first, loss, stop, tag, allow, stream);
     }
-    DeviceMemory allocate(size_t bytes) const { return DeviceMemory(bytes, stream); }
-    void to_device(void* dst, const void* src, size_t bytes) const {
-        if (bytes)
-            check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream),
-                  "cudaMemcpyAsync (to the device)");
-    }
-    void to_host(void* dst, const void* src, size_t bytes) const {
-        if (bytes)
-            check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream),
-                  "cudaMemcpyAsync (to the host)");
-    }
-    void fill_zero(void* dst, size_t bytes) const {
-        if (bytes) check(cudaMemsetAsync(dst, 0, bytes, stream), "cudaMemsetAsync");
-    }
-    void finish() const { check(cudaStreamSynchronize(stream), "cudaStreamSynchronize (mlp_train)"); }
 };
 
 }  // namespace
@@ -92,13 +58,13 @@ struct DeviceOps {
 MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, const float* Y,
                          int64_t n, int64_t epochs, const CudaMlpTrainOptions& opt,
                          cudaStream_t stream) {
-    DeviceOps ops{stream};
+    DeviceOps ops{{stream, "cudaStreamSynchronize (mlp_train)"}};
     return mlp_impl::train(ops, layers, X, Y, n, epochs, opt);
 }
 
 void mlp_forward(float* out, const std::vector<MlpLayer>& layers, const float* X, int64_t n,
                  cudaStream_t stream) {
-    DeviceOps ops{stream};
+    DeviceOps ops{{stream, "cudaStreamSynchronize (mlp_train)"}};
     mlp_impl::forward(ops, out, layers, X, n);
 }
 

@@ -255,16 +255,16 @@ MlpTrainResult train(Ops& ops, const std::vector<MlpLayer>& layers, const float*
 }
 
 // Inference in chunks of rows through two ping-pong buffers; the last layer writes `out`.
-template <class Ops>
-void forward(Ops& ops, float* out, const std::vector<MlpLayer>& layers, const float* X, int64_t n,
-             int64_t chunk = 16384) {
-    if (layers.empty()) throw std::invalid_argument("mlp_forward: no layers");
-    if (n <= 0) return;
+// run_layer(layer, a, z, rows, ws, ws_bytes) queues one layer: z (rows, out) from a (rows, in),
+// with the gemm workspace ws (shared by the two trainers' forwards: any Layer with in / out).
+template <class Ops, class Layer, class RunLayer>
+void chunked_forward(Ops& ops, float* out, const std::vector<Layer>& layers, const float* X,
+                     int64_t n, int64_t chunk, RunLayer run_layer) {
     const size_t L = layers.size();
     const int64_t rows_max = std::min(chunk, n), tail = n % chunk;
     int64_t maxw = 0;
     size_t gemm_ws = 0;
-    for (const MlpLayer& ly : layers) {
+    for (const Layer& ly : layers) {
         maxw = std::max(maxw, ly.out);
         for (int64_t r : {rows_max, tail})
             if (r > 0) gemm_ws = std::max(gemm_ws, ops.gemm_workspace_bytes(r, ly.out, ly.in));
@@ -283,16 +283,27 @@ void forward(Ops& ops, float* out, const std::vector<MlpLayer>& layers, const fl
         const int64_t rows = std::min(chunk, n - r0);
         const float* a = X + r0 * layers[0].in;
         for (size_t l = 0; l < L; ++l) {
-            const MlpLayer& ly = layers[l];
             float* z = l == L - 1 ? out + r0 * dout : buf[l % 2];
-            GemmEpilogue epi;
-            epi.bias = ly.bias;
-            epi.relu = ly.relu;
-            ops.gemm(false, true, rows, ly.out, ly.in, 1.0f, a, ly.in, ly.weight, ly.in, 0.0f, z,
-                     ly.out, epi, ws, gemm_ws);
+            run_layer(layers[l], a, z, rows, ws, gemm_ws);
             a = z;
         }
     }
+}
+
+template <class Ops>
+void forward(Ops& ops, float* out, const std::vector<MlpLayer>& layers, const float* X, int64_t n,
+             int64_t chunk = 16384) {
+    if (layers.empty()) throw std::invalid_argument("mlp_forward: no layers");
+    if (n <= 0) return;
+    chunked_forward(ops, out, layers, X, n, chunk,
+                    [&](const MlpLayer& ly, const float* a, float* z, int64_t rows, void* ws,
+                        size_t ws_bytes) {
+                        GemmEpilogue epi;
+                        epi.bias = ly.bias;
+                        epi.relu = ly.relu;
+                        ops.gemm(false, true, rows, ly.out, ly.in, 1.0f, a, ly.in, ly.weight,
+                                 ly.in, 0.0f, z, ly.out, epi, ws, ws_bytes);
+                    });
 }
 
 }  // namespace fastmlp::cuda::mlp_impl

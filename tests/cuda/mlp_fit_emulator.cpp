@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "cuda_emulation.h"
+#include "emu_backend.h"
 #include "gemm_kernels.cuh"
 #include "mlp_fit_impl.h"
 #include "mlp_fit_kernels.cuh"
@@ -57,38 +58,12 @@ static void launch_flat(dim3 grid, dim3 block, F kernel) {
         }
 }
 
-template <int BM, int BN, int BK>
-static void run_tiled(bool ta, bool tb, const gm::GemmParams& p, int splits) {
-    const unsigned tiles = unsigned(gm::ceil_div(p.M, BM) * gm::ceil_div(p.N, BN));
-    auto go = [&](auto kern) { emu::launch(dim3(tiles, 1, unsigned(splits)), dim3(gm::kThreads), [&] { kern(p); }); };
-    if (!ta && !tb) go(gm::sgemm_tiled_kernel<BM, BN, BK, false, false>);
-    else if (!ta && tb) go(gm::sgemm_tiled_kernel<BM, BN, BK, false, true>);
-    else if (ta && !tb) go(gm::sgemm_tiled_kernel<BM, BN, BK, true, false>);
-    else go(gm::sgemm_tiled_kernel<BM, BN, BK, true, true>);
-}
-
-struct HostMemory {
-    std::unique_ptr<double[]> buf;
-    explicit HostMemory(size_t bytes) : buf(new double[bytes / 8 + 32]) {
-        std::memset(buf.get(), 0xff, (bytes / 8 + 32) * 8);  // NaN everywhere: uninitialised reads show
-    }
-    void* get() const { return buf.get(); }
-};
-
-struct EmuOps {
-    int sms = 132;
-    int64_t launches = 0, splitk = 0;
-    bool ws_short = false;
+struct EmuOps : emu::GemmMemoryOps {
     // The full activation x loss x optimizer product runs its products through a plain host loop
     // (alpha = 1, beta = 0, bias / pre-activation / activation epilogue as gemm_kernels.cuh) to
     // keep the run short; every other case launches the real gemm kernels (fibers, barriers).
     bool host_gemm = false;
 
-    size_t gemm_workspace_bytes(int64_t M, int64_t N, int64_t K) const {
-        if (M <= 0 || N <= 0) return 0;
-        const gm::Plan pl = gm::make_plan(M, N, K, sms);
-        return pl.splits <= 1 ? 0 : size_t(pl.splits) * size_t(M) * size_t(N) * sizeof(float);
-    }
     void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
               int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
               GemmEpilogue epi, void* ws, size_t ws_bytes) {
@@ -111,21 +86,7 @@ struct EmuOps {
                 }
             return;
         }
-        gm::GemmParams p = gm::make_params(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epi);
-        const gm::Plan pl = gm::make_plan(M, N, K, sms);
-        ++launches;
-        if (pl.splits <= 1) {
-            if (pl.tile == gm::Tile::t128) run_tiled<128, 128, 8>(ta, tb, p, 1);
-            else run_tiled<64, 64, 16>(ta, tb, p, 1);
-            return;
-        }
-        ++splitk;
-        if (!ws || ws_bytes < gemm_workspace_bytes(M, N, K)) { ws_short = true; return; }
-        p.partial = static_cast<float*>(ws);
-        p.k_chunk = pl.k_chunk;
-        run_tiled<64, 64, 16>(ta, tb, p, pl.splits);
-        emu::launch(dim3(unsigned(std::min<int64_t>(cdiv(M * N, 256), 65535))), dim3(256),
-                    [&] { gm::sgemm_splitk_reduce_kernel(p, pl.splits); });
+        emu::GemmMemoryOps::gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epi, ws, ws_bytes);
     }
     void gather(float* xb, float* yb, int64_t* yib, float* swb, const float* X, const float* Y,
                 const int64_t* Yi, const float* sw, const int64_t* idx, int64_t B, int64_t din,
@@ -221,11 +182,6 @@ struct EmuOps {
         launch_flat(dim3(fk::grid_params(max_n), unsigned(count)), dim3(fk::kThreads),
                     [&] { fk::fit_optim_guarded_kernel(table, count, kind, coef, loss, stop, tag, allow); });
     }
-    HostMemory allocate(size_t bytes) const { return HostMemory(bytes); }
-    void to_device(void* dst, const void* src, size_t bytes) const { if (bytes) std::memcpy(dst, src, bytes); }
-    void to_host(void* dst, const void* src, size_t bytes) const { if (bytes) std::memcpy(dst, src, bytes); }
-    void fill_zero(void* dst, size_t bytes) const { std::memset(dst, 0, bytes); }
-    void finish() const {}
 };
 
 // ---- the reference: mlp_fit.cpp's loop, naive and sequential ------------------------------------

@@ -118,21 +118,27 @@ def test_cuda_mlp_fit_bad_input():
         _cuda.mlp_fit(host, X, cp.zeros(10, cp.int64), loss=lo, optim=o)  # host parameters
 
 
-def test_fit_gpu_model_general_matches_cpu():
-    rng = np.random.default_rng(3)
+def fit_cpu_and_gpu(layers, seed):
+    """The same model (fastmlp.manual_seed(0), `layers()` its modules) fitted on the CPU and on
+    the GPU from the same data: (cpu model, gpu model, X) after checking the epoch losses agree."""
+    rng = np.random.default_rng(seed)
     X = rng.standard_normal((256, 8)).astype(np.float32)
     y = rng.integers(0, 4, 256).astype(np.int64)
-
-    def model(device):
+    models = []
+    for device in ("cpu", "cuda"):
         fastmlp.manual_seed(0)
-        m = nn.Sequential(nn.Linear(8, 32), nn.GELU(), nn.Dropout(0.1), nn.Linear(32, 4))
-        return m.to(device) if device != "cpu" else m
-
-    cpu, gpu = model("cpu"), model("cuda")
+        m = nn.Sequential(*layers())
+        models.append(m.to(device) if device != "cpu" else m)
     kw = dict(epochs=3, batch_size=32, loss="cross_entropy", optimizer="adamw", lr=0.01, seed=4,
               progress=False)
-    hc, hg = fit(cpu, X, y, **kw), fit(gpu, X, y, **kw)
+    hc, hg = fit(models[0], X, y, **kw), fit(models[1], X, y, **kw)
     np.testing.assert_allclose(hg["loss"], hc["loss"], rtol=1e-4)
+    return models[0], models[1], X
+
+
+def test_fit_gpu_model_general_matches_cpu():
+    cpu, gpu, X = fit_cpu_and_gpu(
+        lambda: [nn.Linear(8, 32), nn.GELU(), nn.Dropout(0.1), nn.Linear(32, 4)], 3)
     np.testing.assert_allclose(predict(gpu, X), predict(cpu, X), rtol=1e-3, atol=1e-4)
 
 
@@ -234,21 +240,9 @@ def test_cuda_mlp_fit_batchnorm_refuses_a_batch_of_one():
 
 
 def test_fit_gpu_model_with_norm_layers_matches_cpu():
-    rng = np.random.default_rng(6)
-    X = rng.standard_normal((256, 8)).astype(np.float32)
-    y = rng.integers(0, 4, 256).astype(np.int64)
-
-    def model(device):
-        fastmlp.manual_seed(0)
-        m = nn.Sequential(nn.Linear(8, 32, bias=False), nn.BatchNorm1d(32), nn.ReLU(),
-                          nn.Linear(32, 16), nn.GELU(), nn.LayerNorm(16), nn.Linear(16, 4))
-        return m.to(device) if device != "cpu" else m
-
-    cpu, gpu = model("cpu"), model("cuda")
-    kw = dict(epochs=3, batch_size=32, loss="cross_entropy", optimizer="adamw", lr=0.01, seed=4,
-              progress=False)
-    hc, hg = fit(cpu, X, y, **kw), fit(gpu, X, y, **kw)
-    np.testing.assert_allclose(hg["loss"], hc["loss"], rtol=1e-4)
+    cpu, gpu, X = fit_cpu_and_gpu(
+        lambda: [nn.Linear(8, 32, bias=False), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 16),
+                 nn.GELU(), nn.LayerNorm(16), nn.Linear(16, 4)], 6)
     for bg, bc in zip(gpu.buffers(), cpu.buffers()):
         np.testing.assert_allclose(cp.asnumpy(cp.asarray(bg._data)), bc._data, rtol=2e-4, atol=2e-4)
     cpu.eval(), gpu.eval()

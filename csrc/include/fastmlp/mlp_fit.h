@@ -23,6 +23,7 @@
 // row-major, updated in place. Kernels assume valid input (the bindings check it). Results do not
 // depend on the thread count (sgemm splits output tiles; reductions run in a fixed order).
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -148,6 +149,24 @@ struct FitResult {
     int64_t bad_epoch = -1, bad_batch = -1;
     double bad_loss = 0.0;
 };
+
+// The optimizer options of step k of a call (global step opt.step0 + k, bringing t to that + 1):
+// the lr / momentum schedules and scikit-learn's Adam epsilon convention applied. Both trainers'
+// (mlp_fit.cpp and the GPU one's csrc/cuda/mlp_fit_impl.h).
+inline OptimOptions fit_step_optim(const FitOptions& opt, int64_t k) {
+    OptimOptions oo = opt.optim;
+    const int64_t step = opt.step0 + k;
+    if (opt.lr_schedule && k < opt.lr_schedule_len) oo.lr = double(opt.lr_schedule[k]);
+    if (opt.momentum_schedule && k < opt.momentum_schedule_len) {
+        if (oo.kind == Optim::adam || oo.kind == Optim::adamw)
+            oo.beta1 = double(opt.momentum_schedule[k]);
+        else
+            oo.momentum = double(opt.momentum_schedule[k]);
+    }
+    if (opt.adam_eps_before_correction && (oo.kind == Optim::adam || oo.kind == Optim::adamw))
+        oo.eps = oo.eps / std::sqrt(1.0 - std::pow(oo.beta2, double(step + 1)));
+    return oo;
+}
 
 FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int64_t epochs,
                   const FitOptions& opt);
