@@ -163,7 +163,8 @@ def test_k_zero(cpu_path, mode, shape):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("shape", [(7, 9, 5), (64, 20, 10), (120, 100, 300), (50, 10, 700)])
+@pytest.mark.parametrize("shape", [(7, 9, 5), (64, 20, 10), (120, 100, 300), (50, 10, 700),
+                                   (40, 10, 200)])  # the last: the narrow path (N <= 16, K >= 64)
 def test_beta_zero_never_reads_nan_c(cpu_path, mode, shape):
     rng = np.random.default_rng(7)
     M, N, K = shape
@@ -177,7 +178,7 @@ def test_beta_zero_never_reads_nan_c(cpu_path, mode, shape):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("shape", [(7, 9, 5), (64, 20, 10), (120, 100, 300)])
+@pytest.mark.parametrize("shape", [(7, 9, 5), (64, 20, 10), (120, 100, 300), (48, 10, 256)])
 def test_relu_keeps_nan(cpu_path, mode, shape):
     rng = np.random.default_rng(8)
     M, N, K = shape
@@ -193,7 +194,9 @@ def test_relu_keeps_nan(cpu_path, mode, shape):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("shape", [(300, 200, 150), (128, 1000, 40), (2000, 10, 100),
-                                   (700, 40, 50), (64, 512, 512), (5, 3000, 200), (1, 5000, 300)])
+                                   (700, 40, 50), (64, 512, 512), (5, 3000, 200), (1, 5000, 300),
+                                   # the narrow path (N <= 16 not a multiple of 8, K >= 64)
+                                   (256, 10, 1024), (1000, 10, 784), (333, 7, 300), (64, 13, 2000)])
 def test_threads_bitwise_equal(cpu_path, threads, mode, shape):
     rng = np.random.default_rng(9)
     M, N, K = shape
