@@ -515,6 +515,11 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--budget", type=float, default=2e8, help="flops per timed fit epoch")
     ap.add_argument("--pause", type=float, default=0.02, help="seconds between calls")
+    ap.add_argument("--settle", type=float, default=0.3,
+                    help="seconds to wait before a multi-threaded measurement that follows another "
+                         "library's (ONNX Runtime's, OpenBLAS's and libgomp's idle workers spin "
+                         "after a call and steal the second core: without the wait fastmlp's "
+                         "2-thread inference measured up to 50x slow at random points)")
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("--source", action="store_true",
                     help="import fastmlp from this checkout's python/ (an in-place build)")
@@ -562,6 +567,7 @@ def main():
     samples, cpu_samples = {}, {}
     meta = {}
     t_start = time.time()
+    last_lib = None
     for rnd in range(args.rounds):
         for (sizes, b, t), pt in todo:
             order = pt if rnd % 2 == 0 else pt[::-1]
@@ -570,6 +576,9 @@ def main():
                 w = workers.get((lib, t))
                 if w is None:
                     continue
+                if t > 1 and last_lib not in (None, lib):
+                    time.sleep(args.settle)
+                last_lib = lib
                 r = w.ask(kind=kind, sizes=list(sizes), batch=b, threads=t, n=n, path=path)
                 key = (kind, lib, path, sizes, b, t)
                 if not r.get("ok"):
