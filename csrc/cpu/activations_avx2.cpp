@@ -19,9 +19,8 @@ struct V8 {
     static inline F vmax(F a, F b) { return _mm256_max_ps(a, b); }
     static inline F vmin(F a, F b) { return _mm256_min_ps(a, b); }
     static inline F vabs(F a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
-    static inline F copysign(F mag, F sgn) {
-        const F sm = _mm256_set1_ps(-0.0f);
-        return _mm256_or_ps(_mm256_andnot_ps(sm, mag), _mm256_and_ps(sm, sgn));
+    static inline F or_sign(F mag, F sgn) {
+        return _mm256_or_ps(mag, _mm256_and_ps(_mm256_set1_ps(-0.0f), sgn));
     }
     static inline M lt(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
     static inline M le(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
@@ -49,11 +48,6 @@ struct V8 {
 
 #include "activations_simd.h"
 
-const ActKernels& act_kernels_avx2() {
-    static const ActKernels k = {"avx2", &act_forward_simd<V8>, &act_backward_simd<V8>,
-                                 &act_forward_tile_simd<V8>, &softmax_rows_simd<V8>,
-                                 &softmax_backward_rows_simd<V8>};
-    return k;
-}
+const ActKernels& act_kernels_avx2() { return act_kernels_simd<V8>("avx2"); }
 
 }  // namespace fastmlp::act_detail

@@ -26,11 +26,10 @@ struct V16 {
     static inline F vmax(F a, F b) { return _mm512_max_ps(a, b); }
     static inline F vmin(F a, F b) { return _mm512_min_ps(a, b); }
     static inline F vabs(F a) { return _mm512_abs_ps(a); }
-    static inline F copysign(F mag, F sgn) {
+    static inline F or_sign(F mag, F sgn) {
         const __m512i sm = _mm512_set1_epi32(int(0x80000000u));
-        const __m512i m = _mm512_andnot_si512(sm, _mm512_castps_si512(mag));
         const __m512i s = _mm512_and_si512(sm, _mm512_castps_si512(sgn));
-        return _mm512_castsi512_ps(_mm512_or_si512(m, s));
+        return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(mag), s));
     }
     static inline M lt(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
     static inline M le(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ); }
@@ -60,11 +59,6 @@ struct V16 {
 
 #include "activations_simd.h"
 
-const ActKernels& act_kernels_avx512() {
-    static const ActKernels k = {"avx512", &act_forward_simd<V16>, &act_backward_simd<V16>,
-                                 &act_forward_tile_simd<V16>, &softmax_rows_simd<V16>,
-                                 &softmax_backward_rows_simd<V16>};
-    return k;
-}
+const ActKernels& act_kernels_avx512() { return act_kernels_simd<V16>("avx512"); }
 
 }  // namespace fastmlp::act_detail

@@ -27,7 +27,8 @@
 // V must provide: F (vector of W floats), M (mask), W, set1, load, store, add/sub/mul/div via
 // operators on F, fma(a,b,c) = a*b+c fused, vmax/vmin (x86 semantics: second operand when NaN),
 // vabs, lt/le/gt/ge (ordered: false for NaN), isnan, sel(m, a, b) = m ? a : b, round_even,
-// pow2(n) (2^n for integral n in [-126, 127]), m_and, m_or, hsum (fixed-order lane sum).
+// pow2(n) (2^n for integral n in [-126, 127]), m_and, m_or, hsum (fixed-order lane sum),
+// or_sign(mag, sgn) = mag with sgn's sign bit or'ed in (copysign for mag >= +0).
 
 #ifndef FASTMLP_ACT_INLINE
 #define FASTMLP_ACT_INLINE inline __attribute__((always_inline))
@@ -41,9 +42,10 @@ struct ActSimd {
 
     static FASTMLP_ACT_INLINE F c(float v) { return V::set1(v); }
 
-    // exp(x) for all floats: 0 below -104, inf above 88.73, NaN kept.
-    static FASTMLP_ACT_INLINE F exp(F x) {
-        const F xc = V::vmin(V::vmax(x, c(-104.0f)), c(89.0f));
+    // exp(xc) for xc in [-104, 89] (callers clamp; NaN propagates through the arithmetic): the
+    // one exp polynomial of this file. Below -104 it gives 0, above 88.73 inf, subnormal results
+    // right.
+    static FASTMLP_ACT_INLINE F exp_core(F xc) {
         const F n = V::round_even(xc * c(1.44269504088896341f));
         F r = V::fma(n, c(-0.693145751953125f), xc);
         r = V::fma(n, c(-1.428606765330187045e-06f), r);
@@ -57,27 +59,18 @@ struct ActSimd {
         // 2^n in two halves n1 + n2, each within the normal range for n in [-150, 128]
         const F n1 = V::round_even(n * c(0.5f) - c(0.25f));  // floor(n / 2) for integral n
         const F n2 = n - n1;
-        const F y = (p * V::pow2(n1)) * V::pow2(n2);
+        return (p * V::pow2(n1)) * V::pow2(n2);
+    }
+
+    // exp(x) for all floats: 0 below -104, inf above 88.73, NaN kept.
+    static FASTMLP_ACT_INLINE F exp(F x) {
+        const F y = exp_core(V::vmin(V::vmax(x, c(-104.0f)), c(89.0f)));
         return V::sel(V::isnan(x), x, y);
     }
 
-    // exp(x) for x <= 0, never NaN (exp's arithmetic without the upper clamp and the NaN select,
-    // which its callers do not need): 0 below -104, subnormal results right.
-    static FASTMLP_ACT_INLINE F exp_nonpos(F x) {
-        const F xc = V::vmax(x, c(-104.0f));
-        const F n = V::round_even(xc * c(1.44269504088896341f));
-        F r = V::fma(n, c(-0.693145751953125f), xc);
-        r = V::fma(n, c(-1.428606765330187045e-06f), r);
-        F p = c(0.00019853862f);
-        p = V::fma(p, r, c(0.0013931463f));
-        p = V::fma(p, r, c(0.008333365f));
-        p = V::fma(p, r, c(0.041666497f));
-        p = V::fma(p, r, c(0.16666667f));
-        p = V::fma(p, r, c(0.5f));
-        p = V::fma(p, r * r, r + c(1.0f));
-        const F n1 = V::round_even(n * c(0.5f) - c(0.25f));  // floor(n / 2): 2^n in two halves
-        return (p * V::pow2(n1)) * V::pow2(n - n1);
-    }
+    // exp(x) for x <= 0, never NaN (exp without the upper clamp and the NaN select, which its
+    // callers do not need; the same bits as exp there).
+    static FASTMLP_ACT_INLINE F exp_nonpos(F x) { return exp_core(V::vmax(x, c(-104.0f))); }
 
     // exp(-(s + e) / 2) with s + e = a^2 exactly (s = fl(a*a), e its rounding error), for
     // 0 <= a <= 15 (not NaN)
@@ -88,7 +81,9 @@ struct ActSimd {
         return V::fma(base, e * c(-0.5f), base);  // exp(-e/2) = 1 - e/2 to float precision
     }
 
-    // expm1(x) for x in [-87, 20] (callers clamp; NaN propagates through the arithmetic).
+    // expm1(x) for x in [-87, 20], x not -0 (callers clamp; NaN propagates through the
+    // arithmetic). At n = 0 the reconstruction 2^0 q + (2^0 - 1) = fma(1, q, +0) is q itself
+    // (exactly: q is -0 only for x = -0), so no select of q for small |x| is needed.
     static FASTMLP_ACT_INLINE F expm1_core(F x) {
         const F n = V::round_even(x * c(1.44269504088896341f));
         F r = V::fma(n, c(-0.693145751953125f), x);
@@ -102,15 +97,14 @@ struct ActSimd {
         const F r2 = r * r;
         const F q = V::fma(p * r, r2, V::fma(r2, c(0.5f), r));  // expm1(r)
         const F t = V::pow2(n);
-        const F y = V::fma(t, q, t - c(1.0f));
-        return V::sel(V::m_and(V::ge(n, c(-0.5f)), V::le(n, c(0.5f))), q, y);
+        return V::fma(t, q, t - c(1.0f));
     }
 
     static FASTMLP_ACT_INLINE F tanh(F x) {
         const F a = V::vmin(V::vabs(x), c(9.1f));
         const F e = expm1_core(a + a);
-        const F t = e / (e + c(2.0f));
-        const F y = V::copysign(t, x);
+        const F t = e / (e + c(2.0f));  // >= +0: x's sign bit or'ed in is copysign
+        const F y = V::or_sign(t, x);
         return V::sel(V::isnan(x), x, y);
     }
 
@@ -447,4 +441,13 @@ void softmax_backward_rows_simd(float* dx, const float* g, const float* y, int64
             }
         }
     }
+}
+
+// The kernel table of one ISA (activations_internal.h), for its act_kernels_<isa>().
+template <class V>
+const ActKernels& act_kernels_simd(const char* name) {
+    static const ActKernels k = {name, &act_forward_simd<V>, &act_backward_simd<V>,
+                                 &act_forward_tile_simd<V>, &softmax_rows_simd<V>,
+                                 &softmax_backward_rows_simd<V>};
+    return k;
 }
