@@ -108,8 +108,10 @@ struct ActSimd {
         return V::sel(V::isnan(x), x, y);
     }
 
+    // exp_nonpos(-|x|) is exp(-|x|) bit for bit (for NaN x it is finite, and the NaN select
+    // below discards it, as it discarded exp's NaN)
     static FASTMLP_ACT_INLINE F sigmoid(F x) {
-        const F e = exp(c(0.0f) - V::vabs(x));
+        const F e = exp_nonpos(c(0.0f) - V::vabs(x));
         const F d = c(1.0f) / (c(1.0f) + e);
         const F y = V::sel(V::ge(x, c(0.0f)), d, e * d);
         return V::sel(V::isnan(x), x, y);
@@ -117,7 +119,7 @@ struct ActSimd {
 
     // sigmoid(x) and 1 - sigmoid(x) = sigmoid(-x), both without cancellation
     static FASTMLP_ACT_INLINE F sigmoid_pair(F x, F& one_minus) {
-        const F e = exp(c(0.0f) - V::vabs(x));
+        const F e = exp_nonpos(c(0.0f) - V::vabs(x));
         const F d = c(1.0f) / (c(1.0f) + e);
         const F ed = e * d;
         const M pos = V::ge(x, c(0.0f)), nan = V::isnan(x);
@@ -240,7 +242,7 @@ struct ActSimd {
             }
             case Act::leaky_relu: return V::sel(V::gt(z, c(0.0f)), dy, dy * c(p0));
             case Act::elu: {
-                const F e = exp(V::vmin(z, c(0.0f)));  // vmin(NaN, 0) = 0: NaN from z below
+                const F e = exp_nonpos(V::vmin(z, c(0.0f)));  // vmin(NaN, 0) = 0: NaN from z below
                 return V::sel(V::gt(z, c(0.0f)), dy, V::sel(V::isnan(z), z, dy * c(p0) * e));
             }
             case Act::softplus: {
