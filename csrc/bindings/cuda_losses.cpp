@@ -20,15 +20,6 @@ void register_cuda_losses(py::module_& m);
 
 namespace {
 
-cudaStream_t as_stream(uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
-
-template <class F>
-void run_on(int device, F&& launch) {
-    py::gil_scoped_release nogil;
-    DeviceGuard guard(device);
-    launch();
-}
-
 struct CeShape {
     int64_t N = 0, C = 0, D = 1;
 };
