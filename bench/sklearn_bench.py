@@ -35,19 +35,13 @@ import warnings
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-if "--source" in sys.argv[1:] or os.environ.get("FASTMLP_BENCH_SOURCE", "") not in ("", "0"):
-    os.environ["FASTMLP_BENCH_SOURCE"] = "1"
-    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
-DEFAULT_OUT = (os.path.join(HERE, "results")
-               if os.path.exists(os.path.join(os.path.dirname(HERE), "pyproject.toml"))
-               else os.path.join(os.getcwd(), "bench-results"))
-try:
-    import fastmlp  # noqa: E402
-    import fastmlp.sklearn as fsk  # noqa: E402
-except ImportError as e:
-    sys.exit(f"{os.path.basename(__file__)}: cannot import fastmlp.sklearn ({e}). Install fastmlp "
-             f"and scikit-learn (pip install fastmlp[sklearn]) or, for an in-place build, pass --source")
+from _common import DEFAULT_OUT, require  # noqa: E402  (sets sys.path for --source)
+
+require(__file__, "fastmlp", "fastmlp.sklearn",
+        hint="Install fastmlp and scikit-learn (pip install fastmlp[sklearn]) or, for an in-place "
+             "build, pass --source")
+import fastmlp  # noqa: E402
+import fastmlp.sklearn as fsk  # noqa: E402
 import sklearn  # noqa: E402
 from sklearn import neural_network as skn  # noqa: E402
 

@@ -34,21 +34,10 @@ import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-# The installed fastmlp is what runs. A checkout's python/ (an in-place build) only when asked:
-# --source, or FASTMLP_BENCH_SOURCE=1 (inherited by worker processes).
-if "--source" in sys.argv[1:] or os.environ.get("FASTMLP_BENCH_SOURCE", "") not in ("", "0"):
-    os.environ["FASTMLP_BENCH_SOURCE"] = "1"
-    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
-# Results default to bench/results in a checkout, ./bench-results for the installed copy.
-DEFAULT_OUT = (os.path.join(HERE, "results")
-               if os.path.exists(os.path.join(os.path.dirname(HERE), "pyproject.toml"))
-               else os.path.join(os.getcwd(), "bench-results"))
-try:
-    import fastmlp  # noqa: E402
-except ImportError as e:  # e.g. a checkout's python/ without a built _C
-    sys.exit(f"{os.path.basename(__file__)}: cannot import fastmlp ({e}). Install it (pip install .) "
-             f"or, for an in-place build (cmake -DFASTMLP_INPLACE=ON), pass --source")
+from _common import DEFAULT_OUT, HERE, require  # noqa: E402  (sets sys.path for --source)
+
+require(__file__)
+import fastmlp  # noqa: E402
 from fastmlp import _C  # noqa: E402
 
 SEED = [10, 20, 1]

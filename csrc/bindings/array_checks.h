@@ -44,6 +44,26 @@ py::array input_contiguous(py::handle obj, const char* name);
 // A writable, aligned, C-contiguous float32 output / in-place array of any shape, else an error.
 py::array output_contiguous(py::handle obj, const char* name);
 
+// The same two with a fast path for the common case (already an aligned C-contiguous float32
+// numpy array, writable for outputs: returned as is, no call into the checks).
+inline bool fast_f32(py::handle h, int flags) {
+    return py::isinstance<py::array_t<float>>(h) &&
+           (py::detail::array_proxy(h.ptr())->flags & flags) == flags;
+}
+constexpr int kContigAligned =
+    py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ | py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+// A C-contiguous float32 input (copied when strided), or TypeError naming `name`.
+inline py::array in_arr(py::handle h, const char* name) {
+    if (fast_f32(h, kContigAligned)) return py::reinterpret_borrow<py::array>(h);
+    return input_contiguous(h, name);
+}
+// A writable C-contiguous float32 output, or an error (never a copy).
+inline py::array out_arr(py::handle h, const char* name) {
+    if (fast_f32(h, kContigAligned | py::detail::npy_api::NPY_ARRAY_WRITEABLE_))
+        return py::reinterpret_borrow<py::array>(h);
+    return output_contiguous(h, name);
+}
+
 // The byte range [lo, hi) an array's elements can touch.
 struct Extent {
     uintptr_t lo = 0, hi = 0;

@@ -18,23 +18,7 @@ namespace py = pybind11;
 namespace fastmlp::bind {
 namespace {
 
-using npy = py::detail::npy_api;
-constexpr int kContigAligned = npy::NPY_ARRAY_C_CONTIGUOUS_ | npy::NPY_ARRAY_ALIGNED_;
-
-inline bool fast_f32(py::handle h, int flags) {
-    return py::isinstance<py::array_t<float>>(h) &&
-           (py::detail::array_proxy(h.ptr())->flags & flags) == flags;
-}
-// A C-contiguous float32 input (copied when strided), or TypeError naming `name`.
-inline py::array in_arr(py::handle h, const char* name) {
-    if (fast_f32(h, kContigAligned)) return py::reinterpret_borrow<py::array>(h);
-    return input_contiguous(h, name);
-}
-// A writable C-contiguous float32 output, or an error (never a copy).
-inline py::array out_arr(py::handle h, const char* name) {
-    if (fast_f32(h, kContigAligned | npy::NPY_ARRAY_WRITEABLE_)) return py::reinterpret_borrow<py::array>(h);
-    return output_contiguous(h, name);
-}
+// fast_f32 / in_arr / out_arr: array_checks.h
 // The argument as a float32 array without copying it (TypeError otherwise): shapes are checked
 // on this before in_arr() may copy, so a bad call never first materialises a huge strided or
 // broadcast view.

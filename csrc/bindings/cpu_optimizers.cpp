@@ -12,28 +12,14 @@
 
 #include "array_checks.h"
 #include "fastmlp/optimizers.h"
+#include "optim_options.h"
 
 namespace py = pybind11;
 
 namespace fastmlp::bind {
 namespace {
 
-using npy = py::detail::npy_api;
-constexpr int kContigAligned = npy::NPY_ARRAY_C_CONTIGUOUS_ | npy::NPY_ARRAY_ALIGNED_;
-
-inline bool fast_f32(py::handle h, int flags) {
-    return py::isinstance<py::array_t<float>>(h) &&
-           (py::detail::array_proxy(h.ptr())->flags & flags) == flags;
-}
-inline py::array in_arr(py::handle h, const char* name) {
-    if (fast_f32(h, kContigAligned)) return py::reinterpret_borrow<py::array>(h);
-    return input_contiguous(h, name);
-}
-inline py::array out_arr(py::handle h, const char* name) {
-    if (fast_f32(h, kContigAligned | npy::NPY_ARRAY_WRITEABLE_))
-        return py::reinterpret_borrow<py::array>(h);
-    return output_contiguous(h, name);
-}
+// fast_f32 / in_arr / out_arr: array_checks.h
 inline py::array raw_arr(py::handle h, const char* name) {
     if (py::isinstance<py::array_t<float>>(h)) return py::reinterpret_borrow<py::array>(h);
     return as_f32_array(h, name);
@@ -132,15 +118,8 @@ void adam_step_many_py(py::list params, py::list grads, py::handle exp_avgs,
                        double lr, double beta1, double beta2, double eps, double weight_decay,
                        bool amsgrad, bool maximize, bool decoupled_weight_decay) {
     const char* what = "adam_step_many";
-    OptimOptions o;
-    o.kind = decoupled_weight_decay ? Optim::adamw : Optim::adam;
-    o.lr = lr;
-    o.beta1 = beta1;
-    o.beta2 = beta2;
-    o.eps = eps;
-    o.weight_decay = weight_decay;
-    o.amsgrad = amsgrad;
-    o.maximize = maximize;
+    const OptimOptions o = adam_options(lr, beta1, beta2, eps, weight_decay, amsgrad, maximize,
+                                      decoupled_weight_decay);
     StateList s[3] = {{"exp_avgs", true, as_list(exp_avgs, what, "exp_avgs", true)},
                       {"exp_avg_sqs", true, as_list(exp_avg_sqs, what, "exp_avg_sqs", true)},
                       {"max_exp_avg_sqs", amsgrad,
@@ -153,15 +132,8 @@ void rmsprop_step_many_py(py::list params, py::list grads, py::handle square_avg
                           double lr, double alpha, double eps, double weight_decay,
                           double momentum, bool centered, bool maximize) {
     const char* what = "rmsprop_step_many";
-    OptimOptions o;
-    o.kind = Optim::rmsprop;
-    o.lr = lr;
-    o.alpha = alpha;
-    o.eps = eps;
-    o.weight_decay = weight_decay;
-    o.momentum = momentum;
-    o.centered = centered;
-    o.maximize = maximize;
+    const OptimOptions o =
+        rmsprop_options(lr, alpha, eps, weight_decay, momentum, centered, maximize);
     const bool mom = momentum > 0.0;
     StateList s[3] = {{"square_avgs", true, as_list(square_avgs, what, "square_avgs", true)},
                       {"momentum_buffers", mom,
@@ -174,13 +146,7 @@ void adagrad_step_many_py(py::list params, py::list grads, py::handle state_sums
                           py::handle steps, double lr, double lr_decay, double eps,
                           double weight_decay, bool maximize) {
     const char* what = "adagrad_step_many";
-    OptimOptions o;
-    o.kind = Optim::adagrad;
-    o.lr = lr;
-    o.lr_decay = lr_decay;
-    o.eps = eps;
-    o.weight_decay = weight_decay;
-    o.maximize = maximize;
+    const OptimOptions o = adagrad_options(lr, lr_decay, eps, weight_decay, maximize);
     StateList s[1] = {{"state_sums", true, as_list(state_sums, what, "state_sums", true)}};
     step_many(what, o, params, grads, s, 1, steps, false);
 }

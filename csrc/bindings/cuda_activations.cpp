@@ -22,15 +22,6 @@ void register_cuda_activations(py::module_& m);
 
 namespace {
 
-cudaStream_t as_stream(uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
-
-template <class F>
-void run_on(int device, F&& launch) {
-    py::gil_scoped_release nogil;
-    DeviceGuard guard(device);
-    launch();
-}
-
 fastmlp::ActParams act_params(int kind, float p0, float p1, const char* what) {
     if (kind < 0 || kind >= fastmlp::kActCount)
         throw py::value_error(std::string(what) + ": 'act' must be an activation kind in [0, " +

@@ -5,6 +5,7 @@
 // device every pointer lives on (cudaPointerGetAttributes). Errors: TypeError for the wrong kind
 // of object or dtype, ValueError for shape / layout / writability / aliasing / device mismatches.
 #pragma once
+#include <cuda_runtime.h>
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
@@ -85,5 +86,16 @@ public:
 private:
     int prev_ = -1;
 };
+
+// The `stream` argument of every _cuda function (a cudaStream_t passed as an integer).
+inline cudaStream_t as_stream(uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
+
+// Runs `launch` on `device` with the GIL released (the glue's last step, after every check).
+template <class F>
+void run_on(int device, F&& launch) {
+    py::gil_scoped_release nogil;
+    DeviceGuard guard(device);
+    launch();
+}
 
 }  // namespace fastmlp::bind::cu

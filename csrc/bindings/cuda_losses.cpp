@@ -20,15 +20,6 @@ void register_cuda_losses(py::module_& m);
 
 namespace {
 
-cudaStream_t as_stream(uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
-
-template <class F>
-void run_on(int device, F&& launch) {
-    py::gil_scoped_release nogil;
-    DeviceGuard guard(device);
-    launch();
-}
-
 struct CeShape {
     int64_t N = 0, C = 0, D = 1;
 };
@@ -95,6 +86,36 @@ void check_smoothing(float s) {
                               std::to_string(s));
 }
 
+// What both cross-entropy forms check after 'input' and 'target', in this order: weight (C,),
+// grad_rows (one element per row), sums (n_sums float64), the optional outputs rows and dinput,
+// then the stream and the device (0 when every array is empty).
+struct CeArgs {
+    CudaArray w, dr, sums, rows, dx;
+    bool has_w = false, has_dr = false, has_rows = false, has_dx = false;
+    uintptr_t stream = 0;
+    int dev = 0;
+};
+void ce_check_rest(CeArgs& a, const CudaArray& x, const CudaArray& t, const CeShape& s,
+                   py::handle w_obj, py::handle drow_obj, py::handle sums_obj, int64_t n_sums,
+                   py::handle rows_obj, py::handle dx_obj, py::handle stream_obj) {
+    const char* what = "cross_entropy";
+    std::vector<const CudaArray*> all{&x, &t};
+    a.has_w = opt_in(w_obj, "weight", a.w, all);
+    if (a.has_w) require_shape(a.w, {s.C}, what);
+    a.has_dr = opt_in(drow_obj, "grad_rows", a.dr, all);
+    if (a.has_dr && a.dr.size != s.N * s.D)
+        throw py::value_error("cross_entropy: 'grad_rows' must have one element per row (" +
+                              std::to_string(s.N * s.D) + "), got shape " + shape_str(a.dr.shape));
+    a.sums = sums_array(sums_obj, n_sums, what);
+    for (const CudaArray* other : all) check_no_overlap(a.sums, *other, false);
+    all.push_back(&a.sums);
+    a.has_rows = opt_out(rows_obj, "rows", a.rows, rows_shape(x), all, what);
+    a.has_dx = opt_out(dx_obj, "dinput", a.dx, x.shape, all, what);
+    a.stream = resolve_stream(stream_obj, x);
+    const int dev = common_device(all);
+    a.dev = dev < 0 ? 0 : dev;
+}
+
 // sums (2,) float64 <- (loss_sum, weight_sum); rows (N, d...) and dinput (input's shape) optional.
 void ce_forward_backward_py(py::handle x_obj, py::handle t_obj, py::handle w_obj,
                             py::handle drow_obj, double scale, bool divide_by_weight_sum,
@@ -108,28 +129,15 @@ void ce_forward_backward_py(py::handle x_obj, py::handle t_obj, py::handle w_obj
     CudaArray t = cuda_array_of(t_obj, "target", CudaDtype::i64);
     require_contiguous(t);
     require_shape(t, rows_shape(x), what);
-    std::vector<const CudaArray*> all{&x, &t};
-    CudaArray w, dr, rows, dx;
-    const bool has_w = opt_in(w_obj, "weight", w, all);
-    if (has_w) require_shape(w, {s.C}, what);
-    const bool has_dr = opt_in(drow_obj, "grad_rows", dr, all);
-    if (has_dr && dr.size != s.N * s.D)
-        throw py::value_error("cross_entropy: 'grad_rows' must have one element per row (" +
-                              std::to_string(s.N * s.D) + "), got shape " + shape_str(dr.shape));
-    CudaArray sums = sums_array(sums_obj, 2, what);
-    for (const CudaArray* other : all) check_no_overlap(sums, *other, false);
-    all.push_back(&sums);
-    const bool has_rows = opt_out(rows_obj, "rows", rows, rows_shape(x), all, what);
-    const bool has_dx = opt_out(dx_obj, "dinput", dx, x.shape, all, what);
-    const uintptr_t stream = resolve_stream(stream_obj, x);
-    const int dev = common_device(all);
-    double* sp = reinterpret_cast<double*>(sums.ptr);
-    run_on(dev < 0 ? 0 : dev, [&] {
+    CeArgs a;
+    ce_check_rest(a, x, t, s, w_obj, drow_obj, sums_obj, 2, rows_obj, dx_obj, stream_obj);
+    double* sp = reinterpret_cast<double*>(a.sums.ptr);
+    run_on(a.dev, [&] {
         fastmlp::cuda::cross_entropy_forward_backward(
-            has_dx ? dx.data() : nullptr, has_rows ? rows.data() : nullptr, sp, sp + 1, x.data(),
-            reinterpret_cast<const int64_t*>(t.ptr), has_w ? w.data() : nullptr,
-            has_dr ? dr.data() : nullptr, scale, divide_by_weight_sum, s.N, s.C, s.D, ignore_index,
-            ls, as_stream(stream));
+            a.has_dx ? a.dx.data() : nullptr, a.has_rows ? a.rows.data() : nullptr, sp, sp + 1,
+            x.data(), reinterpret_cast<const int64_t*>(t.ptr), a.has_w ? a.w.data() : nullptr,
+            a.has_dr ? a.dr.data() : nullptr, scale, divide_by_weight_sum, s.N, s.C, s.D,
+            ignore_index, ls, as_stream(a.stream));
     });
 }
 
@@ -144,26 +152,14 @@ void ce_prob_forward_backward_py(py::handle x_obj, py::handle t_obj, py::handle 
     CudaArray t = cuda_array(t_obj, "target");
     require_contiguous(t);
     require_shape(t, x.shape, what);
-    std::vector<const CudaArray*> all{&x, &t};
-    CudaArray w, dr, rows, dx;
-    const bool has_w = opt_in(w_obj, "weight", w, all);
-    if (has_w) require_shape(w, {s.C}, what);
-    const bool has_dr = opt_in(drow_obj, "grad_rows", dr, all);
-    if (has_dr && dr.size != s.N * s.D)
-        throw py::value_error("cross_entropy: 'grad_rows' must have one element per row (" +
-                              std::to_string(s.N * s.D) + "), got shape " + shape_str(dr.shape));
-    CudaArray sums = sums_array(sums_obj, 1, what);
-    for (const CudaArray* other : all) check_no_overlap(sums, *other, false);
-    all.push_back(&sums);
-    const bool has_rows = opt_out(rows_obj, "rows", rows, rows_shape(x), all, what);
-    const bool has_dx = opt_out(dx_obj, "dinput", dx, x.shape, all, what);
-    const uintptr_t stream = resolve_stream(stream_obj, x);
-    const int dev = common_device(all);
-    run_on(dev < 0 ? 0 : dev, [&] {
+    CeArgs a;
+    ce_check_rest(a, x, t, s, w_obj, drow_obj, sums_obj, 1, rows_obj, dx_obj, stream_obj);
+    run_on(a.dev, [&] {
         fastmlp::cuda::cross_entropy_prob_forward_backward(
-            has_dx ? dx.data() : nullptr, has_rows ? rows.data() : nullptr,
-            reinterpret_cast<double*>(sums.ptr), x.data(), t.data(), has_w ? w.data() : nullptr,
-            has_dr ? dr.data() : nullptr, scale, s.N, s.C, s.D, ls, as_stream(stream));
+            a.has_dx ? a.dx.data() : nullptr, a.has_rows ? a.rows.data() : nullptr,
+            reinterpret_cast<double*>(a.sums.ptr), x.data(), t.data(),
+            a.has_w ? a.w.data() : nullptr, a.has_dr ? a.dr.data() : nullptr, scale, s.N, s.C,
+            s.D, ls, as_stream(a.stream));
     });
 }
 

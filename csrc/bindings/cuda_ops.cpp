@@ -21,16 +21,6 @@ void register_cuda_ops(py::module_& m);
 
 namespace {
 
-cudaStream_t as_stream(uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
-
-// Runs `launch` on `device` (when some array is not empty) with the GIL released.
-template <class F>
-void run_on(int device, F&& launch) {
-    py::gil_scoped_release nogil;
-    DeviceGuard guard(device);
-    launch();
-}
-
 std::string dims(int64_t r, int64_t c) {
     return "(" + std::to_string(r) + ", " + std::to_string(c) + ")";
 }

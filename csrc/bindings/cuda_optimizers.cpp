@@ -11,6 +11,7 @@
 
 #include "cuda_array_checks.h"
 #include "fastmlp/cuda_optimizers.h"
+#include "optim_options.h"
 
 namespace py = pybind11;
 using namespace fastmlp::bind::cu;
@@ -116,15 +117,8 @@ void adam_step_many_py(py::sequence params, py::sequence grads, py::object exp_a
                        double lr, double beta1, double beta2, double eps, double weight_decay,
                        bool amsgrad, bool maximize, bool decoupled_weight_decay,
                        py::handle stream) {
-    OptimOptions o;
-    o.kind = decoupled_weight_decay ? Optim::adamw : Optim::adam;
-    o.lr = lr;
-    o.beta1 = beta1;
-    o.beta2 = beta2;
-    o.eps = eps;
-    o.weight_decay = weight_decay;
-    o.amsgrad = amsgrad;
-    o.maximize = maximize;
+    const OptimOptions o = fastmlp::bind::adam_options(lr, beta1, beta2, eps, weight_decay,
+                                                       amsgrad, maximize, decoupled_weight_decay);
     Slot s[3] = {{"exp_avgs", true, exp_avgs}, {"exp_avg_sqs", true, exp_avg_sqs},
                  {"max_exp_avg_sqs", amsgrad, max_exp_avg_sqs}};
     step_many("adam_step_many", o, params, grads, s, 3, steps, stream);
@@ -134,15 +128,8 @@ void rmsprop_step_many_py(py::sequence params, py::sequence grads, py::object sq
                           py::object momentum_buffers, py::object grad_avgs, py::sequence steps,
                           double lr, double alpha, double eps, double weight_decay,
                           double momentum, bool centered, bool maximize, py::handle stream) {
-    OptimOptions o;
-    o.kind = Optim::rmsprop;
-    o.lr = lr;
-    o.alpha = alpha;
-    o.eps = eps;
-    o.weight_decay = weight_decay;
-    o.momentum = momentum;
-    o.centered = centered;
-    o.maximize = maximize;
+    const OptimOptions o =
+        fastmlp::bind::rmsprop_options(lr, alpha, eps, weight_decay, momentum, centered, maximize);
     Slot s[3] = {{"square_avgs", true, square_avgs},
                  {"momentum_buffers", momentum > 0.0, momentum_buffers},
                  {"grad_avgs", centered, grad_avgs}};
@@ -152,13 +139,7 @@ void rmsprop_step_many_py(py::sequence params, py::sequence grads, py::object sq
 void adagrad_step_many_py(py::sequence params, py::sequence grads, py::object state_sums,
                           py::sequence steps, double lr, double lr_decay, double eps,
                           double weight_decay, bool maximize, py::handle stream) {
-    OptimOptions o;
-    o.kind = Optim::adagrad;
-    o.lr = lr;
-    o.lr_decay = lr_decay;
-    o.eps = eps;
-    o.weight_decay = weight_decay;
-    o.maximize = maximize;
+    const OptimOptions o = fastmlp::bind::adagrad_options(lr, lr_decay, eps, weight_decay, maximize);
     Slot s[1] = {{"state_sums", true, state_sums}};
     step_many("adagrad_step_many", o, params, grads, s, 1, steps, stream);
 }

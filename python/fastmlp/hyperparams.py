@@ -74,29 +74,26 @@ def _finite32(v, label):
                          f"kernels compute in float32)")
 
 
-def lr(value):
-    v = scalar(value, "lr")
+def _nonnegative(value, name, label):
+    """``value`` as a float >= 0 that float32 holds: ``Invalid <label>: <value>`` otherwise."""
+    v = scalar(value, name)
     if not 0.0 <= v:
-        raise ValueError(f"Invalid learning rate: {value}")
-    _finite32(v, "learning rate")
+        raise ValueError(f"Invalid {label}: {value}")
+    _finite32(v, label)
     return v
+
+
+def lr(value):
+    return _nonnegative(value, "lr", "learning rate")
 
 
 def eps(value):
-    v = scalar(value, "eps")
-    if not 0.0 <= v:
-        raise ValueError(f"Invalid epsilon value: {value}")
-    _finite32(v, "epsilon value")
-    return v
+    return _nonnegative(value, "eps", "epsilon value")
 
 
 def nonnegative(value, name):
     """weight_decay, momentum, lr_decay, ... : ``Invalid <name> value: <value>`` when < 0."""
-    v = scalar(value, name)
-    if not 0.0 <= v:
-        raise ValueError(f"Invalid {name} value: {value}")
-    _finite32(v, f"{name} value")
-    return v
+    return _nonnegative(value, name, f"{name} value")
 
 
 def betas(value):
@@ -116,11 +113,7 @@ def betas(value):
 
 
 def alpha(value):
-    v = scalar(value, "alpha")
-    if not 0.0 <= v:
-        raise ValueError(f"Invalid alpha value: {value}")
-    _finite32(v, "alpha value")
-    return v
+    return _nonnegative(value, "alpha", "alpha value")
 
 
 def dampening(value):

@@ -575,9 +575,6 @@ class Tensor:
     def __rpow__(self, other):
         return _binary(_as_tensor_like(other, self), self, _Pow)
 
-    def __matmul__(self, other):
-        return matmul(self, other)
-
     def __rmatmul__(self, other):
         return matmul(_as_tensor_like(other, self), self)
 
@@ -587,20 +584,13 @@ class Tensor:
     def __pos__(self):
         return self
 
-    def __abs__(self):
-        return abs(self)
-
     def add(self, other, *, alpha=1):
         return self + (other if alpha == 1 else other * alpha)
 
     def sub(self, other, *, alpha=1):
         return self - (other if alpha == 1 else other * alpha)
 
-    def div(self, other, *, rounding_mode=None):
-        return div(self, other, rounding_mode=rounding_mode)
-
     mul = __mul__
-    divide = div
     true_divide = __truediv__
     multiply = __mul__
     subtract = sub
@@ -735,77 +725,11 @@ class Tensor:
         return self
 
     # ---- reductions and shape ops ----------------------------------------------------------
-    def sum(self, dim=None, keepdim=False, dtype=None, **kw):
-        return sum(self, dim, keepdim, dtype=dtype, **kw)
-
-    def mean(self, dim=None, keepdim=False, dtype=None, **kw):
-        return mean(self, dim, keepdim, dtype=dtype, **kw)
-
-    def max(self, dim=None, keepdim=False, **kw):
-        return max(self, dim, keepdim, **kw)
-
-    def min(self, dim=None, keepdim=False, **kw):
-        return min(self, dim, keepdim, **kw)
-
-    def argmax(self, dim=None, keepdim=False, **kw):
-        return argmax(self, dim, keepdim, **kw)
-
-    def argmin(self, dim=None, keepdim=False, **kw):
-        return argmin(self, dim, keepdim, **kw)
-
-    def amax(self, dim=(), keepdim=False, **kw):
-        return amax(self, dim, keepdim, **kw)
-
-    def amin(self, dim=(), keepdim=False, **kw):
-        return amin(self, dim, keepdim, **kw)
-
-    def prod(self, dim=None, keepdim=False, **kw):
-        return prod(self, dim, keepdim, **kw)
-
-    def std(self, dim=None, unbiased=None, keepdim=False, **kw):
-        return std(self, dim, unbiased, keepdim, **kw)
-
-    def var(self, dim=None, unbiased=None, keepdim=False, **kw):
-        return var(self, dim, unbiased, keepdim, **kw)
-
-    def norm(self, p="fro", dim=None, keepdim=False, dtype=None):
-        return norm(self, p, dim, keepdim, dtype)
-
-    def logsumexp(self, dim, keepdim=False):
-        return logsumexp(self, dim, keepdim)
-
-    def any(self, dim=None, keepdim=False, **kw):
-        return any(self, dim, keepdim, **kw)
-
-    def all(self, dim=None, keepdim=False, **kw):
-        return all(self, dim, keepdim, **kw)
-
     def cumsum(self, dim, dtype=None):
         return cumsum(self, dim, dtype=dtype)
 
     def cumprod(self, dim, dtype=None):
         return cumprod(self, dim, dtype=dtype)
-
-    def topk(self, k, dim=-1, largest=True, sorted=True):  # noqa: A002
-        return topk(self, k, dim, largest, sorted)
-
-    def sort(self, dim=-1, descending=False, stable=False):
-        return sort(self, dim, descending, stable)
-
-    def argsort(self, dim=-1, descending=False, stable=False):
-        return argsort(self, dim, descending, stable)
-
-    def kthvalue(self, k, dim=-1, keepdim=False):
-        return kthvalue(self, k, dim, keepdim)
-
-    def median(self, dim=None, keepdim=False):
-        return median(self, dim, keepdim)
-
-    def gather(self, dim, index):
-        return gather(self, dim, index)
-
-    def scatter(self, dim, index, src=None, *, value=None, reduce=None):
-        return scatter(self, dim, index, src, value=value, reduce=reduce)
 
     def scatter_(self, dim, index, src=None, *, value=None, reduce=None):
         self._check_inplace()
@@ -813,18 +737,9 @@ class Tensor:
             raise TypeError("scatter_() missing 1 required argument: 'src' or 'value'")
         return _scatter(self, dim, index, src, value, reduce, False, True)
 
-    def scatter_add(self, dim, index, src):
-        return scatter_add(self, dim, index, src)
-
     def scatter_add_(self, dim, index, src):
         self._check_inplace()
         return _scatter(self, dim, index, src, None, None, True, True)
-
-    def index_select(self, dim, index):
-        return index_select(self, dim, index)
-
-    def masked_fill(self, mask, value):
-        return masked_fill(self, mask, value)
 
     def masked_fill_(self, mask, value):
         m = _bool_mask(mask, "masked_fill_")
@@ -833,151 +748,19 @@ class Tensor:
         self._data[array_module(self.device).broadcast_to(m, self._data.shape)] = v
         return self
 
-    def masked_select(self, mask):
-        return masked_select(self, mask)
-
     def split(self, split_size, dim=0):
         return split(self, split_size, dim)
-
-    def chunk(self, chunks, dim=0):
-        return chunk(self, chunks, dim)
-
-    def tensor_split(self, indices_or_sections, dim=0):
-        return tensor_split(self, indices_or_sections, dim)
-
-    def unbind(self, dim=0):
-        return unbind(self, dim)
 
     def flip(self, *dims, **kw):
         if "dims" in kw:
             return flip(self, kw.pop("dims"))
         return flip(self, dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims)
 
-    def roll(self, shifts, dims=None):
-        return roll(self, shifts, dims)
-
-    def outer(self, vec2):
-        return outer(self, vec2)
-
-    def dot(self, other):
-        return dot(self, other)
-
-    def isnan(self):
-        return isnan(self)
-
-    def isinf(self):
-        return isinf(self)
-
-    def isfinite(self):
-        return isfinite(self)
-
-    def nan_to_num(self, nan=0.0, posinf=None, neginf=None):
-        return nan_to_num(self, nan, posinf, neginf)
-
-    def nonzero(self, *, as_tuple=False):
-        return nonzero(self, as_tuple=as_tuple)
-
-    def count_nonzero(self, dim=None):
-        return count_nonzero(self, dim)
-
-    def maximum(self, other):
-        return maximum(self, other)
-
-    def minimum(self, other):
-        return minimum(self, other)
-
     def where(self, condition, other):
         return where(condition, self, other)
 
-    def sin(self):
-        return sin(self)
-
-    def cos(self):
-        return cos(self)
-
-    def tan(self):
-        return tan(self)
-
-    def log1p(self):
-        return log1p(self)
-
-    def log2(self):
-        return log2(self)
-
-    def log10(self):
-        return log10(self)
-
-    def expm1(self):
-        return expm1(self)
-
-    def rsqrt(self):
-        return rsqrt(self)
-
-    def reciprocal(self):
-        return reciprocal(self)
-
-    def sign(self):
-        return sign(self)
-
-    def floor(self):
-        return floor(self)
-
-    def ceil(self):
-        return ceil(self)
-
-    def trunc(self):
-        return trunc(self)
-
     def round(self, decimals=0):
         return round(self, decimals=decimals)
-
-    def remainder(self, other):
-        return remainder(self, other)
-
-    def fmod(self, other):
-        return fmod(self, other)
-
-    def floor_divide(self, other):
-        return floor_divide(self, other)
-
-    def bitwise_and(self, other):
-        return bitwise_and(self, other)
-
-    def bitwise_or(self, other):
-        return bitwise_or(self, other)
-
-    def bitwise_xor(self, other):
-        return bitwise_xor(self, other)
-
-    def bitwise_not(self):
-        return bitwise_not(self)
-
-    def logical_and(self, other):
-        return logical_and(self, other)
-
-    def logical_or(self, other):
-        return logical_or(self, other)
-
-    def logical_not(self):
-        return logical_not(self)
-
-    def logical_xor(self, other):
-        return logical_xor(self, other)
-
-    def isclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
-        return isclose(self, other, rtol, atol, equal_nan)
-
-    def allclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
-        return allclose(self, other, rtol, atol, equal_nan)
-
-    def equal(self, other):
-        return equal(self, other)
-
-    def bernoulli(self, p=None, *, generator=None):
-        return bernoulli(self, p, generator=generator)
-
-    def multinomial(self, num_samples, replacement=False, *, generator=None):
-        return multinomial(self, num_samples, replacement, generator=generator)
 
     def nelement(self):
         return self.numel()
@@ -1001,23 +784,12 @@ class Tensor:
     def new_empty(self, *size, dtype=None, device=None, requires_grad=False):
         return self.new_zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
 
-    # in-place element-wise forms (tensors that need no gradient, or under no_grad)
+    # in-place element-wise forms (tensors that need no gradient, or under no_grad); the plain
+    # ones (`exp_`, `__iand__`, ...) are made from their out-of-place function at the end of the module
     def _inplace_from(self, r):
         self._check_inplace()
         self._data[...] = r._data if isinstance(r, Tensor) else r
         return self
-
-    def exp_(self):
-        return self._inplace_from(exp(self.detach()))
-
-    def log_(self):
-        return self._inplace_from(log(self.detach()))
-
-    def sqrt_(self):
-        return self._inplace_from(sqrt(self.detach()))
-
-    def abs_(self):
-        return self._inplace_from(abs(self.detach()))
 
     def neg_(self):
         return self._inplace_from(-self._data)
@@ -1025,32 +797,14 @@ class Tensor:
     def pow_(self, exponent):
         return self._inplace_from(self.detach() ** exponent)
 
-    def floor_(self):
-        return self._inplace_from(floor(self.detach()))
-
-    def ceil_(self):
-        return self._inplace_from(ceil(self.detach()))
-
     def round_(self, decimals=0):
         return self._inplace_from(round(self.detach(), decimals=decimals))
-
-    def sign_(self):
-        return self._inplace_from(sign(self.detach()))
-
-    def tanh_(self):
-        return self._inplace_from(tanh(self.detach()))
-
-    def sigmoid_(self):
-        return self._inplace_from(sigmoid(self.detach()))
 
     def clamp_min_(self, min):  # noqa: A002
         return self.clamp_(min=min)
 
     def clamp_max_(self, max):  # noqa: A002
         return self.clamp_(max=max)
-
-    def nan_to_num_(self, nan=0.0, posinf=None, neginf=None):
-        return self._inplace_from(nan_to_num(self.detach(), nan, posinf, neginf))
 
     def addcmul_(self, tensor1, tensor2, value=1):
         return self._inplace_from(self.detach() + tensor1.detach() * tensor2.detach() * value)
@@ -1089,44 +843,8 @@ class Tensor:
         return self
 
     # bitwise / integer operators
-    def __and__(self, other):
-        return bitwise_and(self, other)
-
-    def __rand__(self, other):
-        return bitwise_and(self, other)
-
-    def __or__(self, other):
-        return bitwise_or(self, other)
-
-    def __ror__(self, other):
-        return bitwise_or(self, other)
-
-    def __xor__(self, other):
-        return bitwise_xor(self, other)
-
-    def __rxor__(self, other):
-        return bitwise_xor(self, other)
-
-    def __invert__(self):
-        return bitwise_not(self)
-
-    def __iand__(self, other):
-        return self._inplace_from(bitwise_and(self.detach(), other))
-
-    def __ior__(self, other):
-        return self._inplace_from(bitwise_or(self.detach(), other))
-
-    def __ixor__(self, other):
-        return self._inplace_from(bitwise_xor(self.detach(), other))
-
-    def __mod__(self, other):
-        return remainder(self, other)
-
     def __rmod__(self, other):
         return remainder(_as_tensor_like(other, self), self)
-
-    def __floordiv__(self, other):
-        return floor_divide(self, other)
 
     def __rfloordiv__(self, other):
         return floor_divide(_as_tensor_like(other, self), self)
@@ -1157,15 +875,6 @@ class Tensor:
     def reshape_as(self, other):
         return self.reshape(other.shape)
 
-    def flatten(self, start_dim=0, end_dim=-1):
-        return flatten(self, start_dim, end_dim)
-
-    def squeeze(self, dim=None):
-        return squeeze(self, dim)
-
-    def unsqueeze(self, dim):
-        return unsqueeze(self, dim)
-
     def t(self):
         if self._data.ndim > 2:
             raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {self._data.ndim}D")
@@ -1178,9 +887,6 @@ class Tensor:
     @property
     def mT(self):
         return self.transpose(-2, -1)
-
-    def transpose(self, dim0, dim1):
-        return transpose(self, dim0, dim1)
 
     def permute(self, *dims):
         dims = _shape_arg(dims)
@@ -1199,44 +905,10 @@ class Tensor:
     def repeat(self, *sizes):
         raise NotImplementedError("fastmlp: Tensor.repeat is not supported")
 
-    def matmul(self, other):
-        return matmul(self, other)
-
-    mm = matmul
-
     def relu(self):
         from .nn.functional import relu
 
         return relu(self)
-
-    def exp(self):
-        return exp(self)
-
-    def log(self):
-        return log(self)
-
-    def sqrt(self):
-        return sqrt(self)
-
-    def tanh(self):
-        return tanh(self)
-
-    def sigmoid(self):
-        return sigmoid(self)
-
-    def softmax(self, dim=None, dtype=None):
-        return softmax(self, dim, dtype)
-
-    def log_softmax(self, dim=None, dtype=None):
-        return log_softmax(self, dim, dtype)
-
-    def abs(self):
-        return abs(self)
-
-    def clamp(self, min=None, max=None):
-        return clamp(self, min, max)
-
-    clip = clamp
 
     def clamp_min(self, min):  # noqa: A002
         return clamp(self, min=min)
@@ -3499,49 +3171,42 @@ def logical_not(input):
 class _Remainder(Node):
     __slots__ = ()
     name_ = "RemainderBackward0"
+    _quotient = "floor"  # remainder = a - floor(a / b) * b; fmod's quotient is truncated instead
 
     def backward(self, g):
         a, b = self.inputs
         gb = None
         if b.requires_grad:
             with np.errstate(divide="ignore", invalid="ignore"):
-                gb = _unb(-g * array_module(device_of(g)).floor(a._data / b._data), b._data)
+                q = getattr(array_module(device_of(g)), self._quotient)(a._data / b._data)
+                gb = _unb(-g * q, b._data)
         return (_unb(g, a._data) if a.requires_grad else None, gb)
-
-
-def remainder(input, other):
-    """Python's ``%``: the sign of the divisor (torch.remainder)."""
-    if not isinstance(input, Tensor):
-        input = _as_tensor_like(input, other)
-    r = _int_binary(input, other, np.mod, "remainder")
-    o = other if isinstance(other, Tensor) else _as_tensor_like(other, input)
-    if r._data.dtype.kind == "f" and (input.requires_grad or o.requires_grad) and GradMode.enabled:
-        return _wrap(r._data, _Remainder((input, o), ()), True)
-    return r
 
 
 class _Fmod(_Remainder):
     __slots__ = ()
     name_ = "FmodBackward1"
+    _quotient = "trunc"
 
-    def backward(self, g):
-        a, b = self.inputs
-        gb = None
-        if b.requires_grad:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                gb = _unb(-g * array_module(device_of(g)).trunc(a._data / b._data), b._data)
-        return (_unb(g, a._data) if a.requires_grad else None, gb)
+
+def _mod(input, other, ufunc, fn, node_cls):
+    if not isinstance(input, Tensor):
+        input = _as_tensor_like(input, other)
+    r = _int_binary(input, other, ufunc, fn)
+    o = other if isinstance(other, Tensor) else _as_tensor_like(other, input)
+    if r._data.dtype.kind == "f" and (input.requires_grad or o.requires_grad) and GradMode.enabled:
+        return _wrap(r._data, node_cls((input, o), ()), True)
+    return r
+
+
+def remainder(input, other):
+    """Python's ``%``: the sign of the divisor (torch.remainder)."""
+    return _mod(input, other, np.mod, "remainder", _Remainder)
 
 
 def fmod(input, other):
     """C's fmod: the sign of the dividend (torch.fmod)."""
-    if not isinstance(input, Tensor):
-        input = _as_tensor_like(input, other)
-    r = _int_binary(input, other, np.fmod, "fmod")
-    o = other if isinstance(other, Tensor) else _as_tensor_like(other, input)
-    if r._data.dtype.kind == "f" and (input.requires_grad or o.requires_grad) and GradMode.enabled:
-        return _wrap(r._data, _Fmod((input, o), ()), True)
-    return r
+    return _mod(input, other, np.fmod, "fmod", _Fmod)
 
 
 def floor_divide(input, other):
@@ -3860,3 +3525,42 @@ def t(input):
 
 def permute(input, dims):
     return input.permute(dims)
+
+
+# ---- Tensor methods that are the module function with `self` as `input` -------------------------
+# One table instead of a `def name(self, ...): return name(self, ...)` per method: each function
+# below takes the method's arguments in the method's order (extra ones are keyword-only: out=,
+# axis=, ...), so binding it directly keeps every call and saves a Python call on each.
+# Methods whose signature differs from the function's (round, split, cumsum, clamp_min, ...) stay
+# written out in the class.
+_METHODS = {n: n for n in """
+    div sum mean max min argmax argmin amax amin prod std var norm logsumexp any all topk sort
+    argsort kthvalue median gather scatter scatter_add index_select masked_fill masked_select chunk
+    tensor_split unbind roll outer dot isnan isinf isfinite nan_to_num nonzero count_nonzero maximum
+    minimum sin cos tan log1p log2 log10 expm1 rsqrt reciprocal sign floor ceil trunc remainder fmod
+    floor_divide bitwise_and bitwise_or bitwise_xor bitwise_not logical_and logical_or logical_not
+    logical_xor isclose allclose equal bernoulli multinomial flatten squeeze unsqueeze transpose
+    matmul exp log sqrt tanh sigmoid softmax log_softmax abs clamp""".split()}
+_METHODS.update(divide="div", mm="matmul", clip="clamp", __matmul__="matmul", __abs__="abs",
+                __and__="bitwise_and", __rand__="bitwise_and", __or__="bitwise_or",
+                __ror__="bitwise_or", __xor__="bitwise_xor", __rxor__="bitwise_xor",
+                __invert__="bitwise_not", __mod__="remainder", __floordiv__="floor_divide")
+
+# in-place forms: `t.exp_()` is `t._inplace_from(exp(t.detach()))`, `t &= o` the same with bitwise_and
+_INPLACE = {n + "_": n for n in "exp log sqrt abs floor ceil sign tanh sigmoid nan_to_num".split()}
+_INPLACE.update(__iand__="bitwise_and", __ior__="bitwise_or", __ixor__="bitwise_xor")
+
+
+def _inplace_method(name, fn):
+    def method(self, *args):
+        return self._inplace_from(fn(self.detach(), *args))
+
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+for _name, _fn in _METHODS.items():
+    setattr(Tensor, _name, globals()[_fn])
+for _name, _fn in _INPLACE.items():
+    setattr(Tensor, _name, _inplace_method(_name, globals()[_fn]))
+del _name, _fn

@@ -25,13 +25,7 @@ class _ElementwiseAct(Module):
 
     def __call__(self, input):
         kind, p0, p1 = self._act_spec()
-        try:
-            node = input._node
-        except AttributeError:
-            raise F.not_tensor_error(type(self).__name__.lower(), (("input", input),)) from None
-        if node is not None and F._fuse_act(input, kind, p0, p1):  # into the Linear before
-            return input
-        return F._act_unfused(input, kind, p0, p1, self._inplace)
+        return F._act(type(self).__name__.lower(), input, kind, p0, p1, self._inplace)
 
     def forward(self, input):
         kind, p0, p1 = self._act_spec()

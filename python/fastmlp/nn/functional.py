@@ -820,16 +820,23 @@ class _ActNode(Node):
         return (_act_backward_any(g, None, v, kind, p0, p1),)
 
 
-def _fuse_act(input, kind, p0, p1):
-    """Apply an activation to a fresh Linear output and record it on the Linear's node (what
-    ``_fuse_relu`` does for ReLU). In place for the kinds whose gradient reads the output; for
-    the others the output is a new array and the Linear output is kept as z. Called from exactly
-    one frame holding ``input``; False (doing nothing) unless nothing else references it."""
-    node = input._node
-    if (type(node) is not _LinearNode or node.act or node.y is not None or not _FUSE
-            or node.saved is None or _getrefcount(input) > _TEMP_REFS
+def _act(fname, input, kind, p0, p1, inplace):
+    """Every element-wise activation (functional and module): refuse a non-Tensor naming
+    ``fname``, else fuse into a fresh Linear output or fall back to ``_act_unfused``.
+
+    Fusing applies the activation to the Linear output and records it on the Linear's node (what
+    ``_fuse_relu`` does for ReLU): in place for the kinds whose gradient reads the output; for the
+    others the output is a new array and the Linear output is kept as z. Called from exactly one
+    frame holding ``input`` (the refcount test is calibrated for relu() -> _fuse_relu(), the same
+    depth); fuses only if nothing else references it."""
+    try:
+        node = input._node
+    except AttributeError:
+        raise not_tensor_error(fname, (("input", input),)) from None
+    if (node is None or type(node) is not _LinearNode or node.act or node.y is not None
+            or not _FUSE or node.saved is None or _getrefcount(input) > _TEMP_REFS
             or _getrefcount(input._data) > _ARRAY_REFS):
-        return False
+        return _act_unfused(input, kind, p0, p1, inplace)
     data = input._data
     if kind in _NEEDS_Z:
         node.z = data if data.ndim == 2 else data.reshape(-1, data.shape[-1])
@@ -842,7 +849,7 @@ def _fuse_act(input, kind, p0, p1):
         node.y = data if data.ndim == 2 else data.reshape(-1, data.shape[-1])
     node.act = kind
     node.act_p = (p0, p1)
-    return True
+    return input
 
 
 def _act_unfused(input, kind, p0, p1, inplace):
@@ -867,24 +874,12 @@ def _act_unfused(input, kind, p0, p1, inplace):
 
 def tanh(input):
     """``tanh(input)`` (``torch.tanh``)."""
-    try:
-        node = input._node
-    except AttributeError:
-        raise not_tensor_error("tanh", (("input", input),)) from None
-    if node is not None and _fuse_act(input, _K_TANH, 0.0, 0.0):
-        return input
-    return _act_unfused(input, _K_TANH, 0.0, 0.0, False)
+    return _act("tanh", input, _K_TANH, 0.0, 0.0, False)
 
 
 def sigmoid(input):
     """``1 / (1 + exp(-input))`` (``torch.sigmoid``), stable for large ``|input|``."""
-    try:
-        node = input._node
-    except AttributeError:
-        raise not_tensor_error("sigmoid", (("input", input),)) from None
-    if node is not None and _fuse_act(input, _K_SIGMOID, 0.0, 0.0):
-        return input
-    return _act_unfused(input, _K_SIGMOID, 0.0, 0.0, False)
+    return _act("sigmoid", input, _K_SIGMOID, 0.0, 0.0, False)
 
 
 def _gelu_kind(approximate):
@@ -899,36 +894,18 @@ def _gelu_kind(approximate):
 def gelu(input, approximate="none"):
     """``input * Phi(input)`` (``approximate="none"``) or its tanh approximation."""
     kind = _gelu_kind(approximate)
-    try:
-        node = input._node
-    except AttributeError:
-        raise not_tensor_error("gelu", (("input", input),)) from None
-    if node is not None and _fuse_act(input, kind, 0.0, 0.0):
-        return input
-    return _act_unfused(input, kind, 0.0, 0.0, False)
+    return _act("gelu", input, kind, 0.0, 0.0, False)
 
 
 def silu(input, inplace=False):
     """``input * sigmoid(input)``."""
-    try:
-        node = input._node
-    except AttributeError:
-        raise not_tensor_error("silu", (("input", input),)) from None
-    if node is not None and _fuse_act(input, _K_SILU, 0.0, 0.0):
-        return input
-    return _act_unfused(input, _K_SILU, 0.0, 0.0, inplace)
+    return _act("silu", input, _K_SILU, 0.0, 0.0, inplace)
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
     """``input`` where positive, ``negative_slope * input`` elsewhere."""
     p0 = float(negative_slope)
-    try:
-        node = input._node
-    except AttributeError:
-        raise not_tensor_error("leaky_relu", (("input", input),)) from None
-    if node is not None and _fuse_act(input, _K_LEAKY, p0, 0.0):
-        return input
-    return _act_unfused(input, _K_LEAKY, p0, 0.0, inplace)
+    return _act("leaky_relu", input, _K_LEAKY, p0, 0.0, inplace)
 
 
 def leaky_relu_(input, negative_slope=0.01):
@@ -938,13 +915,7 @@ def leaky_relu_(input, negative_slope=0.01):
 def elu(input, alpha=1.0, inplace=False):
     """``input`` where positive, ``alpha * (exp(input) - 1)`` elsewhere."""
     p0 = float(alpha)
-    try:
-        node = input._node
-    except AttributeError:
-        raise not_tensor_error("elu", (("input", input),)) from None
-    if node is not None and _fuse_act(input, _K_ELU, p0, 0.0):
-        return input
-    return _act_unfused(input, _K_ELU, p0, 0.0, inplace)
+    return _act("elu", input, _K_ELU, p0, 0.0, inplace)
 
 
 def elu_(input, alpha=1.0):
@@ -954,13 +925,7 @@ def elu_(input, alpha=1.0):
 def softplus(input, beta=1.0, threshold=20.0):
     """``log(1 + exp(beta * input)) / beta``, linear where ``beta * input > threshold``."""
     p0, p1 = float(beta), float(threshold)
-    try:
-        node = input._node
-    except AttributeError:
-        raise not_tensor_error("softplus", (("input", input),)) from None
-    if node is not None and _fuse_act(input, _K_SOFTPLUS, p0, p1):
-        return input
-    return _act_unfused(input, _K_SOFTPLUS, p0, p1, False)
+    return _act("softplus", input, _K_SOFTPLUS, p0, p1, False)
 
 
 def _hardtanh_params(min_val, max_val):
@@ -973,13 +938,7 @@ def _hardtanh_params(min_val, max_val):
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     """``input`` clamped to ``[min_val, max_val]``."""
     p0, p1 = _hardtanh_params(min_val, max_val)
-    try:
-        node = input._node
-    except AttributeError:
-        raise not_tensor_error("hardtanh", (("input", input),)) from None
-    if node is not None and _fuse_act(input, _K_HARDTANH, p0, p1):
-        return input
-    return _act_unfused(input, _K_HARDTANH, p0, p1, inplace)
+    return _act("hardtanh", input, _K_HARDTANH, p0, p1, inplace)
 
 
 def hardtanh_(input, min_val=-1.0, max_val=1.0):
@@ -988,13 +947,7 @@ def hardtanh_(input, min_val=-1.0, max_val=1.0):
 
 def relu6(input, inplace=False):
     """``min(max(input, 0), 6)`` (hardtanh on [0, 6])."""
-    try:
-        node = input._node
-    except AttributeError:
-        raise not_tensor_error("relu6", (("input", input),)) from None
-    if node is not None and _fuse_act(input, _K_HARDTANH, 0.0, 6.0):
-        return input
-    return _act_unfused(input, _K_HARDTANH, 0.0, 6.0, inplace)
+    return _act("relu6", input, _K_HARDTANH, 0.0, 6.0, inplace)
 
 
 # ---- softmax / log_softmax ------------------------------------------------------------------
