@@ -10,7 +10,6 @@ import itertools
 import numpy as np
 import pytest
 
-import fastmlp
 from fastmlp import _C
 
 MODES = ["NN", "NT", "TN", "TT"]

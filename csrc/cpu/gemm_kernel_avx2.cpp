@@ -385,25 +385,6 @@ void narrow_cols(const TileArgs& t) {
 // A partial last panel (rows < w, zero-filled) goes to pack_panels.
 constexpr int64_t PF_PACK = 8;
 
-// r[j] becomes column j of the 8 x 8 block r.
-FASTMLP_INLINE void transpose8(__m256 (&r)[8]) {
-    __m256 t[8], u[8];
-    for (int k = 0; k < 4; ++k) {
-        t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
-        t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
-    }
-    for (int h = 0; h < 2; ++h) {
-        u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], 0x44);
-        u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], 0xEE);
-        u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
-        u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
-    }
-    for (int k = 0; k < 4; ++k) {
-        r[k] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x20);
-        r[k + 4] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x31);
-    }
-}
-
 // 6 floats (the first 6 lanes of v) at d: exactly, nothing past d + 6 written.
 FASTMLP_INLINE void store6(float* d, __m256 v) {
     _mm_storeu_ps(d, _mm256_castps256_ps128(v));
@@ -424,7 +405,7 @@ void pack_transpose_panel(float* dst, const float* src, int64_t rs, int64_t k) {
             for (int i = 0; i < 8; ++i)
                 r[i] = (8 * h + i < W) ? _mm256_loadu_ps(src + (8 * h + i) * rs + p)
                                        : _mm256_setzero_ps();
-            transpose8(r);
+            simd_vf::transpose8x8(r);
             float* d = dst + p * W + 8 * h;
             if constexpr (W == 16) {
 #pragma GCC unroll 8
