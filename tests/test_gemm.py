@@ -10,27 +10,10 @@ import itertools
 import numpy as np
 import pytest
 
-import fastmlp
 from fastmlp import _C
 
-PATHS = fastmlp.supported_cpu_paths()
 MODES = ["NN", "NT", "TN", "TT"]
 EPS32 = np.finfo(np.float32).eps
-
-
-@pytest.fixture(params=PATHS)
-def cpu_path(request):
-    before = fastmlp.get_cpu_path()
-    fastmlp.set_cpu_path(request.param)
-    yield request.param
-    fastmlp.set_cpu_path(before)
-
-
-@pytest.fixture
-def threads():
-    before = fastmlp.get_num_threads()
-    yield fastmlp.set_num_threads
-    fastmlp.set_num_threads(before)
 
 
 def operand(rng, rows, cols, trans, offset=(0, 0), pad=0):
@@ -108,6 +91,22 @@ PACKED_SHAPES = [(37, 45, 600), (200, 70, 300), (97, 131, 257), (20, 4200, 12), 
 def test_packed_path_blocks(cpu_path, mode, shape):
     rng = np.random.default_rng(2)
     check(*shape, mode, rng, alpha=0.75, beta=-0.5, bias=True, relu=True)
+
+
+# The packed path's packing (the AVX2 path's own routine: 6-row A and 16-column B micro-panels, copies
+# walked row by row across panels, transposes in 8 x 8 blocks): only whole panels (M % 6 == 0,
+# N % 16 == 0), a partial last panel of each operand, K tails 1..7 past a multiple of 8, and views
+# whose leading dimension is larger than their width (unaligned starts).
+PACK_SHAPES = [(96, 128, 200), (102, 144, 203), (97, 131, 201), (101, 129, 199), (30, 64, 1003),
+               (60, 48, 385)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape", PACK_SHAPES)
+def test_packed_path_packing(cpu_path, mode, shape):
+    rng = np.random.default_rng(13)
+    check(*shape, mode, rng)
+    check(*shape, mode, rng, alpha=0.5, beta=1.0, bias=True, offset=(1, 3), pad=5, out_pad=2)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -196,7 +195,9 @@ def test_relu_keeps_nan(cpu_path, mode, shape):
 @pytest.mark.parametrize("shape", [(300, 200, 150), (128, 1000, 40), (2000, 10, 100),
                                    (700, 40, 50), (64, 512, 512), (5, 3000, 200), (1, 5000, 300),
                                    # the narrow path (N <= 16 not a multiple of 8, K >= 64)
-                                   (256, 10, 1024), (1000, 10, 784), (333, 7, 300), (64, 13, 2000)])
+                                   (256, 10, 1024), (1000, 10, 784), (333, 7, 300), (64, 13, 2000),
+                                   # the packed path's packing: whole and partial panels, K tails
+                                   (102, 144, 203), (97, 131, 1003)])
 def test_threads_bitwise_equal(cpu_path, threads, mode, shape):
     rng = np.random.default_rng(9)
     M, N, K = shape

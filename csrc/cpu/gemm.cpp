@@ -147,6 +147,34 @@ void scale_only(int64_t M, int64_t N, float alpha, float beta, float* C, int64_t
     }
 }
 
+// ---- tile paths (dot, narrow, small) ------------------------------------------------------
+// The TileArgs fields every tile of one product shares.
+TileArgs base_args(int64_t K, int64_t lda, int64_t ldb, int64_t ldc, float alpha, float beta,
+                   const GemmEpilogue& epi) {
+    TileArgs t{};
+    t.k = K;
+    t.lda = lda;
+    t.ldb = ldb;
+    t.ldc = ldc;
+    t.alpha = alpha;
+    t.beta = beta;
+    t.relu = epilogue_relu(epi);
+    return t;
+}
+
+// Runs tiles [0, tiles) of an M x N x K product: contiguous ranges, one per thread (as many
+// threads as threads_for() says the work pays for), body(t, q0, q1) with t a copy of `base` for
+// that thread. Every tile is computed by one thread alone, so the result does not depend on
+// the split.
+template <class Body>
+void run_tiles(int64_t M, int64_t N, int64_t K, int64_t tiles, const TileArgs& base, Body&& body) {
+    const int nt = int(std::min<int64_t>(threads_for(2.0 * double(M) * double(N) * double(K)), tiles));
+    parallel_run(nt, [&](int tid, int nth) {
+        TileArgs t = base;
+        body(t, tiles * tid / nth, tiles * (tid + 1) / nth);
+    });
+}
+
 // The small path is used when packing would cost more than it saves: few columns (a narrow
 // output such as the last layer), few rows, or little work in total.
 bool use_small_path(const KernelSet& ks, int64_t M, int64_t N, int64_t K) {
@@ -170,19 +198,10 @@ void sgemm_dot(const KernelSet& ks, int64_t M, int64_t N, int64_t K, float alpha
     // One row: the kernel takes 1 x 2*dnr tiles (see dot_any).
     const int64_t dn = M == 1 ? 2 * ks.dnr : ks.dnr;
     const int64_t mt = ceil_div(M, ks.dmr), ntl = ceil_div(N, dn);
-    const int64_t tiles = mt * ntl;
-    const int nt = int(std::min<int64_t>(threads_for(2.0 * double(M) * double(N) * double(K)), tiles));
-    auto run = [&](int64_t t0, int64_t t1) {
-        TileArgs t;
-        t.k = K;
-        t.lda = lda;
-        t.ldb = ldb;
-        t.ldc = ldc;
-        t.alpha = alpha;
-        t.beta = beta;
-        t.relu = epilogue_relu(epi);
-        const bool post = epilogue_tile_act(epi);
-        for (int64_t q = t0; q < t1; ++q) {
+    const bool post = epilogue_tile_act(epi);
+    run_tiles(M, N, K, mt * ntl, base_args(K, lda, ldb, ldc, alpha, beta, epi),
+              [&](TileArgs& t, int64_t q0, int64_t q1) {
+        for (int64_t q = q0; q < q1; ++q) {
             // column tiles outer: a W row block is read once, all (few) rows of A stay in cache
             const int64_t jt = q / mt, it = q % mt;
             const int64_t i0 = it * ks.dmr, j0 = jt * dn;
@@ -195,8 +214,7 @@ void sgemm_dot(const KernelSet& ks, int64_t M, int64_t N, int64_t K, float alpha
             ks.dot(t);
             if (post) tile_act(epi, C, t.c, ldc, t.m, t.n);
         }
-    };
-    parallel_run(nt, [&](int tid, int nth) { run(tiles * tid / nth, tiles * (tid + 1) / nth); });
+    });
 }
 
 // ---- narrow path: N <= 16 columns, not a multiple of 8 -------------------------------------
@@ -232,22 +250,13 @@ void sgemm_narrow(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, in
     }
     const int64_t rows = trans_a ? ks.ncmr : ks.ndmr;
     const MicroKernel kern = trans_a ? ks.narrow_cols : ks.narrow_dot;
-    const int64_t tiles = ceil_div(M, rows);
-    const int nt = int(std::min<int64_t>(threads_for(2.0 * double(M) * double(N) * double(K)), tiles));
-    auto run = [&](int64_t t0, int64_t t1) {
-        TileArgs t;
-        t.k = K;
-        t.lda = lda;
-        t.b = b;
-        t.ldb = bld;
-        t.ldc = ldc;
-        t.n = N;
-        t.alpha = alpha;
-        t.beta = beta;
-        t.bias = epi.bias;
-        t.relu = epilogue_relu(epi);
-        const bool post = epilogue_tile_act(epi);
-        for (int64_t q = t0; q < t1; ++q) {
+    TileArgs base = base_args(K, lda, bld, ldc, alpha, beta, epi);
+    base.b = b;
+    base.n = N;
+    base.bias = epi.bias;
+    const bool post = epilogue_tile_act(epi);
+    run_tiles(M, N, K, ceil_div(M, rows), base, [&](TileArgs& t, int64_t q0, int64_t q1) {
+        for (int64_t q = q0; q < q1; ++q) {
             const int64_t i0 = q * rows;
             t.m = std::min<int64_t>(rows, M - i0);
             t.a = trans_a ? A + i0 : A + i0 * lda;
@@ -255,8 +264,7 @@ void sgemm_narrow(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, in
             kern(t);
             if (post) tile_act(epi, C, t.c, ldc, t.m, N);
         }
-    };
-    parallel_run(nt, [&](int tid, int nth) { run(tiles * tid / nth, tiles * (tid + 1) / nth); });
+    });
 }
 
 // ---- small path --------------------------------------------------------------------------
@@ -281,18 +289,9 @@ void sgemm_small(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int
     // element (i, p) of op(A) at A[i*a_rs + p*a_ps]
     const int64_t a_rs = trans_a ? 1 : lda, a_ps = trans_a ? lda : 1;
     const int64_t mt = ceil_div(M, smr), ntl = ceil_div(N, snr);
-    const int64_t tiles = mt * ntl;
-    const int nt = int(std::min<int64_t>(threads_for(2.0 * double(M) * double(N) * double(K)), tiles));
-
-    auto run = [&](int64_t t0, int64_t t1) {
-        TileArgs t;
-        t.k = K;
-        t.ldb = bld;
-        t.ldc = ldc;
-        t.alpha = alpha;
-        t.beta = beta;
-        t.relu = epilogue_relu(epi);
-        const bool post = epilogue_tile_act(epi);
+    const bool post = epilogue_tile_act(epi);
+    run_tiles(M, N, K, mt * ntl, base_args(K, lda, bld, ldc, alpha, beta, epi),
+              [&](TileArgs& t, int64_t t0, int64_t t1) {
         int64_t packed_row = -1;
         float* ap = nullptr;
         for (int64_t q = t0; q < t1; ++q) {
@@ -321,8 +320,7 @@ void sgemm_small(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int
             }
             if (post) tile_act(epi, C, t.c, ldc, t.m, t.n);
         }
-    };
-    parallel_run(nt, [&](int tid, int nth) { run(tiles * tid / nth, tiles * (tid + 1) / nth); });
+    });
 }
 
 // ---- packed path -------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 //
 // Packed path: 6 x 16 register tile = 12 ymm accumulators + 2 ymm of B + 1 broadcast of A (15 of
 // 16 registers). Per k step: 2 loads of B, 6 broadcasts, 12 FMAs.
+// Packing: its own routine (pack_avx2) for the 6-row A and 16-column B micro-panels.
 // Small path: 6 x 8 (narrow, N <= 8) and 6 x 16 tiles reading A in place.
 // Narrow path (N <= 16, not a multiple of 8): 2-row dot tiles (NN/NT) and 16-row column tiles
 // (TN/TT) over all N columns in groups of <= 6, no padding lanes.
@@ -10,6 +11,7 @@
 // partial tiles use masked loads/stores so nothing outside the m x n tile is touched.
 #include <immintrin.h>
 
+#include "gemm_dot_body.h"
 #include "gemm_internal.h"
 
 namespace fastmlp::gemm_detail {
@@ -37,12 +39,9 @@ FASTMLP_INLINE void make_masks(int64_t n, __m256i (&mk)[NV]) {
 // schedule the unrolled intrinsics, hoists the broadcasts, runs out of the 16 ymm registers and
 // spills accumulators (~10% slower). B's micro-panel stride is NR = 16 floats, A's MR = 6.
 // The A micro-panel (streamed from L2) is prefetched PF_A bytes ahead.
-FASTMLP_INLINE void accumulate_packed_6x16(const TileArgs& t, __m256 (&acc)[6][2]) {
-    const float* a = t.a;
-    const float* b = t.b;
-    const int64_t k = t.k;
-    int64_t p = 0;
-    for (; p + 4 <= k; p += 4) {
+FASTMLP_INLINE void packed_groups4(const float*& a, const float*& b, int64_t groups,
+                                   __m256 (&acc)[6][2]) {
+    for (int64_t g = 0; g < groups; ++g) {
         _mm_prefetch(reinterpret_cast<const char*>(a) + PF_A, _MM_HINT_T0);
         _mm_prefetch(reinterpret_cast<const char*>(a) + PF_A + 64, _MM_HINT_T0);
         __asm__(
@@ -132,7 +131,28 @@ FASTMLP_INLINE void accumulate_packed_6x16(const TileArgs& t, __m256 (&acc)[6][2
         a += 24;
         b += 64;
     }
-    for (; p < k; ++p) {
+}
+
+// The C tile is prefetched PF_C4 groups of 4 k steps before the end of the loop, not at its start:
+// over a kc = 384 loop the A and B streams (33 KiB) pass through Zen's 32 KiB L1 and evict lines
+// fetched that early (as the AVX-512 kernel's PF_C). On the shared test machine this measured
+// within noise of the early prefetch (2048^3 NN 0.98 vs 0.98 of numpy, TN 0.95 vs 0.93).
+constexpr int64_t PF_C4 = 6;
+
+FASTMLP_INLINE void accumulate_packed_6x16(const TileArgs& t, __m256 (&acc)[6][2]) {
+    const float* a = t.a;
+    const float* b = t.b;
+    const int64_t k = t.k, groups = k / 4;
+    const int64_t early = groups > PF_C4 ? groups - PF_C4 : 0;
+    packed_groups4(a, b, early, acc);
+    for (int i = 0; i < 6; ++i) {
+        if (i < t.m) {
+            _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc + 15), _MM_HINT_T0);
+        }
+    }
+    packed_groups4(a, b, groups - early, acc);
+    for (int64_t p = groups * 4; p < k; ++p) {
         const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
 #pragma GCC unroll 6
         for (int i = 0; i < 6; ++i) {
@@ -182,8 +202,9 @@ void tile(const TileArgs& t) {
         for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_ps();
     __m256i mk[NV];
     make_masks<NV>(t.n, mk);
-    for (int i = 0; i < MR; ++i)
-        if (i < t.m) _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc), _MM_HINT_T0);
+    if (!PACKED)  // the packed loop prefetches C itself, near its end
+        for (int i = 0; i < MR; ++i)
+            if (i < t.m) _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc), _MM_HINT_T0);
     static_assert(!PACKED || (MR == 6 && NV == 2), "packed loop is 6 x 16");
     if constexpr (PACKED)  // packed B: zero-padded, full-width loads always in bounds
         accumulate_packed_6x16(t, acc);
@@ -232,85 +253,7 @@ void tile(const TileArgs& t) {
     }
 }
 
-// ---- dot tiles (NT with few rows) -------------------------------------------------------------
-inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-// C[i][j] = sum_p a[i*lda + p] * b[j*ldb + p]: 8 lanes of p per FMA, reduced at the end.
-template <int DMR, int DNR>
-void dot_tile(const TileArgs& t) {
-    const float* ar[DMR];
-    const float* br[DNR];
-#pragma GCC unroll 16
-    for (int i = 0; i < DMR; ++i) ar[i] = t.a + (i < t.m ? i : t.m - 1) * t.lda;
-#pragma GCC unroll 16
-    for (int j = 0; j < DNR; ++j) br[j] = t.b + (j < t.n ? j : t.n - 1) * t.ldb;
-    __m256 acc[DMR][DNR];
-#pragma GCC unroll 16
-    for (int i = 0; i < DMR; ++i)
-#pragma GCC unroll 16
-        for (int j = 0; j < DNR; ++j) acc[i][j] = _mm256_setzero_ps();
-    const int64_t k = t.k;
-    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    for (int64_t p = 0; p < k; p += 8) {
-        const int left = k - p >= 8 ? 8 : int(k - p);
-        const __m256i mk = _mm256_cmpgt_epi32(_mm256_set1_epi32(left), iota);
-        __m256 bv[DNR];
-#pragma GCC unroll 16
-        for (int j = 0; j < DNR; ++j) bv[j] = _mm256_maskload_ps(br[j] + p, mk);
-    #pragma GCC unroll 16
-    for (int i = 0; i < DMR; ++i) {
-            const __m256 av = _mm256_maskload_ps(ar[i] + p, mk);
-    #pragma GCC unroll 16
-        for (int j = 0; j < DNR; ++j) acc[i][j] = _mm256_fmadd_ps(av, bv[j], acc[i][j]);
-        }
-    }
-#pragma GCC unroll 16
-    for (int i = 0; i < DMR; ++i) {
-        if (i >= t.m) continue;
-        float* c = t.c + i * t.ldc;
-#pragma GCC unroll 16
-        for (int j = 0; j < DNR; ++j) {
-            if (j >= t.n) continue;
-            float v = t.alpha * hsum(acc[i][j]);
-            if (t.beta != 0.0f) v += t.beta * c[j];
-            if (t.bias) v += t.bias[j];
-            if (t.relu) v = v > 0.0f ? v : (v != v ? v : 0.0f);
-            c[j] = v;
-        }
-    }
-}
-
-// One row of A: a 1 x 2*DNR tile (no redundant rows), else DMR x DNR.
-template <int DMR, int DNR>
-void dot_any(const TileArgs& t) {
-    if (t.m == 1) {
-        TileArgs u = t;
-        for (int64_t j = 0; j < t.n; j += 2 * DNR) {
-            u.n = t.n - j < 2 * DNR ? t.n - j : 2 * DNR;
-            u.b = t.b + j * t.ldb;
-            u.c = t.c + j;
-            u.bias = t.bias ? t.bias + j : nullptr;
-            dot_tile<1, 2 * DNR>(u);
-        }
-        return;
-    }
-    dot_tile<DMR, DNR>(t);
-}
-
 // ---- narrow path (N <= 16, not a multiple of 8) ----------------------------------------------
-inline float epi1(const TileArgs& t, float acc, const float* c, int64_t j) {
-    float v = t.alpha * acc;
-    if (t.beta != 0.0f) v += t.beta * *c;
-    if (t.bias) v += t.bias[j];
-    if (t.relu) v = v > 0.0f ? v : (v != v ? v : 0.0f);
-    return v;
-}
-
 // Columns [j0, j0 + G) of a narrow dot tile (NDMR rows of A, G rows of op(B)^T): per 8 lanes of
 // p, NDMR + G loads for NDMR * G FMAs (2 x 5: 7 loads, 10 FMAs; 13 registers).
 template <int NDMR, int G>
@@ -451,17 +394,112 @@ void narrow_cols(const TileArgs& t) {
         narrow_cols_any<true>(t, mk);
 }
 
+// ---- packing ------------------------------------------------------------------------------
+// The 6-row A and 16-column B micro-panels of the packed path (other widths: pack_panels).
+//  * rs == 1 (copies: B of NN/TN, A of TN): each source row (one p) is walked once across all the
+//    panels, in order, instead of a w-float piece of every row per panel; rows lie ldx apart
+//    (pages), where the hardware prefetchers do not follow, so the row PF_PACK steps ahead is
+//    fetched by hand.
+//  * ps == 1 (transposes: A of NN/NT, B of NT): 8 x 8 register transposes of 8 p steps of the
+//    panel's rows (6 rows and 2 zero rows for A).
+// A partial last panel (rows < w, zero-filled) goes to pack_panels.
+constexpr int64_t PF_PACK = 8;
+
+// 6 floats (the first 6 lanes of v) at d: exactly, nothing past d + 6 written.
+FASTMLP_INLINE void store6(float* d, __m256 v) {
+    _mm_storeu_ps(d, _mm256_castps256_ps128(v));
+    _mm_storel_pi(reinterpret_cast<__m64*>(d + 4), _mm256_extractf128_ps(v, 1));
+}
+
+// One full panel (w rows, w = 6 or 16) of a transposed source (ps == 1): dst[p*w + r] =
+// src[r*rs + p].
+template <int W>
+void pack_transpose_panel(float* dst, const float* src, int64_t rs, int64_t k) {
+    constexpr int H = W > 8 ? 2 : 1;  // 8-row halves
+    int64_t p = 0;
+    for (; p + 8 <= k; p += 8) {
+#pragma GCC unroll 2
+        for (int h = 0; h < H; ++h) {
+            __m256 r[8];
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; ++i)
+                r[i] = (8 * h + i < W) ? _mm256_loadu_ps(src + (8 * h + i) * rs + p)
+                                       : _mm256_setzero_ps();
+            simd_vf::transpose8x8(r);
+            float* d = dst + p * W + 8 * h;
+            if constexpr (W == 16) {
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; ++j) _mm256_storeu_ps(d + j * W, r[j]);
+            } else {
+                // 8-float stores 6 apart, in order: each one's 2 extra lanes are overwritten by
+                // the next; the last is stored exactly (the panel may end there).
+#pragma GCC unroll 8
+                for (int j = 0; j < 7; ++j) _mm256_storeu_ps(d + j * W, r[j]);
+                store6(d + 7 * W, r[7]);
+            }
+        }
+    }
+    for (; p < k; ++p)
+        for (int i = 0; i < W; ++i) dst[p * W + i] = src[i * rs + p];
+}
+
+void pack_avx2(float* dst, const float* src, int64_t rs, int64_t ps, int64_t rows, int64_t k,
+               int w, int64_t panel_begin, int64_t panel_end) {
+    if ((rs != 1 && ps != 1) || (w != 6 && w != 16)) {
+        pack_panels(dst, src, rs, ps, rows, k, w, panel_begin, panel_end);
+        return;
+    }
+    // full panels [panel_begin, full_end); a partial last one (rows < w) by pack_panels
+    const int64_t full_end = panel_end < rows / w ? panel_end : rows / w;
+    if (full_end > panel_begin) {
+        if (rs == 1) {
+            const int64_t lo = panel_begin * w, hi = full_end * w;
+            for (int64_t p = 0; p < k; ++p) {
+                const float* s = src + p * ps;
+                if (p + PF_PACK < k)
+                    for (int64_t r = lo; r < hi; r += 16)
+                        _mm_prefetch(reinterpret_cast<const char*>(s + PF_PACK * ps + r), _MM_HINT_T0);
+                float* d = dst + p * w;
+                if (w == 16) {
+                    for (int64_t q = panel_begin; q < full_end; ++q) {
+                        _mm256_storeu_ps(d + q * k * 16, _mm256_loadu_ps(s + q * 16));
+                        _mm256_storeu_ps(d + q * k * 16 + 8, _mm256_loadu_ps(s + q * 16 + 8));
+                    }
+                } else {
+                    for (int64_t q = panel_begin; q < full_end; ++q) {
+                        const float* sq = s + q * 6;
+                        float* dq = d + q * k * 6;
+                        _mm_storeu_ps(dq, _mm_loadu_ps(sq));
+                        _mm_storel_pi(reinterpret_cast<__m64*>(dq + 4),
+                                      _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(sq + 4))));
+                    }
+                }
+            }
+        } else {
+            for (int64_t q = panel_begin; q < full_end; ++q) {
+                if (w == 16)
+                    pack_transpose_panel<16>(dst + q * k * 16, src + q * 16 * rs, rs, k);
+                else
+                    pack_transpose_panel<6>(dst + q * k * 6, src + q * 6 * rs, rs, k);
+            }
+        }
+    }
+    const int64_t rest = full_end > panel_begin ? full_end : panel_begin;
+    if (rest < panel_end) pack_panels(dst, src, rs, ps, rows, k, w, rest, panel_end);
+}
+
 constexpr int MR = 6, NV = 2, SMR = 6;
 
 // Cache blocks (measured single thread at 1024^3 on this machine: ~81 GFLOP/s, ~90% of the
 // AVX2 FMA peak): kc = 384 (the 384 x 16 B micro-panel, 24 KiB, in L1), mc = 72 (beat 144 by
-// ~8%), nc = 1024 (B block 1.5 MiB in L2).
+// ~8%), nc = 1024 (B block 1.5 MiB in L3; Zen 1's L2 is 512 KiB). kc 256 / mc 144 / nc 2048-4080
+// (BLIS's Zen choice and near it) measured within noise of these on the shared machine.
 const KernelSet kSet = {
     "avx2",
     MR, 8 * NV,
     /*mc=*/72, /*kc=*/384, /*nc=*/1024,
     &tile<MR, NV, A_PACKED, true>,
-    &pack_panels,
+    &pack_avx2,
     SMR,
     {8, 16},
     {{&tile<SMR, 1, A_PACKED>, &tile<SMR, 1, A_ROWS>, &tile<SMR, 1, A_COLS>},

@@ -8,14 +8,17 @@
 // too (LAST: rows past m reread row m-1 instead of a zero-padded copy of those rows).
 // Epilogue (alpha, beta, bias, ReLU) is applied to the accumulators before the one store;
 // partial tiles use masked loads/stores so nothing outside the m x n tile is touched.
+// GCC 12 flags _mm512_undefined_ps() inside its own AVX-512 intrinsics (_mm512_max_ps,
+// _mm512_reduce_add_ps) as maybe-uninitialized (a false positive); before the includes, so that
+// gemm_dot_body.h's instantiations are covered too.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 #include <immintrin.h>
 
 #include <algorithm>
 
+#include "gemm_dot_body.h"
 #include "gemm_internal.h"
-
-// GCC 12 flags _mm512_undefined_ps() inside _mm512_max_ps as maybe-uninitialized (a false positive).
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 namespace fastmlp::gemm_detail {
 
@@ -128,68 +131,6 @@ void tile(const TileArgs& t) {
             _mm512_mask_storeu_ps(c + 16 * v, mk[v], r);
         }
     }
-}
-
-// ---- dot tiles (NT with few rows) -------------------------------------------------------------
-// C[i][j] = sum_p a[i*lda + p] * b[j*ldb + p]: 16 lanes of p per FMA, DMR x DNR accumulators,
-// reduced at the end (same order for every tile: the result does not depend on the tiling).
-template <int DMR, int DNR>
-void dot_tile(const TileArgs& t) {
-    const float* ar[DMR];
-    const float* br[DNR];
-#pragma GCC unroll 16
-    for (int i = 0; i < DMR; ++i) ar[i] = t.a + (i < t.m ? i : t.m - 1) * t.lda;
-#pragma GCC unroll 16
-    for (int j = 0; j < DNR; ++j) br[j] = t.b + (j < t.n ? j : t.n - 1) * t.ldb;
-    __m512 acc[DMR][DNR];
-#pragma GCC unroll 16
-    for (int i = 0; i < DMR; ++i)
-#pragma GCC unroll 16
-        for (int j = 0; j < DNR; ++j) acc[i][j] = _mm512_setzero_ps();
-    const int64_t k = t.k;
-    for (int64_t p = 0; p < k; p += 16) {
-        const __mmask16 mk = k - p >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (k - p)) - 1);
-        __m512 bv[DNR];
-#pragma GCC unroll 16
-        for (int j = 0; j < DNR; ++j) bv[j] = _mm512_maskz_loadu_ps(mk, br[j] + p);
-    #pragma GCC unroll 16
-    for (int i = 0; i < DMR; ++i) {
-            const __m512 av = _mm512_maskz_loadu_ps(mk, ar[i] + p);
-    #pragma GCC unroll 16
-        for (int j = 0; j < DNR; ++j) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
-        }
-    }
-#pragma GCC unroll 16
-    for (int i = 0; i < DMR; ++i) {
-        if (i >= t.m) continue;
-        float* c = t.c + i * t.ldc;
-#pragma GCC unroll 16
-        for (int j = 0; j < DNR; ++j) {
-            if (j >= t.n) continue;
-            float v = t.alpha * _mm512_reduce_add_ps(acc[i][j]);
-            if (t.beta != 0.0f) v += t.beta * c[j];
-            if (t.bias) v += t.bias[j];
-            if (t.relu) v = v > 0.0f ? v : (v != v ? v : 0.0f);
-            c[j] = v;
-        }
-    }
-}
-
-// One row of A: a 1 x 2*DNR tile (no redundant rows), else DMR x DNR.
-template <int DMR, int DNR>
-void dot_any(const TileArgs& t) {
-    if (t.m == 1) {
-        TileArgs u = t;
-        for (int64_t j = 0; j < t.n; j += 2 * DNR) {
-            u.n = t.n - j < 2 * DNR ? t.n - j : 2 * DNR;
-            u.b = t.b + j * t.ldb;
-            u.c = t.c + j;
-            u.bias = t.bias ? t.bias + j : nullptr;
-            dot_tile<1, 2 * DNR>(u);
-        }
-        return;
-    }
-    dot_tile<DMR, DNR>(t);
 }
 
 // ---- packing ------------------------------------------------------------------------------

@@ -20,6 +20,42 @@ namespace fastmlp::gemm_detail {
 
 namespace {
 
+// dst[p*ldd + r] = src[r*ls + p] for r < rows, p < k: 4 rows at a time through 4 x 4 register
+// transposes where SSE2 is there, the rest element by element.
+void transpose_rows(float* dst, int64_t ldd, const float* src, int64_t ls, int64_t rows, int64_t k) {
+    int64_t r0 = 0;
+#if FASTMLP_PACK_SSE
+    for (; r0 + 4 <= rows; r0 += 4) {
+        const float* s0 = src + (r0 + 0) * ls;
+        const float* s1 = src + (r0 + 1) * ls;
+        const float* s2 = src + (r0 + 2) * ls;
+        const float* s3 = src + (r0 + 3) * ls;
+        int64_t p = 0;
+        for (; p + 4 <= k; p += 4) {
+            __m128 x0 = _mm_loadu_ps(s0 + p), x1 = _mm_loadu_ps(s1 + p);
+            __m128 x2 = _mm_loadu_ps(s2 + p), x3 = _mm_loadu_ps(s3 + p);
+            _MM_TRANSPOSE4_PS(x0, x1, x2, x3);
+            float* d = dst + p * ldd + r0;
+            _mm_storeu_ps(d, x0);
+            _mm_storeu_ps(d + ldd, x1);
+            _mm_storeu_ps(d + 2 * ldd, x2);
+            _mm_storeu_ps(d + 3 * ldd, x3);
+        }
+        for (; p < k; ++p) {
+            float* d = dst + p * ldd + r0;
+            d[0] = s0[p];
+            d[1] = s1[p];
+            d[2] = s2[p];
+            d[3] = s3[p];
+        }
+    }
+#endif
+    for (; r0 < rows; ++r0) {
+        const float* s = src + r0 * ls;
+        for (int64_t p = 0; p < k; ++p) dst[p * ldd + r0] = s[p];
+    }
+}
+
 // One panel: rows [0, rows) (rows <= w) of X, k columns, into dst (k groups of w floats).
 void pack_one(float* dst, const float* src, int64_t rs, int64_t ps, int64_t rows, int64_t k,
               int w) {
@@ -36,37 +72,7 @@ void pack_one(float* dst, const float* src, int64_t rs, int64_t ps, int64_t rows
     }
     if (ps == 1) {
         // p contiguous in every row: transpose.
-        int64_t r0 = 0;
-#if FASTMLP_PACK_SSE
-        for (; r0 + 4 <= rows; r0 += 4) {
-            const float* s0 = src + (r0 + 0) * rs;
-            const float* s1 = src + (r0 + 1) * rs;
-            const float* s2 = src + (r0 + 2) * rs;
-            const float* s3 = src + (r0 + 3) * rs;
-            int64_t p = 0;
-            for (; p + 4 <= k; p += 4) {
-                __m128 x0 = _mm_loadu_ps(s0 + p), x1 = _mm_loadu_ps(s1 + p);
-                __m128 x2 = _mm_loadu_ps(s2 + p), x3 = _mm_loadu_ps(s3 + p);
-                _MM_TRANSPOSE4_PS(x0, x1, x2, x3);
-                float* d = dst + p * w + r0;
-                _mm_storeu_ps(d, x0);
-                _mm_storeu_ps(d + w, x1);
-                _mm_storeu_ps(d + 2 * w, x2);
-                _mm_storeu_ps(d + 3 * w, x3);
-            }
-            for (; p < k; ++p) {
-                float* d = dst + p * w + r0;
-                d[0] = s0[p];
-                d[1] = s1[p];
-                d[2] = s2[p];
-                d[3] = s3[p];
-            }
-        }
-#endif
-        for (; r0 < rows; ++r0) {
-            const float* s = src + r0 * rs;
-            for (int64_t p = 0; p < k; ++p) dst[p * w + r0] = s[p];
-        }
+        transpose_rows(dst, w, src, rs, rows, k);
         if (rows < w)
             for (int64_t p = 0; p < k; ++p)
                 for (int64_t r = rows; r < w; ++r) dst[p * w + r] = 0.0f;
@@ -82,42 +88,14 @@ void pack_panels(float* dst, const float* src, int64_t rs, int64_t ps, int64_t r
                  int w, int64_t panel_begin, int64_t panel_end) {
     for (int64_t q = panel_begin; q < panel_end; ++q) {
         const int64_t r0 = q * w;
-        const int64_t nr = rows - r0 < w ? rows - r0 : w;
+        const int64_t nr = rows - r0 < w ? (rows > r0 ? rows - r0 : 0) : w;
         pack_one(dst + q * k * w, src + r0 * rs, rs, ps, nr, k, w);
     }
 }
 
 void pack_transposed(float* dst, int64_t ldd, const float* src, int64_t ldb, int64_t k, int64_t n) {
-    // dst[p*ldd + j] = src[j*ldb + p]: blocks of 4 columns j (source rows) at a time.
-    int64_t j0 = 0;
-#if FASTMLP_PACK_SSE
-    for (; j0 + 4 <= n; j0 += 4) {
-        const float* s0 = src + (j0 + 0) * ldb;
-        const float* s1 = src + (j0 + 1) * ldb;
-        const float* s2 = src + (j0 + 2) * ldb;
-        const float* s3 = src + (j0 + 3) * ldb;
-        int64_t p = 0;
-        for (; p + 4 <= k; p += 4) {
-            __m128 x0 = _mm_loadu_ps(s0 + p), x1 = _mm_loadu_ps(s1 + p);
-            __m128 x2 = _mm_loadu_ps(s2 + p), x3 = _mm_loadu_ps(s3 + p);
-            _MM_TRANSPOSE4_PS(x0, x1, x2, x3);
-            float* d = dst + p * ldd + j0;
-            _mm_storeu_ps(d, x0);
-            _mm_storeu_ps(d + ldd, x1);
-            _mm_storeu_ps(d + 2 * ldd, x2);
-            _mm_storeu_ps(d + 3 * ldd, x3);
-        }
-        for (; p < k; ++p) {
-            float* d = dst + p * ldd + j0;
-            d[0] = s0[p];
-            d[1] = s1[p];
-            d[2] = s2[p];
-            d[3] = s3[p];
-        }
-    }
-#endif
-    for (; j0 < n; ++j0)
-        for (int64_t p = 0; p < k; ++p) dst[p * ldd + j0] = src[j0 * ldb + p];
+    // dst[p*ldd + j] = src[j*ldb + p]: the n source rows j transposed.
+    transpose_rows(dst, ldd, src, ldb, n, k);
 }
 
 // ---- per-thread scratch ----------------------------------------------------------------------

@@ -72,6 +72,28 @@ template <int MR, int NC>
     }
 }
 
+#if defined(__AVX2__)
+// An 8 x 8 block in registers transposed: lane j of r[k] becomes lane k of r[j].
+[[gnu::always_inline]] inline void transpose8x8(__m256 (&r)[8]) {
+    __m256 t[8], u[8];
+    for (int k = 0; k < 4; ++k) {
+        t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    for (int h = 0; h < 2; ++h) {  // rows 4h .. 4h + 3
+        u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], 0x44);
+        u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], 0xEE);
+        u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+        u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+    }
+    // u[0..3]: rows 0-3, u[4..7]: rows 4-7; the 128-bit halves hold columns k and k + 4
+    for (int k = 0; k < 4; ++k) {
+        r[k] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x20);
+        r[k + 4] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x31);
+    }
+}
+#endif
+
 // dst (cols, ldd) = src (rows, cols)^T, src rows lds apart: dst[j * ldd + i] = src[i * lds + j]
 // for i < rows, j < cols. Pure data movement: 8 x 8 register blocks where the ISA has AVX2 (the
 // AVX-512 copies too), element by element for the edges and on the generic path.
@@ -82,25 +104,10 @@ inline void transpose(float* __restrict dst, int64_t ldd, const float* __restric
     for (; i0 + 8 <= rows; i0 += 8) {
         int64_t j0 = 0;
         for (; j0 + 8 <= cols; j0 += 8) {
-            __m256 r[8], t[8], u[8];
+            __m256 r[8];
             for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(src + (i0 + k) * lds + j0);
-            for (int k = 0; k < 4; ++k) {
-                t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
-                t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
-            }
-            for (int h = 0; h < 2; ++h) {  // rows 4h .. 4h + 3
-                u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], 0x44);
-                u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], 0xEE);
-                u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
-                u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
-            }
-            // u[0..3]: rows 0-3, u[4..7]: rows 4-7; the 128-bit halves hold columns k and k + 4
-            for (int k = 0; k < 4; ++k) {
-                _mm256_storeu_ps(dst + (j0 + k) * ldd + i0,
-                                 _mm256_permute2f128_ps(u[k], u[k + 4], 0x20));
-                _mm256_storeu_ps(dst + (j0 + k + 4) * ldd + i0,
-                                 _mm256_permute2f128_ps(u[k], u[k + 4], 0x31));
-            }
+            transpose8x8(r);
+            for (int k = 0; k < 8; ++k) _mm256_storeu_ps(dst + (j0 + k) * ldd + i0, r[k]);
         }
         for (; j0 < cols; ++j0)
             for (int64_t i = i0; i < i0 + 8; ++i) dst[j0 * ldd + i] = src[i * lds + j0];
