@@ -13,6 +13,15 @@ torch = pytest.importorskip("torch")
 STEPS = 50
 
 
+@pytest.fixture(autouse=True)
+def _seeded_torch():
+    """The nets' weights come from torch's initialisation (copy_weights): seed it, so that a test's
+    weights do not depend on which tests ran before it. Adam-family steps through ReLU kinks
+    amplify rounding differences for some starting points (a 1.3e-4 weight error was seen once in a
+    full run); a fixed start makes the comparison reproducible."""
+    torch.manual_seed(0)
+
+
 def copy_weights(fm, tm):
     for (k, p), (k2, q) in zip(fm.state_dict().items(), tm.state_dict().items()):
         assert k == k2, (k, k2)
