@@ -12,6 +12,8 @@
 #include <numeric>
 #include <stdexcept>
 
+#include <omp.h>
+
 #include "fastmlp/cpu_features.h"
 #include "fastmlp/elementwise.h"
 #include "fastmlp/gemm.h"
@@ -21,6 +23,8 @@
 namespace fastmlp {
 
 namespace detail {
+
+thread_local int t_small_team = 0;
 
 void SmallScratch::init(const std::vector<MlpLayer>& layers, int64_t batch) {
     ld = (batch + kLanes - 1) / kLanes * kLanes;
@@ -372,6 +376,14 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
         gs.init(layers, B, !dist && !(opt.mode == MlpMode::torch && opt.momentum == 0.0f && opt.weight_decay == 0.0f));
     }
 
+    // The small path's team (mlp_train_small.h): its size by the flops of a full step.
+    int team = 1;
+    if (small && !dist) {
+        double step_flops = 0.0;
+        for (const MlpLayer& l : layers) step_flops += 6.0 * double(l.in) * double(l.out) * double(B);
+        team = small_team_threads(step_flops);
+    }
+
     std::vector<int64_t> order(static_cast<size_t>(n));
     bool first = opt.first_step;
     for (int64_t e = 0; e < epochs; ++e) {
@@ -388,6 +400,68 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
         const int64_t nbatches = opt.drop_last ? n / bs : (n + bs - 1) / bs;
         double sum = 0.0;
         int64_t used = 0;
+        if (team > 1) {
+            // The small path on one team for the whole epoch (SmallTeamMember): every thread runs
+            // every step, the step's products split over the team; should_stop is polled by the
+            // step's gather thread, a non-finite loss is seen by all after a barrier, so the
+            // threads leave the loop together. Bookkeeping on thread 0 (the same values on all).
+            bool stopped = false, bad = false;
+            int64_t bad_batch = 0;
+            double bad_loss = 0.0;
+            int64_t steps = 0;
+            ss.poll = opt.should_stop;
+            ss.poll_ctx = opt.stop_ctx;
+#pragma omp parallel num_threads(team)
+            {
+                SmallTeamMember member(team);
+                bool f = first;
+                double tsum = 0.0;
+                int64_t tused = 0, tsteps = 0, bi = 0;
+                for (; bi < nbatches; ++bi) {
+                    const int64_t start = bi * bs, nb = std::min(bs, n - start);
+                    const double loss = small_step(layers, ss, X, Y, ord + start, nb, rule, f,
+                                                   opt.allow_nonfinite, nullptr);
+                    if (ss.stop) break;
+                    if (!std::isfinite(loss) && !opt.allow_nonfinite) {
+                        if (omp_get_thread_num() == 0) {
+                            bad = true;
+                            bad_batch = bi;
+                            bad_loss = loss;
+                        }
+                        break;
+                    }
+                    f = false;
+                    ++tsteps;
+                    tsum += loss * double(nb);
+                    tused += nb;
+                }
+                if (omp_get_thread_num() == 0) {
+                    stopped = bi < nbatches && ss.stop;
+                    first = f;
+                    sum = tsum;
+                    used = tused;
+                    steps = tsteps;
+                }
+            }
+            ss.poll = nullptr;
+            ss.stop = false;
+            res.steps += steps;
+            if (stopped) {
+                res.interrupted = true;
+                return res;
+            }
+            if (bad) {
+                res.stopped_nonfinite = true;
+                res.bad_epoch = e;
+                res.bad_batch = bad_batch;
+                res.bad_loss = bad_loss;
+                res.epoch_loss.push_back(used ? sum / double(used) : bad_loss);
+                return res;
+            }
+            res.epoch_loss.push_back(used ? sum / double(used)
+                                          : std::numeric_limits<double>::quiet_NaN());
+            continue;
+        }
         for (int64_t bi = 0; bi < nbatches; ++bi) {
             if (opt.should_stop && opt.should_stop(opt.stop_ctx)) {
                 res.interrupted = true;
