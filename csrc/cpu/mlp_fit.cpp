@@ -358,6 +358,17 @@ double loss_and_grad(float* dP, const float* P, const float* y, const int64_t* y
     return denom != 0.0 ? total / denom : NAN;
 }
 
+// The targets and sample weights of rows idx[0..B) into s.y or s.yi and s.sw.
+void gather_targets(Scratch& s, const FitData& data, const int64_t* idx, int64_t B, int64_t d_out) {
+    for (int64_t b = 0; b < B; ++b) {
+        if (data.Yi)
+            s.yi[size_t(b)] = data.Yi[idx[b]];
+        else
+            std::memcpy(s.y.data() + b * d_out, data.Y + idx[b] * d_out, size_t(d_out) * sizeof(float));
+        s.sw[size_t(b)] = data.sample_weight ? data.sample_weight[idx[b]] : 1.0f;
+    }
+}
+
 // row0: the global batch row of local row 0 (fit(distributed=True)), so that masks are drawn per
 // global row, as in one process.
 void forward_batch(const std::vector<FitLayer>& layers, Scratch& s, int64_t B, bool train,
@@ -548,7 +559,6 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
     const int64_t d_in = layers[0].in, d_out = layers.back().out;
     const int64_t B_full = std::min(opt.batch_size, n);
     const bool index_targets = data.Yi != nullptr;
-    const bool weighted = data.sample_weight != nullptr;
     // fit(distributed=True): this rank's rows of each global batch (FitOptions::grad_allreduce).
     const bool dist = opt.grad_allreduce != nullptr;
     if (dist && (opt.world < 1 || opt.rank < 0 || opt.rank >= opt.world))
@@ -625,16 +635,8 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
                     const int64_t B = std::min(opt.batch_size, n - start);
                     if (B < opt.batch_size && opt.drop_last) break;
                     const int64_t* idx = order.data() + start;
-                    detail::team_single_nowait([&] {  // done before the forward's first barrier
-                        for (int64_t b = 0; b < B; ++b) {
-                            if (index_targets)
-                                s.yi[size_t(b)] = data.Yi[idx[b]];
-                            else
-                                std::memcpy(s.y.data() + b * d_out, data.Y + idx[b] * d_out,
-                                            size_t(d_out) * sizeof(float));
-                            s.sw[size_t(b)] = weighted ? data.sample_weight[idx[b]] : 1.0f;
-                        }
-                    });
+                    // (done before the forward's first barrier)
+                    detail::team_single_nowait([&] { gather_targets(s, data, idx, B, d_out); });
                     ss.row0 = 0;
                     detail::mlp_fit_small_forward(layers, ss, data.X, idx, B, true, opt.dropout_seed,
                                                   tstep, s.a[size_t(L)].data());
@@ -642,13 +644,9 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
                         const double den = loss_denominator(data, idx, B, d_out, opt);
                         double loss = loss_and_grad(s.d0.data(), s.a[size_t(L)].data(), s.y.data(),
                                                     s.yi.data(), s.sw.data(), B, d_out, opt, den, s);
-                        if (opt.l2_weights != 0.0f) {
-                            double w2 = 0.0;
-                            for (const FitLayer& ly : layers)
-                                for (int64_t j = 0; j < ly.in * ly.out; ++j)
-                                    w2 += double(ly.weight[j]) * ly.weight[j];
-                            loss += 0.5 * double(opt.l2_weights) * w2 / double(B);
-                        }
+                        if (opt.l2_weights != 0.0f)
+                            loss += 0.5 * double(opt.l2_weights) * detail::sum_sq_weights(layers) /
+                                    double(B);
                         team_loss = loss;
                     });
                     const double loss = team_loss;
@@ -687,16 +685,10 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
             const double den = loss_denominator(data, order.data() + start, B, d_out, opt);
             const int64_t* idx = order.data() + start + lo;
             float* a0 = s.a[0].data();
-            for (int64_t b = 0; b < Bl; ++b) {
-                if (!small)  // (the small path gathers X itself, transposed)
+            if (!small)  // (the small path gathers X itself, transposed)
+                for (int64_t b = 0; b < Bl; ++b)
                     std::memcpy(a0 + b * d_in, data.X + idx[b] * d_in, size_t(d_in) * sizeof(float));
-                if (index_targets)
-                    s.yi[size_t(b)] = data.Yi[idx[b]];
-                else
-                    std::memcpy(s.y.data() + b * d_out, data.Y + idx[b] * d_out,
-                                size_t(d_out) * sizeof(float));
-                s.sw[size_t(b)] = weighted ? data.sample_weight[idx[b]] : 1.0f;
-            }
+            gather_targets(s, data, idx, Bl, d_out);
             double loss = 0.0;
             if (Bl > 0) {
                 // forward (dropout masks drawn for this global step, by global row)
@@ -713,12 +705,8 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
                 loss = loss_and_grad(dz, P, s.y.data(), s.yi.data(), s.sw.data(), Bl, d_out, opt,
                                      den, s);
             }
-            if (opt.l2_weights != 0.0f && rank == 0) {  // once in the sum over the ranks
-                double w2 = 0.0;
-                for (const FitLayer& ly : layers)
-                    for (int64_t j = 0; j < ly.in * ly.out; ++j) w2 += double(ly.weight[j]) * ly.weight[j];
-                loss += 0.5 * double(opt.l2_weights) * w2 / double(B);
-            }
+            if (opt.l2_weights != 0.0f && rank == 0)  // once in the sum over the ranks
+                loss += 0.5 * double(opt.l2_weights) * detail::sum_sq_weights(layers) / double(B);
             if (!dist && stop_nonfinite(loss, e, batch, epoch_sum, used)) return res;
             if (Bl > 0 && small)
                 detail::mlp_fit_small_backward(layers, ss, Bl, s.d0.data(), s.grads.data(),

@@ -168,10 +168,7 @@ double gemm_step(const std::vector<MlpLayer>& layers, GemmScratch& s, const floa
     } else {
         loss *= 0.5;
         if (rule.alpha != 0.0f) {
-            double w2 = 0.0;
-            for (const MlpLayer& ly : layers)
-                for (int64_t j = 0; j < ly.in * ly.out; ++j) w2 += double(ly.weight[j]) * ly.weight[j];
-            loss += 0.5 * double(rule.alpha) * w2 / double(B);
+            loss += 0.5 * double(rule.alpha) * sum_sq_weights(layers) / double(B);
         }
         scale = float(1.0 / double(B));
     }
@@ -384,6 +381,16 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
         team = small_team_threads(step_flops);
     }
 
+    // A non-finite loss at batch bi of epoch e: the result so far (no update for that batch).
+    auto stop_nonfinite = [&](int64_t e, int64_t bi, double loss, double sum, int64_t used) {
+        res.stopped_nonfinite = true;
+        res.bad_epoch = e;
+        res.bad_batch = bi;
+        res.bad_loss = loss;
+        res.epoch_loss.push_back(used ? sum / double(used) : loss);
+        return res;
+    };
+
     std::vector<int64_t> order(static_cast<size_t>(n));
     bool first = opt.first_step;
     for (int64_t e = 0; e < epochs; ++e) {
@@ -450,14 +457,7 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
                 res.interrupted = true;
                 return res;
             }
-            if (bad) {
-                res.stopped_nonfinite = true;
-                res.bad_epoch = e;
-                res.bad_batch = bad_batch;
-                res.bad_loss = bad_loss;
-                res.epoch_loss.push_back(used ? sum / double(used) : bad_loss);
-                return res;
-            }
+            if (bad) return stop_nonfinite(e, bad_batch, bad_loss, sum, used);
             res.epoch_loss.push_back(used ? sum / double(used)
                                           : std::numeric_limits<double>::quiet_NaN());
             continue;
@@ -475,14 +475,7 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
                                          first, opt)
                 : small ? small_step(layers, ss, X, Y, ord + start, nb, rule, first, opt.allow_nonfinite, nullptr)
                       : gemm_step(layers, gs, X, Y, ord + start, nb, rule, first, opt.allow_nonfinite, nullptr);
-            if (!std::isfinite(loss) && !opt.allow_nonfinite) {
-                res.stopped_nonfinite = true;
-                res.bad_epoch = e;
-                res.bad_batch = bi;
-                res.bad_loss = loss;
-                res.epoch_loss.push_back(used ? sum / double(used) : loss);
-                return res;
-            }
+            if (!std::isfinite(loss) && !opt.allow_nonfinite) return stop_nonfinite(e, bi, loss, sum, used);
             first = false;
             ++res.steps;
             sum += loss * double(nb);

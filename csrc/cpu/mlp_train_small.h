@@ -135,6 +135,15 @@ inline void team_share(int64_t n, int64_t& lo, int64_t& hi) {
     hi = std::min(n, blocks * (tid + 1) / nth * 64);
 }
 
+// sum of the squared weights of a chain (MlpLayer or FitLayer), in double, in order: the L2 term.
+template <class Layers>
+double sum_sq_weights(const Layers& layers) {
+    double w2 = 0.0;
+    for (const auto& ly : layers)
+        for (int64_t j = 0; j < ly.in * ly.out; ++j) w2 += double(ly.weight[j]) * ly.weight[j];
+    return w2;
+}
+
 // Scratch of the small path, allocated once per mlp_train call.
 struct SmallScratch {
     int64_t ld = 0;              // padded batch stride (multiple of 16)
@@ -731,11 +740,7 @@ inline void forward_layers(const std::vector<MlpLayer>& layers, SmallScratch& s,
         } else {
             loss = 0.5 * sq / count;
             if (rule.alpha != 0.0f) {
-                double w2 = 0.0;
-                for (const MlpLayer& ly : layers)
-                    for (int64_t j = 0; j < ly.in * ly.out; ++j)
-                        w2 += double(ly.weight[j]) * ly.weight[j];
-                loss += 0.5 * double(rule.alpha) * w2 / double(B);
+                loss += 0.5 * double(rule.alpha) * sum_sq_weights(layers) / double(B);
             }
             scale = float(1.0 / double(B));
         }
