@@ -1,7 +1,8 @@
 // The fused MLP trainer (mlp.h): epochs, shuffling, batching and the step, all in C++.
 // Two step implementations with the same math:
-//   - the small-matrix path (mlp_train_small.h): feature-major, single thread, per-ISA loops,
-//     for nets whose step is a few microseconds of arithmetic at most;
+//   - the small-matrix path (mlp_train_small.h): feature-major register tiles, per-ISA loops,
+//     each epoch on one OpenMP team whose threads split every product's tiles, for nets up to
+//     512 x 512 weights (mlp_small_path_fits);
 //   - the gemm path: batch-major activations, fastmlp::sgemm with bias+ReLU epilogues for the
 //     three products, the elementwise kernels for the rest, and (plain SGD) the weight update
 //     folded into the weight-gradient product: W = -lr * dZ^T A + 1 * W.

@@ -6,9 +6,10 @@
 // layer as register-tiled kernels that read the operands in place (no packing, as XLA does for
 // such shapes): a tile of 6 rows x 16 samples (AVX2) stays in registers over the whole reduction,
 // broadcasting weights against batch vectors, so it runs near the FMA peak at any width from 16
-// to 1024 and any batch (no cliff where the tile count changes). Large products split their
-// output tiles over threads; every sum has a fixed order (the tiling depends on the shapes only),
-// so the result does not depend on the thread count.
+// to 1024 and any batch (no cliff where the tile count changes). The trainers run an epoch's
+// steps on one OpenMP team (see "The persistent team" below), over which every product splits
+// its output tiles; every sum has a fixed order (the tiling depends on the shapes only), so the
+// result does not depend on the thread count.
 //
 // The step body is defined once here (FASTMLP_SMALL_STEP_BODY) and compiled per ISA by
 // mlp_train_small_{generic,avx2,avx512}.cpp, each with its own compiler flags.
@@ -69,10 +70,16 @@ struct SmallTeamMember {
     SmallTeamMember& operator=(const SmallTeamMember&) = delete;
 };
 
-// The team size for a small-path epoch whose steps cost `step_flops` each (1: no team). Measured
-// (wall clock, min of interleaved repeats, 2-core AVX2 EPYC shared with other jobs): a team of 2
-// pays from about 20 kFLOP a step (20-8-8-1 at batch 16 breaks even, about 12 barriers a step).
-constexpr double kSmallTeamMinFlops = 4.0e4;
+// The team size for a small-path epoch whose steps cost `step_flops` each (1: no team). A step
+// has about 10 barriers plus 2 per layer. On the quiet 2-core AVX2 EPYC an `omp for` barrier
+// costs ~0.45 us and the small path runs ~20 GFLOP/s a core, so halving a step's products pays
+// from roughly 2 x 10 x 0.45 us x 20 GFLOP/s ~ 200 kFLOP a step: the threshold is 250 kFLOP
+// (20-64-64-1 at batch 16, 522 kFLOP, takes the team; 20-32-32-1 at 16, 163 kFLOP, does not).
+// Measured on that machine shared by 4 jobs (load 6-12, wall clock, min of 40 interleaved
+// repeats, 2 threads / 1): 20-32-32-1 b16 0.52, 20-64-64-1 b16 0.37 and b64 0.91, 6-64-64-1
+// Tanh/Huber/Adam b64 1.17 - on a loaded machine a barrier waits for a descheduled partner, so
+// these are lower bounds; a quiet machine has not been available to place it better.
+constexpr double kSmallTeamMinFlops = 2.5e5;
 inline int small_team_threads(double step_flops) {
     if (step_flops < kSmallTeamMinFlops) return 1;
     return threads_for(1.0e30);  // the library's thread count (and its fork-safety bookkeeping)
