@@ -11,23 +11,11 @@ import pytest
 import fastmlp
 from fastmlp import _C, nn
 from fastmlp import trainer
+from test_small_path import data as _data, init as _init
 
 
-def _init(sizes, seed):
-    rng = np.random.default_rng(seed)
-    ws = [(rng.standard_normal((b, a)) / np.sqrt(a)).astype(np.float32)
-          for a, b in zip(sizes[:-1], sizes[1:])]
-    bs = [(0.1 * rng.standard_normal(b)).astype(np.float32) for b in sizes[1:]]
-    return ws, bs
-
-
-def _data(n, d_in, d_out, seed):
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal((n, d_in)).astype(np.float32),
-            rng.standard_normal((n, d_out)).astype(np.float32))
-
-
-# (sizes, batch, n, options): steps from ~40 kFLOP up, so every one runs on a team at 2 threads
+# (sizes, batch, n, options): steps of 250 kFLOP or more (kSmallTeamMinFlops), so that every one
+# runs on a team at 2 threads
 RELU_CASES = [
     ((20, 64, 64, 1), 16, 200, {}),
     ((20, 64, 64, 1), 64, 300, {"momentum": 0.9, "nesterov": True}),
