@@ -26,6 +26,7 @@ namespace fastmlp {
 namespace detail {
 
 thread_local int t_small_team = 0;
+thread_local bool t_small_stop = false;
 
 void SmallScratch::init(const std::vector<MlpLayer>& layers, int64_t batch) {
     ld = (batch + kLanes - 1) / kLanes * kLanes;
@@ -429,7 +430,7 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
                     const int64_t start = bi * bs, nb = std::min(bs, n - start);
                     const double loss = small_step(layers, ss, X, Y, ord + start, nb, rule, f,
                                                    opt.allow_nonfinite, nullptr);
-                    if (ss.stop) break;
+                    if (t_small_stop) break;  // (this thread's copy: ss.stop may be the next step's)
                     if (!std::isfinite(loss) && !opt.allow_nonfinite) {
                         if (omp_get_thread_num() == 0) {
                             bad = true;
@@ -444,7 +445,7 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
                     tused += nb;
                 }
                 if (omp_get_thread_num() == 0) {
-                    stopped = bi < nbatches && ss.stop;
+                    stopped = bi < nbatches && t_small_stop;
                     first = f;
                     sum = tsum;
                     used = tused;
@@ -453,6 +454,7 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
             }
             ss.poll = nullptr;
             ss.stop = false;
+            t_small_stop = false;
             res.steps += steps;
             if (stopped) {
                 res.interrupted = true;

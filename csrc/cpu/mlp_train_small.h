@@ -59,6 +59,8 @@ struct GradSink {
 // threads of such a team, 0 elsewhere (a product called outside one forks its own region, as
 // before, above 1 MFLOP). Which thread runs a tile never changes the tile's arithmetic.
 extern thread_local int t_small_team;
+// Whether this thread's last small step stopped at the caller's should_stop (SmallScratch::poll).
+extern thread_local bool t_small_stop;
 
 inline bool in_small_team() { return t_small_team > 1; }
 
@@ -712,7 +714,10 @@ inline void forward_layers(const std::vector<MlpLayer>& layers, SmallScratch& s,
         gather_rows(s.act[0], ld, X, d_in, idx, B, Bp);
         gather_rows(s.yT, ld, Y, d_out, idx, B, Bp);
     });
-    if (s.stop) return 0.0;
+    // Each thread its own copy of the decision, read here, right after the barrier: once a
+    // thread has left this step, another may already be polling for the next one in s.stop.
+    t_small_stop = s.stop;
+    if (t_small_stop) return 0.0;
 
     forward_layers(layers, s, Bp);
 
