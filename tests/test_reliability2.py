@@ -324,7 +324,9 @@ def _readline_within(stream, timeout):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX")
-@pytest.mark.parametrize("width,batch", [(1024, 64), (64, 1)])  # gemm path, small path
+# gemm path, small path, small path on its team (a 64-wide step at batch 64: ~1.7 MFLOP, above
+# kSmallTeamMinFlops; the team's gather thread polls should_stop for all)
+@pytest.mark.parametrize("width,batch", [(1024, 64), (64, 1), (64, 64)])
 def test_sigint_stops_a_long_native_epoch(tmp_path, width, batch):
     script = tmp_path / "long_fit.py"
     script.write_text(_SIGINT_SCRIPT.format(width=width, batch=batch))

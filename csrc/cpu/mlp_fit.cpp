@@ -18,6 +18,9 @@
 #include "fastmlp/norm.h"
 #include "fastmlp/optimizers.h"
 #include "mlp_fit_small.h"
+#include "mlp_train_small.h"
+
+#include <omp.h>
 
 namespace fastmlp {
 
@@ -355,6 +358,17 @@ double loss_and_grad(float* dP, const float* P, const float* y, const int64_t* y
     return denom != 0.0 ? total / denom : NAN;
 }
 
+// The targets and sample weights of rows idx[0..B) into s.y or s.yi and s.sw.
+void gather_targets(Scratch& s, const FitData& data, const int64_t* idx, int64_t B, int64_t d_out) {
+    for (int64_t b = 0; b < B; ++b) {
+        if (data.Yi)
+            s.yi[size_t(b)] = data.Yi[idx[b]];
+        else
+            std::memcpy(s.y.data() + b * d_out, data.Y + idx[b] * d_out, size_t(d_out) * sizeof(float));
+        s.sw[size_t(b)] = data.sample_weight ? data.sample_weight[idx[b]] : 1.0f;
+    }
+}
+
 // row0: the global batch row of local row 0 (fit(distributed=True)), so that masks are drawn per
 // global row, as in one process.
 void forward_batch(const std::vector<FitLayer>& layers, Scratch& s, int64_t B, bool train,
@@ -469,6 +483,47 @@ void update_params(Scratch& s, const OptimOptions& oo, int64_t t, float l2) {
                     s.up_n.data(), s.up_steps.data(), int64_t(n), oo);
 }
 
+// update_params inside a SmallTeam: every tensor split over the team (each thread its share of
+// each tensor's elements, cut at multiples of 64: the rules are element-wise, so the values do
+// not depend on the team size), the l2 fold on the same shares. `mine` holds this thread's
+// sub-tensors (optim_step_many's layout), reused from step to step (sized once per epoch).
+struct TeamUpdate {
+    std::vector<float*> p, s0, s1, s2;
+    std::vector<const float*> g;
+    std::vector<int64_t> n, steps;
+    std::vector<size_t> k;  // the tensor each sub-tensor is a share of
+    void init(const Scratch& s) {
+        p.clear(), s0.clear(), s1.clear(), s2.clear(), g.clear(), n.clear(), k.clear();
+        auto at = [](float* q, int64_t off) { return q ? q + off : nullptr; };
+        for (size_t t = 0; t < s.up_p.size(); ++t) {
+            int64_t lo, hi;
+            detail::team_share(s.up_n[t], lo, hi);
+            if (hi <= lo) continue;
+            p.push_back(s.up_p[t] + lo);
+            g.push_back(s.up_g[t] + lo);
+            s0.push_back(at(s.up_s0[t], lo));
+            s1.push_back(at(s.up_s1[t], lo));
+            s2.push_back(at(s.up_s2[t], lo));
+            n.push_back(hi - lo);
+            k.push_back(t);
+        }
+        steps.assign(p.size(), 0);
+    }
+    void run(const Scratch& s, const OptimOptions& oo, int64_t t, float l2) {
+        if (p.empty()) return;
+        if (l2 != 0.0f)
+            for (size_t j = 0; j < p.size(); ++j) {
+                if (!s.up_l2[k[j]]) continue;
+                float* __restrict gj = const_cast<float*>(g[j]);
+                const float* __restrict pj = p[j];
+                for (int64_t i = 0; i < n[j]; ++i) gj[i] = gj[i] + l2 * pj[i];
+            }
+        std::fill(steps.begin(), steps.end(), t);
+        optim_step_many(p.data(), g.data(), s0.data(), s1.data(), s2.data(), n.data(), steps.data(),
+                        int64_t(p.size()), oo);
+    }
+};
+
 }  // namespace
 
 void mlp_fit_forward(float* out, const std::vector<FitLayer>& layers, const float* X, int64_t n) {
@@ -504,7 +559,6 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
     const int64_t d_in = layers[0].in, d_out = layers.back().out;
     const int64_t B_full = std::min(opt.batch_size, n);
     const bool index_targets = data.Yi != nullptr;
-    const bool weighted = data.sample_weight != nullptr;
     // fit(distributed=True): this rank's rows of each global batch (FitOptions::grad_allreduce).
     const bool dist = opt.grad_allreduce != nullptr;
     if (dist && (opt.world < 1 || opt.rank < 0 || opt.rank >= opt.world))
@@ -542,6 +596,14 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
                        (opt.path == FitPath::automatic && detail::mlp_fit_small_fits(layers, B_full));
     detail::FitSmallScratch ss;
     if (small) ss.init(layers, (B_full + world - 1) / world);
+    // The small path's team (mlp_train_small.h), by the flops of a full step; one process only.
+    int team = 1;
+    if (small && !dist) {
+        double step_flops = 0.0;
+        for (const FitLayer& l : layers) step_flops += 6.0 * double(l.in) * double(l.out) * double(B_full);
+        team = detail::small_team_threads(step_flops);
+    }
+    double team_loss = 0.0;  // the step's loss, shared by the team
     std::vector<int64_t> order(static_cast<size_t>(n));
     int64_t step = opt.step0;
     for (int64_t e = 0; e < epochs; ++e) {
@@ -555,6 +617,66 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
         }
         double epoch_sum = 0.0;
         int64_t used = 0, batch = 0;
+        if (team > 1) {
+            // The small path on one team for the epoch (detail::SmallTeamMember): every thread
+            // runs every step; the products and element-wise passes split over the team, the
+            // loss on one thread, the update on every thread's share of each tensor. A
+            // non-finite loss is seen by all after the loss's barrier: they leave together.
+            double bad_loss = 0.0;
+            int64_t bad_batch = -1, steps = 0;
+#pragma omp parallel num_threads(team)
+            {
+                detail::SmallTeamMember member(team);
+                TeamUpdate upd;
+                upd.init(s);
+                int64_t tstep = step, tused = 0, tsteps = 0, tbatch = 0, tbad = -1;
+                double tsum = 0.0;
+                for (int64_t start = 0; start < n; start += opt.batch_size, ++tbatch) {
+                    const int64_t B = std::min(opt.batch_size, n - start);
+                    if (B < opt.batch_size && opt.drop_last) break;
+                    const int64_t* idx = order.data() + start;
+                    // (done before the forward's first barrier)
+                    detail::team_single_nowait([&] { gather_targets(s, data, idx, B, d_out); });
+                    ss.row0 = 0;
+                    detail::mlp_fit_small_forward(layers, ss, data.X, idx, B, true, opt.dropout_seed,
+                                                  tstep, s.a[size_t(L)].data());
+                    detail::team_single([&] {
+                        const double den = loss_denominator(data, idx, B, d_out, opt);
+                        double loss = loss_and_grad(s.d0.data(), s.a[size_t(L)].data(), s.y.data(),
+                                                    s.yi.data(), s.sw.data(), B, d_out, opt, den, s);
+                        if (opt.l2_weights != 0.0f)
+                            loss += 0.5 * double(opt.l2_weights) * detail::sum_sq_weights(layers) /
+                                    double(B);
+                        team_loss = loss;
+                    });
+                    const double loss = team_loss;
+                    if (!std::isfinite(loss) && !opt.allow_nonfinite) {
+                        tbad = tbatch;
+                        break;
+                    }
+                    detail::mlp_fit_small_backward(layers, ss, B, s.d0.data(), s.grads.data(),
+                                                   s.gw_off.data(), s.gb_off.data());
+                    upd.run(s, fit_step_optim(opt, tstep - opt.step0), tstep + 1,
+                            float(double(opt.l2_weights) / double(B)));
+                    ++tstep;
+                    ++tsteps;
+                    tsum += loss * double(B);
+                    tused += B;
+                }
+                if (omp_get_thread_num() == 0) {
+                    step = tstep;
+                    steps = tsteps;
+                    epoch_sum = tsum;
+                    used = tused;
+                    bad_batch = tbad;
+                    bad_loss = team_loss;
+                }
+            }
+            res.steps += steps;
+            if (bad_batch >= 0 && stop_nonfinite(bad_loss, e, bad_batch, epoch_sum, used)) return res;
+            res.epoch_loss.push_back(used ? epoch_sum / double(used) : NAN);
+            continue;
+        }
         for (int64_t start = 0; start < n; start += opt.batch_size, ++batch) {
             const int64_t B = std::min(opt.batch_size, n - start);
             if (B < opt.batch_size && opt.drop_last) break;
@@ -563,16 +685,10 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
             const double den = loss_denominator(data, order.data() + start, B, d_out, opt);
             const int64_t* idx = order.data() + start + lo;
             float* a0 = s.a[0].data();
-            for (int64_t b = 0; b < Bl; ++b) {
-                if (!small)  // (the small path gathers X itself, transposed)
+            if (!small)  // (the small path gathers X itself, transposed)
+                for (int64_t b = 0; b < Bl; ++b)
                     std::memcpy(a0 + b * d_in, data.X + idx[b] * d_in, size_t(d_in) * sizeof(float));
-                if (index_targets)
-                    s.yi[size_t(b)] = data.Yi[idx[b]];
-                else
-                    std::memcpy(s.y.data() + b * d_out, data.Y + idx[b] * d_out,
-                                size_t(d_out) * sizeof(float));
-                s.sw[size_t(b)] = weighted ? data.sample_weight[idx[b]] : 1.0f;
-            }
+            gather_targets(s, data, idx, Bl, d_out);
             double loss = 0.0;
             if (Bl > 0) {
                 // forward (dropout masks drawn for this global step, by global row)
@@ -589,12 +705,8 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
                 loss = loss_and_grad(dz, P, s.y.data(), s.yi.data(), s.sw.data(), Bl, d_out, opt,
                                      den, s);
             }
-            if (opt.l2_weights != 0.0f && rank == 0) {  // once in the sum over the ranks
-                double w2 = 0.0;
-                for (const FitLayer& ly : layers)
-                    for (int64_t j = 0; j < ly.in * ly.out; ++j) w2 += double(ly.weight[j]) * ly.weight[j];
-                loss += 0.5 * double(opt.l2_weights) * w2 / double(B);
-            }
+            if (opt.l2_weights != 0.0f && rank == 0)  // once in the sum over the ranks
+                loss += 0.5 * double(opt.l2_weights) * detail::sum_sq_weights(layers) / double(B);
             if (!dist && stop_nonfinite(loss, e, batch, epoch_sum, used)) return res;
             if (Bl > 0 && small)
                 detail::mlp_fit_small_backward(layers, ss, Bl, s.d0.data(), s.grads.data(),

@@ -12,14 +12,32 @@
 namespace fastmlp::detail {
 namespace {  // internal linkage: one copy per ISA file
 
-// a[l + 1] (out, Bp) = act(W a[l] + b), dropout applied (mask and pre-mask output kept).
+// act(x) over the rows [0, rows) of x (ld wide; columns past Bp are never read): in a team each
+// thread its share of the elements (multiples of 64, as the activation kernels' own split, so
+// the values do not depend on the team size), then a barrier.
+inline void team_act_forward(float* y, const float* x, int64_t n, ActParams p) {
+    int64_t lo, hi;
+    team_share(n, lo, hi);
+    if (hi > lo) act_forward(y + lo, x + lo, hi - lo, p);
+    team_barrier();
+}
+inline void team_act_backward(float* d, const float* z, const float* y, int64_t n, ActParams p) {
+    int64_t lo, hi;
+    team_share(n, lo, hi);
+    if (hi > lo) act_backward(d + lo, d + lo, z ? z + lo : nullptr, y ? y + lo : nullptr, hi - lo, p);
+    team_barrier();
+}
+
+// a[l + 1] (out, Bp) = act(W a[l] + b), dropout applied (mask and pre-mask output kept). Inside a
+// SmallTeam (mlp_train_small.h) every thread calls it: the products and the element-wise passes
+// split over the team, the gather and the transposed copy of P on one thread.
 [[maybe_unused]] void fit_small_forward_impl(const std::vector<FitLayer>& layers,
                                              FitSmallScratch& s, const float* X,
                                              const int64_t* idx, int64_t B, bool train,
                                              uint64_t dseed, int64_t step, float* P) {
     const int64_t ld = s.ld, L = int64_t(layers.size());
     const int64_t Bp = (B + kLanes - 1) / kLanes * kLanes;
-    gather_rows(s.a[0], ld, X, layers[0].in, idx, B, Bp);
+    team_single([&] { gather_rows(s.a[0], ld, X, layers[0].in, idx, B, Bp); });
     for (int64_t l = 0; l < L; ++l) {
         const FitLayer& ly = layers[size_t(l)];
         float* out = s.a[size_t(l + 1)];
@@ -30,13 +48,13 @@ namespace {  // internal linkage: one copy per ISA file
         bcast_product(zl ? zl : out, ld, ly.weight, ly.in, 1, s.a[size_t(l)], ld, ly.out, ly.in, Bp,
                       e);
         // The activation over whole rows (ld wide: columns past Bp are never read).
-        if (ly.act.kind != Act::identity) act_forward(out, zl ? zl : out, ly.out * ld, ly.act);
+        if (ly.act.kind != Act::identity) team_act_forward(out, zl ? zl : out, ly.out * ld, ly.act);
         if (train && ly.dropout > 0.0f) {
             float* m = s.mask[size_t(l)];
             float* yk = s.ykeep[size_t(l)];
             const float p = ly.dropout;
             const float keep_scale = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
-            for (int64_t o = 0; o < ly.out; ++o) {
+            for_each_tile(ly.out, 0.0, [&](int64_t o) {
                 float* mr = m + o * ld;
                 float* yr = yk + o * ld;
                 float* orow = out + o * ld;
@@ -49,15 +67,20 @@ namespace {  // internal linkage: one copy per ISA file
                     yr[b] = orow[b];
                     orow[b] = orow[b] * mr[b];
                 }
-            }
+            });
         }
     }
     const int64_t O = layers.back().out;
     const float* pf = s.a[size_t(L)];
-    for (int64_t b = 0; b < B; ++b)
-        for (int64_t o = 0; o < O; ++o) P[b * O + o] = pf[o * ld + b];
+    team_single([&] {
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t o = 0; o < O; ++o) P[b * O + o] = pf[o * ld + b];
+    });
 }
 
+// Inside a SmallTeam, as the forward. Per layer: the dropout and activation backward (split,
+// barriers); then the batch-major copy of A (one thread), the bias gradient (rows split) and
+// dA = W^T dZ (tiles split) side by side, a barrier; then dW (tiles split, a barrier).
 [[maybe_unused]] void fit_small_backward_impl(const std::vector<FitLayer>& layers,
                                               FitSmallScratch& s, int64_t B, const float* dP,
                                               float* grads, const int64_t* gw_off,
@@ -66,23 +89,26 @@ namespace {  // internal linkage: one copy per ISA file
     const int64_t Bp = (B + kLanes - 1) / kLanes * kLanes;
     const int64_t O = layers.back().out;
     float* dz = s.d0;
-    for (int64_t o = 0; o < O; ++o) {  // dP, transposed; pad columns zero
-        float* d = dz + o * ld;
-        for (int64_t b = 0; b < B; ++b) d[b] = dP[b * O + o];
-        for (int64_t b = B; b < Bp; ++b) d[b] = 0.0f;
-    }
+    team_single([&] {
+        for (int64_t o = 0; o < O; ++o) {  // dP, transposed; pad columns zero
+            float* d = dz + o * ld;
+            for (int64_t b = 0; b < B; ++b) d[b] = dP[b * O + o];
+            for (int64_t b = B; b < Bp; ++b) d[b] = 0.0f;
+        }
+    });
     bool act_done = false;  // dz already holds act'(.) * dA (fused into the dA product below)
     for (int64_t l = L - 1; l >= 0; --l) {
         const FitLayer& ly = layers[size_t(l)];
         const int64_t out = ly.out, in = ly.in;
         if (ly.dropout > 0.0f) {
             const float* m = s.mask[size_t(l)];
-            for (int64_t o = 0; o < out; ++o)
+            for_each_tile(out, 0.0, [&](int64_t o) {
                 for (int64_t b = 0; b < Bp; ++b) dz[o * ld + b] *= m[o * ld + b];
+            });
         }
         if (ly.act.kind != Act::identity && !act_done) {
             const float* yv = ly.dropout > 0.0f ? s.ykeep[size_t(l)] : s.a[size_t(l + 1)];
-            act_backward(dz, dz, s.z[size_t(l)], yv, out * ld, ly.act);
+            team_act_backward(dz, s.z[size_t(l)], yv, out * ld, ly.act);
         }
         const float* a = s.a[size_t(l)];
         // dW by shape (never by thread count): up to 64 samples, layers of >= 2 outputs and
@@ -90,32 +116,38 @@ namespace {  // internal linkage: one copy per ISA file
         // tiles. Measured (CPU time, 1 thread, AVX2 EPYC shared with other jobs, 6-64-64-1 at
         // batch 64): 64x64 layer 18.2 -> 14.9 us with its transpose; the 1x64 output layer 0.33
         // vs 0.87 us and the 64x6 input layer 2.2 vs 2.4 us stay on the dot tiles.
-        if (gw_off[l] >= 0 && Bp <= 64 && out >= 2 && in >= 8) {
+        const bool reg_gw = gw_off[l] >= 0 && Bp <= 64 && out >= 2 && in >= 8;
+        const int64_t lda = (in + kVW - 1) / kVW * kVW;
+        // A transposed to batch-major, for the register tiles (s.at is free: the previous
+        // layer's dW finished at its barrier)
+        if (reg_gw) team_single_nowait([&] { simd_vf::transpose(s.at, lda, a, ld, in, Bp); });
+        if (gb_off[l] >= 0) {
+            float* gb = grads + gb_off[l];
+            for_each_tile<false>(out, 0.0, [&](int64_t o) { gb[o] = sum_lanes(dz + o * ld, Bp); });
+        }
+        float* da = dz == s.d0 ? s.d1 : s.d0;
+        const bool act_fused = l > 0 && layers[size_t(l - 1)].act.kind == Act::tanh &&
+                               layers[size_t(l - 1)].dropout == 0.0f;
+        if (l > 0) {  // dA (in, Bp) = W^T (in, out) @ dZ (out, Bp)
+            BcastEpi e;
+            if (act_fused) {
+                // the previous layer's tanh backward in the tile epilogue, from its output a
+                e.tanh_y = a;
+                e.ldm = ld;
+            }
+            bcast_product<false>(da, ld, ly.weight, 1, in, dz, ld, in, out, Bp, e);
+        }
+        team_barrier();
+        if (reg_gw) {
             // dW (out, in) = dZ (out, ld) @ At (B, lda): register tiles over the batch (each
             // element the plain in-order sum over b < B), from A transposed to batch-major
-            const int64_t lda = (in + kVW - 1) / kVW * kVW;
-            simd_vf::transpose(s.at, lda, a, ld, in, Bp);
             GwOut go;
             go.g = grads + gw_off[l];
             gw_product(dz, ld, s.at, lda, out, in, B, go);
         } else if (gw_off[l] >= 0) {  // dW (out, in) = dZ (out, Bp) @ A (in, Bp)^T
             dot_product(grads + gw_off[l], in, dz, a, ld, out, in, Bp);
         }
-        if (gb_off[l] >= 0)
-            for (int64_t o = 0; o < out; ++o) grads[gb_off[l] + o] = sum_lanes(dz + o * ld, Bp);
-        float* da = dz == s.d0 ? s.d1 : s.d0;
-        act_done = false;
-        if (l > 0) {  // dA (in, Bp) = W^T (in, out) @ dZ (out, Bp)
-            BcastEpi e;
-            const FitLayer& prev = layers[size_t(l - 1)];
-            if (prev.act.kind == Act::tanh && prev.dropout == 0.0f) {
-                // the previous layer's tanh backward in the tile epilogue, from its output a
-                e.tanh_y = a;
-                e.ldm = ld;
-                act_done = true;
-            }
-            bcast_product(da, ld, ly.weight, 1, in, dz, ld, in, out, Bp, e);
-        }
+        act_done = act_fused;
         dz = da;
     }
 }

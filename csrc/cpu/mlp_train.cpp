@@ -1,7 +1,8 @@
 // The fused MLP trainer (mlp.h): epochs, shuffling, batching and the step, all in C++.
 // Two step implementations with the same math:
-//   - the small-matrix path (mlp_train_small.h): feature-major, single thread, per-ISA loops,
-//     for nets whose step is a few microseconds of arithmetic at most;
+//   - the small-matrix path (mlp_train_small.h): feature-major register tiles, per-ISA loops,
+//     each epoch on one OpenMP team whose threads split every product's tiles, for nets up to
+//     512 x 512 weights (mlp_small_path_fits);
 //   - the gemm path: batch-major activations, fastmlp::sgemm with bias+ReLU epilogues for the
 //     three products, the elementwise kernels for the rest, and (plain SGD) the weight update
 //     folded into the weight-gradient product: W = -lr * dZ^T A + 1 * W.
@@ -12,6 +13,8 @@
 #include <numeric>
 #include <stdexcept>
 
+#include <omp.h>
+
 #include "fastmlp/cpu_features.h"
 #include "fastmlp/elementwise.h"
 #include "fastmlp/gemm.h"
@@ -21,6 +24,9 @@
 namespace fastmlp {
 
 namespace detail {
+
+thread_local int t_small_team = 0;
+thread_local bool t_small_stop = false;
 
 void SmallScratch::init(const std::vector<MlpLayer>& layers, int64_t batch) {
     ld = (batch + kLanes - 1) / kLanes * kLanes;
@@ -164,10 +170,7 @@ double gemm_step(const std::vector<MlpLayer>& layers, GemmScratch& s, const floa
     } else {
         loss *= 0.5;
         if (rule.alpha != 0.0f) {
-            double w2 = 0.0;
-            for (const MlpLayer& ly : layers)
-                for (int64_t j = 0; j < ly.in * ly.out; ++j) w2 += double(ly.weight[j]) * ly.weight[j];
-            loss += 0.5 * double(rule.alpha) * w2 / double(B);
+            loss += 0.5 * double(rule.alpha) * sum_sq_weights(layers) / double(B);
         }
         scale = float(1.0 / double(B));
     }
@@ -372,6 +375,24 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
         gs.init(layers, B, !dist && !(opt.mode == MlpMode::torch && opt.momentum == 0.0f && opt.weight_decay == 0.0f));
     }
 
+    // The small path's team (mlp_train_small.h): its size by the flops of a full step.
+    int team = 1;
+    if (small && !dist) {
+        double step_flops = 0.0;
+        for (const MlpLayer& l : layers) step_flops += 6.0 * double(l.in) * double(l.out) * double(B);
+        team = small_team_threads(step_flops);
+    }
+
+    // A non-finite loss at batch bi of epoch e: the result so far (no update for that batch).
+    auto stop_nonfinite = [&](int64_t e, int64_t bi, double loss, double sum, int64_t used) {
+        res.stopped_nonfinite = true;
+        res.bad_epoch = e;
+        res.bad_batch = bi;
+        res.bad_loss = loss;
+        res.epoch_loss.push_back(used ? sum / double(used) : loss);
+        return res;
+    };
+
     std::vector<int64_t> order(static_cast<size_t>(n));
     bool first = opt.first_step;
     for (int64_t e = 0; e < epochs; ++e) {
@@ -388,6 +409,62 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
         const int64_t nbatches = opt.drop_last ? n / bs : (n + bs - 1) / bs;
         double sum = 0.0;
         int64_t used = 0;
+        if (team > 1) {
+            // The small path on one team for the whole epoch (SmallTeamMember): every thread runs
+            // every step, the step's products split over the team; should_stop is polled by the
+            // step's gather thread, a non-finite loss is seen by all after a barrier, so the
+            // threads leave the loop together. Bookkeeping on thread 0 (the same values on all).
+            bool stopped = false, bad = false;
+            int64_t bad_batch = 0;
+            double bad_loss = 0.0;
+            int64_t steps = 0;
+            ss.poll = opt.should_stop;
+            ss.poll_ctx = opt.stop_ctx;
+#pragma omp parallel num_threads(team)
+            {
+                SmallTeamMember member(team);
+                bool f = first;
+                double tsum = 0.0;
+                int64_t tused = 0, tsteps = 0, bi = 0;
+                for (; bi < nbatches; ++bi) {
+                    const int64_t start = bi * bs, nb = std::min(bs, n - start);
+                    const double loss = small_step(layers, ss, X, Y, ord + start, nb, rule, f,
+                                                   opt.allow_nonfinite, nullptr);
+                    if (t_small_stop) break;  // (this thread's copy: ss.stop may be the next step's)
+                    if (!std::isfinite(loss) && !opt.allow_nonfinite) {
+                        if (omp_get_thread_num() == 0) {
+                            bad = true;
+                            bad_batch = bi;
+                            bad_loss = loss;
+                        }
+                        break;
+                    }
+                    f = false;
+                    ++tsteps;
+                    tsum += loss * double(nb);
+                    tused += nb;
+                }
+                if (omp_get_thread_num() == 0) {
+                    stopped = bi < nbatches && t_small_stop;
+                    first = f;
+                    sum = tsum;
+                    used = tused;
+                    steps = tsteps;
+                }
+            }
+            ss.poll = nullptr;
+            ss.stop = false;
+            t_small_stop = false;
+            res.steps += steps;
+            if (stopped) {
+                res.interrupted = true;
+                return res;
+            }
+            if (bad) return stop_nonfinite(e, bad_batch, bad_loss, sum, used);
+            res.epoch_loss.push_back(used ? sum / double(used)
+                                          : std::numeric_limits<double>::quiet_NaN());
+            continue;
+        }
         for (int64_t bi = 0; bi < nbatches; ++bi) {
             if (opt.should_stop && opt.should_stop(opt.stop_ctx)) {
                 res.interrupted = true;
@@ -401,14 +478,7 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
                                          first, opt)
                 : small ? small_step(layers, ss, X, Y, ord + start, nb, rule, first, opt.allow_nonfinite, nullptr)
                       : gemm_step(layers, gs, X, Y, ord + start, nb, rule, first, opt.allow_nonfinite, nullptr);
-            if (!std::isfinite(loss) && !opt.allow_nonfinite) {
-                res.stopped_nonfinite = true;
-                res.bad_epoch = e;
-                res.bad_batch = bi;
-                res.bad_loss = loss;
-                res.epoch_loss.push_back(used ? sum / double(used) : loss);
-                return res;
-            }
+            if (!std::isfinite(loss) && !opt.allow_nonfinite) return stop_nonfinite(e, bi, loss, sum, used);
             first = false;
             ++res.steps;
             sum += loss * double(nb);

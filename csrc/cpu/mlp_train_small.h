@@ -6,9 +6,10 @@
 // layer as register-tiled kernels that read the operands in place (no packing, as XLA does for
 // such shapes): a tile of 6 rows x 16 samples (AVX2) stays in registers over the whole reduction,
 // broadcasting weights against batch vectors, so it runs near the FMA peak at any width from 16
-// to 1024 and any batch (no cliff where the tile count changes). Large products split their
-// output tiles over threads; every sum has a fixed order (the tiling depends on the shapes only),
-// so the result does not depend on the thread count.
+// to 1024 and any batch (no cliff where the tile count changes). The trainers run an epoch's
+// steps on one OpenMP team (see "The persistent team" below), over which every product splits
+// its output tiles; every sum has a fixed order (the tiling depends on the shapes only), so the
+// result does not depend on the thread count.
 //
 // The step body is defined once here (FASTMLP_SMALL_STEP_BODY) and compiled per ISA by
 // mlp_train_small_{generic,avx2,avx512}.cpp, each with its own compiler flags.
@@ -20,6 +21,8 @@
 #include <cmath>
 #include <cstdint>
 #include <vector>
+
+#include <omp.h>
 
 #include "fastmlp/cpu_features.h"
 #include "simd_vf.h"
@@ -46,6 +49,110 @@ struct GradSink {
     double count = 0.0;
 };
 
+// ---- The persistent team of the small path. A step of a small net is a few to a few hundred
+// microseconds, ~10 products and some serial bits: forking an OpenMP region per product (~1.1 us
+// warm on the 2-core AVX2 EPYC) never paid, so the trainers open ONE team per epoch (SmallTeam,
+// below) and every thread of it runs the same step code: the products split their tiles with an
+// orphaned `omp for` (a barrier, ~0.45 us), the serial bits run in `omp single`. Control flow is
+// the same on every thread (every decision is made from shared values after a barrier), so the
+// worksharing constructs are met in the same order. t_small_team is the team's size on the
+// threads of such a team, 0 elsewhere (a product called outside one forks its own region, as
+// before, above 1 MFLOP). Which thread runs a tile never changes the tile's arithmetic.
+extern thread_local int t_small_team;
+// Whether this thread's last small step stopped at the caller's should_stop (SmallScratch::poll).
+extern thread_local bool t_small_stop;
+
+inline bool in_small_team() { return t_small_team > 1; }
+
+// Marks the calling thread as a member of a team of nt threads for its lifetime.
+struct SmallTeamMember {
+    explicit SmallTeamMember(int nt) { t_small_team = nt; }
+    ~SmallTeamMember() { t_small_team = 0; }
+    SmallTeamMember(const SmallTeamMember&) = delete;
+    SmallTeamMember& operator=(const SmallTeamMember&) = delete;
+};
+
+// The team size for a small-path epoch whose steps cost `step_flops` each (1: no team). A step
+// has about 10 barriers plus 2 per layer. On the quiet 2-core AVX2 EPYC an `omp for` barrier
+// costs ~0.45 us and the small path runs ~20 GFLOP/s a core, so halving a step's products pays
+// from roughly 2 x 10 x 0.45 us x 20 GFLOP/s ~ 200 kFLOP a step: the threshold is 250 kFLOP
+// (20-64-64-1 at batch 16, 522 kFLOP, takes the team; 20-32-32-1 at 16, 163 kFLOP, does not).
+// Measured on that machine shared by 4 jobs (load 6-12, wall clock, min of 40 interleaved
+// repeats, 2 threads / 1): 20-32-32-1 b16 0.52, 20-64-64-1 b16 0.37 and b64 0.91, 6-64-64-1
+// Tanh/Huber/Adam b64 1.17 - on a loaded machine a barrier waits for a descheduled partner, so
+// these are lower bounds; a quiet machine has not been available to place it better.
+constexpr double kSmallTeamMinFlops = 2.5e5;
+inline int small_team_threads(double step_flops) {
+    if (step_flops < kSmallTeamMinFlops) return 1;
+    return threads_for(1.0e30);  // the library's thread count (and its fork-safety bookkeeping)
+}
+
+// f() on one thread of the team, then a barrier (outside a team: f()).
+template <class F>
+inline void team_single(F&& f) {
+    if (!in_small_team()) return (void)f();
+#pragma omp single
+    f();
+}
+// f() on one thread of the team, no barrier after it.
+template <class F>
+inline void team_single_nowait(F&& f) {
+    if (!in_small_team()) return (void)f();
+#pragma omp single nowait
+    f();
+}
+inline void team_barrier() {
+    if (!in_small_team()) return;
+#pragma omp barrier
+}
+
+// run(t) for t in [0, n): inside a team, split over it (static contiguous runs; Wait: a barrier
+// after); outside, on ceil threads of threads_for(flops) forked here, or this thread alone.
+template <bool Wait = true, class F>
+inline void for_each_tile(int64_t n, double flops, F&& run) {
+    if (in_small_team()) {
+        if constexpr (Wait) {
+#pragma omp for schedule(static)
+            for (int64_t t = 0; t < n; ++t) run(t);
+        } else {
+#pragma omp for schedule(static) nowait
+            for (int64_t t = 0; t < n; ++t) run(t);
+        }
+        return;
+    }
+    const int nt = n < 2 ? 1 : threads_for(flops);
+    if (nt <= 1) {
+        for (int64_t t = 0; t < n; ++t) run(t);
+        return;
+    }
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t t = 0; t < n; ++t) run(t);
+}
+
+// This thread's contiguous share [lo, hi) of n elements in a team (all of them outside one),
+// cut at multiples of 64 elements, so that a vectorised element-wise loop meets every element at
+// the same alignment and in the same (vector body or tail) position whatever the team size.
+inline void team_share(int64_t n, int64_t& lo, int64_t& hi) {
+    if (!in_small_team()) {
+        lo = 0;
+        hi = n;
+        return;
+    }
+    const int64_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
+    const int64_t blocks = (n + 63) / 64;
+    lo = std::min(n, blocks * tid / nth * 64);
+    hi = std::min(n, blocks * (tid + 1) / nth * 64);
+}
+
+// sum of the squared weights of a chain (MlpLayer or FitLayer), in double, in order: the L2 term.
+template <class Layers>
+double sum_sq_weights(const Layers& layers) {
+    double w2 = 0.0;
+    for (const auto& ly : layers)
+        for (int64_t j = 0; j < ly.in * ly.out; ++j) w2 += double(ly.weight[j]) * ly.weight[j];
+    return w2;
+}
+
 // Scratch of the small path, allocated once per mlp_train call.
 struct SmallScratch {
     int64_t ld = 0;              // padded batch stride (multiple of 16)
@@ -57,6 +164,12 @@ struct SmallScratch {
     float* gb = nullptr;         // (max out) bias gradient
     float* at = nullptr;         // (ld, round-up(max in, 16)) a layer's input, batch-major
     std::vector<float> storage;
+    // Shared by a team's threads: the caller's should_stop (polled by the step that gathers, in
+    // a team; null: the caller polls), whether it said stop, and the step's loss.
+    bool (*poll)(void*) = nullptr;
+    void* poll_ctx = nullptr;
+    bool stop = false;
+    double loss = 0.0;
     void init(const std::vector<MlpLayer>& layers, int64_t batch);
 };
 
@@ -269,13 +382,10 @@ inline void bcast_rest(int64_t rows, float* c, int64_t ldc, const float* a, int6
     }
 }
 
-// Threads for a product of `flops` (the library's rule). Which thread runs a tile never changes
-// the tile's arithmetic, so results do not depend on the thread count.
-inline int small_threads(double flops) { return threads_for(flops); }
-
 // C (R, Bp) = A (R, K) @ Bm (K, Bp) + epilogue; C rows ldc apart, Bm rows ldb apart. Tiles go
 // column group (64 samples) by column group, all row blocks of one group in turn, so the group's
 // K x 64 panel of Bm stays in cache while A streams; threads take contiguous runs of tiles.
+template <bool Wait = true>
 inline void bcast_product(float* c, int64_t ldc, const float* a, int64_t ars, int64_t aks,
                           const float* b, int64_t ldb, int64_t R, int64_t K, int64_t Bp,
                           const BcastEpi& e) {
@@ -287,13 +397,7 @@ inline void bcast_product(float* c, int64_t ldc, const float* a, int64_t ars, in
         if (rows == kMR) bcast_rows<kMR>(c, ldc, a, ars, aks, b, ldb, K, c0, c1, e, r0);
         else bcast_rest<kMR - 1>(rows, c, ldc, a, ars, aks, b, ldb, K, c0, c1, e, r0);
     };
-    const int nt = small_threads(2.0 * double(R) * double(K) * double(Bp));
-    if (nt <= 1 || nrb * ncg < 2) {
-        for (int64_t t = 0; t < nrb * ncg; ++t) run(t);
-        return;
-    }
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int64_t t = 0; t < nrb * ncg; ++t) run(t);
+    for_each_tile<Wait>(nrb * ncg, 2.0 * double(R) * double(K) * double(Bp), run);
 }
 
 template <int MO, int MI>
@@ -360,13 +464,7 @@ inline void dot_product(float* g, int64_t ldg, const float* d, const float* x, i
         if (o0 + kDO <= O) dot_rows<kDO>(g, ldg, d, x, ld, I, Bp, o0);
         else dot_rest_o<kDO - 1>(O - o0, g, ldg, d, x, ld, I, Bp, o0);
     };
-    const int nt = small_threads(2.0 * double(O) * double(I) * double(Bp));
-    if (nt <= 1 || nob < 2) {
-        for (int64_t t = 0; t < nob; ++t) run(t);
-        return;
-    }
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int64_t t = 0; t < nob; ++t) run(t);
+    for_each_tile(nob, 2.0 * double(O) * double(I) * double(Bp), run);
 }
 
 // ---- The weight gradient on a batch-major operand, accumulated in registers over the batch.
@@ -480,13 +578,7 @@ inline void gw_product(const float* d, int64_t ldd, const float* at, int64_t lda
         if (o0 + kMR <= O) gw_rows<kMR>(d, ldd, at, lda, B, I, o0, out);
         else gw_rest<kMR - 1>(O - o0, d, ldd, at, lda, B, I, o0, out);
     };
-    const int nt = small_threads(2.0 * double(O) * double(I) * double(B));
-    if (nt <= 1 || nob < 2) {
-        for (int64_t t = 0; t < nob; ++t) run(t);
-        return;
-    }
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int64_t t = 0; t < nob; ++t) run(t);
+    for_each_tile(nob, 2.0 * double(O) * double(I) * double(B), run);
 }
 
 // sum over b < Bp of x[b]: kVW partial lanes, reduced in a fixed order.
@@ -602,6 +694,9 @@ inline void forward_layers(const std::vector<MlpLayer>& layers, SmallScratch& s,
     }
 }
 
+// One step (SmallStepFn). Inside a SmallTeam every thread of it calls this with the same
+// arguments: products split over the team, the serial bits in team_single, every decision taken
+// from shared values (s.stop, s.loss) after a barrier, so all threads agree.
 [[maybe_unused]] double small_step_impl(const std::vector<MlpLayer>& layers, SmallScratch& s,
                                         const float* X, const float* Y, const int64_t* idx,
                                         int64_t B, const StepRule& rule, bool first_step,
@@ -611,81 +706,87 @@ inline void forward_layers(const std::vector<MlpLayer>& layers, SmallScratch& s,
     const int64_t Bp = (B + kLanes - 1) / kLanes * kLanes;  // loops run over Bp; pad is zero-fed
     const int64_t d_in = layers[0].in, d_out = layers[L - 1].out;
 
-    // Gather the batch, transposed to (features, ld); pad columns are zero.
-    gather_rows(s.act[0], ld, X, d_in, idx, B, Bp);
-    gather_rows(s.yT, ld, Y, d_out, idx, B, Bp);
+    // Gather the batch, transposed to (features, ld); pad columns are zero. In a team the thread
+    // that gathers also polls the caller's should_stop (SmallScratch::poll) for the team.
+    team_single([&] {
+        s.stop = s.poll && s.poll(s.poll_ctx);
+        if (s.stop) return;
+        gather_rows(s.act[0], ld, X, d_in, idx, B, Bp);
+        gather_rows(s.yT, ld, Y, d_out, idx, B, Bp);
+    });
+    // Each thread its own copy of the decision, read here, right after the barrier: once a
+    // thread has left this step, another may already be polling for the next one in s.stop.
+    t_small_stop = s.stop;
+    if (t_small_stop) return 0.0;
 
     forward_layers(layers, s, Bp);
 
-    // Loss (double, fixed order) and the output gradient (pad columns zero).
+    // Loss (double, fixed order) and the output gradient (pad columns zero), on one thread.
     const float* P = s.act[size_t(L)];
     float* dz = s.d0;
-    // Squared errors in double, 8 partial sums over the batch, combined in a fixed order.
-    double part[8] = {0.0};
-    for (int64_t o = 0; o < d_out; ++o) {
-        const float* po = P + o * ld;
-        const float* yo = s.yT + o * ld;
-        int64_t b = 0;
-        for (; b + 8 <= B; b += 8)
-            for (int64_t k = 0; k < 8; ++k) {
-                const double d = double(po[b + k]) - double(yo[b + k]);
-                part[k] += d * d;
+    team_single([&] {
+        // Squared errors in double, 8 partial sums over the batch, combined in a fixed order.
+        double part[8] = {0.0};
+        for (int64_t o = 0; o < d_out; ++o) {
+            const float* po = P + o * ld;
+            const float* yo = s.yT + o * ld;
+            int64_t b = 0;
+            for (; b + 8 <= B; b += 8)
+                for (int64_t k = 0; k < 8; ++k) {
+                    const double d = double(po[b + k]) - double(yo[b + k]);
+                    part[k] += d * d;
+                }
+            for (; b < B; ++b) {
+                const double d = double(po[b]) - double(yo[b]);
+                part[b & 7] += d * d;
             }
-        for (; b < B; ++b) {
-            const double d = double(po[b]) - double(yo[b]);
-            part[b & 7] += d * d;
         }
-    }
-    const double sq = ((part[0] + part[4]) + (part[2] + part[6])) + ((part[1] + part[5]) + (part[3] + part[7]));
-    const double count = sink ? sink->count : double(B) * double(d_out);
-    double loss;
-    float scale;
-    if (rule.mode == MlpMode::torch) {
-        loss = sq / count;
-        scale = float(2.0 / count);
-    } else {
-        loss = 0.5 * sq / count;
-        if (rule.alpha != 0.0f) {
-            double w2 = 0.0;
-            for (const MlpLayer& ly : layers)
-                for (int64_t j = 0; j < ly.in * ly.out; ++j) w2 += double(ly.weight[j]) * ly.weight[j];
-            loss += 0.5 * double(rule.alpha) * w2 / double(B);
+        const double sq = ((part[0] + part[4]) + (part[2] + part[6])) +
+                          ((part[1] + part[5]) + (part[3] + part[7]));
+        const double count = sink ? sink->count : double(B) * double(d_out);
+        double loss;
+        float scale;
+        if (rule.mode == MlpMode::torch) {
+            loss = sq / count;
+            scale = float(2.0 / count);
+        } else {
+            loss = 0.5 * sq / count;
+            if (rule.alpha != 0.0f) {
+                loss += 0.5 * double(rule.alpha) * sum_sq_weights(layers) / double(B);
+            }
+            scale = float(1.0 / double(B));
         }
-        scale = float(1.0 / double(B));
-    }
+        s.loss = loss;
+        if (!sink && !std::isfinite(loss) && !allow_nonfinite) return;
+        // A net that ends in ReLU: dLoss/dZ = dLoss/dP * (P > 0), as relu_backward (NaN gives 0).
+        const bool last_relu = layers[size_t(L - 1)].relu;
+        for (int64_t o = 0; o < d_out; ++o) {
+            const float* po = P + o * ld;
+            const float* yo = s.yT + o * ld;
+            float* d = dz + o * ld;
+            for (int64_t b = 0; b < B; ++b) {
+                const float g = scale * (po[b] - yo[b]);
+                d[b] = last_relu && !(po[b] > 0.0f) ? 0.0f : g;
+            }
+            for (int64_t b = B; b < Bp; ++b) d[b] = 0.0f;
+        }
+    });
+    const double loss = s.loss;
     if (!sink && !std::isfinite(loss) && !allow_nonfinite) return loss;
-    // A net that ends in ReLU: dLoss/dZ = dLoss/dP * (P > 0), as relu_backward (NaN gives 0).
-    const bool last_relu = layers[size_t(L - 1)].relu;
-    for (int64_t o = 0; o < d_out; ++o) {
-        const float* po = P + o * ld;
-        const float* yo = s.yT + o * ld;
-        float* d = dz + o * ld;
-        for (int64_t b = 0; b < B; ++b) {
-            const float g = scale * (po[b] - yo[b]);
-            d[b] = last_relu && !(po[b] > 0.0f) ? 0.0f : g;
-        }
-        for (int64_t b = B; b < Bp; ++b) d[b] = 0.0f;
-    }
 
-    // Backward, last layer first. dz (out, ld) is dLoss/dZ_l with pad columns zero.
+    // Backward, last layer first. dz (out, ld) is dLoss/dZ_l with pad columns zero. Per layer:
+    //   1. the input gradient dA = W^T @ dZ (tiles over the team, no barrier) while one thread
+    //      takes the bias gradient and update and the batch-major copy of A; a barrier;
+    //   2. the weight gradient and update (tiles over the team; W changes only after 1).
     const float l2 = rule.mode == MlpMode::sklearn ? float(double(rule.alpha) / double(B)) : 0.0f;
     float* sink_end = sink ? sink->buf + mlp_grad_buffer_size(layers) - 1 : nullptr;
     for (int64_t l = L - 1; l >= 0; --l) {
         const MlpLayer& ly = layers[size_t(l)];
         const float* a = s.act[size_t(l)];
-        // Bias gradient gb (out).
-        if (ly.bias)
-            for (int64_t o = 0; o < ly.out; ++o) s.gb[o] = sum_lanes(dz + o * ld, Bp);
-        // Input gradient (before W changes): da (in, Bp) = W^T @ dz, masked by the ReLU below.
-        float* da = dz == s.d0 ? s.d1 : s.d0;
-        if (l > 0) {
-            BcastEpi e;
-            if (layers[size_t(l - 1)].relu) {
-                e.mask = a;
-                e.ldm = ld;
-            }
-            bcast_product(da, ld, ly.weight, 1, ly.in, dz, ld, ly.in, ly.out, Bp, e);
-        }
+        // This layer's sink slot: weight (out, in), then bias (out).
+        float* gb_slot = sink && ly.bias ? sink_end - ly.out : nullptr;
+        float* g_slot = sink ? sink_end - (ly.bias ? ly.out : 0) - ly.in * ly.out : nullptr;
+        if (sink) sink_end = g_slot;
         // Weight gradient (out, in) = dz @ a^T over the batch, into the sink's slot or the update.
         // Two kernels, chosen by the batch (a shape, so the result never depends on anything
         // else): up to 64 samples, tiles accumulated in registers across the batch from a
@@ -696,12 +797,30 @@ inline void forward_layers(const std::vector<MlpLayer>& layers, SmallScratch& s,
         // register tiles +8..25% at batch 16 (w 16..256), +3..20% at 64 (w 32..256; noisy), about
         // -10% at 1024, where the dot tiles' in-order streams win.
         const bool want_gw = sink || !ly.frozen_weight;
-        float* g_slot = sink ? sink_end - (ly.bias ? ly.out : 0) - ly.in * ly.out : nullptr;
-        if (want_gw && Bp <= 64) {
-            const int64_t lda = (ly.in + kVW - 1) / kVW * kVW;
+        const bool reg_gw = want_gw && Bp <= 64;
+        const int64_t lda = (ly.in + kVW - 1) / kVW * kVW;
+        // Input gradient (before W changes): da (in, Bp) = W^T @ dz, masked by the ReLU below.
+        float* da = dz == s.d0 ? s.d1 : s.d0;
+        if (l > 0) {
+            BcastEpi e;
+            if (layers[size_t(l - 1)].relu) {
+                e.mask = a;
+                e.ldm = ld;
+            }
+            bcast_product<false>(da, ld, ly.weight, 1, ly.in, dz, ld, ly.in, ly.out, Bp, e);
+        }
+        team_single([&] {
+            // Bias gradient gb (out), then its update (the bias is not read again in this step).
+            if (ly.bias)
+                for (int64_t o = 0; o < ly.out; ++o) s.gb[o] = sum_lanes(dz + o * ld, Bp);
+            if (gb_slot) std::copy(s.gb, s.gb + ly.out, gb_slot);
+            else if (!sink && ly.bias && !ly.frozen_bias)
+                update_param(ly.bias, s.gb, ly.bias_buf, ly.out, rule, first_step, 0.0f);
             // the feature-major activations, batch-major for the weight gradient (lanes [in, lda)
             // of s.at untouched)
-            simd_vf::transpose(s.at, lda, a, ld, ly.in, Bp);
+            if (reg_gw) simd_vf::transpose(s.at, lda, a, ld, ly.in, Bp);
+        });
+        if (reg_gw) {
             GwOut out;
             if (sink) {
                 out.g = g_slot;
@@ -714,17 +833,16 @@ inline void forward_layers(const std::vector<MlpLayer>& layers, SmallScratch& s,
             }
             gw_product(dz, ld, s.at, lda, ly.out, ly.in, B, out);
         } else if (want_gw) {
-            dot_product(sink ? g_slot : s.gw, ly.in, dz, a, ld, ly.out, ly.in, Bp);
-            if (!sink) update_param(ly.weight, s.gw, ly.weight_buf, ly.in * ly.out, rule, first_step, l2);
-        }
-        if (sink) {  // this layer's slot: weight (out, in), then bias (out)
-            if (ly.bias) {
-                sink_end -= ly.out;
-                std::copy(s.gb, s.gb + ly.out, sink_end);
+            float* g = sink ? g_slot : s.gw;
+            dot_product(g, ly.in, dz, a, ld, ly.out, ly.in, Bp);
+            if (!sink) {  // the update, each thread its share of the elements
+                int64_t lo, hi;
+                team_share(ly.in * ly.out, lo, hi);
+                update_param(ly.weight + lo, s.gw + lo, ly.weight_buf ? ly.weight_buf + lo : nullptr,
+                             hi - lo, rule, first_step, l2);
+                // (no barrier: the next layer's stage 1, or the next step's gather, has one
+                // before s.gw or the weights are touched again)
             }
-            sink_end -= ly.in * ly.out;
-        } else if (ly.bias && !ly.frozen_bias) {
-            update_param(ly.bias, s.gb, ly.bias_buf, ly.out, rule, first_step, 0.0f);
         }
         dz = da;
     }
