@@ -470,8 +470,10 @@ void pack_avx2(float* dst, const float* src, int64_t rs, int64_t ps, int64_t row
                         const float* sq = s + q * 6;
                         float* dq = d + q * k * 6;
                         _mm_storeu_ps(dq, _mm_loadu_ps(sq));
-                        _mm_storel_pi(reinterpret_cast<__m64*>(dq + 4),
-                                      _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(sq + 4))));
+                        // floats 4-5 as one unaligned 64-bit load and store (the epi64 forms
+                        // access through an unaligned type; a double* cast is misaligned UB)
+                        _mm_storel_epi64(reinterpret_cast<__m128i*>(dq + 4),
+                                         _mm_loadl_epi64(reinterpret_cast<const __m128i*>(sq + 4)));
                     }
                 }
             }
