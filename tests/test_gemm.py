@@ -86,13 +86,6 @@ PACKED_SHAPES = [(37, 45, 600), (200, 70, 300), (97, 131, 257), (20, 4200, 12), 
                  (30, 8300, 20)]
 
 
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("shape", PACKED_SHAPES)
-def test_packed_path_blocks(cpu_path, mode, shape):
-    rng = np.random.default_rng(2)
-    check(*shape, mode, rng, alpha=0.75, beta=-0.5, bias=True, relu=True)
-
-
 # The packed path's packing (the AVX2 path's own routine: 6-row A and 16-column B micro-panels, copies
 # walked row by row across panels, transposes in 8 x 8 blocks): only whole panels (M % 6 == 0,
 # N % 16 == 0), a partial last panel of each operand, K tails 1..7 past a multiple of 8, and views
@@ -100,13 +93,44 @@ def test_packed_path_blocks(cpu_path, mode, shape):
 PACK_SHAPES = [(96, 128, 200), (102, 144, 203), (97, 131, 201), (101, 129, 199), (30, 64, 1003),
                (60, 48, 385)]
 
+# What each family checks: PACKED_SHAPES with scaled accumulation, bias and ReLU; PACK_SHAPES
+# plain, then with bias on unaligned, padded views.
+PACKED_CHECKS = {
+    "blocks": (2, [dict(alpha=0.75, beta=-0.5, bias=True, relu=True)]),
+    "packing": (13, [dict(), dict(alpha=0.5, beta=1.0, bias=True, offset=(1, 3), pad=5, out_pad=2)]),
+}
+PACKED_CASES = [pytest.param(s, "blocks", id="blocks-%dx%dx%d" % s) for s in PACKED_SHAPES] + [
+    pytest.param(s, "packing", id="packing-%dx%dx%d" % s) for s in PACK_SHAPES]
+
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("shape", PACK_SHAPES)
-def test_packed_path_packing(cpu_path, mode, shape):
-    rng = np.random.default_rng(13)
-    check(*shape, mode, rng)
-    check(*shape, mode, rng, alpha=0.5, beta=1.0, bias=True, offset=(1, 3), pad=5, out_pad=2)
+@pytest.mark.parametrize("shape,kind", PACKED_CASES)
+def test_packed_path(cpu_path, mode, shape, kind):
+    seed, checks = PACKED_CHECKS[kind]
+    rng = np.random.default_rng(seed)
+    for kwargs in checks:
+        check(*shape, mode, rng, **kwargs)
+
+
+# The packed path on a team of threads: with enough MR-row panels (or too few NR-column ones to
+# split) the team packs one shared B block cooperatively, each thread a slice of its micro-panels,
+# and runs its own rows of C (whole MR panels) over it; otherwise threads take column slices.
+# (M, N, K): (250, 1100, 800) several column blocks (N > nc on avx2) and K blocks, uneven row
+# split with a partial last tile; (64, 4150, 70) N > nc on every path, column split at 3 threads;
+# (40, 20, 900) and (301, 37, 515) too few column panels to split, rows shared at 2 and 3 threads.
+SHARED_SHAPES = [(250, 1100, 800), (64, 4150, 70), (40, 20, 900), (301, 37, 515)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape", SHARED_SHAPES)
+def test_packed_path_threads(cpu_path, threads, mode, shape):
+    outs = []
+    for n in (1, 2, 3):
+        threads(n)
+        rng = np.random.default_rng(21)  # the same operands for every thread count
+        outs.append(check(*shape, mode, rng, alpha=0.75, beta=-0.5, bias=True, relu=True))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(outs[0], outs[2])
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -324,43 +324,99 @@ void sgemm_small(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int
 }
 
 // ---- packed path -------------------------------------------------------------------------
-// One thread, one (M x N) problem: the five BLIS loops with this thread's own packing buffers.
-void packed_serial(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
-                   float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
-                   float beta, float* C, int64_t ldc, GemmEpilogue epi) {
-    const int MR = ks.mr, NR = ks.nr;
+// A barrier for the threads of one parallel_run team: spins briefly (the two halves of a packed
+// product reach it within microseconds of each other), then yields, so a thread that shares its
+// CPU with the one it waits for lets it run instead of spinning to the next scheduler tick.
+class TeamBarrier {
+public:
+    explicit TeamBarrier(int n) : n_(n) {}
+    void wait() {
+        const int g = gen_.load(std::memory_order_acquire);
+        if (count_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
+            count_.store(0, std::memory_order_relaxed);
+            gen_.store(g + 1, std::memory_order_release);
+            return;
+        }
+        for (int spins = 0; gen_.load(std::memory_order_acquire) == g; ++spins) {
+            if (spins < 2000) {
+#if defined(__x86_64__) || defined(__i386__)
+                __builtin_ia32_pause();
+#endif
+            } else {
+                sched_yield();
+            }
+        }
+    }
+
+private:
+    const int n_;
+    std::atomic<int> count_{0};
+    std::atomic<int> gen_{0};
+};
+
+// Blocking of one packed product: a function of the shape and the ISA only (never of the thread
+// count), so the K blocks, and with them every element's sequence of FMAs, are the same however
+// the product is split.
+struct PackedPlan {
+    int64_t KC, NC, MC, kc_max;
+    int64_t a_rs, a_ps, b_js, b_ps;  // op(A)(i,p) at A[i*a_rs + p*a_ps], op(B)(p,j) at B[j*b_js + p*b_ps]
+};
+
+PackedPlan packed_plan(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                       int64_t K, int64_t lda, int64_t ldb) {
+    PackedPlan pl;
     // K split into equal blocks (K = 2048 with kc 384 gives 6 x 342, not 5 x 384 + 128: a short
     // last block would pay the C-tile load/store for little work).
     const int64_t KC0 = ks.kc;
-    const int64_t KC = std::min<int64_t>(KC0, ceil_div(ceil_div(K, ceil_div(K, KC0)), 8) * 8);
-    const int64_t NC = std::min<int64_t>(ks.nc, ceil_div(N, NR) * NR);
-    const int64_t MC = std::min<int64_t>(ks.mc, ceil_div(M, MR) * MR);
-    // element (i, p) of op(A) at A[i*a_rs + p*a_ps]; element (p, j) of op(B) at B[j*b_js + p*b_ps]
-    const int64_t a_rs = trans_a ? 1 : lda, a_ps = trans_a ? lda : 1;
-    const int64_t b_js = trans_b ? ldb : 1, b_ps = trans_b ? 1 : ldb;
-    const int64_t kc_max = std::min<int64_t>(KC, K);
-    float* ap = scratch(SCRATCH_A, size_t(MC) * size_t(kc_max));
-    float* bp = scratch(SCRATCH_B, size_t(NC) * size_t(kc_max));
+    pl.KC = std::min<int64_t>(KC0, ceil_div(ceil_div(K, ceil_div(K, KC0)), 8) * 8);
+    pl.NC = std::min<int64_t>(ks.nc, ceil_div(N, ks.nr) * ks.nr);
+    pl.MC = std::min<int64_t>(ks.mc, ceil_div(M, ks.mr) * ks.mr);
+    pl.kc_max = std::min<int64_t>(pl.KC, K);
+    pl.a_rs = trans_a ? 1 : lda;
+    pl.a_ps = trans_a ? lda : 1;
+    pl.b_js = trans_b ? ldb : 1;
+    pl.b_ps = trans_b ? 1 : ldb;
+    return pl;
+}
+
+// The five BLIS loops over rows [i_begin, i_end) of C (all N columns) for thread tid of a team
+// of nth: for every (jc, pc) B block the team packs one shared copy into bp (thread tid the
+// micro-panels [np*tid/nth, np*(tid+1)/nth)), meets at the barrier, then each thread runs its
+// own MC-row blocks, packed into its own ap, over the whole shared block; a second barrier
+// keeps the next block's packing from overwriting a block still in use. With nth == 1 (bar
+// null) this is the serial algorithm. Every C tile is computed by one thread with the K blocks
+// of the plan in order, so the result does not depend on the team.
+void packed_rows(const KernelSet& ks, const PackedPlan& pl, int64_t i_begin, int64_t i_end,
+                 int64_t N, int64_t K, float alpha, const float* A, const float* B, float beta,
+                 float* C, int64_t ldc, const GemmEpilogue& epi, float* ap, float* bp, int tid,
+                 int nth, TeamBarrier* bar) {
+    const int MR = ks.mr, NR = ks.nr;
+    const int64_t KC = pl.KC, NC = pl.NC, MC = pl.MC;
     TileArgs t;
     t.ldc = ldc;
     t.alpha = alpha;
     t.lda = MR;
     t.ldb = NR;
+    bool packed_before = false;
     for (int64_t jc = 0; jc < N; jc += NC) {
         const int64_t nc = std::min(NC, N - jc);
         const int64_t np = ceil_div(nc, NR);
         for (int64_t pc = 0; pc < K; pc += KC) {
             const int64_t kc = std::min(KC, K - pc);
             const bool first = pc == 0, last = pc + kc >= K;
-            ks.pack(bp, B + jc * b_js + pc * b_ps, b_js, b_ps, nc, kc, NR, 0, np);
+            if (bar && packed_before) bar->wait();  // the team is done with the previous block
+            ks.pack(bp, B + jc * pl.b_js + pc * pl.b_ps, pl.b_js, pl.b_ps, nc, kc, NR,
+                    np * tid / nth, np * (tid + 1) / nth);
+            packed_before = true;
+            if (bar) bar->wait();  // the whole block is packed
             t.k = kc;
             t.beta = first ? beta : 1.0f;  // later K blocks accumulate onto the first
             t.relu = last && epilogue_relu(epi);
             const bool post = last && epilogue_tile_act(epi);
-            for (int64_t ic = 0; ic < M; ic += MC) {
-                const int64_t mc = std::min(MC, M - ic);
+            for (int64_t ic = i_begin; ic < i_end; ic += MC) {
+                const int64_t mc = std::min(MC, i_end - ic);
                 const int64_t mp = ceil_div(mc, MR);
-                ks.pack(ap, A + ic * a_rs + pc * a_ps, a_rs, a_ps, mc, kc, MR, 0, mp);
+                ks.pack(ap, A + ic * pl.a_rs + pc * pl.a_ps, pl.a_rs, pl.a_ps, mc, kc, MR, 0, mp);
                 for (int64_t q = 0; q < np; ++q) {
                     const int64_t j0 = q * NR;
                     t.n = std::min<int64_t>(NR, nc - j0);
@@ -380,10 +436,23 @@ void packed_serial(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, i
     }
 }
 
-// Threads take disjoint slices of C (whole NR-column micro-panels, or MR-row panels when C is
-// too narrow to split by columns) and run the serial algorithm on them with their own buffers:
-// no barriers, each core's packed A and B stay in its own L2, and every element of C is
-// computed exactly as on one thread.
+// One thread, one (M x N) problem, with this thread's own packing buffers.
+void packed_serial(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                   float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+                   float beta, float* C, int64_t ldc, GemmEpilogue epi) {
+    const PackedPlan pl = packed_plan(ks, trans_a, trans_b, M, N, K, lda, ldb);
+    float* ap = scratch(SCRATCH_A, size_t(pl.MC) * size_t(pl.kc_max));
+    float* bp = scratch(SCRATCH_B, size_t(pl.NC) * size_t(pl.kc_max));
+    packed_rows(ks, pl, 0, M, N, K, alpha, A, B, beta, C, ldc, epi, ap, bp, 0, 1, nullptr);
+}
+
+// Several threads. With enough MR-row panels for every thread (the usual case) the team shares
+// one packed B block (BLIS's ic-loop split, as OpenBLAS's level-3 driver does): B is packed
+// once, cooperatively, not once per thread, which halves the B packing traffic and the L3 the
+// packed B takes, and each thread packs only its own rows of A. Rows are split in whole MR
+// panels. Otherwise (few rows, many columns) threads take disjoint NR-column slices of C and run
+// the serial algorithm on them with their own buffers (A is small then). Either way every
+// element of C is computed exactly as on one thread.
 void sgemm_packed(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                   float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
                   float beta, float* C, int64_t ldc, GemmEpilogue epi) {
@@ -392,29 +461,51 @@ void sgemm_packed(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, in
         packed_serial(ks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epi);
         return;
     }
-    const int64_t a_rs = trans_a ? 1 : lda, b_js = trans_b ? ldb : 1;
+    const int64_t b_js = trans_b ? ldb : 1;
     const int64_t np = ceil_div(N, ks.nr), mp = ceil_div(M, ks.mr);
-    const bool by_cols = np >= 2 * nt || np >= mp;
-    parallel_run(nt, [&](int tid, int nth) {
-        if (by_cols) {
-            const int64_t j0 = np * tid / nth * ks.nr;
-            const int64_t j1 = std::min<int64_t>(N, np * (tid + 1) / nth * ks.nr);
-            if (j1 > j0) {
-                GemmEpilogue e = epi;
-                if (e.bias) e.bias += j0;
-                if (e.pre_act) e.pre_act += j0;
-                packed_serial(ks, trans_a, trans_b, M, j1 - j0, K, alpha, A, lda, B + j0 * b_js,
-                              ldb, beta, C + j0, ldc, e);
+    if (mp >= 4 * nt || np < 2 * nt) {
+        const PackedPlan pl = packed_plan(ks, trans_a, trans_b, M, N, K, lda, ldb);
+        // The caller's thread is thread 0 of the team: its SCRATCH_B holds the shared block;
+        // every thread's SCRATCH_A its own A block.
+        float* bp = scratch(SCRATCH_B, size_t(pl.NC) * size_t(pl.kc_max));
+        TeamBarrier bar(nt);
+        std::atomic<bool> failed{false};
+        parallel_run(nt, [&](int tid, int nth) {
+            if (nth != nt) {
+                // A smaller team than asked for (an enclosing parallel region): no barrier of nt
+                // can complete, so thread 0 does it all.
+                if (tid == 0)
+                    packed_rows(ks, pl, 0, M, N, K, alpha, A, B, beta, C, ldc, epi,
+                                scratch(SCRATCH_A, size_t(pl.MC) * size_t(pl.kc_max)), bp, 0, 1,
+                                nullptr);
+                return;
             }
-        } else {
-            const int64_t i0 = mp * tid / nth * ks.mr;
+            float* ap = nullptr;
+            try {
+                ap = scratch(SCRATCH_A, size_t(pl.MC) * size_t(pl.kc_max));
+            } catch (...) {
+                failed.store(true);
+                bar.wait();
+                throw;
+            }
+            bar.wait();  // every thread has its buffer, or none goes on
+            if (failed.load()) return;
+            const int64_t i0 = std::min<int64_t>(M, mp * tid / nth * ks.mr);
             const int64_t i1 = std::min<int64_t>(M, mp * (tid + 1) / nth * ks.mr);
-            if (i1 > i0) {
-                GemmEpilogue e = epi;
-                if (e.pre_act) e.pre_act += i0 * ldc;
-                packed_serial(ks, trans_a, trans_b, i1 - i0, N, K, alpha, A + i0 * a_rs, lda, B,
-                              ldb, beta, C + i0 * ldc, ldc, e);
-            }
+            packed_rows(ks, pl, i0, i1, N, K, alpha, A, B, beta, C, ldc, epi, ap, bp, tid, nth,
+                        &bar);
+        });
+        return;
+    }
+    parallel_run(nt, [&](int tid, int nth) {
+        const int64_t j0 = np * tid / nth * ks.nr;
+        const int64_t j1 = std::min<int64_t>(N, np * (tid + 1) / nth * ks.nr);
+        if (j1 > j0) {
+            GemmEpilogue e = epi;
+            if (e.bias) e.bias += j0;
+            if (e.pre_act) e.pre_act += j0;
+            packed_serial(ks, trans_a, trans_b, M, j1 - j0, K, alpha, A, lda, B + j0 * b_js, ldb,
+                          beta, C + j0, ldc, e);
         }
     });
 }
