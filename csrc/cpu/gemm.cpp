@@ -10,8 +10,10 @@
 //  * packed path: for jc (NC columns of C) / pc (KC of K) / ic (MC rows): B block packed once
 //    into KC x NC micro-panels (L3), A block into MC x KC micro-panels (L2), then every
 //    (jr, ir) register tile runs the micro-kernel with the B micro-panel held in L1.
-//    Threads take disjoint slices of C and pack privately (no barriers); K is never split, so
-//    every element sees the same sequence of FMAs for any thread count. The first K
+//    Threads share one packed B block (packed cooperatively between two barriers) and take
+//    disjoint MR-panel row ranges of C with their own packed A (few rows: column slices, all
+//    private); K is never split, so every element sees the same sequence of FMAs for any
+//    thread count. The first K
 //    block applies beta (beta == 0: C is not read), later ones accumulate; bias and ReLU are
 //    applied in the store of the last K block.
 // An epilogue activation other than ReLU (epi.act) is applied by this driver to each register
