@@ -221,11 +221,13 @@ void forward_gemm(float* out, const std::vector<InferLayer>& layers, const float
 
 InferPath mlp_infer_choose(const std::vector<InferLayer>& layers, int64_t n) {
     (void)layers;
-    // Measured on AVX2 (Zen 3, bench/grid.py shapes, widths 8..1024, batches 16..1024): the
-    // unpacked tiles beat the packed sgemm at every shape (e.g. 784-256-256-10 at batch 256:
-    // 4.33 vs 4.69 ms; 20-1024-1024-10 at 256: 16.2 vs 19.3 ms, one thread), so gemm is taken
-    // only when asked for. Below 8 rows the tiles' 16-sample padding costs more than the
-    // matrix-vector chain.
+    // Re-measured on AVX2 (Zen 3, 2 cores) after the AVX2 sgemm rewrite and the tiles' one-team
+    // threading, 20-w-w-1 (ReLU), ops.infer, M rows/s, tiles / gemm:
+    //   1 thread:  w 64 b1024 3.49 / 3.09; w 256 b256 0.308 / 0.292; w 1024 b1024 0.019 / 0.018
+    //   2 threads: w 64 b1024 6.90 / 5.47; w 256 b256 0.615 / 0.562, b1024 0.564 / 0.570;
+    //              w 1024 b16 0.042 / 0.022, b64 0.043 / 0.034, b1024 0.035 / 0.033
+    // The tiles win or tie at every shape, so the packed sgemm is still taken only when asked
+    // for. Below 8 rows the tiles' 16-sample padding costs more than the matrix-vector chain.
     return n < 8 ? InferPath::rows : InferPath::tiles;
 }
 
