@@ -312,3 +312,40 @@ def test_one_plan_from_several_threads():
     for t in ts:
         t.join()
     assert not errors, errors[0]
+
+
+# The tiles path's thread plans (mlp_infer.cpp forward_tiles): at 2 threads a batch of fewer
+# than 4 sample tiles (n <= 48) is one team splitting each layer (orphaned omp for, the
+# non-ReLU activations split too), a larger one splits the samples into per-thread chunks in
+# their own workspace slices; a net whose slice exceeds 128 Ki floats takes smaller chunks.
+@pytest.mark.parametrize("sizes", [(20, 64, 64, 1), (20, 256, 256, 10), (9, 600, 600, 3)])
+def test_tiles_thread_plans_match_float64_and_one_thread(cpu_path, threads, sizes):
+    ws, bs = make(sizes, 21)
+    acts = ["relu", "tanh", "identity"]
+    plan = ops.InferPlan(ws, bs, [ACT[a] for a in acts])
+    X = np.random.default_rng(22).standard_normal((1000, sizes[0])).astype(np.float32)
+    for n in (16, 40, 64, 100, 300, 1000):
+        want = ref64(ws, bs, acts, X[:n])
+        tol = 2e-5 * max(1.0, np.abs(want).max()) * np.sqrt(max(sizes))
+        threads(1)
+        one = ops.infer(plan, X[:n], path="tiles")
+        threads(2)
+        two = ops.infer(plan, X[:n], path="tiles")
+        np.testing.assert_array_equal(one, two, err_msg=f"n={n}")
+        np.testing.assert_allclose(two, want, rtol=0, atol=tol, err_msg=f"n={n}")
+        # a row's result does not depend on the batch (nor on the thread that ran it)
+        np.testing.assert_array_equal(two[n // 2:n // 2 + 1],
+                                      ops.infer(plan, X[n // 2:n // 2 + 1].copy(), path="tiles"))
+
+
+def test_no_allocation_after_the_first_call_at_two_threads(threads):
+    threads(2)
+    m = seq((20, 256, 256, 1))
+    X = np.random.default_rng(0).standard_normal((1024, 20)).astype(np.float32)
+    out = np.empty((1024, 1), np.float32)
+    trainer.predict(m, X, out=out)
+    plan = trainer.extract_chain(m).infer
+    grows = plan.info()["workspace_grows"]
+    for n in (1024, 16, 40, 64, 300, 1, 1024):
+        trainer.predict(m, X[:n], out=out[:n])
+    assert plan.info()["workspace_grows"] == grows

@@ -17,9 +17,11 @@ struct InferKernels {
     void (*rows)(float* y, const float* W, const float* b, const float* x, int64_t O, int64_t I,
                  bool relu);
     // tiles: c (O, ldc) columns [0, Bp) = W (O, I) @ a (I, lda) columns [0, Bp), + bias (O, or
-    // null), then ReLU if relu. Bp is a multiple of kLanes; tiles are split over threads.
+    // null), then ReLU if relu. Bp is a multiple of kLanes. Serial; with team, called by every
+    // thread of an enclosing parallel region, which split the tiles (an orphaned `omp for`, whose
+    // barrier ends the call).
     void (*tiles)(float* c, int64_t ldc, const float* W, const float* bias, const float* a,
-                  int64_t lda, int64_t O, int64_t I, int64_t Bp, bool relu);
+                  int64_t lda, int64_t O, int64_t I, int64_t Bp, bool relu, bool team);
     // transpose: dst (cols, ldd) = src (rows, cols)^T (src rows lds apart): dst[j * ldd + i] =
     // src[i * lds + j] for i < rows, j < cols. Pure data movement (8 x 8 register blocks on
     // AVX2/AVX-512).

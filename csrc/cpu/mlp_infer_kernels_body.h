@@ -133,9 +133,11 @@ inline void tile_rest(int64_t rows, float* c, int64_t ldc, const float* W, int64
 }
 
 // Work items: (group of 4 column tiles, row block). Within an item the MR weight rows stay in L1
-// while the 4 column tiles stream their sample panels.
+// while the 4 column tiles stream their sample panels. Serial, or (team) the items split over the
+// threads of the caller's parallel region by an orphaned `omp for` (its barrier ends the call):
+// the driver keeps one team for a whole call instead of a fork per layer.
 void tiles_impl(float* c, int64_t ldc, const float* W, const float* bias, const float* a,
-                int64_t lda, int64_t O, int64_t I, int64_t Bp, bool relu) {
+                int64_t lda, int64_t O, int64_t I, int64_t Bp, bool relu, bool team) {
     constexpr int64_t kGroup = 4 * kLanes;
     const int64_t nrb = (O + kMR - 1) / kMR, ncg = (Bp + kGroup - 1) / kGroup;
     const int64_t items = nrb * ncg;
@@ -148,13 +150,11 @@ void tiles_impl(float* c, int64_t ldc, const float* W, const float* bias, const 
             else tile_rest<kMR - 1>(rows, c, ldc, W, I, a, lda, bias, relu, r0, c0);
         }
     };
-    const int nt = int(items < 2 ? 1 : std::min<int64_t>(
-        threads_for(2.0 * double(O) * double(I) * double(Bp)), items));
-    if (nt <= 1) {
+    if (!team) {
         for (int64_t t = 0; t < items; ++t) run(t);
         return;
     }
-#pragma omp parallel for schedule(static) num_threads(nt)
+#pragma omp for schedule(static)
     for (int64_t t = 0; t < items; ++t) run(t);
 }
 

@@ -13,6 +13,9 @@
 //           chunk of rows is transposed once into (features, samples), each layer is
 //           Z^T = W @ A^T as MR x 16 accumulator tiles that broadcast weights against sample
 //           vectors over the whole reduction, bias + activation applied in the tile's store.
+//           Threads: one OpenMP team per call; with at least 2 sample tiles per thread each
+//           thread runs whole chunks of its share of the rows (a workspace slice per thread),
+//           otherwise the team splits each layer's tiles.
 //  * gemm:  row-major sgemm (X @ W^T, packed, the library's GEMM) with bias + activation fused in
 //           its epilogue. Taken only when asked for today: on AVX2 the tiles were faster at every
 //           measured shape (see mlp_infer_choose).
@@ -41,7 +44,8 @@ struct InferLayer {
 enum class InferPath : int { automatic = 0, rows = 1, tiles = 2, gemm = 3, reference = 4 };
 
 // Scratch reused from call to call. grows counts the (re)allocations: after a first call with n
-// rows, a call with at most n rows on the same chain leaves it unchanged.
+// rows, a call with at most n rows on the same chain and thread count leaves it unchanged (the
+// tiles path keeps one slice per thread: more threads may grow it once).
 struct InferWorkspace {
     std::vector<float> buf;
     int64_t grows = 0;
