@@ -361,12 +361,8 @@ FitResult fit(Ops& ops, const std::vector<FitLayer>& layers, const FitData& data
             const int64_t s = e * nbatches + bi, nb = std::min(bs, n - bi * bs);
             const double loss = losses[size_t(s)];
             if (s == bad) {
-                res.stopped_nonfinite = true;
-                res.bad_epoch = e;
-                res.bad_batch = bi;
-                res.bad_loss = loss;
-                res.epoch_loss.push_back(used ? sum / double(used)
-                                              : std::numeric_limits<double>::quiet_NaN());
+                res.mark_nonfinite(e, bi, loss, sum, used,
+                                   std::numeric_limits<double>::quiet_NaN());
                 return res;
             }
             ++res.steps;

@@ -238,11 +238,7 @@ MlpTrainResult train(Ops& ops, const std::vector<MlpLayer>& layers, const float*
             }
             const double loss = losses[size_t(s)];
             if (s == bad) {
-                res.stopped_nonfinite = true;
-                res.bad_epoch = e;
-                res.bad_batch = bi;
-                res.bad_loss = loss;
-                res.epoch_loss.push_back(used ? sum / double(used) : loss);
+                res.mark_nonfinite(e, bi, loss, sum, used, loss);
                 return res;
             }
             ++res.steps;
