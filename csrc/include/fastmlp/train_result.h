@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 namespace fastmlp {
@@ -27,6 +28,36 @@ struct TrainResultBase {
         bad_batch = batch;
         bad_loss = loss;
         epoch_loss.push_back(used ? sum / double(used) : if_first);
+    }
+
+    // epoch_loss and steps from the batch losses of `epochs` epochs of `nbatches` batches each
+    // (n rows in batches of bs, the last one short), in step order, as the CPU trainers sum them:
+    // the loss of step `bad` is non-finite (bad >= every step: none; a stop at an epoch's first
+    // batch gives that epoch that loss where first_is_loss, else NaN), steps from `queued` on
+    // never ran (a stop asked for before them). Returns false where it ended at such an unrun
+    // step. The GPU trainers' one pass over their copied-back losses (csrc/cuda/mlp_train_impl.h,
+    // mlp_fit_impl.h).
+    bool tally_losses(const std::vector<double>& losses, int64_t bad, int64_t queued,
+                      int64_t epochs, int64_t nbatches, int64_t n, int64_t bs, bool first_is_loss) {
+        for (int64_t e = 0; e < epochs; ++e) {
+            double sum = 0.0;
+            int64_t used = 0;
+            for (int64_t bi = 0; bi < nbatches; ++bi) {
+                const int64_t s = e * nbatches + bi, nb = bs < n - bi * bs ? bs : n - bi * bs;
+                if (s >= queued && s < bad) return false;
+                const double loss = losses[size_t(s)];
+                if (s == bad) {
+                    mark_nonfinite(e, bi, loss, sum, used,
+                                   first_is_loss ? loss : std::numeric_limits<double>::quiet_NaN());
+                    return true;
+                }
+                ++steps;
+                sum += loss * double(nb);
+                used += nb;
+            }
+            epoch_loss.push_back(sum / double(used));
+        }
+        return true;
     }
 };
 
