@@ -121,76 +121,6 @@ Reduction parse_reduction(const std::string& r) {
     throw py::value_error(r + " is not a valid value for reduction (use 'mean', 'sum' or 'none')");
 }
 
-// (loss_sum, weight_sum, row_losses or None)
-py::tuple ce_forward_py(py::handle x_obj, py::handle t_obj, py::handle w_obj, int64_t ignore_index,
-                        float ls, bool want_rows) {
-    const char* what = "cross_entropy";
-    py::array x = as_f32_array(x_obj, "input");
-    CeShape s = ce_shape(x, what);
-    check_smoothing(ls, what);
-    py::array t = class_targets(t_obj, x, s, ignore_index, what);
-    py::array w = class_weight(w_obj, s.C, what);
-    x = input_contiguous(x, "input");
-    py::array rows = want_rows ? rows_out(x) : py::array();
-    float* rp = want_rows ? mptr(rows) : nullptr;
-    const float* wp = w_obj.is_none() ? nullptr : fptr(w);
-    CeSums r;
-    {
-        py::gil_scoped_release nogil;
-        r = cross_entropy_forward(rp, fptr(x), static_cast<const int64_t*>(t.data()), wp, s.N, s.C,
-                                  s.D, ignore_index, ls);
-    }
-    return py::make_tuple(r.loss, r.weight, want_rows ? py::object(rows) : py::object(py::none()));
-}
-
-py::array ce_backward_py(py::handle x_obj, py::handle t_obj, py::handle w_obj, py::handle drow_obj,
-                         double scale, int64_t ignore_index, float ls) {
-    const char* what = "cross_entropy_backward";
-    py::array x = as_f32_array(x_obj, "input");
-    CeShape s = ce_shape(x, what);
-    check_smoothing(ls, what);
-    py::array t = class_targets(t_obj, x, s, ignore_index, what);
-    py::array w = class_weight(w_obj, s.C, what);
-    py::array dr = row_array(drow_obj, s, "grad_rows", what);
-    x = input_contiguous(x, "input");
-    py::array dx = new_like(x);
-    const float* wp = w_obj.is_none() ? nullptr : fptr(w);
-    const float* dp = drow_obj.is_none() ? nullptr : fptr(dr);
-    {
-        py::gil_scoped_release nogil;
-        cross_entropy_backward(mptr(dx), fptr(x), static_cast<const int64_t*>(t.data()), wp, dp,
-                               scale, s.N, s.C, s.D, ignore_index, ls);
-    }
-    return dx;
-}
-
-// (loss_sum, weight_sum, dinput, row_losses or None): the gradient of the 'mean' or 'sum' loss.
-py::tuple ce_forward_backward_py(py::handle x_obj, py::handle t_obj, py::handle w_obj,
-                                 int64_t ignore_index, float ls, const std::string& reduction,
-                                 bool want_rows) {
-    const char* what = "cross_entropy";
-    Reduction red = parse_reduction(reduction);
-    py::array x = as_f32_array(x_obj, "input");
-    CeShape s = ce_shape(x, what);
-    check_smoothing(ls, what);
-    py::array t = class_targets(t_obj, x, s, ignore_index, what);
-    py::array w = class_weight(w_obj, s.C, what);
-    x = input_contiguous(x, "input");
-    py::array dx = new_like(x);
-    py::array rows = want_rows ? rows_out(x) : py::array();
-    float* rp = want_rows ? mptr(rows) : nullptr;
-    const float* wp = w_obj.is_none() ? nullptr : fptr(w);
-    CeSums r;
-    {
-        py::gil_scoped_release nogil;
-        r = cross_entropy_forward_backward(mptr(dx), rp, fptr(x),
-                                           static_cast<const int64_t*>(t.data()), wp, s.N, s.C, s.D,
-                                           ignore_index, ls, red);
-    }
-    return py::make_tuple(r.loss, r.weight, dx,
-                          want_rows ? py::object(rows) : py::object(py::none()));
-}
-
 py::array prob_target(py::handle t_obj, const py::array& x, const char* what) {
     py::array t = as_f32_array(t_obj, "target");
     bool same = t.ndim() == x.ndim();
@@ -201,42 +131,107 @@ py::array prob_target(py::handle t_obj, const py::array& x, const char* what) {
     return input_contiguous(t, "target");
 }
 
+// The checked arguments of a cross-entropy binding, their errors raised in this order: input,
+// label_smoothing (unless check_ls is false), target (class indices, or class probabilities
+// shaped like the input when probs), weight, grad_rows (None where the binding takes none); then
+// the input made contiguous.
+struct CeArgs {
+    py::array x, t, w, dr;
+    CeShape s;
+    const float* wp = nullptr;  // weight or null
+    const float* dp = nullptr;  // grad_rows or null
+    const int64_t* ti() const { return static_cast<const int64_t*>(t.data()); }
+};
+
+CeArgs ce_args(const char* what, py::handle x_obj, py::handle t_obj, py::handle w_obj, bool probs,
+               int64_t ignore_index, float ls, bool check_ls = true,
+               py::handle drow_obj = py::none()) {
+    CeArgs a;
+    py::array x = as_f32_array(x_obj, "input");
+    a.s = ce_shape(x, what);
+    if (check_ls) check_smoothing(ls, what);
+    a.t = probs ? prob_target(t_obj, x, what) : class_targets(t_obj, x, a.s, ignore_index, what);
+    a.w = class_weight(w_obj, a.s.C, what);
+    a.dr = row_array(drow_obj, a.s, "grad_rows", what);
+    a.x = input_contiguous(x, "input");
+    a.wp = w_obj.is_none() ? nullptr : fptr(a.w);
+    a.dp = drow_obj.is_none() ? nullptr : fptr(a.dr);
+    return a;
+}
+
+// (loss_sum, weight_sum, row_losses or None)
+py::tuple ce_forward_py(py::handle x_obj, py::handle t_obj, py::handle w_obj, int64_t ignore_index,
+                        float ls, bool want_rows) {
+    const CeArgs a = ce_args("cross_entropy", x_obj, t_obj, w_obj, false, ignore_index, ls);
+    const CeShape& s = a.s;
+    py::array rows = want_rows ? rows_out(a.x) : py::array();
+    float* rp = want_rows ? mptr(rows) : nullptr;
+    CeSums r;
+    {
+        py::gil_scoped_release nogil;
+        r = cross_entropy_forward(rp, fptr(a.x), a.ti(), a.wp, s.N, s.C, s.D, ignore_index, ls);
+    }
+    return py::make_tuple(r.loss, r.weight, want_rows ? py::object(rows) : py::object(py::none()));
+}
+
+py::array ce_backward_py(py::handle x_obj, py::handle t_obj, py::handle w_obj, py::handle drow_obj,
+                         double scale, int64_t ignore_index, float ls) {
+    const CeArgs a = ce_args("cross_entropy_backward", x_obj, t_obj, w_obj, false, ignore_index,
+                             ls, true, drow_obj);
+    const CeShape& s = a.s;
+    py::array dx = new_like(a.x);
+    {
+        py::gil_scoped_release nogil;
+        cross_entropy_backward(mptr(dx), fptr(a.x), a.ti(), a.wp, a.dp, scale, s.N, s.C, s.D,
+                               ignore_index, ls);
+    }
+    return dx;
+}
+
+// (loss_sum, weight_sum, dinput, row_losses or None): the gradient of the 'mean' or 'sum' loss.
+py::tuple ce_forward_backward_py(py::handle x_obj, py::handle t_obj, py::handle w_obj,
+                                 int64_t ignore_index, float ls, const std::string& reduction,
+                                 bool want_rows) {
+    Reduction red = parse_reduction(reduction);
+    const CeArgs a = ce_args("cross_entropy", x_obj, t_obj, w_obj, false, ignore_index, ls);
+    const CeShape& s = a.s;
+    py::array dx = new_like(a.x);
+    py::array rows = want_rows ? rows_out(a.x) : py::array();
+    float* rp = want_rows ? mptr(rows) : nullptr;
+    CeSums r;
+    {
+        py::gil_scoped_release nogil;
+        r = cross_entropy_forward_backward(mptr(dx), rp, fptr(a.x), a.ti(), a.wp, s.N, s.C, s.D,
+                                           ignore_index, ls, red);
+    }
+    return py::make_tuple(r.loss, r.weight, dx,
+                          want_rows ? py::object(rows) : py::object(py::none()));
+}
+
 py::tuple ce_prob_forward_py(py::handle x_obj, py::handle t_obj, py::handle w_obj, float ls,
                              bool want_rows) {
-    const char* what = "cross_entropy";
-    py::array x = as_f32_array(x_obj, "input");
-    CeShape s = ce_shape(x, what);
-    check_smoothing(ls, what);
-    py::array t = prob_target(t_obj, x, what);
-    py::array w = class_weight(w_obj, s.C, what);
-    x = input_contiguous(x, "input");
-    py::array rows = want_rows ? rows_out(x) : py::array();
+    const CeArgs a = ce_args("cross_entropy", x_obj, t_obj, w_obj, true, 0, ls);
+    const CeShape& s = a.s;
+    py::array rows = want_rows ? rows_out(a.x) : py::array();
     float* rp = want_rows ? mptr(rows) : nullptr;
-    const float* wp = w_obj.is_none() ? nullptr : fptr(w);
     double sum;
     {
         py::gil_scoped_release nogil;
-        sum = cross_entropy_prob_forward(rp, fptr(x), fptr(t), wp, s.N, s.C, s.D, ls);
+        sum = cross_entropy_prob_forward(rp, fptr(a.x), fptr(a.t), a.wp, s.N, s.C, s.D, ls);
     }
     return py::make_tuple(sum, want_rows ? py::object(rows) : py::object(py::none()));
 }
 
 py::array ce_prob_backward_py(py::handle x_obj, py::handle t_obj, py::handle w_obj,
                               py::handle drow_obj, double scale, float ls) {
-    const char* what = "cross_entropy_backward";
-    py::array x = as_f32_array(x_obj, "input");
-    CeShape s = ce_shape(x, what);
-    check_smoothing(ls, what);
-    py::array t = prob_target(t_obj, x, what);
-    py::array w = class_weight(w_obj, s.C, what);
-    py::array dr = row_array(drow_obj, s, "grad_rows", what);
-    x = input_contiguous(x, "input");
-    py::array dx = new_like(x);
-    const float* wp = w_obj.is_none() ? nullptr : fptr(w);
-    const float* dp = drow_obj.is_none() ? nullptr : fptr(dr);
+    const CeArgs a = ce_args("cross_entropy_backward", x_obj, t_obj, w_obj, true, 0, ls, true,
+                             drow_obj);
+    const CeShape& s = a.s;
+    py::array dx = new_like(a.x);
     {
         py::gil_scoped_release nogil;
-        cross_entropy_prob_backward(mptr(dx), fptr(x), fptr(t), wp, dp, scale, s.N, s.C, s.D, ls);
+        cross_entropy_prob_backward(mptr(dx), fptr(a.x), fptr(a.t), a.wp, a.dp, scale, s.N, s.C,
+                                    s.D, ls);
     }
     return dx;
 }
@@ -344,16 +339,10 @@ py::tuple elem_forward_backward_py(int kind, py::handle x_obj, py::handle t_obj,
 
 py::tuple ce_forward_reference_py(py::handle x_obj, py::handle t_obj, py::handle w_obj,
                                   int64_t ignore_index, float ls) {
-    const char* what = "cross_entropy";
-    py::array x = as_f32_array(x_obj, "input");
-    CeShape s = ce_shape(x, what);
-    py::array t = class_targets(t_obj, x, s, ignore_index, what);
-    py::array w = class_weight(w_obj, s.C, what);
-    x = input_contiguous(x, "input");
-    py::array rows = rows_out(x);
-    CeSums r = cross_entropy_forward_reference(mptr(rows), fptr(x),
-                                               static_cast<const int64_t*>(t.data()),
-                                               w_obj.is_none() ? nullptr : fptr(w), s.N, s.C, s.D,
+    const CeArgs a = ce_args("cross_entropy", x_obj, t_obj, w_obj, false, ignore_index, ls, false);
+    const CeShape& s = a.s;
+    py::array rows = rows_out(a.x);
+    CeSums r = cross_entropy_forward_reference(mptr(rows), fptr(a.x), a.ti(), a.wp, s.N, s.C, s.D,
                                                ignore_index, ls);
     return py::make_tuple(r.loss, r.weight, rows);
 }

@@ -580,11 +580,7 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
     auto stop_nonfinite = [&](double loss, int64_t e, int64_t batch, double epoch_sum,
                               int64_t used) {
         if (std::isfinite(loss) || opt.allow_nonfinite) return false;
-        res.stopped_nonfinite = true;
-        res.bad_epoch = e;
-        res.bad_batch = batch;
-        res.bad_loss = loss;
-        res.epoch_loss.push_back(used ? epoch_sum / double(used) : NAN);
+        res.mark_nonfinite(e, batch, loss, epoch_sum, used, NAN);
         return true;
     };
     const bool has_norm = std::any_of(layers.begin(), layers.end(),

@@ -385,11 +385,7 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
 
     // A non-finite loss at batch bi of epoch e: the result so far (no update for that batch).
     auto stop_nonfinite = [&](int64_t e, int64_t bi, double loss, double sum, int64_t used) {
-        res.stopped_nonfinite = true;
-        res.bad_epoch = e;
-        res.bad_batch = bi;
-        res.bad_loss = loss;
-        res.epoch_loss.push_back(used ? sum / double(used) : loss);
+        res.mark_nonfinite(e, bi, loss, sum, used, loss);
         return res;
     };
 

@@ -282,7 +282,7 @@ constexpr int kAcc = 12, kMR = 6, kDO = 3, kDI = 4;
 #else
 constexpr int kAcc = 12, kMR = 3, kDO = 3, kDI = 4;
 #endif
-using namespace simd_vf;  // vf, kVW, ldv/stv/bcv/fmav, bcast_fma_tile, transpose
+using namespace simd_vf;  // vf, kVW, ldv/stv/bcv/fmav, bcast_fma_tile, transpose16x16, transpose
 constexpr int kNV = int(kLanes) / kVW;
 
 // Four register sums in a fixed tree order, out[j] = sum of the lanes of v[j].
@@ -603,31 +603,6 @@ inline void gather_rows_scalar(float* __restrict dst, int64_t ld, const float* s
 }
 
 #if defined(__AVX512F__)
-// r[k] lane j  ->  r[j] lane k  (a 16x16 in-register transpose)
-inline void transpose16(__m512 r[16]) {
-    __m512 t[16];
-    for (int k = 0; k < 8; ++k) {
-        t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
-        t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
-    }
-    for (int k = 0; k < 4; ++k) {
-        r[4 * k + 0] = _mm512_shuffle_ps(t[4 * k + 0], t[4 * k + 2], 0x44);
-        r[4 * k + 1] = _mm512_shuffle_ps(t[4 * k + 0], t[4 * k + 2], 0xEE);
-        r[4 * k + 2] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0x44);
-        r[4 * k + 3] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0xEE);
-    }
-    for (int k = 0; k < 4; ++k) {
-        t[k] = _mm512_shuffle_f32x4(r[k], r[k + 4], 0x88);
-        t[k + 4] = _mm512_shuffle_f32x4(r[k], r[k + 4], 0xDD);
-        t[k + 8] = _mm512_shuffle_f32x4(r[k + 8], r[k + 12], 0x88);
-        t[k + 12] = _mm512_shuffle_f32x4(r[k + 8], r[k + 12], 0xDD);
-    }
-    for (int k = 0; k < 8; ++k) {
-        r[k] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0x88);
-        r[k + 8] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0xDD);
-    }
-}
-
 // 16 rows at a time: masked row loads (never past a row's end), one transpose, vector stores.
 inline void gather_rows(float* dst, int64_t ld, const float* src, int64_t d, const int64_t* idx,
                         int64_t B, int64_t Bp) {
@@ -640,7 +615,7 @@ inline void gather_rows(float* dst, int64_t ld, const float* src, int64_t d, con
             for (int64_t k = 0; k < kLanes; ++k)
                 r[k] = b0 + k < B ? _mm512_maskz_loadu_ps(m, src + idx[b0 + k] * d + c0)
                                   : _mm512_setzero_ps();
-            transpose16(r);
+            transpose16x16(r);
             for (int64_t j = 0; j < cw; ++j) _mm512_storeu_ps(dst + (c0 + j) * ld + b0, r[j]);
         }
     }

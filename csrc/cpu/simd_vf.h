@@ -1,7 +1,8 @@
 // One SIMD register as a GCC/Clang vector, for the per-ISA register-tile kernels (the small
 // trainer's mlp_train_small.h, the inference tiles of mlp_infer_kernels_body.h): an AVX-512 zmm,
 // an AVX2 ymm, or 4 floats on the generic path, whichever ISA the including file is compiled for;
-// and the two pieces those kernels share: the broadcast-FMA register tile and the transpose.
+// and the pieces those kernels share: the broadcast-FMA register tile and the transposes (the
+// in-register 16 x 16 (AVX-512) and 8 x 8 (AVX2) blocks, and a whole-matrix transpose).
 // Internal linkage (an anonymous namespace): each per-ISA translation unit has its own copy.
 #pragma once
 #pragma GCC diagnostic ignored "-Wpsabi"  // vf never crosses a non-inlined call
@@ -71,6 +72,35 @@ template <int MR, int NC>
         }
     }
 }
+
+#if defined(__AVX512F__)
+// A 16 x 16 block in registers transposed: lane j of r[k] becomes lane k of r[j]. (r as a
+// pointer, not an array reference as transpose8x8 takes: with the reference GCC's inliner takes
+// other decisions across the small trainer's AVX-512 file.)
+inline void transpose16x16(__m512 r[16]) {
+    __m512 t[16];
+    for (int k = 0; k < 8; ++k) {
+        t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    for (int k = 0; k < 4; ++k) {
+        r[4 * k + 0] = _mm512_shuffle_ps(t[4 * k + 0], t[4 * k + 2], 0x44);
+        r[4 * k + 1] = _mm512_shuffle_ps(t[4 * k + 0], t[4 * k + 2], 0xEE);
+        r[4 * k + 2] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0x44);
+        r[4 * k + 3] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0xEE);
+    }
+    for (int k = 0; k < 4; ++k) {
+        t[k] = _mm512_shuffle_f32x4(r[k], r[k + 4], 0x88);
+        t[k + 4] = _mm512_shuffle_f32x4(r[k], r[k + 4], 0xDD);
+        t[k + 8] = _mm512_shuffle_f32x4(r[k + 8], r[k + 12], 0x88);
+        t[k + 12] = _mm512_shuffle_f32x4(r[k + 8], r[k + 12], 0xDD);
+    }
+    for (int k = 0; k < 8; ++k) {
+        r[k] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0x88);
+        r[k + 8] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0xDD);
+    }
+}
+#endif
 
 #if defined(__AVX2__)
 // An 8 x 8 block in registers transposed: lane j of r[k] becomes lane k of r[j].

@@ -353,28 +353,8 @@ FitResult fit(Ops& ops, const std::vector<FitLayer>& layers, const FitData& data
     ops.to_host(&stop, w.stop, sizeof(int64_t));
     ops.finish();
 
-    const int64_t bad = stop > 0 ? stop - 1 : steps_total;
-    for (int64_t e = 0; e < epochs; ++e) {
-        double sum = 0.0;
-        int64_t used = 0;
-        for (int64_t bi = 0; bi < nbatches; ++bi) {
-            const int64_t s = e * nbatches + bi, nb = std::min(bs, n - bi * bs);
-            const double loss = losses[size_t(s)];
-            if (s == bad) {
-                res.stopped_nonfinite = true;
-                res.bad_epoch = e;
-                res.bad_batch = bi;
-                res.bad_loss = loss;
-                res.epoch_loss.push_back(used ? sum / double(used)
-                                              : std::numeric_limits<double>::quiet_NaN());
-                return res;
-            }
-            ++res.steps;
-            sum += loss * double(nb);
-            used += nb;
-        }
-        res.epoch_loss.push_back(sum / double(used));
-    }
+    res.tally_losses(losses, stop > 0 ? stop - 1 : steps_total, steps_total, epochs, nbatches, n,
+                     bs, /*first_is_loss=*/false);
     return res;
 }
 

@@ -225,32 +225,11 @@ MlpTrainResult train(Ops& ops, const std::vector<MlpLayer>& layers, const float*
     ops.to_host(&stop, w.stop, sizeof(int64_t));
     ops.finish();
 
-    // Per-epoch means weighted by batch size, as the CPU trainer sums them.
+    // Per-epoch means weighted by batch size, as the CPU trainer sums them; a should_stop before
+    // step `queued` leaves it interrupted.
     const int64_t bad = stop > 0 ? stop - 1 : steps_total;
-    for (int64_t e = 0; e < epochs; ++e) {
-        double sum = 0.0;
-        int64_t used = 0;
-        for (int64_t bi = 0; bi < nbatches; ++bi) {
-            const int64_t s = e * nbatches + bi, nb = std::min(bs, n - bi * bs);
-            if (s >= queued && s < bad) {  // stopped by should_stop before this step
-                res.interrupted = true;
-                return res;
-            }
-            const double loss = losses[size_t(s)];
-            if (s == bad) {
-                res.stopped_nonfinite = true;
-                res.bad_epoch = e;
-                res.bad_batch = bi;
-                res.bad_loss = loss;
-                res.epoch_loss.push_back(used ? sum / double(used) : loss);
-                return res;
-            }
-            ++res.steps;
-            sum += loss * double(nb);
-            used += nb;
-        }
-        res.epoch_loss.push_back(sum / double(used));
-    }
+    if (!res.tally_losses(losses, bad, queued, epochs, nbatches, n, bs, /*first_is_loss=*/true))
+        res.interrupted = true;
     return res;
 }
 

@@ -152,11 +152,7 @@ static MlpTrainResult ref_train(const Net& net, RefNet& r, const std::vector<flo
             }
             loss /= double(B * dout);
             if (!std::isfinite(loss) && !o.allow_nonfinite) {
-                res.stopped_nonfinite = true;
-                res.bad_epoch = e;
-                res.bad_batch = bi;
-                res.bad_loss = loss;
-                res.epoch_loss.push_back(used ? sum / double(used) : loss);
+                res.mark_nonfinite(e, bi, loss, sum, used, loss);
                 return res;
             }
             std::vector<double> dz(size_t(B * dout));

@@ -392,11 +392,7 @@ static FitResult ref_fit(const std::vector<FitLayer>& layers, const FitData& dat
                 loss += 0.5 * double(opt.l2_weights) * w2 / double(B);
             }
             if (!std::isfinite(loss) && !opt.allow_nonfinite) {
-                res.stopped_nonfinite = true;
-                res.bad_epoch = e;
-                res.bad_batch = batch;
-                res.bad_loss = loss;
-                res.epoch_loss.push_back(used ? epoch_sum / double(used) : NAN);
+                res.mark_nonfinite(e, batch, loss, epoch_sum, used, NAN);
                 return res;
             }
             const fk::StepCoeffs sc = fk::step_coeffs(opt, step - opt.step0, B);

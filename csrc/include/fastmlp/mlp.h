@@ -18,6 +18,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "fastmlp/train_result.h"
+
 namespace fastmlp {
 
 struct MlpLayer {
@@ -74,12 +76,8 @@ struct MlpTrainOptions {
     int64_t rank = 0, world = 1;
 };
 
-struct MlpTrainResult {
-    std::vector<double> epoch_loss;  // per epoch: sum(batch loss * batch size) / samples used
-    int64_t steps = 0;               // optimizer steps taken in this call
-    bool stopped_nonfinite = false;  // a non-finite batch loss stopped training (before its update)
-    int64_t bad_epoch = -1, bad_batch = -1;  // where (epoch index within this call, batch index)
-    double bad_loss = 0.0;
+// epoch_loss, steps and the non-finite stop: TrainResultBase (train_result.h).
+struct MlpTrainResult : TrainResultBase {
     bool used_small_path = false;
     bool interrupted = false;        // should_stop stopped training (epoch_loss: completed epochs)
 };

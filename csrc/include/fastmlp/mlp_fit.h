@@ -31,6 +31,7 @@
 #include "fastmlp/loss.h"
 #include "fastmlp/norm.h"
 #include "fastmlp/optimizer.h"
+#include "fastmlp/train_result.h"
 
 namespace fastmlp {
 
@@ -142,13 +143,8 @@ struct FitData {
     int64_t n = 0;
 };
 
-struct FitResult {
-    std::vector<double> epoch_loss;  // per epoch: sum(batch loss * batch size) / samples used
-    int64_t steps = 0;
-    bool stopped_nonfinite = false;
-    int64_t bad_epoch = -1, bad_batch = -1;
-    double bad_loss = 0.0;
-};
+// epoch_loss, steps and the non-finite stop (TrainResultBase, train_result.h).
+struct FitResult : TrainResultBase {};
 
 // The optimizer options of step k of a call (global step opt.step0 + k, bringing t to that + 1):
 // the lr / momentum schedules and scikit-learn's Adam epsilon convention applied. Both trainers'
