@@ -24,7 +24,6 @@
 
 #include <omp.h>
 
-#include "fastmlp/activations.h"
 #include "fastmlp/cpu_features.h"
 #include "simd_vf.h"
 #include "fastmlp/mlp.h"
@@ -337,10 +336,6 @@ struct BcastEpi {
     // (R, ldm): v * (1 - y * y), the tanh backward of activation.h from its output y (the same
     // float operations as act_backward's, so the same bits)
     const float* tanh_y = nullptr;
-    // act(v) after everything above, on the finished tile while it is in cache: act_forward_tile
-    // (the activation kernels' own loop over the tile's rows, the same bits as act_forward over
-    // the whole array; identity: none)
-    ActParams act{};
 };
 
 template <int MR, int NB>
@@ -368,7 +363,6 @@ inline void bcast_tile(float* __restrict c, int64_t ldc, const float* __restrict
             stv(cr + j * kVW, v);
         }
     }
-    if (e.act.kind != Act::identity) act_forward_tile(c + r0 * ldc + c0, ldc, MR, NC * kVW, e.act);
 }
 
 // The column blocks [c0, c1) of the rows [r0, r0 + MR): NB blocks at a time while they fill the
