@@ -84,7 +84,9 @@ inline void team_act_backward(float* d, const float* z, const float* y, int64_t 
 
 // Inside a SmallTeam, as the forward. Per layer: the dropout and activation backward (split,
 // barriers); then the batch-major copy of A (one thread), the bias gradient (rows split) and
-// dA = W^T dZ (tiles split) side by side, a barrier; then dW (tiles split, a barrier).
+// dA = W^T dZ (tiles split) side by side, a barrier (none at layer 0 without the transposed
+// copy); then dW (tiles split), with a barrier after it only where the next layer transposes
+// into s.at, and after the last layer's (the update reads grads). dZ rotates through d0, d1, d2.
 [[maybe_unused]] void fit_small_backward_impl(const std::vector<FitLayer>& layers,
                                               FitSmallScratch& s, int64_t B, const float* dP,
                                               float* grads, const int64_t* gw_off,
