@@ -94,6 +94,11 @@ FIT_CASES = [
     ([9, 64, 64, 2], nn.Tanh, "huber", "adam", {"amsgrad": True}, 64, 200, 0.3, False),
     ([8, 80, 40, 3], nn.SiLU, "mse", "rmsprop", {"momentum": 0.5, "centered": True}, 100, 250, 0.2,
      False),
+    # every layer on the register-tile dW (in >= 8, out >= 2, batch <= 64): the backward's dW
+    # then waits where the next layer transposes into the shared buffer, and runs without a
+    # barrier where it does not (the three dZ buffers); a partial last batch
+    ([16, 48, 48, 48, 2], nn.Tanh, "mse", "adam", {}, 64, 200, 0.0, False),
+    ([12, 40, 40, 3], nn.GELU, "huber", "adam", {}, 48, 170, 0.0, False),
     # LayerNorm chains go to the gemm path; bitwise there too
     ([6, 64, 64, 1], nn.Tanh, "huber", "adam", {}, 64, 200, 0.0, True),
 ]

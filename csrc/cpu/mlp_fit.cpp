@@ -636,7 +636,9 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
                     ss.row0 = 0;
                     detail::mlp_fit_small_forward(layers, ss, data.X, idx, B, true, opt.dropout_seed,
                                                   tstep, s.a[size_t(L)].data());
-                    detail::team_single([&] {
+                    // The loss and dLoss/dP, then dP feature-major into ss.d0, on thread 0 (the
+                    // forward left P there, without a barrier), then one barrier for all three.
+                    detail::team_master([&] {
                         const double den = loss_denominator(data, idx, B, d_out, opt);
                         double loss = loss_and_grad(s.d0.data(), s.a[size_t(L)].data(), s.y.data(),
                                                     s.yi.data(), s.sw.data(), B, d_out, opt, den, s);
@@ -644,13 +646,15 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
                             loss += 0.5 * double(opt.l2_weights) * detail::sum_sq_weights(layers) /
                                     double(B);
                         team_loss = loss;
+                        detail::fit_small_load_dp(ss, B, (B + 15) / 16 * 16, d_out, s.d0.data());
                     });
+                    detail::team_barrier();
                     const double loss = team_loss;
                     if (!std::isfinite(loss) && !opt.allow_nonfinite) {
                         tbad = tbatch;
                         break;
                     }
-                    detail::mlp_fit_small_backward(layers, ss, B, s.d0.data(), s.grads.data(),
+                    detail::mlp_fit_small_backward(layers, ss, B, nullptr, s.grads.data(),
                                                    s.gw_off.data(), s.gb_off.data());
                     upd.run(s, fit_step_optim(opt, tstep - opt.step0), tstep + 1,
                             float(double(opt.l2_weights) / double(B)));

@@ -22,7 +22,7 @@ void FitSmallScratch::init(const std::vector<FitLayer>& layers, int64_t batch) {
         if (act_backward_needs_input(l.act.kind)) total += l.out * ld;
         if (l.dropout > 0.0f) total += 2 * l.out * ld;
     }
-    total += 2 * maxw * ld;
+    total += 3 * maxw * ld;
     const int64_t at_w = (maxin + kLanes - 1) / kLanes * kLanes;
     total += ld * at_w;
     storage.assign(size_t(total), 0.0f);
@@ -51,6 +51,8 @@ void FitSmallScratch::init(const std::vector<FitLayer>& layers, int64_t batch) {
     d0 = p;
     p += maxw * ld;
     d1 = p;
+    p += maxw * ld;
+    d2 = p;
     p += maxw * ld;
     at = p;
 }

@@ -34,6 +34,7 @@ struct FitSmallScratch {
     std::vector<float*> mask, ykeep;       // dropout: scale (0 or 1/(1-p)) and output before it
     float* d0 = nullptr;                   // (max width, ld) gradient ping-pong
     float* d1 = nullptr;
+    float* d2 = nullptr;                   // (the backward rotates dZ through d0, d1, d2)
     float* at = nullptr;                   // (ld, round-up(max in, 16)): a layer's input,
                                            // batch-major, for the register-tile weight gradient
     int64_t row0 = 0;                      // the batch's first row in the global batch (dropout)
@@ -51,11 +52,23 @@ void mlp_fit_small_forward(const std::vector<FitLayer>& layers, FitSmallScratch&
                            const int64_t* idx, int64_t B, bool train, uint64_t dseed, int64_t step,
                            float* P);
 
-// Backward from dP (B, out) batch-major: every trainable parameter's gradient into grads, at
+// Backward from dP (B, out) batch-major (null: already in s.d0, fit_small_load_dp): every trainable parameter's gradient into grads, at
 // gw_off[l] / gb_off[l] (-1: frozen, no slot). The weights are not changed.
 void mlp_fit_small_backward(const std::vector<FitLayer>& layers, FitSmallScratch& s, int64_t B,
                             const float* dP, float* grads, const int64_t* gw_off,
                             const int64_t* gb_off);
+
+// dLoss/dP (B, O) batch-major into s.d0 (O, ld) feature-major, pad columns [B, Bp) zero: what
+// the backward does first; a caller that has run it itself (on one thread of a team, then a
+// barrier) passes dP = null to the backward.
+inline void fit_small_load_dp(FitSmallScratch& s, int64_t B, int64_t Bp, int64_t O,
+                              const float* dP) {
+    for (int64_t o = 0; o < O; ++o) {
+        float* d = s.d0 + o * s.ld;
+        for (int64_t b = 0; b < B; ++b) d[b] = dP[b * O + o];
+        for (int64_t b = B; b < Bp; ++b) d[b] = 0.0f;
+    }
+}
 
 // The per-ISA bodies.
 using FitSmallForwardFn = void (*)(const std::vector<FitLayer>&, FitSmallScratch&, const float*,

@@ -47,7 +47,9 @@ inline void team_act_backward(float* d, const float* z, const float* y, int64_t 
         // Z (out, Bp) = W (out, in) @ A (in, Bp) + b
         bcast_product(zl ? zl : out, ld, ly.weight, ly.in, 1, s.a[size_t(l)], ld, ly.out, ly.in, Bp,
                       e);
-        // The activation over whole rows (ld wide: columns past Bp are never read).
+        // The activation over whole rows (ld wide: columns past Bp are never read). (Run in the
+        // product's tile epilogue through act_forward_tile it saved the barrier but cost more
+        // in per-tile calls: 1 thread 77.5 -> 81 us a step on 6-64-64-1 b64, AVX2 EPYC.)
         if (ly.act.kind != Act::identity) team_act_forward(out, zl ? zl : out, ly.out * ld, ly.act);
         if (train && ly.dropout > 0.0f) {
             float* m = s.mask[size_t(l)];
@@ -72,7 +74,9 @@ inline void team_act_backward(float* d, const float* z, const float* y, int64_t 
     }
     const int64_t O = layers.back().out;
     const float* pf = s.a[size_t(L)];
-    team_single([&] {
+    // On the team's thread 0, no barrier: in a team the caller reads P on thread 0 (team_master)
+    // or after a barrier of its own.
+    team_master([&] {
         for (int64_t b = 0; b < B; ++b)
             for (int64_t o = 0; o < O; ++o) P[b * O + o] = pf[o * ld + b];
     });
@@ -80,7 +84,9 @@ inline void team_act_backward(float* d, const float* z, const float* y, int64_t 
 
 // Inside a SmallTeam, as the forward. Per layer: the dropout and activation backward (split,
 // barriers); then the batch-major copy of A (one thread), the bias gradient (rows split) and
-// dA = W^T dZ (tiles split) side by side, a barrier; then dW (tiles split, a barrier).
+// dA = W^T dZ (tiles split) side by side, a barrier (none at layer 0 without the transposed
+// copy); then dW (tiles split), with a barrier after it only where the next layer transposes
+// into s.at, and after the last layer's (the update reads grads). dZ rotates through d0, d1, d2.
 [[maybe_unused]] void fit_small_backward_impl(const std::vector<FitLayer>& layers,
                                               FitSmallScratch& s, int64_t B, const float* dP,
                                               float* grads, const int64_t* gw_off,
@@ -88,14 +94,14 @@ inline void team_act_backward(float* d, const float* z, const float* y, int64_t 
     const int64_t ld = s.ld, L = int64_t(layers.size());
     const int64_t Bp = (B + kLanes - 1) / kLanes * kLanes;
     const int64_t O = layers.back().out;
-    float* dz = s.d0;
-    team_single([&] {
-        for (int64_t o = 0; o < O; ++o) {  // dP, transposed; pad columns zero
-            float* d = dz + o * ld;
-            for (int64_t b = 0; b < B; ++b) d[b] = dP[b * O + o];
-            for (int64_t b = B; b < Bp; ++b) d[b] = 0.0f;
-        }
-    });
+    // dZ rotates through three buffers: layer l's dW (nowait) may still read its dZ while the
+    // team's layer l - 1 writes its own dA into the next buffer.
+    float* const dbuf[3] = {s.d0, s.d1, s.d2};
+    int cur = 0;
+    float* dz = dbuf[0];
+    // dP, transposed; pad columns zero (dP null: the caller already put it in s.d0, with
+    // mlp_fit_small_load_dp, and a barrier since)
+    if (dP) team_single([&] { fit_small_load_dp(s, B, Bp, O, dP); });
     bool act_done = false;  // dz already holds act'(.) * dA (fused into the dA product below)
     for (int64_t l = L - 1; l >= 0; --l) {
         const FitLayer& ly = layers[size_t(l)];
@@ -125,7 +131,7 @@ inline void team_act_backward(float* d, const float* z, const float* y, int64_t 
             float* gb = grads + gb_off[l];
             for_each_tile<false>(out, 0.0, [&](int64_t o) { gb[o] = sum_lanes(dz + o * ld, Bp); });
         }
-        float* da = dz == s.d0 ? s.d1 : s.d0;
+        float* da = dbuf[(cur + 1) % 3];
         const bool act_fused = l > 0 && layers[size_t(l - 1)].act.kind == Act::tanh &&
                                layers[size_t(l - 1)].dropout == 0.0f;
         if (l > 0) {  // dA (in, Bp) = W^T (in, out) @ dZ (out, Bp)
@@ -137,18 +143,31 @@ inline void team_act_backward(float* d, const float* z, const float* y, int64_t 
             }
             bcast_product<false>(da, ld, ly.weight, 1, in, dz, ld, in, out, Bp, e);
         }
-        team_barrier();
+        // dA and the transposed A are read after this barrier. Layer 0 without the transpose
+        // needs none: its dZ was ready at the previous layer's barrier.
+        if (l > 0 || reg_gw) team_barrier();
+        // dW without a barrier after it where nothing the next layer writes before its own
+        // barrier is read here: dZ is not (three buffers); s.at is, when the next layer
+        // transposes into it. The last layer's dW ends with a barrier (the update reads grads).
+        const bool next_reg = l > 0 && gw_off[l - 1] >= 0 && Bp <= 64 &&
+                              layers[size_t(l - 1)].out >= 2 && layers[size_t(l - 1)].in >= 8;
+        const bool wait = l == 0 || (reg_gw && next_reg);
         if (reg_gw) {
             // dW (out, in) = dZ (out, ld) @ At (B, lda): register tiles over the batch (each
             // element the plain in-order sum over b < B), from A transposed to batch-major
             GwOut go;
             go.g = grads + gw_off[l];
-            gw_product(dz, ld, s.at, lda, out, in, B, go);
+            if (wait) gw_product<true>(dz, ld, s.at, lda, out, in, B, go);
+            else gw_product<false>(dz, ld, s.at, lda, out, in, B, go);
         } else if (gw_off[l] >= 0) {  // dW (out, in) = dZ (out, Bp) @ A (in, Bp)^T
-            dot_product(grads + gw_off[l], in, dz, a, ld, out, in, Bp);
+            if (wait) dot_product<true>(grads + gw_off[l], in, dz, a, ld, out, in, Bp);
+            else dot_product<false>(grads + gw_off[l], in, dz, a, ld, out, in, Bp);
+        } else if (wait) {
+            team_barrier();
         }
         act_done = act_fused;
         dz = da;
+        cur = (cur + 1) % 3;
     }
 }
 

@@ -105,6 +105,13 @@ inline void team_barrier() {
     if (!in_small_team()) return;
 #pragma omp barrier
 }
+// f() on the team's thread 0 (outside a team: f()), no barrier: a later serial piece that reads
+// what f wrote runs on the same thread without one (team_master again), the rest of the team
+// after the next barrier.
+template <class F>
+inline void team_master(F&& f) {
+    if (!in_small_team() || omp_get_thread_num() == 0) f();
+}
 
 // run(t) for t in [0, n): inside a team, split over it (static contiguous runs; Wait: a barrier
 // after); outside, on ceil threads of threads_for(flops) forked here, or this thread alone.
@@ -390,14 +397,23 @@ inline void bcast_product(float* c, int64_t ldc, const float* a, int64_t ars, in
                           const float* b, int64_t ldb, int64_t R, int64_t K, int64_t Bp,
                           const BcastEpi& e) {
     constexpr int64_t kGroup = 4 * kLanes;
+    // A work item is one row block x one register tile's columns (kSub columns) of a group, so
+    // that a team splits even a one-group product evenly (64 rows x 64 samples: 11 x 4 items,
+    // 22 per thread of two, where whole row blocks went 6 / 5). Which item a tile belongs to never
+    // changes its arithmetic.
+    constexpr int NBfit = kAcc / (kMR * kNV);
+    constexpr int64_t kSub = (NBfit < 1 ? 1 : NBfit > 4 ? 4 : NBfit) * kLanes;
     const int64_t nrb = (R + kMR - 1) / kMR, ncg = (Bp + kGroup - 1) / kGroup;
+    const int64_t nsub = kGroup / kSub, per_group = nrb * nsub;
     auto run = [&](int64_t t) {
-        const int64_t r0 = (t % nrb) * kMR, c0 = (t / nrb) * kGroup;
-        const int64_t rows = R - r0 < kMR ? R - r0 : kMR, c1 = c0 + kGroup < Bp ? c0 + kGroup : Bp;
+        const int64_t g = t / per_group, rb = (t % per_group) / nsub, sub = t % nsub;
+        const int64_t r0 = rb * kMR, c0 = g * kGroup + sub * kSub;
+        if (c0 >= Bp) return;
+        const int64_t rows = R - r0 < kMR ? R - r0 : kMR, c1 = c0 + kSub < Bp ? c0 + kSub : Bp;
         if (rows == kMR) bcast_rows<kMR>(c, ldc, a, ars, aks, b, ldb, K, c0, c1, e, r0);
         else bcast_rest<kMR - 1>(rows, c, ldc, a, ars, aks, b, ldb, K, c0, c1, e, r0);
     };
-    for_each_tile<Wait>(nrb * ncg, 2.0 * double(R) * double(K) * double(Bp), run);
+    for_each_tile<Wait>(ncg * per_group, 2.0 * double(R) * double(K) * double(Bp), run);
 }
 
 template <int MO, int MI>
@@ -456,6 +472,7 @@ inline void dot_rest_o(int64_t rest, float* g, int64_t ldg, const float* d, cons
 
 // G (O, I) (row stride ldg) = D (O, Bp) @ X (I, Bp)^T, D and X rows ld apart. Threads take
 // blocks of kDO rows.
+template <bool Wait = true>
 inline void dot_product(float* g, int64_t ldg, const float* d, const float* x, int64_t ld,
                         int64_t O, int64_t I, int64_t Bp) {
     const int64_t nob = (O + kDO - 1) / kDO;
@@ -464,7 +481,7 @@ inline void dot_product(float* g, int64_t ldg, const float* d, const float* x, i
         if (o0 + kDO <= O) dot_rows<kDO>(g, ldg, d, x, ld, I, Bp, o0);
         else dot_rest_o<kDO - 1>(O - o0, g, ldg, d, x, ld, I, Bp, o0);
     };
-    for_each_tile(nob, 2.0 * double(O) * double(I) * double(Bp), run);
+    for_each_tile<Wait>(nob, 2.0 * double(O) * double(I) * double(Bp), run);
 }
 
 // ---- The weight gradient on a batch-major operand, accumulated in registers over the batch.
@@ -568,17 +585,50 @@ inline void gw_rest(int64_t rows, const float* d, int64_t ldd, const float* at, 
     }
 }
 
+// The columns [i0, i0 + NC kVW) of the rows [o0, o0 + MR) (fewer vectors at the end of a row).
+template <int MR, int NC>
+inline void gw_chunk(const float* d, int64_t ldd, const float* at, int64_t lda, int64_t B,
+                     int64_t I, int64_t o0, int64_t i0, const GwOut& out) {
+    if (i0 + NC * kVW <= I) return gw_tile<MR, NC>(d, ldd, at, lda, B, I, o0, i0, out);
+    gw_tail<MR, NC>((I - i0 + kVW - 1) / kVW, d, ldd, at, lda, B, I, o0, i0, out);
+}
+
+template <int MR, int NC>
+inline void gw_chunk_rest(int64_t rows, const float* d, int64_t ldd, const float* at, int64_t lda,
+                          int64_t B, int64_t I, int64_t o0, int64_t i0, const GwOut& out) {
+    if constexpr (MR >= 1) {
+        if (rows == MR) return gw_chunk<MR, NC>(d, ldd, at, lda, B, I, o0, i0, out);
+        gw_chunk_rest<MR - 1, NC>(rows, d, ldd, at, lda, B, I, o0, i0, out);
+    }
+}
+
 // G (O, I) = D (O, ld) @ At (B, lda), stored or applied as an update (GwOut). lda >= I rounded
-// up to kVW. Threads take blocks of kMR rows (disjoint rows of G and of the weights).
+// up to kVW. A work item is a block of kMR rows x one tile's columns (disjoint parts of G and of
+// the weights), so a team splits a 64 x 64 layer evenly (11 x 4 items); one row block (a narrow
+// output layer) stays one item of tiles as wide as the registers allow. The tile shape never
+// changes an element's arithmetic (the in-order sum over the batch).
+template <bool Wait = true>
 inline void gw_product(const float* d, int64_t ldd, const float* at, int64_t lda, int64_t O,
                        int64_t I, int64_t B, const GwOut& out) {
     const int64_t nob = (O + kMR - 1) / kMR;
+    const double flops = 2.0 * double(O) * double(I) * double(B);
+    if (nob == 1) {
+        auto run = [&](int64_t) {
+            if (O == kMR) gw_rows<kMR>(d, ldd, at, lda, B, I, 0, out);
+            else gw_rest<kMR - 1>(O, d, ldd, at, lda, B, I, 0, out);
+        };
+        return for_each_tile<Wait>(1, flops, run);
+    }
+    constexpr int NCfit = kAcc / kMR;
+    constexpr int NC = NCfit > 8 ? 8 : NCfit;
+    constexpr int64_t kW = NC * kVW;
+    const int64_t nic = (I + kW - 1) / kW;
     auto run = [&](int64_t t) {
-        const int64_t o0 = t * kMR;
-        if (o0 + kMR <= O) gw_rows<kMR>(d, ldd, at, lda, B, I, o0, out);
-        else gw_rest<kMR - 1>(O - o0, d, ldd, at, lda, B, I, o0, out);
+        const int64_t o0 = (t / nic) * kMR, i0 = (t % nic) * kW;
+        if (o0 + kMR <= O) gw_chunk<kMR, NC>(d, ldd, at, lda, B, I, o0, i0, out);
+        else gw_chunk_rest<kMR - 1, NC>(O - o0, d, ldd, at, lda, B, I, o0, i0, out);
     };
-    for_each_tile(nob, 2.0 * double(O) * double(I) * double(B), run);
+    for_each_tile<Wait>(nob * nic, flops, run);
 }
 
 // sum over b < Bp of x[b]: kVW partial lanes, reduced in a fixed order.
