@@ -82,6 +82,14 @@ inline void team_act_backward(float* d, const float* z, const float* y, int64_t 
     });
 }
 
+// Whether layer ly's dW takes the register tiles accumulated across the batch (by shape, never
+// by thread count; the measurements are at its use below). One rule for both questions the
+// backward asks of it: this layer's kernel, and whether the next layer transposes into s.at
+// (which decides the barrier after this layer's dW).
+inline bool takes_reg_gw(const FitLayer& ly, int64_t gw_off, int64_t Bp) {
+    return gw_off >= 0 && Bp <= 64 && ly.out >= 2 && ly.in >= 8;
+}
+
 // Inside a SmallTeam, as the forward. Per layer: the dropout and activation backward (split,
 // barriers); then the batch-major copy of A (one thread), the bias gradient (rows split) and
 // dA = W^T dZ (tiles split) side by side, a barrier (none at layer 0 without the transposed
@@ -122,7 +130,7 @@ inline void team_act_backward(float* d, const float* z, const float* y, int64_t 
         // tiles. Measured (CPU time, 1 thread, AVX2 EPYC shared with other jobs, 6-64-64-1 at
         // batch 64): 64x64 layer 18.2 -> 14.9 us with its transpose; the 1x64 output layer 0.33
         // vs 0.87 us and the 64x6 input layer 2.2 vs 2.4 us stay on the dot tiles.
-        const bool reg_gw = gw_off[l] >= 0 && Bp <= 64 && out >= 2 && in >= 8;
+        const bool reg_gw = takes_reg_gw(ly, gw_off[l], Bp);
         const int64_t lda = (in + kVW - 1) / kVW * kVW;
         // A transposed to batch-major, for the register tiles (s.at is free: the previous
         // layer's dW finished at its barrier)
@@ -149,8 +157,7 @@ inline void team_act_backward(float* d, const float* z, const float* y, int64_t 
         // dW without a barrier after it where nothing the next layer writes before its own
         // barrier is read here: dZ is not (three buffers); s.at is, when the next layer
         // transposes into it. The last layer's dW ends with a barrier (the update reads grads).
-        const bool next_reg = l > 0 && gw_off[l - 1] >= 0 && Bp <= 64 &&
-                              layers[size_t(l - 1)].out >= 2 && layers[size_t(l - 1)].in >= 8;
+        const bool next_reg = l > 0 && takes_reg_gw(layers[size_t(l - 1)], gw_off[l - 1], Bp);
         const bool wait = l == 0 || (reg_gw && next_reg);
         if (reg_gw) {
             // dW (out, in) = dZ (out, ld) @ At (B, lda): register tiles over the batch (each
