@@ -138,6 +138,8 @@ def test_mpi_a_failing_rank_ends_every_rank(tmp_path):
     r = _run("fail.py", tmp_path, 2, timeout=30)
     assert r.returncode != 0
     assert "rank 1 fails on purpose" in r.stderr
+    # the exception travels in the hook's first line too, so that line alone names it
+    assert "raised an uncaught exception (RuntimeError: rank 1 fails on purpose)" in r.stderr
 
 
 # ---- world size 1, no MPI ---------------------------------------------------------------------------

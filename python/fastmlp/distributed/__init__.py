@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -126,13 +127,32 @@ init_process_group = init
 
 
 def _abort_hook(exc_type, exc, tb):
-    """sys.excepthook on a multi-process run: print the traceback with the rank, then end the job."""
+    """sys.excepthook on a multi-process run: print the traceback with the rank, then end the job.
+
+    MPI_Abort kills every rank, and mpiexec's proxy may drop what it has not forwarded yet: so the
+    exception itself goes into the first line, the whole report leaves in one write to fd 2 (no
+    buffering between the two), and the abort waits a moment for the proxy to pass it on."""
     be = _backend
     try:
-        sys.stderr.write(f"fastmlp.distributed: rank {getattr(be, 'rank', '?')} raised an uncaught "
-                         f"exception; aborting all ranks\n")
-        (_prev_excepthook or sys.__excepthook__)(exc_type, exc, tb)
-        sys.stderr.flush()
+        import traceback
+        summary = "".join(traceback.format_exception_only(exc_type, exc)).strip().replace("\n", " ")
+        head = (f"fastmlp.distributed: rank {getattr(be, 'rank', '?')} raised an uncaught exception "
+                f"({summary}); aborting all ranks\n")
+        try:
+            sys.stderr.flush()
+        except Exception:
+            pass
+        hook = _prev_excepthook or sys.__excepthook__
+        if hook is sys.__excepthook__:
+            data = (head + "".join(traceback.format_exception(exc_type, exc, tb))).encode("utf-8", "replace")
+            fd = sys.__stderr__.fileno() if sys.__stderr__ is not None else 2
+            while data:
+                data = data[os.write(fd, data):]
+        else:  # somebody's own hook (IPython, a logger): let it print, after our line
+            sys.stderr.write(head)
+            hook(exc_type, exc, tb)
+            sys.stderr.flush()
+        time.sleep(0.2)
     finally:
         if be is not None:
             be.abort(1)
