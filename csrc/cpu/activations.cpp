@@ -8,10 +8,7 @@
 
 #include "activations_internal.h"
 #include "fastmlp/cpu_features.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "omp_team.h"
 
 namespace fastmlp {
 
@@ -115,11 +112,7 @@ void split(int64_t n, double per_elem, Body&& body) {
     const int64_t blocks = (n + 63) / 64;
 #pragma omp parallel num_threads(nt)
     {
-#ifdef _OPENMP
-        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-#else
-        const int tid = 0, nth = 1;
-#endif
+        const int tid = team_id(), nth = team_size();
         const int64_t i0 = std::min(n, blocks * tid / nth * 64);
         const int64_t i1 = std::min(n, blocks * (tid + 1) / nth * 64);
         if (i1 > i0) body(i0, i1);

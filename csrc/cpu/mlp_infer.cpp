@@ -3,15 +3,12 @@
 #include <cmath>
 #include <stdexcept>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "fastmlp/activations.h"
 #include "fastmlp/cpu_features.h"
 #include "fastmlp/gemm.h"
 #include "fastmlp/mlp_infer.h"
 #include "mlp_infer_kernels.h"
+#include "omp_team.h"
 
 namespace fastmlp {
 
@@ -163,11 +160,7 @@ void forward_tiles(float* out, const std::vector<InferLayer>& layers, const floa
         float* base = ws.reserve(size_t(g.slice * nt));
 #pragma omp parallel num_threads(nt)
         {
-#ifdef _OPENMP
-            const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-#else
-            const int tid = 0, nth = 1;
-#endif
+            const int tid = team_id(), nth = team_size();
             // share s in slice s (a team smaller than asked, e.g. nested, takes several shares)
             for (int s = tid; s < nt; s += nth) {
                 const int64_t lo = std::min(n, int64_t(s) * per * kLanes);

@@ -22,9 +22,8 @@
 #include <cstdint>
 #include <vector>
 
-#include <omp.h>
-
 #include "fastmlp/cpu_features.h"
+#include "omp_team.h"
 #include "simd_vf.h"
 #include "fastmlp/mlp.h"
 
@@ -110,7 +109,7 @@ inline void team_barrier() {
 // after the next barrier.
 template <class F>
 inline void team_master(F&& f) {
-    if (!in_small_team() || omp_get_thread_num() == 0) f();
+    if (!in_small_team() || team_id() == 0) f();
 }
 
 // run(t) for t in [0, n): inside a team, split over it (static contiguous runs; Wait: a barrier
@@ -145,7 +144,7 @@ inline void team_share(int64_t n, int64_t& lo, int64_t& hi) {
         hi = n;
         return;
     }
-    const int64_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
+    const int64_t tid = team_id(), nth = team_size();
     const int64_t blocks = (n + 63) / 64;
     lo = std::min(n, blocks * tid / nth * 64);
     hi = std::min(n, blocks * (tid + 1) / nth * 64);
