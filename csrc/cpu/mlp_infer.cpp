@@ -89,7 +89,7 @@ TileGeom tile_geom(const std::vector<InferLayer>& layers, int64_t rows) {
     // Row stride of the feature-major buffers: one tile more than the chunk, so that the rows of
     // a panel (read k after k) do not all fall into the same few L1 sets (a 1 KiB stride would).
     g.ld = g.chunk >= 64 ? g.chunk + kLanes : g.chunk;
-    g.slice = (layers[0].in + 2 * max_out(layers)) * g.ld;
+    g.slice = feats * g.ld;
     return g;
 }
 
