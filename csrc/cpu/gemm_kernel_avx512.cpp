@@ -19,6 +19,7 @@
 
 #include "gemm_dot_body.h"
 #include "gemm_internal.h"
+#include "simd_vf.h"
 
 namespace fastmlp::gemm_detail {
 
@@ -134,34 +135,6 @@ void tile(const TileArgs& t) {
 }
 
 // ---- packing ------------------------------------------------------------------------------
-// In-register transpose of 16 rows of 16 floats: r[j] becomes column j.
-FASTMLP_INLINE void transpose16(__m512 (&r)[16]) {
-    __m512 t[16];
-    for (int i = 0; i < 8; ++i) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    // u[4g + c], lane l: column 4l + c of rows 4g..4g+3
-    __m512 u[16];
-    for (int g = 0; g < 4; ++g) {
-        u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g + 0], t[4 * g + 2], 0x44);
-        u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g + 0], t[4 * g + 2], 0xEE);
-        u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
-        u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
-    }
-    // 4 x 4 transpose of 128-bit lanes for each c.
-    for (int c = 0; c < 4; ++c) {
-        const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44);
-        const __m512 v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
-        const __m512 v2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44);
-        const __m512 v3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
-        r[c] = _mm512_shuffle_f32x4(v0, v2, 0x88);
-        r[4 + c] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
-        r[8 + c] = _mm512_shuffle_f32x4(v1, v3, 0x88);
-        r[12 + c] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
-    }
-}
-
 constexpr int64_t PF_PACK = 8;
 
 inline __mmask16 lanes(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? 0 : __mmask16((1u << n) - 1); }
@@ -195,7 +168,7 @@ void pack_one(float* dst, const float* src, int64_t rs, int64_t ps, int64_t rows
             __m512 r[16];
             for (int i = 0; i < 16; ++i)
                 r[i] = i < nrow ? _mm512_maskz_loadu_ps(pm, src + (r0 + i) * rs + p0) : _mm512_setzero_ps();
-            transpose16(r);
+            simd_vf::transpose16x16(r);
             float* d = dst + p0 * w + r0;
             for (int j = 0; j < 16; ++j)
                 if (j < kk) _mm512_mask_storeu_ps(d + j * w, st, r[j]);

@@ -2,7 +2,8 @@
 // trainer's mlp_train_small.h, the inference tiles of mlp_infer_kernels_body.h): an AVX-512 zmm,
 // an AVX2 ymm, or 4 floats on the generic path, whichever ISA the including file is compiled for;
 // and the pieces those kernels share: the broadcast-FMA register tile and the transposes (the
-// in-register 16 x 16 (AVX-512) and 8 x 8 (AVX2) blocks, and a whole-matrix transpose).
+// in-register 16 x 16 (AVX-512; the AVX-512 sgemm's packing uses it too) and 8 x 8 (AVX2)
+// blocks, and a whole-matrix transpose).
 // Internal linkage (an anonymous namespace): each per-ISA translation unit has its own copy.
 #pragma once
 #pragma GCC diagnostic ignored "-Wpsabi"  // vf never crosses a non-inlined call
