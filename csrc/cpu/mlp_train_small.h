@@ -17,6 +17,7 @@
 #pragma GCC diagnostic ignored "-Wpsabi"  // vf below never crosses a non-inlined call
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12 avx512fintrin.h casts
 #include <algorithm>
+#include <cassert>
 #pragma GCC diagnostic ignored "-Wuninitialized"        // (the same casts, seen through inlining)
 #include <cmath>
 #include <cstdint>
@@ -63,9 +64,19 @@ extern thread_local bool t_small_stop;
 
 inline bool in_small_team() { return t_small_team > 1; }
 
+#ifndef NDEBUG
+// Debug builds: the OpenMP nesting level of this thread's team (set with t_small_team).
+inline thread_local int t_small_level = 0;
+#endif
+
 // Marks the calling thread as a member of a team of nt threads for its lifetime.
 struct SmallTeamMember {
-    explicit SmallTeamMember(int nt) { t_small_team = nt; }
+    explicit SmallTeamMember(int nt) {
+        t_small_team = nt;
+#ifndef NDEBUG
+        t_small_level = omp_get_level();
+#endif
+    }
     ~SmallTeamMember() { t_small_team = 0; }
     SmallTeamMember(const SmallTeamMember&) = delete;
     SmallTeamMember& operator=(const SmallTeamMember&) = delete;
@@ -106,9 +117,12 @@ inline void team_barrier() {
 }
 // f() on the team's thread 0 (outside a team: f()), no barrier: a later serial piece that reads
 // what f wrote runs on the same thread without one (team_master again), the rest of the team
-// after the next barrier.
+// after the next barrier. The small fit relies on it: the forward's P copy and the trainer's loss
+// both run here. Debug builds check that thread 0 is the team's own (called from a region nested
+// in the team, every member would be thread 0 of its inner team and run f).
 template <class F>
 inline void team_master(F&& f) {
+    assert(!in_small_team() || omp_get_level() == t_small_level);
     if (!in_small_team() || team_id() == 0) f();
 }
 
