@@ -78,6 +78,39 @@ def dropout(input, p=0.5, training=True, inplace=False):
     return _wrap(y)
 
 
+# ---- the normalisations' shared pieces (layer norm, batch norm) ------------------------------
+def _normalized_grad(dxhat, xhat, rstd, axes, n):
+    """dL/dx through xhat = (x - mean) * rstd, the mean and the biased variance taken over
+    ``axes`` (n elements each), given dL/dxhat."""
+    s1 = dxhat.sum(axis=axes, keepdims=True)
+    s2 = (dxhat * xhat).sum(axis=axes, keepdims=True)
+    return (rstd / n) * (n * dxhat - s1 - xhat * s2)
+
+
+def _norm_grads(dx, g, xhat, sum_axes, has_w, has_b):
+    """The backward's outputs in the input's dtype: dx, then those of weight and bias (of
+    ``xhat * weight + bias``, summed over ``sum_axes``) where they are inputs."""
+    out = [dx.astype(xhat.dtype, copy=False)]
+    if has_w:
+        out.append((g * xhat).sum(axis=sum_axes).astype(xhat.dtype, copy=False))
+    if has_b:
+        out.append(g.sum(axis=sum_axes).astype(xhat.dtype, copy=False))
+    return tuple(out)
+
+
+def _norm_result(y, node_cls, input, weight, bias, saved):
+    """y as a tensor; with a node_cls(input[, weight][, bias]) holding ``saved`` when one of
+    those needs a gradient."""
+    inputs = [input]
+    if weight is not None:
+        inputs.append(weight)
+    if bias is not None:
+        inputs.append(bias)
+    if GradMode.enabled and any(t.requires_grad for t in inputs):
+        return _wrap(y, node_cls(tuple(inputs), saved), True)
+    return _wrap(y)
+
+
 # ---- layer norm ------------------------------------------------------------------------------
 def _normalized_shape(ns):
     if isinstance(ns, numbers.Integral):
@@ -96,15 +129,8 @@ class _LayerNormNode(Node):
             n *= xhat.shape[a]
         lead = tuple(range(xhat.ndim - len(axes)))
         dxhat = g * w if w is not None else g
-        s1 = dxhat.sum(axis=axes, keepdims=True)
-        s2 = (dxhat * xhat).sum(axis=axes, keepdims=True)
-        dx = (rstd / n) * (n * dxhat - s1 - xhat * s2)
-        out = [dx.astype(xhat.dtype, copy=False)]
-        if has_w:
-            out.append((g * xhat).sum(axis=lead).astype(xhat.dtype, copy=False))
-        if has_b:
-            out.append(g.sum(axis=lead).astype(xhat.dtype, copy=False))
-        return tuple(out)
+        dx = _normalized_grad(dxhat, xhat, rstd, axes, n)
+        return _norm_grads(dx, g, xhat, lead, has_w, has_b)
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
@@ -133,16 +159,8 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     if b is not None:
         y = y + b
     y = y.astype(x.dtype, copy=False)
-    inputs = [input]
-    if weight is not None:
-        inputs.append(weight)
-    if bias is not None:
-        inputs.append(bias)
-    if GradMode.enabled and any(t.requires_grad for t in inputs):
-        node = _LayerNormNode(tuple(inputs), (xhat, rstd, w, axes, weight is not None,
-                                              bias is not None, eps))
-        return _wrap(y, node, True)
-    return _wrap(y)
+    return _norm_result(y, _LayerNormNode, input, weight, bias,
+                        (xhat, rstd, w, axes, weight is not None, bias is not None, eps))
 
 
 # ---- batch norm ------------------------------------------------------------------------------
@@ -158,18 +176,10 @@ class _BatchNormNode(Node):
         wb = 1 if w is None else w.reshape(shape)
         dxhat = g * wb
         if batch_stats:
-            n = xhat.size // xhat.shape[1]
-            s1 = dxhat.sum(axis=axes, keepdims=True)
-            s2 = (dxhat * xhat).sum(axis=axes, keepdims=True)
-            dx = (rstd / n) * (n * dxhat - s1 - xhat * s2)
+            dx = _normalized_grad(dxhat, xhat, rstd, axes, xhat.size // xhat.shape[1])
         else:
             dx = dxhat * rstd
-        out = [dx.astype(xhat.dtype, copy=False)]
-        if has_w:
-            out.append((g * xhat).sum(axis=axes).astype(xhat.dtype, copy=False))
-        if has_b:
-            out.append(g.sum(axis=axes).astype(xhat.dtype, copy=False))
-        return tuple(out)
+        return _norm_grads(dx, g, xhat, axes, has_w, has_b)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
@@ -221,17 +231,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if bias is not None:
         y = y + bias._data.reshape(shape)
     y = y.astype(x.dtype, copy=False)
-    inputs = [input]
-    if weight is not None:
-        inputs.append(weight)
-    if bias is not None:
-        inputs.append(bias)
-    if GradMode.enabled and any(t.requires_grad for t in inputs):
-        node = _BatchNormNode(tuple(inputs), (xhat, rstd, w, axes, bool(training),
-                                              weight is not None, bias is not None, eps,
-                                              running_mean, running_var, momentum))
-        return _wrap(y, node, True)
-    return _wrap(y)
+    return _norm_result(y, _BatchNormNode, input, weight, bias,
+                        (xhat, rstd, w, axes, bool(training), weight is not None, bias is not None,
+                         eps, running_mean, running_var, momentum))
 
 
 # ---- embedding -------------------------------------------------------------------------------
