@@ -396,6 +396,15 @@ def test_ddp_rejects_non_modules(world):
 
 # ---- the fused trainer's all-reduce hook, ranks as threads --------------------------------------------
 
+def _run_threads(n, fn):
+    """fn(r) for r in range(n), each on a thread of its own; waits for them (TIMEOUT each)."""
+    threads = [threading.Thread(target=fn, args=(r,)) for r in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
+
+
 class _ThreadGroup:
     """N ranks as threads of this process: allreduce sums every rank's buffer (fixed order)."""
 
@@ -457,8 +466,6 @@ def test_fit_distributed_hook_matches_one_process(width, n, monkeypatch):
     """fit(distributed=True) with N ranks as threads (the native loop calls back into Python for
     the one all-reduce per step): same weights, losses and val losses as one process; 29 rows
     at batch 6 leaves a last batch of 5 rows (uneven parts)."""
-    from fastmlp import trainer
-
     rng = np.random.default_rng(1)
     X = rng.standard_normal((29, 5)).astype(np.float32)
     Y = rng.standard_normal((29, 2)).astype(np.float32)
@@ -471,26 +478,8 @@ def test_fit_distributed_hook_matches_one_process(width, n, monkeypatch):
 
     ref = net(0)
     h_ref = fastmlp.fit(ref, X, Y, **kw)
-    group = _ThreadGroup(n)
-    local = threading.local()
-    monkeypatch.setattr(trainer, "_distributed_group", lambda: local.be)
     nets = [net(0)] + [net(10 + r) for r in range(1, n)]  # rank 0's weights are broadcast
-    hists, errors = [None] * n, []
-
-    def run(r):
-        try:
-            local.be = group.member(r)
-            hists[r] = fastmlp.fit(nets[r], X, Y, distributed=True, **kw)
-        except BaseException as e:  # noqa: BLE001
-            errors.append(e)
-            group.bar.abort()
-
-    threads = [threading.Thread(target=run, args=(r,)) for r in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(TIMEOUT)
-    assert not errors, errors
+    hists = _fit_on_threads(n, nets, X, Y, monkeypatch, **kw)
     for r in range(n):
         for p, q in zip(nets[r].parameters(), ref.parameters()):
             np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), rtol=1e-5, atol=1e-6)
@@ -521,11 +510,7 @@ def _fit_on_threads(n, nets, X, Y, monkeypatch, **kw):
             errors.append(e)
             group.bar.abort()
 
-    threads = [threading.Thread(target=run, args=(r,)) for r in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(TIMEOUT)
+    _run_threads(n, run)
     assert not errors, errors
     return hists
 
@@ -660,11 +645,7 @@ def test_mlp_fit_allreduce_hook_contract():
 
         res[rank], outs[rank] = run(chains[rank], grad_allreduce=reduce, rank=rank, world_size=2)
 
-    ts = [threading.Thread(target=thread, args=(r,)) for r in range(2)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(TIMEOUT)
+    _run_threads(2, thread)
     for r in range(2):
         assert res[r]["steps"] == ref["steps"] == 3
         np.testing.assert_allclose(res[r]["losses"], ref["losses"], rtol=1e-6)
@@ -701,11 +682,7 @@ def test_fit_distributed_refuses_mismatched_ranks(monkeypatch):
         except ValueError as e:
             errors[r] = e
 
-    threads = [threading.Thread(target=run, args=(r,)) for r in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(TIMEOUT)
+    _run_threads(2, run)
     assert all(e is not None and "different problems" in str(e) for e in errors), errors
 
 
