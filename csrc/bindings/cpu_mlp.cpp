@@ -11,6 +11,7 @@
 #include "array_checks.h"
 #include "perm_check.h"
 #include "train_guard.h"
+#include "train_result_dict.h"
 #include "fastmlp/mlp.h"
 
 namespace py = pybind11;
@@ -209,16 +210,7 @@ py::dict mlp_train_py(py::list weights, py::list biases, py::list relu, py::hand
     MlpTrainResult r;
     run_without_gil([&] { r = mlp_train(c.layers, xp, yp, n, epochs, o); }, watch.watch_finalizing);
     if (r.interrupted) raise_interrupt();  // Ctrl-C: the parameters hold the last completed step
-    py::dict d;
-    d["losses"] = r.epoch_loss;
-    d["steps"] = r.steps;
-    d["small_path"] = r.used_small_path;
-    if (r.stopped_nonfinite) {
-        d["nonfinite"] = py::make_tuple(r.bad_epoch, r.bad_batch, r.bad_loss);
-    } else {
-        d["nonfinite"] = py::none();
-    }
-    return d;
+    return train_result_dict(r, [&](py::dict& d) { d["small_path"] = r.used_small_path; });
 }
 
 py::array mlp_forward_py(py::list weights, py::list biases, py::list relu, py::handle X_obj,

@@ -12,6 +12,7 @@
 #include "array_checks.h"
 #include "mlp_spec.h"
 #include "perm_check.h"
+#include "train_result_dict.h"
 #include "fastmlp/mlp_fit.h"
 
 namespace py = pybind11;
@@ -185,14 +186,7 @@ py::dict mlp_fit_py(py::list layers, py::handle X_obj, py::handle Y_obj, py::dic
         r = mlp_fit(ls, data, epochs, o);
     }
     hook.view = py::object();  // the buffer is gone with mlp_fit
-    py::dict d;
-    d["losses"] = r.epoch_loss;
-    d["steps"] = r.steps;
-    if (r.stopped_nonfinite)
-        d["nonfinite"] = py::make_tuple(r.bad_epoch, r.bad_batch, r.bad_loss);
-    else
-        d["nonfinite"] = py::none();
-    return d;
+    return train_result_dict(r);
 }
 
 py::array mlp_fit_forward_py(py::list layers, py::handle X_obj) {

@@ -13,6 +13,7 @@
 #include "cuda_array_checks.h"
 #include "perm_check.h"
 #include "train_guard.h"
+#include "train_result_dict.h"
 #include "fastmlp/cuda_mlp.h"
 
 namespace py = pybind11;
@@ -206,13 +207,7 @@ py::dict mlp_train_py(py::sequence weights, py::sequence biases, py::sequence re
                                      reinterpret_cast<cudaStream_t>(stream));
     }, watch.watch_finalizing);
     if (r.interrupted) fastmlp::bind::raise_interrupt();  // Ctrl-C: the queued steps finished
-    py::dict d;
-    d["losses"] = r.epoch_loss;
-    d["steps"] = r.steps;
-    d["small_path"] = false;
-    if (r.stopped_nonfinite) d["nonfinite"] = py::make_tuple(r.bad_epoch, r.bad_batch, r.bad_loss);
-    else d["nonfinite"] = py::none();
-    return d;
+    return fastmlp::bind::train_result_dict(r, [](py::dict& d) { d["small_path"] = false; });
 }
 
 py::object mlp_forward_py(py::sequence weights, py::sequence biases, py::sequence relu,

@@ -18,6 +18,7 @@
 #include "cuda_array_checks.h"
 #include "mlp_spec.h"
 #include "perm_check.h"
+#include "train_result_dict.h"
 #include "fastmlp/cuda_mlp_fit.h"
 
 namespace py = pybind11;
@@ -236,14 +237,7 @@ py::dict mlp_fit_py(py::list layers, py::handle X_obj, py::handle Y_obj, py::dic
         DeviceGuard guard(dev);
         r = fastmlp::cuda::mlp_fit(ls, fd, epochs, o, s);
     }
-    py::dict d;
-    d["losses"] = r.epoch_loss;
-    d["steps"] = r.steps;
-    if (r.stopped_nonfinite)
-        d["nonfinite"] = py::make_tuple(r.bad_epoch, r.bad_batch, r.bad_loss);
-    else
-        d["nonfinite"] = py::none();
-    return d;
+    return train_result_dict(r);
 }
 
 py::object mlp_fit_forward_py(py::list layers, py::handle X_obj, py::handle out_obj,
