@@ -63,6 +63,13 @@ inline py::array out_arr(py::handle h, const char* name) {
         return py::reinterpret_borrow<py::array>(h);
     return output_contiguous(h, name);
 }
+// The argument as a float32 array without copying it (TypeError otherwise, as as_f32_array):
+// shapes can be checked on this before in_arr() may copy, so that a bad call never first
+// materialises a huge strided or broadcast view.
+inline py::array raw_arr(py::handle h, const char* name) {
+    if (py::isinstance<py::array_t<float>>(h)) return py::reinterpret_borrow<py::array>(h);
+    return as_f32_array(h, name);
+}
 
 // The byte range [lo, hi) an array's elements can touch.
 struct Extent {

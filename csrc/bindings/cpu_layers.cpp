@@ -18,14 +18,7 @@ namespace py = pybind11;
 namespace fastmlp::bind {
 namespace {
 
-// fast_f32 / in_arr / out_arr: array_checks.h
-// The argument as a float32 array without copying it (TypeError otherwise): shapes are checked
-// on this before in_arr() may copy, so a bad call never first materialises a huge strided or
-// broadcast view.
-inline py::array raw_arr(py::handle h, const char* name) {
-    if (py::isinstance<py::array_t<float>>(h)) return py::reinterpret_borrow<py::array>(h);
-    return as_f32_array(h, name);
-}
+// fast_f32 / in_arr / out_arr / raw_arr: array_checks.h
 inline py::array new_f32(int64_t r, int64_t c) { return py::array_t<float>({r, c}); }
 
 void check_2d(const py::array& a, const char* name, int64_t rows, int64_t cols, const char* what) {

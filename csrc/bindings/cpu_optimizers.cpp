@@ -19,11 +19,7 @@ namespace py = pybind11;
 namespace fastmlp::bind {
 namespace {
 
-// fast_f32 / in_arr / out_arr: array_checks.h
-inline py::array raw_arr(py::handle h, const char* name) {
-    if (py::isinstance<py::array_t<float>>(h)) return py::reinterpret_borrow<py::array>(h);
-    return as_f32_array(h, name);
-}
+// fast_f32 / in_arr / out_arr / raw_arr: array_checks.h
 
 Optim kind_from_name(const std::string& s) {
     if (s == "sgd") return Optim::sgd;
