@@ -199,3 +199,22 @@ def test_sklearn_l2_term_once(threads):
     for lc, ws in out[1:]:
         assert lc == out[0][0]
         _same(ws, out[0][1])
+
+
+def test_frozen_parameters_bitwise(threads):
+    # frozen weights / biases have no gradient slot: the partitions' sums and the one-pass
+    # backward skip them alike
+    def run(t):
+        fastmlp.set_num_threads(t)
+        X, y = _data(200, 6, 1, "huber")
+        model = _net([6, 64, 64, 1], nn.Tanh)
+        model[2].weight.requires_grad_(False)
+        model[4].bias.requires_grad_(False)
+        h = fastmlp.fit(model, X, y, epochs=2, batch_size=64, loss="huber", optimizer="adam",
+                        lr=0.01, seed=5, progress=False)
+        return h["loss"], [p.numpy().copy() for p in model.parameters()]
+    l1, p1 = run(1)
+    for t in (2, 3):
+        lt, pt = run(t)
+        assert lt == l1
+        _same(p1, pt)
