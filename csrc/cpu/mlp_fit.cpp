@@ -468,9 +468,18 @@ void backward_batch(const std::vector<FitLayer>& layers, Scratch& s, int64_t B, 
 // loops (the eager optimizers' kernel), all parameters in one call. sklearn's L2 term on the
 // weights only is folded into their gradients first (g + l2 * p, the same float operations the
 // rule would do), so the rule itself is optimizer.h's.
-void update_params(Scratch& s, const OptimOptions& oo, int64_t t, float l2) {
+// g1 (not null): the second data-parallel partition's gradients (Scratch::grads layout), added
+// first, element by element (g = g + g1, as TeamUpdate does on its shares).
+void update_params(Scratch& s, const OptimOptions& oo, int64_t t, float l2,
+                   const float* g1 = nullptr) {
     const size_t n = s.up_p.size();
     if (n == 0) return;
+    if (g1)
+        for (size_t k = 0; k < n; ++k) {
+            float* __restrict g = const_cast<float*>(s.up_g[k]);
+            const float* __restrict h = g1 + (s.up_g[k] - s.grads.data());
+            for (int64_t i = 0; i < s.up_n[k]; ++i) g[i] = g[i] + h[i];
+        }
     if (l2 != 0.0f)
         for (size_t k = 0; k < n; ++k) {
             if (!s.up_l2[k]) continue;
@@ -485,15 +494,17 @@ void update_params(Scratch& s, const OptimOptions& oo, int64_t t, float l2) {
 
 // update_params inside a SmallTeam: every tensor split over the team (each thread its share of
 // each tensor's elements, cut at multiples of 64: the rules are element-wise, so the values do
-// not depend on the team size), the l2 fold on the same shares. `mine` holds this thread's
-// sub-tensors (optim_step_many's layout), reused from step to step (sized once per epoch).
+// not depend on the team size), the partition reduce and the l2 fold on the same shares (so no
+// barrier sits between them). The members hold this thread's sub-tensors (optim_step_many's
+// layout), reused from step to step (sized once per epoch).
 struct TeamUpdate {
     std::vector<float*> p, s0, s1, s2;
-    std::vector<const float*> g;
+    std::vector<const float*> g, g1;
     std::vector<int64_t> n, steps;
     std::vector<size_t> k;  // the tensor each sub-tensor is a share of
-    void init(const Scratch& s) {
-        p.clear(), s0.clear(), s1.clear(), s2.clear(), g.clear(), n.clear(), k.clear();
+    // part1: the second data-parallel partition's scratch (its grads are added), or null
+    void init(const Scratch& s, const Scratch* part1 = nullptr) {
+        p.clear(), s0.clear(), s1.clear(), s2.clear(), g.clear(), g1.clear(), n.clear(), k.clear();
         auto at = [](float* q, int64_t off) { return q ? q + off : nullptr; };
         for (size_t t = 0; t < s.up_p.size(); ++t) {
             int64_t lo, hi;
@@ -501,6 +512,7 @@ struct TeamUpdate {
             if (hi <= lo) continue;
             p.push_back(s.up_p[t] + lo);
             g.push_back(s.up_g[t] + lo);
+            if (part1) g1.push_back(part1->grads.data() + (s.up_g[t] - s.grads.data()) + lo);
             s0.push_back(at(s.up_s0[t], lo));
             s1.push_back(at(s.up_s1[t], lo));
             s2.push_back(at(s.up_s2[t], lo));
@@ -509,8 +521,15 @@ struct TeamUpdate {
         }
         steps.assign(p.size(), 0);
     }
-    void run(const Scratch& s, const OptimOptions& oo, int64_t t, float l2) {
+    // add1: add the second partition's share first (g = g + g1)
+    void run(const Scratch& s, const OptimOptions& oo, int64_t t, float l2, bool add1 = false) {
         if (p.empty()) return;
+        if (add1)
+            for (size_t j = 0; j < p.size(); ++j) {
+                float* __restrict gj = const_cast<float*>(g[j]);
+                const float* __restrict hj = g1[j];
+                for (int64_t i = 0; i < n[j]; ++i) gj[i] = gj[i] + hj[i];
+            }
         if (l2 != 0.0f)
             for (size_t j = 0; j < p.size(); ++j) {
                 if (!s.up_l2[k[j]]) continue;
@@ -523,6 +542,120 @@ struct TeamUpdate {
                         int64_t(p.size()), oo);
     }
 };
+
+// ---- Rows of a batch computed apart: fit(distributed=True)'s ranks, and the data-parallel
+// partitions of the small path in one process. Either way a part of the batch runs its own
+// gather, forward, loss (over the whole batch's denominator) and backward into its own gradient
+// buffer; the parts' gradients and losses are then summed in a fixed order (the ranks by the
+// all-reduce; the partitions in rank order, partition 0 + partition 1, in update_params /
+// TeamUpdate), and every rank or thread applies the same update.
+
+// The small path's data-parallel partitions of a batch: kParts when the shapes say so, 1
+// otherwise. Chosen by shape only (never the thread count), so a 1-thread run computes the same
+// partitions one after the other and sums them in the same order: the bits do not depend on the
+// thread count. Taken where the small path would run a team (the step's flops at or above
+// kSmallTeamMinFlops) and a batch of 32 or more; not with fit(distributed=True) (its ranks
+// already split the batch). The two partitions on a team of 2 run with 2 barriers a step instead
+// of ~10. Measured (6-64-64-1 Tanh/Huber/Adam b64, 2-core AVX2 EPYC, wall clock, min of 4
+// interleaved repeats against the team that splits every product): 2 threads 55.3 -> 52.8 us a
+// step on a quiet machine, 80 -> 65 us with other jobs running (a barrier then waits for a
+// descheduled partner); 1 thread 89.0 -> 95 us (the split dW / db sums and the reduce). Per
+// phase at 2 threads: a partition's step alone ~49 us, the reduce + Adam on a half share ~8 us.
+constexpr int64_t kParts = 2;
+int64_t data_parallel_parts(bool small, bool dist, int64_t batch_size, double step_flops) {
+    if (!small || dist || batch_size < 32 || step_flops < detail::kSmallTeamMinFlops) return 1;
+    return kParts;
+}
+
+// Partition h's rows [lo, hi) of a batch of B rows split in `parts` (1 or 2): the cut at
+// ceil(B / 2) rounded up to a multiple of 16 (the small path pads each part to 16 columns, so
+// the two parts together pad no more than the whole batch would). A batch of 16 or fewer rows
+// leaves partition 1 empty.
+void part_rows(int64_t B, int64_t h, int64_t parts, int64_t& lo, int64_t& hi) {
+    if (parts == 1) {
+        lo = 0;
+        hi = B;
+        return;
+    }
+    const int64_t cut = std::min(B, ((B + 1) / 2 + 15) / 16 * 16);
+    lo = h == 0 ? 0 : cut;
+    hi = h == 0 ? cut : B;
+}
+
+// The rows [lo, hi) of the batch bidx[0..B) (den: the loss_denominator of the whole batch):
+// targets into s, the forward (small path: ss not null; dropout masks drawn by global row, row0 =
+// lo), the loss and dLoss/dP, the backward into s.grads (no rows: zero gradients). Returns the
+// rows' share of the batch loss (without the L2 term).
+double rows_step(const std::vector<FitLayer>& layers, Scratch& s, detail::FitSmallScratch* ss,
+                 const FitData& data, const int64_t* bidx, int64_t lo, int64_t hi, double den,
+                 const FitOptions& opt, int64_t step) {
+    const int64_t L = int64_t(layers.size()), Bl = hi - lo;
+    const int64_t d_in = layers[0].in, d_out = layers.back().out;
+    const int64_t* idx = bidx + lo;
+    if (Bl <= 0) {  // fewer rows than ranks: this rank adds nothing
+        std::fill(s.grads.begin(), s.grads.end() - 1, 0.0f);
+        return 0.0;
+    }
+    gather_targets(s, data, idx, Bl, d_out);
+    if (ss) {  // the prediction lands batch-major in s.a[L], as the gemm path leaves it
+        ss->row0 = lo;
+        detail::mlp_fit_small_forward(layers, *ss, data.X, idx, Bl, true, opt.dropout_seed, step,
+                                      s.a[size_t(L)].data());
+    } else {  // (the small path gathers X itself, transposed)
+        float* a0 = s.a[0].data();
+        for (int64_t b = 0; b < Bl; ++b)
+            std::memcpy(a0 + b * d_in, data.X + idx[b] * d_in, size_t(d_in) * sizeof(float));
+        forward_batch(layers, s, Bl, true, opt.dropout_seed, step, lo);
+    }
+    // Dropout after the last layer is applied to P as well (the chain's output).
+    const double loss = loss_and_grad(s.d0.data(), s.a[size_t(L)].data(), s.y.data(), s.yi.data(),
+                                      s.sw.data(), Bl, d_out, opt, den, s);
+    if (ss)
+        detail::mlp_fit_small_backward(layers, *ss, Bl, s.d0.data(), s.grads.data(),
+                                       s.gw_off.data(), s.gb_off.data());
+    else
+        backward_batch(layers, s, Bl, s.d0.data());
+    return loss;
+}
+
+// The two data-parallel partitions of the batch bidx[0..B), [0, cut) and [cut, B), on one thread
+// in one pass (detail::FitSmallSplit): the same values as rows_step on each (every per-row and
+// per-column value is computed alike; the loss shares and the dW / db sums per partition, each
+// in its own order), partition 0's gradients into s.grads, partition 1's into grads1. Returns
+// partition 0's loss share, partition 1's in loss1. cut == B (partition 1 empty): rows_step.
+double split_step(const std::vector<FitLayer>& layers, Scratch& s, detail::FitSmallScratch& ss,
+                  const FitData& data, const int64_t* bidx, int64_t B, int64_t cut, double den,
+                  const FitOptions& opt, int64_t step, float* grads1, double& loss1) {
+    loss1 = 0.0;
+    if (cut >= B) return rows_step(layers, s, &ss, data, bidx, 0, B, den, opt, step);
+    const int64_t L = int64_t(layers.size()), d_out = layers.back().out;
+    gather_targets(s, data, bidx, B, d_out);
+    ss.row0 = 0;
+    detail::mlp_fit_small_forward(layers, ss, data.X, bidx, B, true, opt.dropout_seed, step,
+                                  s.a[size_t(L)].data());
+    (void)loss_and_grad(s.d0.data(), s.a[size_t(L)].data(), s.y.data(), s.yi.data(), s.sw.data(),
+                        B, d_out, opt, den, s);
+    // loss_and_grad's per-row terms (s.rl, both kinds of loss), summed per partition as its own
+    // call sums them: in row order from 0, over den
+    auto share = [&](int64_t lo, int64_t hi) {
+        double num = 0.0;
+        for (int64_t b = lo; b < hi; ++b) num += s.rl[size_t(b)];
+        return den != 0.0 ? num / den : NAN;
+    };
+    loss1 = share(cut, B);
+    detail::FitSmallSplit sp;
+    sp.cut = cut;
+    sp.grads1 = grads1;
+    detail::mlp_fit_small_backward(layers, ss, B, s.d0.data(), s.grads.data(), s.gw_off.data(),
+                                   s.gb_off.data(), &sp);
+    return share(0, cut);
+}
+
+// The L2 term of a step's loss (sklearn's alpha, on the weights only).
+double l2_loss_term(const std::vector<FitLayer>& layers, const FitOptions& opt, int64_t B) {
+    if (opt.l2_weights == 0.0f) return 0.0;
+    return 0.5 * double(opt.l2_weights) * detail::sum_sq_weights(layers) / double(B);
+}
 
 }  // namespace
 
@@ -573,8 +706,33 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
                     "mlp_fit: data-parallel training of a BatchNorm1d in training mode (layer " +
                     std::to_string(l) + ") would use each rank's own batch statistics; train it "
                     "in one process, or put the BatchNorm1d in eval mode / use LayerNorm");
-    Scratch s;
-    s.init(layers, (B_full + world - 1) / world, index_targets);
+    const bool has_norm = std::any_of(layers.begin(), layers.end(),
+                                      [](const FitLayer& ly) { return ly.norm.kind != Norm::none; });
+    if (opt.path == FitPath::small && has_norm)
+        throw std::invalid_argument("mlp_fit: path='small' does not run LayerNorm/BatchNorm1d "
+                                    "layers; use path='auto' or 'gemm'");
+    const bool small = opt.path == FitPath::small ||
+                       (opt.path == FitPath::automatic && detail::mlp_fit_small_fits(layers, B_full));
+    double step_flops = 0.0;  // of a full step
+    for (const FitLayer& l : layers) step_flops += 6.0 * double(l.in) * double(l.out) * double(B_full);
+    // The parts a batch is computed in: the ranks (dist), or the small path's data-parallel
+    // partitions (data_parallel_parts, by shape), or the whole batch. Each part has its own
+    // Scratch (targets, P, dP, per-row sums, gradients) and small-path scratch; part 0's is `s`,
+    // whose gradient buffer the update reads (partition 1's added to it first).
+    const int64_t parts = data_parallel_parts(small, dist, B_full, step_flops);
+    // The small path's team (mlp_train_small.h), by the flops of a full step; one process only.
+    int team = 1;
+    if (small && !dist) team = detail::small_team_threads(step_flops);
+    // One thread computes the partitions in one pass over the whole batch (split_step: the
+    // per-column work once, the sums over the batch per partition), the same bits as one after
+    // the other at less cost (measured, 6-64-64-1 b64, 1 thread: the partitions in turn 99 us a
+    // step, the whole batch 89 us); a team runs them one per thread.
+    const bool one_pass = parts > 1 && team == 1;
+    int64_t part_max = (B_full + world - 1) / world, lo0 = 0;
+    if (parts > 1 && !one_pass) part_rows(B_full, 0, parts, lo0, part_max);  // (0 the larger)
+    Scratch s, s1;
+    s.init(layers, part_max, index_targets);
+    if (parts > 1) s1.init(layers, one_pass ? 1 : part_max, index_targets);
     const int64_t ngrad = int64_t(s.grads.size()) - 1;  // then the loss slot (Scratch::init)
     // A non-finite loss (the global one with dist) stops before its update, unless allowed.
     auto stop_nonfinite = [&](double loss, int64_t e, int64_t batch, double epoch_sum,
@@ -583,23 +741,13 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
         res.mark_nonfinite(e, batch, loss, epoch_sum, used, NAN);
         return true;
     };
-    const bool has_norm = std::any_of(layers.begin(), layers.end(),
-                                      [](const FitLayer& ly) { return ly.norm.kind != Norm::none; });
-    if (opt.path == FitPath::small && has_norm)
-        throw std::invalid_argument("mlp_fit: path='small' does not run LayerNorm/BatchNorm1d "
-                                    "layers; use path='auto' or 'gemm'");
-    const bool small = opt.path == FitPath::small ||
-                       (opt.path == FitPath::automatic && detail::mlp_fit_small_fits(layers, B_full));
-    detail::FitSmallScratch ss;
-    if (small) ss.init(layers, (B_full + world - 1) / world);
-    // The small path's team (mlp_train_small.h), by the flops of a full step; one process only.
-    int team = 1;
-    if (small && !dist) {
-        double step_flops = 0.0;
-        for (const FitLayer& l : layers) step_flops += 6.0 * double(l.in) * double(l.out) * double(B_full);
-        team = detail::small_team_threads(step_flops);
-    }
-    double team_loss = 0.0;  // the step's loss, shared by the team
+    detail::FitSmallScratch ss, ss1;
+    if (small) ss.init(layers, part_max);
+    if (parts > 1) ss1.init(layers, part_max);
+    Scratch* const part_s[kParts] = {&s, &s1};
+    detail::FitSmallScratch* const part_ss[kParts] = {&ss, &ss1};
+    double team_loss = 0.0;            // the step's loss, shared by the team
+    double part_loss[kParts] = {0.0};  // the partitions' shares of it (the L2 term in part 0's)
     std::vector<int64_t> order(static_cast<size_t>(n));
     int64_t step = opt.step0;
     for (int64_t e = 0; e < epochs; ++e) {
@@ -613,6 +761,70 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
         }
         double epoch_sum = 0.0;
         int64_t used = 0, batch = 0;
+        if (team > 1 && parts > 1) {
+            // The data-parallel partitions on one team for the epoch: thread h < parts runs
+            // partition h's whole step on its own rows alone (SmallTeamAlone: no barriers), one
+            // barrier, then every thread sums the partitions' gradients on its share of each
+            // tensor and updates that share (TeamUpdate), one barrier before the next step reads
+            // the weights. Every thread sees the same loss after the first barrier: a non-finite
+            // one stops them all at the same batch.
+            double bad_loss = 0.0;
+            int64_t bad_batch = -1, steps = 0;
+#pragma omp parallel num_threads(team)
+            {
+                detail::SmallTeamMember member(team);
+                const int tid = omp_get_thread_num();
+                TeamUpdate upd;
+                upd.init(s, &s1);
+                int64_t tstep = step, tused = 0, tsteps = 0, tbatch = 0, tbad = -1;
+                double tsum = 0.0;
+                for (int64_t start = 0; start < n; start += opt.batch_size, ++tbatch) {
+                    const int64_t B = std::min(opt.batch_size, n - start);
+                    if (B < opt.batch_size && opt.drop_last) break;
+                    const int64_t* bidx = order.data() + start;
+                    if (tid < parts) {
+                        detail::SmallTeamAlone alone;
+                        int64_t lo, hi;
+                        part_rows(B, tid, parts, lo, hi);
+                        const double den = loss_denominator(data, bidx, B, d_out, opt);
+                        double lp = rows_step(layers, *part_s[tid], part_ss[tid], data, bidx, lo,
+                                              hi, den, opt, tstep);
+                        if (tid == 0) lp += l2_loss_term(layers, opt, B);
+                        part_loss[tid] = lp;
+                    }
+                    detail::team_barrier();
+                    const double loss = part_loss[0] + part_loss[1];
+                    int64_t lo1, hi1;
+                    part_rows(B, 1, parts, lo1, hi1);
+                    if (!std::isfinite(loss) && !opt.allow_nonfinite) {
+                        tbad = tbatch;
+                        if (tid == 0) team_loss = loss;
+                        break;
+                    }
+                    upd.run(s, fit_step_optim(opt, tstep - opt.step0), tstep + 1,
+                            float(double(opt.l2_weights) / double(B)), hi1 > lo1);
+                    // the weights (the next forward) and the partitions' gradients (the next
+                    // backward) are written only after every share is done
+                    detail::team_barrier();
+                    ++tstep;
+                    ++tsteps;
+                    tsum += loss * double(B);
+                    tused += B;
+                }
+                if (tid == 0) {
+                    step = tstep;
+                    steps = tsteps;
+                    epoch_sum = tsum;
+                    used = tused;
+                    bad_batch = tbad;
+                    bad_loss = team_loss;
+                }
+            }
+            res.steps += steps;
+            if (bad_batch >= 0 && stop_nonfinite(bad_loss, e, bad_batch, epoch_sum, used)) return res;
+            res.epoch_loss.push_back(used ? epoch_sum / double(used) : NAN);
+            continue;
+        }
         if (team > 1) {
             // The small path on one team for the epoch (detail::SmallTeamMember): every thread
             // runs every step; the products and element-wise passes split over the team, the
@@ -642,9 +854,7 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
                         const double den = loss_denominator(data, idx, B, d_out, opt);
                         double loss = loss_and_grad(s.d0.data(), s.a[size_t(L)].data(), s.y.data(),
                                                     s.yi.data(), s.sw.data(), B, d_out, opt, den, s);
-                        if (opt.l2_weights != 0.0f)
-                            loss += 0.5 * double(opt.l2_weights) * detail::sum_sq_weights(layers) /
-                                    double(B);
+                        loss += l2_loss_term(layers, opt, B);
                         team_loss = loss;
                         detail::fit_small_load_dp(ss, B, (B + 15) / 16 * 16, d_out, s.d0.data());
                     });
@@ -680,50 +890,48 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
         for (int64_t start = 0; start < n; start += opt.batch_size, ++batch) {
             const int64_t B = std::min(opt.batch_size, n - start);
             if (B < opt.batch_size && opt.drop_last) break;
-            // This rank's rows [lo, hi) of the global batch (all of it in one process).
-            const int64_t lo = B * rank / world, hi = B * (rank + 1) / world, Bl = hi - lo;
             const double den = loss_denominator(data, order.data() + start, B, d_out, opt);
-            const int64_t* idx = order.data() + start + lo;
-            float* a0 = s.a[0].data();
-            if (!small)  // (the small path gathers X itself, transposed)
-                for (int64_t b = 0; b < Bl; ++b)
-                    std::memcpy(a0 + b * d_in, data.X + idx[b] * d_in, size_t(d_in) * sizeof(float));
-            gather_targets(s, data, idx, Bl, d_out);
+            const int64_t* bidx = order.data() + start;
             double loss = 0.0;
-            if (Bl > 0) {
-                // forward (dropout masks drawn for this global step, by global row)
-                if (small) {  // the prediction lands batch-major in s.a[L], as the gemm path leaves it
-                    ss.row0 = lo;
-                    detail::mlp_fit_small_forward(layers, ss, data.X, idx, Bl, true, opt.dropout_seed,
-                                                  step, s.a[size_t(L)].data());
-                } else {
-                    forward_batch(layers, s, Bl, true, opt.dropout_seed, step, lo);
+            bool add1 = false;
+            if (one_pass) {
+                int64_t lo1, hi1;
+                part_rows(B, 1, parts, lo1, hi1);
+                part_loss[0] = split_step(layers, s, ss, data, bidx, B, lo1, den, opt, step,
+                                          s1.grads.data(), part_loss[1]);
+                part_loss[0] += l2_loss_term(layers, opt, B);
+                add1 = hi1 > lo1;
+                loss = part_loss[0] + part_loss[1];
+            } else if (parts > 1) {
+                // the data-parallel partitions one after the other, summed as the team sums them
+                for (int64_t h = 0; h < parts; ++h) {
+                    int64_t lo, hi;
+                    part_rows(B, h, parts, lo, hi);
+                    part_loss[h] = rows_step(layers, *part_s[h], part_ss[h], data, bidx, lo, hi,
+                                             den, opt, step);
+                    if (h == 0) part_loss[h] += l2_loss_term(layers, opt, B);
+                    if (h == 1) add1 = hi > lo;
                 }
-                // Dropout after the last layer is applied to P as well (the chain's output).
-                const float* P = s.a[size_t(L)].data();
-                float* dz = s.d0.data();
-                loss = loss_and_grad(dz, P, s.y.data(), s.yi.data(), s.sw.data(), Bl, d_out, opt,
-                                     den, s);
+                loss = part_loss[0] + part_loss[1];
+            } else {
+                // This rank's rows [lo, hi) of the global batch (all of it in one process).
+                const int64_t lo = B * rank / world, hi = B * (rank + 1) / world;
+                loss = rows_step(layers, s, small ? &ss : nullptr, data, bidx, lo, hi, den, opt,
+                                 step);
+                if (rank == 0) loss += l2_loss_term(layers, opt, B);  // once in the sum over ranks
             }
-            if (opt.l2_weights != 0.0f && rank == 0)  // once in the sum over the ranks
-                loss += 0.5 * double(opt.l2_weights) * detail::sum_sq_weights(layers) / double(B);
             if (!dist && stop_nonfinite(loss, e, batch, epoch_sum, used)) return res;
-            if (Bl > 0 && small)
-                detail::mlp_fit_small_backward(layers, ss, Bl, s.d0.data(), s.grads.data(),
-                                               s.gw_off.data(), s.gb_off.data());
-            else if (Bl > 0)
-                backward_batch(layers, s, Bl, s.d0.data());
-            else  // fewer rows than ranks: this rank adds nothing
-                std::fill(s.grads.begin(), s.grads.begin() + ngrad, 0.0f);
             if (dist) {  // fit(distributed=True): s.grads and the loss summed across the ranks
                 s.grads[size_t(ngrad)] = float(loss);
                 opt.grad_allreduce(s.grads.data(), ngrad + 1, opt.grad_allreduce_ctx);
                 loss = double(s.grads[size_t(ngrad)]);
                 if (stop_nonfinite(loss, e, batch, epoch_sum, used)) return res;
             }
-            // update: the optimizer's rule on every trainable parameter
+            // update: the optimizer's rule on every trainable parameter (partition 1's gradients
+            // added to partition 0's first)
             const OptimOptions oo = fit_step_optim(opt, step - opt.step0);
-            update_params(s, oo, step + 1, float(double(opt.l2_weights) / double(B)));
+            update_params(s, oo, step + 1, float(double(opt.l2_weights) / double(B)),
+                          add1 ? s1.grads.data() : nullptr);
             ++step;
             ++res.steps;
             epoch_sum += loss * double(B);

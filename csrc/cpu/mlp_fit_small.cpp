@@ -94,8 +94,8 @@ void mlp_fit_small_forward(const std::vector<FitLayer>& layers, FitSmallScratch&
 
 void mlp_fit_small_backward(const std::vector<FitLayer>& layers, FitSmallScratch& s, int64_t B,
                             const float* dP, float* grads, const int64_t* gw_off,
-                            const int64_t* gb_off) {
-    fns().bwd(layers, s, B, dP, grads, gw_off, gb_off);
+                            const int64_t* gb_off, const FitSmallSplit* split) {
+    fns().bwd(layers, s, B, dP, grads, gw_off, gb_off, split);
 }
 
 }  // namespace fastmlp::detail

@@ -52,11 +52,22 @@ void mlp_fit_small_forward(const std::vector<FitLayer>& layers, FitSmallScratch&
                            const int64_t* idx, int64_t B, bool train, uint64_t dseed, int64_t step,
                            float* P);
 
+// The data-parallel partitions computed in one pass (mlp_fit.cpp, one thread): the batch's
+// columns [0, cut) are partition 0, [cut, B) partition 1 (cut a multiple of 16, 0 < cut < B). The
+// forward and every per-column pass are the partitions' (a column's arithmetic does not depend
+// on the columns around it); the sums over the batch (dW, db) run per partition, exactly as each
+// partition's own backward would (its own Bp picks its dW kernel), partition 0's into grads and
+// partition 1's into grads1 (the same layout).
+struct FitSmallSplit {
+    int64_t cut = 0;
+    float* grads1 = nullptr;
+};
+
 // Backward from dP (B, out) batch-major (null: already in s.d0, fit_small_load_dp): every trainable parameter's gradient into grads, at
 // gw_off[l] / gb_off[l] (-1: frozen, no slot). The weights are not changed.
 void mlp_fit_small_backward(const std::vector<FitLayer>& layers, FitSmallScratch& s, int64_t B,
                             const float* dP, float* grads, const int64_t* gw_off,
-                            const int64_t* gb_off);
+                            const int64_t* gb_off, const FitSmallSplit* split = nullptr);
 
 // dLoss/dP (B, O) batch-major into s.d0 (O, ld) feature-major, pad columns [B, Bp) zero: what
 // the backward does first; a caller that has run it itself (on one thread of a team, then a
@@ -74,20 +85,24 @@ inline void fit_small_load_dp(FitSmallScratch& s, int64_t B, int64_t Bp, int64_t
 using FitSmallForwardFn = void (*)(const std::vector<FitLayer>&, FitSmallScratch&, const float*,
                                    const int64_t*, int64_t, bool, uint64_t, int64_t, float*);
 using FitSmallBackwardFn = void (*)(const std::vector<FitLayer>&, FitSmallScratch&, int64_t,
-                                    const float*, float*, const int64_t*, const int64_t*);
+                                    const float*, float*, const int64_t*, const int64_t*,
+                                    const FitSmallSplit*);
 void fit_small_forward_generic(const std::vector<FitLayer>&, FitSmallScratch&, const float*,
                                const int64_t*, int64_t, bool, uint64_t, int64_t, float*);
 void fit_small_backward_generic(const std::vector<FitLayer>&, FitSmallScratch&, int64_t,
-                                const float*, float*, const int64_t*, const int64_t*);
+                                const float*, float*, const int64_t*, const int64_t*,
+                     const FitSmallSplit*);
 #ifdef FASTMLP_HAVE_X86_KERNELS
 void fit_small_forward_avx2(const std::vector<FitLayer>&, FitSmallScratch&, const float*,
                             const int64_t*, int64_t, bool, uint64_t, int64_t, float*);
 void fit_small_backward_avx2(const std::vector<FitLayer>&, FitSmallScratch&, int64_t,
-                             const float*, float*, const int64_t*, const int64_t*);
+                             const float*, float*, const int64_t*, const int64_t*,
+                     const FitSmallSplit*);
 void fit_small_forward_avx512(const std::vector<FitLayer>&, FitSmallScratch&, const float*,
                               const int64_t*, int64_t, bool, uint64_t, int64_t, float*);
 void fit_small_backward_avx512(const std::vector<FitLayer>&, FitSmallScratch&, int64_t,
-                               const float*, float*, const int64_t*, const int64_t*);
+                               const float*, float*, const int64_t*, const int64_t*,
+                     const FitSmallSplit*);
 #endif
 
 }  // namespace fastmlp::detail

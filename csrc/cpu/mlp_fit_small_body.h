@@ -98,9 +98,12 @@ inline bool takes_reg_gw(const FitLayer& ly, int64_t gw_off, int64_t Bp) {
 [[maybe_unused]] void fit_small_backward_impl(const std::vector<FitLayer>& layers,
                                               FitSmallScratch& s, int64_t B, const float* dP,
                                               float* grads, const int64_t* gw_off,
-                                              const int64_t* gb_off) {
+                                              const int64_t* gb_off, const FitSmallSplit* split) {
     const int64_t ld = s.ld, L = int64_t(layers.size());
     const int64_t Bp = (B + kLanes - 1) / kLanes * kLanes;
+    // split (one thread only): the partitions [0, cut) and [cut, B), each padded on its own
+    const int64_t cut = split ? split->cut : 0;
+    const int64_t Bp1 = split ? (B - cut + kLanes - 1) / kLanes * kLanes : 0;
     const int64_t O = layers.back().out;
     // dZ rotates through three buffers: layer l's dW (nowait) may still read its dZ while the
     // team's layer l - 1 writes its own dA into the next buffer.
@@ -130,14 +133,25 @@ inline bool takes_reg_gw(const FitLayer& ly, int64_t gw_off, int64_t Bp) {
         // tiles. Measured (CPU time, 1 thread, AVX2 EPYC shared with other jobs, 6-64-64-1 at
         // batch 64): 64x64 layer 18.2 -> 14.9 us with its transpose; the 1x64 output layer 0.33
         // vs 0.87 us and the 64x6 input layer 2.2 vs 2.4 us stay on the dot tiles.
-        const bool reg_gw = takes_reg_gw(ly, gw_off[l], Bp);
+        const bool reg_gw = takes_reg_gw(ly, gw_off[l], split ? cut : Bp);
+        const bool reg_gw1 = split && takes_reg_gw(ly, gw_off[l], Bp1);
         const int64_t lda = (in + kVW - 1) / kVW * kVW;
         // A transposed to batch-major, for the register tiles (s.at is free: the previous
         // layer's dW finished at its barrier)
-        if (reg_gw) team_single_nowait([&] { simd_vf::transpose(s.at, lda, a, ld, in, Bp); });
+        if (reg_gw || reg_gw1)
+            team_single_nowait([&] { simd_vf::transpose(s.at, lda, a, ld, in, Bp); });
         if (gb_off[l] >= 0) {
             float* gb = grads + gb_off[l];
-            for_each_tile<false>(out, 0.0, [&](int64_t o) { gb[o] = sum_lanes(dz + o * ld, Bp); });
+            if (split) {
+                float* gb1 = split->grads1 + gb_off[l];
+                for (int64_t o = 0; o < out; ++o) {
+                    gb[o] = sum_lanes(dz + o * ld, cut);
+                    gb1[o] = sum_lanes(dz + o * ld + cut, Bp1);
+                }
+            } else {
+                for_each_tile<false>(out, 0.0,
+                                     [&](int64_t o) { gb[o] = sum_lanes(dz + o * ld, Bp); });
+            }
         }
         float* da = dbuf[(cur + 1) % 3];
         const bool act_fused = l > 0 && layers[size_t(l - 1)].act.kind == Act::tanh &&
@@ -153,13 +167,32 @@ inline bool takes_reg_gw(const FitLayer& ly, int64_t gw_off, int64_t Bp) {
         }
         // dA and the transposed A are read after this barrier. Layer 0 without the transpose
         // needs none: its dZ was ready at the previous layer's barrier.
-        if (l > 0 || reg_gw) team_barrier();
+        if (l > 0 || reg_gw || reg_gw1) team_barrier();
         // dW without a barrier after it where nothing the next layer writes before its own
         // barrier is read here: dZ is not (three buffers); s.at is, when the next layer
         // transposes into it. The last layer's dW ends with a barrier (the update reads grads).
         const bool next_reg = l > 0 && takes_reg_gw(layers[size_t(l - 1)], gw_off[l - 1], Bp);
         const bool wait = l == 0 || (reg_gw && next_reg);
-        if (reg_gw) {
+        if (split) {  // partition 0's dW, then partition 1's (one thread: no barriers)
+            if (gw_off[l] >= 0) {
+                float* g0 = grads + gw_off[l];
+                float* g1 = split->grads1 + gw_off[l];
+                if (reg_gw) {
+                    GwOut go;
+                    go.g = g0;
+                    gw_product(dz, ld, s.at, lda, out, in, cut, go);
+                } else {
+                    dot_product(g0, in, dz, a, ld, out, in, cut);
+                }
+                if (reg_gw1) {
+                    GwOut go;
+                    go.g = g1;
+                    gw_product(dz + cut, ld, s.at + cut * lda, lda, out, in, B - cut, go);
+                } else {
+                    dot_product(g1, in, dz + cut, a + cut, ld, out, in, Bp1);
+                }
+            }
+        } else if (reg_gw) {
             // dW (out, in) = dZ (out, ld) @ At (B, lda): register tiles over the batch (each
             // element the plain in-order sum over b < B), from A transposed to batch-major
             GwOut go;
@@ -191,7 +224,8 @@ inline bool takes_reg_gw(const FitLayer& ly, int64_t gw_off, int64_t Bp) {
     }                                                                                              \
     void FASTMLP_FIT_SMALL_BACKWARD_NAME(const std::vector<FitLayer>& layers, FitSmallScratch& s,  \
                                          int64_t B, const float* dP, float* grads,                 \
-                                         const int64_t* gw_off, const int64_t* gb_off) {           \
-        fit_small_backward_impl(layers, s, B, dP, grads, gw_off, gb_off);                          \
+                                         const int64_t* gw_off, const int64_t* gb_off,             \
+                                         const FitSmallSplit* split) {                             \
+        fit_small_backward_impl(layers, s, B, dP, grads, gw_off, gb_off, split);                   \
     }                                                                                              \
     }

@@ -69,7 +69,8 @@ inline bool in_small_team() { return t_small_team > 1; }
 inline thread_local int t_small_level = 0;
 #endif
 
-// Marks the calling thread as a member of a team of nt threads for its lifetime.
+// Marks the calling thread as a member of a team of nt threads for its lifetime. (t_small_team
+// == 1 inside a team, SmallTeamAlone: the helpers below act serially and never fork.)
 struct SmallTeamMember {
     explicit SmallTeamMember(int nt) {
         t_small_team = nt;
@@ -80,6 +81,16 @@ struct SmallTeamMember {
     ~SmallTeamMember() { t_small_team = 0; }
     SmallTeamMember(const SmallTeamMember&) = delete;
     SmallTeamMember& operator=(const SmallTeamMember&) = delete;
+};
+
+// For its lifetime the calling team member works alone (team_single / for_each_tile / barriers act
+// as outside a team, nothing forks); its team size is restored after.
+struct SmallTeamAlone {
+    int saved;
+    SmallTeamAlone() : saved(t_small_team) { t_small_team = 1; }
+    ~SmallTeamAlone() { t_small_team = saved; }
+    SmallTeamAlone(const SmallTeamAlone&) = delete;
+    SmallTeamAlone& operator=(const SmallTeamAlone&) = delete;
 };
 
 // The team size for a small-path epoch whose steps cost `step_flops` each (1: no team). A step
@@ -140,7 +151,9 @@ inline void for_each_tile(int64_t n, double flops, F&& run) {
         }
         return;
     }
-    const int nt = n < 2 ? 1 : threads_for(flops);
+    // (t_small_team == 1: a team's thread working alone on its own rows - mlp_fit's data-parallel
+    // partitions - never forks)
+    const int nt = n < 2 || t_small_team == 1 ? 1 : threads_for(flops);
     if (nt <= 1) {
         for (int64_t t = 0; t < n; ++t) run(t);
         return;
