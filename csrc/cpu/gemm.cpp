@@ -401,6 +401,9 @@ PackedPlan packed_plan(const KernelSet& ks, bool trans_a, bool trans_b, int64_t 
 //  * prefetching the next tile's C rows (L2 or L1 hint) at the start of each tile, beside the
 //    late prefetch in the kernel: 72.8-73.2 / 73.3-73.5 / 73.1-73.6, and 4096^3 NN 72.9-74.1 vs
 //    73.7 - within the +-1% the shared machine resolves.
+//  * prefetching the op(A) block packed next (spread over the current block's column panels):
+//    4096^3 NN 71.0 vs 72.1 without.
+//  * nc 2048 at 4096^3 NN: 67.9 vs 70.0 (medians of 8 on a noisy run; 3: 72.7 vs 68.4).
 void packed_rows(const KernelSet& ks, const PackedPlan& pl, int64_t i_begin, int64_t i_end,
                  int64_t N, int64_t K, float alpha, const float* A, const float* B, float beta,
                  float* C, int64_t ldc, const GemmEpilogue& epi, float* ap, float* bp, int tid,
