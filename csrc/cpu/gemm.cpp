@@ -329,6 +329,11 @@ void sgemm_small(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int
 // A barrier for the threads of one parallel_run team: spins briefly (the two halves of a packed
 // product reach it within microseconds of each other), then yields, so a thread that shares its
 // CPU with the one it waits for lets it run instead of spinning to the next scheduler tick.
+// Against an orphaned `#pragma omp barrier` (libgomp's; parallel_run runs the body inside an omp
+// parallel region) on the AVX2 Zen machine, 2 threads, 2048^3 NN, 12 calls each interleaved in
+// one process under quiet, medians: 73.3 vs 73.3 GFLOP/s (one B buffer) and 72.5 vs 72.6 (two):
+// alike, since a block is ~20 ms of work per thread and there are two meetings per block. This
+// one is kept for its yield, which the omp barrier lacks while it spins (GOMP_SPINCOUNT).
 class TeamBarrier {
 public:
     explicit TeamBarrier(int n) : n_(n) {}
@@ -388,6 +393,17 @@ PackedPlan packed_plan(const KernelSet& ks, bool trans_a, bool trans_b, int64_t 
 // keeps the next block's packing from overwriting a block still in use. With nth == 1 (bar
 // null) this is the serial algorithm. Every C tile is computed by one thread with the K blocks
 // of the plan in order, so the result does not depend on the team.
+// Tried and not kept (AVX2 Zen, 2 threads, 2048^3, medians of 12 calls interleaved in one
+// process, quiet; this code 73.5 / 73.7 / 72.7 GFLOP/s NN / NT / TN, OpenBLAS ~74):
+//  * B double-buffered (block b in buffer b % 2, one barrier per block instead of two):
+//    72.5-72.7 / 72.9-73.5 / 72.9-73.1 - the second barrier costs nothing measurable, and two
+//    1.4 MiB buffers take more of the shared L3.
+//  * prefetching the next tile's C rows (L2 or L1 hint) at the start of each tile, beside the
+//    late prefetch in the kernel: 72.8-73.2 / 73.3-73.5 / 73.1-73.6, and 4096^3 NN 72.9-74.1 vs
+//    73.7 - within the +-1% the shared machine resolves.
+//  * prefetching the op(A) block packed next (spread over the current block's column panels):
+//    4096^3 NN 71.0 vs 72.1 without.
+//  * nc 2048 at 4096^3 NN: 67.9 vs 70.0 (medians of 8 on a noisy run; 3: 72.7 vs 68.4).
 void packed_rows(const KernelSet& ks, const PackedPlan& pl, int64_t i_begin, int64_t i_end,
                  int64_t N, int64_t K, float alpha, const float* A, const float* B, float beta,
                  float* C, int64_t ldc, const GemmEpilogue& epi, float* ap, float* bp, int tid,
