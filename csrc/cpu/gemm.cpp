@@ -29,10 +29,7 @@
 #include "fastmlp/cpu_features.h"
 #include "fastmlp/gemm.h"
 #include "gemm_internal.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "omp_team.h"
 
 namespace fastmlp {
 
@@ -93,11 +90,7 @@ void parallel_run(int nt, Body&& body) {
 #endif
 #pragma omp parallel num_threads(nt)
     {
-#ifdef _OPENMP
-        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-#else
-        const int tid = 0, nth = 1;
-#endif
+        const int tid = team_id(), nth = team_size();
         if (tid != 0) leave_cpu(caller_cpu);
         try {
             body(tid, nth);
