@@ -497,6 +497,21 @@ void update_params(Scratch& s, const OptimOptions& oo, int64_t t, float l2,
 // not depend on the team size), the partition reduce and the l2 fold on the same shares (so no
 // barrier sits between them). The members hold this thread's sub-tensors (optim_step_many's
 // layout), reused from step to step (sized once per epoch).
+// One team member's count of an epoch on the small path's team: every thread keeps its own (no
+// shared counter to race on) and thread 0's is read after the region. `bad` is the batch a
+// non-finite loss stopped at (-1: none).
+struct TeamTally {
+    int64_t step = 0;  // the optimizer step count (starts at the epoch's first step)
+    int64_t used = 0, steps = 0, batch = 0, bad = -1;
+    double sum = 0.0;  // the sum of the batches' loss x rows
+    void count(double loss, int64_t B) {
+        ++step;
+        ++steps;
+        sum += loss * double(B);
+        used += B;
+    }
+};
+
 struct TeamUpdate {
     std::vector<float*> p, s0, s1, s2;
     std::vector<const float*> g, g1;
@@ -741,6 +756,13 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
         res.mark_nonfinite(e, batch, loss, epoch_sum, used, NAN);
         return true;
     };
+    // After a team's epoch: its steps, then a non-finite stop (true: return) or the epoch's loss.
+    auto finish_team_epoch = [&](const TeamTally& t, double bad_loss, int64_t e) {
+        res.steps += t.steps;
+        if (t.bad >= 0 && stop_nonfinite(bad_loss, e, t.bad, t.sum, t.used)) return true;
+        res.epoch_loss.push_back(t.used ? t.sum / double(t.used) : NAN);
+        return false;
+    };
     detail::FitSmallScratch ss, ss1;
     if (small) ss.init(layers, part_max);
     if (parts > 1) ss1.init(layers, part_max);
@@ -768,17 +790,16 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
             // tensor and updates that share (TeamUpdate), one barrier before the next step reads
             // the weights. Every thread sees the same loss after the first barrier: a non-finite
             // one stops them all at the same batch.
+            TeamTally out{step};  // thread 0's tally, read after the region
             double bad_loss = 0.0;
-            int64_t bad_batch = -1, steps = 0;
 #pragma omp parallel num_threads(team)
             {
                 detail::SmallTeamMember member(team);
                 const int tid = omp_get_thread_num();
                 TeamUpdate upd;
                 upd.init(s, &s1);
-                int64_t tstep = step, tused = 0, tsteps = 0, tbatch = 0, tbad = -1;
-                double tsum = 0.0;
-                for (int64_t start = 0; start < n; start += opt.batch_size, ++tbatch) {
+                TeamTally t{step};
+                for (int64_t start = 0; start < n; start += opt.batch_size, ++t.batch) {
                     const int64_t B = std::min(opt.batch_size, n - start);
                     if (B < opt.batch_size && opt.drop_last) break;
                     const int64_t* bidx = order.data() + start;
@@ -788,7 +809,7 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
                         part_rows(B, tid, parts, lo, hi);
                         const double den = loss_denominator(data, bidx, B, d_out, opt);
                         double lp = rows_step(layers, *part_s[tid], part_ss[tid], data, bidx, lo,
-                                              hi, den, opt, tstep);
+                                              hi, den, opt, t.step);
                         if (tid == 0) lp += l2_loss_term(layers, opt, B);
                         part_loss[tid] = lp;
                     }
@@ -797,32 +818,24 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
                     int64_t lo1, hi1;
                     part_rows(B, 1, parts, lo1, hi1);
                     if (!std::isfinite(loss) && !opt.allow_nonfinite) {
-                        tbad = tbatch;
+                        t.bad = t.batch;
                         if (tid == 0) team_loss = loss;
                         break;
                     }
-                    upd.run(s, fit_step_optim(opt, tstep - opt.step0), tstep + 1,
+                    upd.run(s, fit_step_optim(opt, t.step - opt.step0), t.step + 1,
                             float(double(opt.l2_weights) / double(B)), hi1 > lo1);
                     // the weights (the next forward) and the partitions' gradients (the next
                     // backward) are written only after every share is done
                     detail::team_barrier();
-                    ++tstep;
-                    ++tsteps;
-                    tsum += loss * double(B);
-                    tused += B;
+                    t.count(loss, B);
                 }
                 if (tid == 0) {
-                    step = tstep;
-                    steps = tsteps;
-                    epoch_sum = tsum;
-                    used = tused;
-                    bad_batch = tbad;
+                    out = t;
                     bad_loss = team_loss;
                 }
             }
-            res.steps += steps;
-            if (bad_batch >= 0 && stop_nonfinite(bad_loss, e, bad_batch, epoch_sum, used)) return res;
-            res.epoch_loss.push_back(used ? epoch_sum / double(used) : NAN);
+            step = out.step;
+            if (finish_team_epoch(out, bad_loss, e)) return res;
             continue;
         }
         if (team > 1) {
@@ -830,16 +843,15 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
             // runs every step; the products and element-wise passes split over the team, the
             // loss on one thread, the update on every thread's share of each tensor. A
             // non-finite loss is seen by all after the loss's barrier: they leave together.
+            TeamTally out{step};  // thread 0's tally, read after the region
             double bad_loss = 0.0;
-            int64_t bad_batch = -1, steps = 0;
 #pragma omp parallel num_threads(team)
             {
                 detail::SmallTeamMember member(team);
                 TeamUpdate upd;
                 upd.init(s);
-                int64_t tstep = step, tused = 0, tsteps = 0, tbatch = 0, tbad = -1;
-                double tsum = 0.0;
-                for (int64_t start = 0; start < n; start += opt.batch_size, ++tbatch) {
+                TeamTally t{step};
+                for (int64_t start = 0; start < n; start += opt.batch_size, ++t.batch) {
                     const int64_t B = std::min(opt.batch_size, n - start);
                     if (B < opt.batch_size && opt.drop_last) break;
                     const int64_t* idx = order.data() + start;
@@ -847,7 +859,7 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
                     detail::team_single_nowait([&] { gather_targets(s, data, idx, B, d_out); });
                     ss.row0 = 0;
                     detail::mlp_fit_small_forward(layers, ss, data.X, idx, B, true, opt.dropout_seed,
-                                                  tstep, s.a[size_t(L)].data());
+                                                  t.step, s.a[size_t(L)].data());
                     // The loss and dLoss/dP, then dP feature-major into ss.d0, on thread 0 (the
                     // forward left P there, without a barrier), then one barrier for all three.
                     detail::team_master([&] {
@@ -861,30 +873,22 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
                     detail::team_barrier();
                     const double loss = team_loss;
                     if (!std::isfinite(loss) && !opt.allow_nonfinite) {
-                        tbad = tbatch;
+                        t.bad = t.batch;
                         break;
                     }
                     detail::mlp_fit_small_backward(layers, ss, B, nullptr, s.grads.data(),
                                                    s.gw_off.data(), s.gb_off.data());
-                    upd.run(s, fit_step_optim(opt, tstep - opt.step0), tstep + 1,
+                    upd.run(s, fit_step_optim(opt, t.step - opt.step0), t.step + 1,
                             float(double(opt.l2_weights) / double(B)));
-                    ++tstep;
-                    ++tsteps;
-                    tsum += loss * double(B);
-                    tused += B;
+                    t.count(loss, B);
                 }
                 if (omp_get_thread_num() == 0) {
-                    step = tstep;
-                    steps = tsteps;
-                    epoch_sum = tsum;
-                    used = tused;
-                    bad_batch = tbad;
+                    out = t;
                     bad_loss = team_loss;
                 }
             }
-            res.steps += steps;
-            if (bad_batch >= 0 && stop_nonfinite(bad_loss, e, bad_batch, epoch_sum, used)) return res;
-            res.epoch_loss.push_back(used ? epoch_sum / double(used) : NAN);
+            step = out.step;
+            if (finish_team_epoch(out, bad_loss, e)) return res;
             continue;
         }
         for (int64_t start = 0; start < n; start += opt.batch_size, ++batch) {
