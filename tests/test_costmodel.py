@@ -14,6 +14,7 @@ import pytest
 
 import fastmlp
 from fastmlp import _C, costmodel, nn, trainer
+from conftest import chain_net  # the tests' shared chain builder
 
 TINY = dict(widths=(128, 256), batches=(16, 64), max_work=256 * 256 * 16, repeats=1)
 
@@ -60,13 +61,7 @@ def write_model(trainers=("train", "fit"), small_below=256 * 256, isa=None, cpu=
 
 
 def net(sizes, seed=0, act=nn.ReLU):
-    fastmlp.manual_seed(seed)
-    mods = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        mods.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            mods.append(act())
-    return nn.Sequential(*mods)
+    return chain_net(sizes, act, seed=seed)
 
 
 @pytest.fixture

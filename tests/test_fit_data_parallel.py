@@ -10,36 +10,9 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import _C, nn, optim
+from fastmlp import nn, optim
 from fastmlp import trainer
-
-
-def _net(sizes, act, dropout=0.0, seed=0):
-    fastmlp.manual_seed(seed)
-    mods = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        mods.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            mods.append(act())
-            if dropout:
-                mods.append(nn.Dropout(dropout))
-    return nn.Sequential(*mods)
-
-
-@pytest.fixture
-def force_path(monkeypatch):
-    """force_path(p): fit's native calls run on path p ('small' or 'gemm')."""
-    orig = _C.mlp_fit
-    used = []
-
-    def setp(p):
-        def wrapped(*a, **kw):
-            used.append(p)
-            kw["path"] = p
-            return orig(*a, **kw)
-        monkeypatch.setattr(trainer._kernels, "mlp_fit", wrapped)
-        return used
-    return setp
+from conftest import chain_net as _net, eager_epoch  # the tests' shared helpers
 
 
 def _data(n, d_in, d_out, loss, seed=3):
@@ -115,17 +88,9 @@ def test_partitions_match_eager_loop(cpu_path, threads, t, B, n):
     eager = _net([6, 64, 64, 1], nn.Tanh, seed=4)
     h = fastmlp.fit(fused, X, y, epochs=1, batch_size=B, loss="huber", optimizer="adam", lr=0.01,
                     permutation=perm, progress=False)
-    opt = optim.Adam(eager.parameters(), lr=0.01)
-    lossf = nn.HuberLoss()
-    tot = 0.0
-    for s in range(0, n, B):
-        idx = perm[s:s + B]
-        opt.zero_grad()
-        loss = lossf(eager(fastmlp.tensor(X[idx])), fastmlp.tensor(y[idx]))
-        loss.backward()
-        opt.step()
-        tot += float(loss.item()) * len(idx)
-    np.testing.assert_allclose(h["loss"][0], tot / n, rtol=1e-5)
+    mean_loss = eager_epoch(eager, optim.Adam(eager.parameters(), lr=0.01), nn.HuberLoss(), X, y,
+                            perm, B)
+    np.testing.assert_allclose(h["loss"][0], mean_loss, rtol=1e-5)
     for a, b in zip(fused.parameters(), eager.parameters()):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
 

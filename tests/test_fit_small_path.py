@@ -8,37 +8,7 @@ import pytest
 
 import fastmlp
 from fastmlp import _C, nn
-from fastmlp import trainer
-
-
-def _net(sizes, act, dropout=0.0, seed=0):
-    fastmlp.manual_seed(seed)
-    mods = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        mods.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            mods.append(act())
-            if dropout:
-                mods.append(nn.Dropout(dropout))
-    return nn.Sequential(*mods)
-
-
-@pytest.fixture
-def force_path(monkeypatch):
-    """force_path(p): fit's native calls run on path p ('small' or 'gemm'); returns the list of
-    paths the calls used."""
-    orig = _C.mlp_fit
-
-    def setp(p):
-        used = []
-
-        def wrapped(*a, **kw):
-            used.append(p)
-            kw["path"] = p  # replaces the path the trainer chose
-            return orig(*a, **kw)
-        monkeypatch.setattr(trainer._kernels, "mlp_fit", wrapped)
-        return used
-    return setp
+from conftest import chain_net as _net, eager_epoch  # the tests' shared helpers
 
 
 CHAINS = [
@@ -177,13 +147,6 @@ def test_tanh_chain_small_path_matches_eager_loop(cpu_path, force_path):
     force_path("small")
     fastmlp.fit(fused, X, y, epochs=1, batch_size=B, loss="huber", optimizer="adam", lr=0.01,
                 permutation=perm, progress=False)
-    opt = optim.Adam(eager.parameters(), lr=0.01)
-    lossf = nn.HuberLoss()
-    for s in range(0, n, B):
-        idx = perm[s:s + B]
-        opt.zero_grad()
-        loss = lossf(eager(fastmlp.tensor(X[idx])), fastmlp.tensor(y[idx]))
-        loss.backward()
-        opt.step()
+    eager_epoch(eager, optim.Adam(eager.parameters(), lr=0.01), nn.HuberLoss(), X, y, perm, B)
     for a, b in zip(fused.parameters(), eager.parameters()):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)

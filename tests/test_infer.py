@@ -10,6 +10,7 @@ import pytest
 
 import fastmlp
 from fastmlp import nn, ops, trainer
+from conftest import chain_net  # the tests' shared chain builder
 
 ACT = {"identity": None, "relu": (1, 0.0, 0.0), "tanh": (2, 0.0, 0.0), "sigmoid": (3, 0.0, 0.0),
        "gelu": (4, 0.0, 0.0), "leaky_relu": (7, 0.1, 0.0), "elu": (8, 1.0, 0.0)}
@@ -110,16 +111,8 @@ def test_path_choice():
     assert ops.InferPlan(ws, bs, [ACT["relu"]] * 2 + [None]).choose(256) == "tiles"
 
 
-def seq(sizes, act=nn.ReLU, seed=0, dropout=None):
-    fastmlp.manual_seed(seed)
-    layers = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(act())
-            if dropout is not None:
-                layers.append(nn.Dropout(dropout))
-    return nn.Sequential(*layers)
+def seq(sizes, act=nn.ReLU, seed=0, dropout=0.0):
+    return chain_net(sizes, act, dropout, seed)
 
 
 @pytest.mark.parametrize("act", [nn.ReLU, nn.Tanh, nn.GELU, nn.SiLU])
