@@ -35,34 +35,6 @@ def rng():
     return np.random.default_rng(1234)
 
 
-def chain_net(sizes, act, dropout=0.0, seed=0):
-    """Linear layers of `sizes` with act() (and Dropout) between them, seeded."""
-    from fastmlp import nn
-
-    fastmlp.manual_seed(seed)
-    mods = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        mods.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            mods.append(act())
-            if dropout:
-                mods.append(nn.Dropout(dropout))
-    return nn.Sequential(*mods)
-
-
-def eager_epoch(model, opt, lossf, X, y, perm, B):
-    """One epoch of the eager loop over X[perm] in batches of B; returns the row-weighted mean loss."""
-    tot = 0.0
-    for s in range(0, len(perm), B):
-        idx = perm[s:s + B]
-        opt.zero_grad()
-        loss = lossf(model(fastmlp.tensor(X[idx])), fastmlp.tensor(y[idx]))
-        loss.backward()
-        opt.step()
-        tot += float(loss.item()) * len(idx)
-    return tot / len(perm)
-
-
 @pytest.fixture
 def force_path(monkeypatch):
     """force_path(p): fit's native calls run on path p ('small' or 'gemm'); returns the list of

@@ -14,7 +14,7 @@ import pytest
 
 import fastmlp
 from fastmlp import _C, costmodel, nn, trainer
-from conftest import chain_net  # the tests' shared chain builder
+from fit_helpers import chain_net
 
 TINY = dict(widths=(128, 256), batches=(16, 64), max_work=256 * 256 * 16, repeats=1)
 

@@ -12,7 +12,7 @@ import pytest
 import fastmlp
 from fastmlp import nn, optim
 from fastmlp import trainer
-from conftest import chain_net as _net, eager_epoch  # the tests' shared helpers
+from fit_helpers import chain_net as _net, eager_epoch
 
 
 def _data(n, d_in, d_out, loss, seed=3):

@@ -8,7 +8,7 @@ import pytest
 
 import fastmlp
 from fastmlp import _C, nn
-from conftest import chain_net as _net, eager_epoch  # the tests' shared helpers
+from fit_helpers import chain_net as _net, eager_epoch
 
 
 CHAINS = [

@@ -10,7 +10,7 @@ import pytest
 
 import fastmlp
 from fastmlp import nn, ops, trainer
-from conftest import chain_net  # the tests' shared chain builder
+from fit_helpers import chain_net
 
 ACT = {"identity": None, "relu": (1, 0.0, 0.0), "tanh": (2, 0.0, 0.0), "sigmoid": (3, 0.0, 0.0),
        "gelu": (4, 0.0, 0.0), "leaky_relu": (7, 0.1, 0.0), "elu": (8, 1.0, 0.0)}
