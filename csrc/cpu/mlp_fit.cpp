@@ -898,6 +898,7 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
             const int64_t* bidx = order.data() + start;
             double loss = 0.0;
             bool add1 = false;
+            // (partitions here are one_pass: a team > 1 ran them above, one per thread)
             if (one_pass) {
                 int64_t lo1, hi1;
                 part_rows(B, 1, parts, lo1, hi1);
@@ -905,17 +906,6 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
                                           s1.grads.data(), part_loss[1]);
                 part_loss[0] += l2_loss_term(layers, opt, B);
                 add1 = hi1 > lo1;
-                loss = part_loss[0] + part_loss[1];
-            } else if (parts > 1) {
-                // the data-parallel partitions one after the other, summed as the team sums them
-                for (int64_t h = 0; h < parts; ++h) {
-                    int64_t lo, hi;
-                    part_rows(B, h, parts, lo, hi);
-                    part_loss[h] = rows_step(layers, *part_s[h], part_ss[h], data, bidx, lo, hi,
-                                             den, opt, step);
-                    if (h == 0) part_loss[h] += l2_loss_term(layers, opt, B);
-                    if (h == 1) add1 = hi > lo;
-                }
                 loss = part_loss[0] + part_loss[1];
             } else {
                 // This rank's rows [lo, hi) of the global batch (all of it in one process).
