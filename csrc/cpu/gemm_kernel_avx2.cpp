@@ -37,6 +37,50 @@ FASTMLP_INLINE void make_masks(int64_t n, __m256i (&mk)[NV]) {
     }
 }
 
+// Fused epilogue and store of an MR x (8*NV) register tile (t.m rows, t.n columns).
+template <int MR, int NV>
+FASTMLP_INLINE void store_tile(const TileArgs& t, __m256 (&acc)[MR][NV]) {
+    __m256i mk[NV];
+    make_masks<NV>(t.n, mk);
+    const __m256 alpha = _mm256_set1_ps(t.alpha), beta = _mm256_set1_ps(t.beta);
+    const __m256 zero = _mm256_setzero_ps();
+    const bool use_beta = t.beta != 0.0f;
+    __m256 bias[NV];
+    for (int v = 0; v < NV; ++v)
+        bias[v] = t.bias ? _mm256_maskload_ps(t.bias + 8 * v, mk[v]) : zero;
+    const int64_t m = t.m;
+    // Full-width tiles use plain loads and stores: a masked store (vmaskmovps) is microcoded on
+    // AMD Zen (~12 cycles each, 12 per tile per K block: ~3% of a 6 x 16 x 384 tile).
+    if (t.n == 8 * NV) {
+#pragma GCC unroll 32
+        for (int i = 0; i < MR; ++i) {
+            if (i >= m) continue;
+            float* c = t.c + i * t.ldc;
+            for (int v = 0; v < NV; ++v) {
+                __m256 r = _mm256_mul_ps(alpha, acc[i][v]);
+                if (use_beta) r = _mm256_fmadd_ps(beta, _mm256_loadu_ps(c + 8 * v), r);
+                if (t.bias) r = _mm256_add_ps(r, bias[v]);
+                if (t.relu) r = _mm256_max_ps(zero, r);
+                _mm256_storeu_ps(c + 8 * v, r);
+            }
+        }
+        return;
+    }
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i) {
+        if (i >= m) continue;
+        float* c = t.c + i * t.ldc;
+        for (int v = 0; v < NV; ++v) {
+            __m256 r = _mm256_mul_ps(alpha, acc[i][v]);
+            if (use_beta) r = _mm256_fmadd_ps(beta, _mm256_maskload_ps(c + 8 * v, mk[v]), r);
+            if (t.bias) r = _mm256_add_ps(r, bias[v]);
+            // max(0, r) returns r (its second operand) when r is NaN: relu(NaN) = NaN.
+            if (t.relu) r = _mm256_max_ps(zero, r);
+            _mm256_maskstore_ps(c + 8 * v, mk[v], r);
+        }
+    }
+}
+
 // The packed path's loop (6 x 16 tile): 4 k steps per iteration in inline assembly, in BLIS's
 // order (2 B loads, then 6 broadcast + 2 FMA pairs per step). Written out because GCC, left to
 // schedule the unrolled intrinsics, hoists the broadcasts, runs out of the 16 ymm registers and
@@ -168,6 +212,118 @@ FASTMLP_INLINE void accumulate_packed_6x16(const TileArgs& t, __m256 (&acc)[6][2
     }
 }
 
+// The packed kernel in use: 1 packed_tile_v2, 0 tile<6, 2, A_PACKED, true> (both are built; the
+// benchmark harness can time them side by side).
+#ifndef FASTMLP_AVX2_PACKED_V2
+#define FASTMLP_AVX2_PACKED_V2 1
+#endif
+
+// ---- packed tile, variant 2 (FASTMLP_AVX2_PACKED_V2) -----------------------------------------
+// The same 6 x 16 arithmetic (one FMA per k step per element, p in order: bitwise equal to the
+// loop above), but the whole k loop in one asm block: 8 k steps per iteration (one pointer
+// update, counter decrement and branch per 96 FMAs), the A prefetch spread over the iteration
+// (one line per 2.67 k steps, as A advances 24 bytes per step), and an epilogue fast path for
+// the common full tile with alpha 1 and no bias / ReLU (beta 0: 12 stores; beta 1: 12 adds with
+// a memory operand and 12 stores), with no per-row branches.
+#define FASTMLP_K6x16(k)                                                                     \
+    "vmovups " #k "*64(%[b]), %%ymm12\n\t"                                                   \
+    "vmovups " #k "*64+32(%[b]), %%ymm13\n\t"                                                \
+    "vbroadcastss " #k "*24(%[a]), %%ymm14\n\t"                                              \
+    "vfmadd231ps %%ymm12, %%ymm14, %[c00]\n\t"                                               \
+    "vfmadd231ps %%ymm13, %%ymm14, %[c01]\n\t"                                               \
+    "vbroadcastss " #k "*24+4(%[a]), %%ymm14\n\t"                                            \
+    "vfmadd231ps %%ymm12, %%ymm14, %[c10]\n\t"                                               \
+    "vfmadd231ps %%ymm13, %%ymm14, %[c11]\n\t"                                               \
+    "vbroadcastss " #k "*24+8(%[a]), %%ymm14\n\t"                                            \
+    "vfmadd231ps %%ymm12, %%ymm14, %[c20]\n\t"                                               \
+    "vfmadd231ps %%ymm13, %%ymm14, %[c21]\n\t"                                               \
+    "vbroadcastss " #k "*24+12(%[a]), %%ymm14\n\t"                                           \
+    "vfmadd231ps %%ymm12, %%ymm14, %[c30]\n\t"                                               \
+    "vfmadd231ps %%ymm13, %%ymm14, %[c31]\n\t"                                               \
+    "vbroadcastss " #k "*24+16(%[a]), %%ymm14\n\t"                                           \
+    "vfmadd231ps %%ymm12, %%ymm14, %[c40]\n\t"                                               \
+    "vfmadd231ps %%ymm13, %%ymm14, %[c41]\n\t"                                               \
+    "vbroadcastss " #k "*24+20(%[a]), %%ymm14\n\t"                                           \
+    "vfmadd231ps %%ymm12, %%ymm14, %[c50]\n\t"                                               \
+    "vfmadd231ps %%ymm13, %%ymm14, %[c51]\n\t"
+
+// iters (> 0) iterations of 8 k steps; a and b advanced past them.
+static_assert(PF_A == 384, "packed_iters8 prefetches at 384, 448 and 512 bytes: PF_A there");
+FASTMLP_INLINE void packed_iters8(const float*& a, const float*& b, int64_t iters,
+                                  __m256 (&acc)[6][2]) {
+    __asm__(
+        "1:\n\t"
+        "prefetcht0 384(%[a])\n\t"
+        FASTMLP_K6x16(0) FASTMLP_K6x16(1)
+        "prefetcht0 448(%[a])\n\t"
+        FASTMLP_K6x16(2) FASTMLP_K6x16(3) FASTMLP_K6x16(4)
+        "prefetcht0 512(%[a])\n\t"
+        FASTMLP_K6x16(5) FASTMLP_K6x16(6) FASTMLP_K6x16(7)
+        "addq $192, %[a]\n\t"
+        "addq $512, %[b]\n\t"
+        "decq %[it]\n\t"
+        "jnz 1b\n\t"
+        : [c00] "+x"(acc[0][0]), [c01] "+x"(acc[0][1]), [c10] "+x"(acc[1][0]), [c11] "+x"(acc[1][1]), [c20] "+x"(acc[2][0]), [c21] "+x"(acc[2][1]), [c30] "+x"(acc[3][0]), [c31] "+x"(acc[3][1]), [c40] "+x"(acc[4][0]), [c41] "+x"(acc[4][1]), [c50] "+x"(acc[5][0]), [c51] "+x"(acc[5][1]),
+          [a] "+r"(a), [b] "+r"(b), [it] "+r"(iters)
+        :
+        : "xmm12", "xmm13", "xmm14", "cc", "memory");
+}
+#undef FASTMLP_K6x16
+
+// Iterations of 8 k steps left after the C tile is prefetched (24 k steps, as PF_C4 above).
+constexpr int64_t PF_C8 = 3;
+
+void packed_tile_v2(const TileArgs& t) {
+    __m256 acc[6][2];
+#pragma GCC unroll 32
+    for (int i = 0; i < 6; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    const float* a = t.a;
+    const float* b = t.b;
+    const int64_t k = t.k, iters = k / 8;
+    const int64_t early = iters > PF_C8 ? iters - PF_C8 : 0;
+    if (early > 0) packed_iters8(a, b, early, acc);
+    for (int i = 0; i < 6; ++i) {
+        if (i < t.m) {
+            _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc + 15), _MM_HINT_T0);
+        }
+    }
+    if (iters > early) packed_iters8(a, b, iters - early, acc);
+    for (int64_t p = iters * 8; p < k; ++p) {
+        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < 6; ++i) {
+            const __m256 av = _mm256_broadcast_ss(a + i);
+            acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+        }
+        a += 6;
+        b += 16;
+    }
+    if (t.m == 6 && t.n == 16 && t.alpha == 1.0f && !t.bias && !t.relu &&
+        (t.beta == 0.0f || t.beta == 1.0f)) {
+        float* c = t.c;
+        const int64_t ldc = t.ldc;
+        if (t.beta == 0.0f) {
+#pragma GCC unroll 6
+            for (int i = 0; i < 6; ++i) {
+                _mm256_storeu_ps(c + i * ldc, acc[i][0]);
+                _mm256_storeu_ps(c + i * ldc + 8, acc[i][1]);
+            }
+        } else {
+            // 1 * acc = acc and fma(1, c, acc) = c + acc: the general path's values exactly
+#pragma GCC unroll 6
+            for (int i = 0; i < 6; ++i) {
+                _mm256_storeu_ps(c + i * ldc, _mm256_add_ps(acc[i][0], _mm256_loadu_ps(c + i * ldc)));
+                _mm256_storeu_ps(c + i * ldc + 8,
+                                 _mm256_add_ps(acc[i][1], _mm256_loadu_ps(c + i * ldc + 8)));
+            }
+        }
+        return;
+    }
+    store_tile<6, 2>(t, acc);
+}
+
 template <int MR, int NV, int AM, bool MASKED>
 FASTMLP_INLINE void accumulate(const TileArgs& t, __m256 (&acc)[MR][NV], const __m256i (&mk)[NV]) {
     const float* a = t.a;
@@ -216,44 +372,7 @@ void tile(const TileArgs& t) {
     else
         accumulate<MR, NV, AM, true>(t, acc, mk);
 
-    // Fused epilogue and store.
-    const __m256 alpha = _mm256_set1_ps(t.alpha), beta = _mm256_set1_ps(t.beta);
-    const __m256 zero = _mm256_setzero_ps();
-    const bool use_beta = t.beta != 0.0f;
-    __m256 bias[NV];
-    for (int v = 0; v < NV; ++v)
-        bias[v] = t.bias ? _mm256_maskload_ps(t.bias + 8 * v, mk[v]) : zero;
-    const int64_t m = t.m;
-    // Full-width tiles use plain loads and stores: a masked store (vmaskmovps) is microcoded on
-    // AMD Zen (~12 cycles each, 12 per tile per K block: ~3% of a 6 x 16 x 384 tile).
-    if (t.n == 8 * NV) {
-#pragma GCC unroll 32
-        for (int i = 0; i < MR; ++i) {
-            if (i >= m) continue;
-            float* c = t.c + i * t.ldc;
-            for (int v = 0; v < NV; ++v) {
-                __m256 r = _mm256_mul_ps(alpha, acc[i][v]);
-                if (use_beta) r = _mm256_fmadd_ps(beta, _mm256_loadu_ps(c + 8 * v), r);
-                if (t.bias) r = _mm256_add_ps(r, bias[v]);
-                if (t.relu) r = _mm256_max_ps(zero, r);
-                _mm256_storeu_ps(c + 8 * v, r);
-            }
-        }
-        return;
-    }
-#pragma GCC unroll 32
-    for (int i = 0; i < MR; ++i) {
-        if (i >= m) continue;
-        float* c = t.c + i * t.ldc;
-        for (int v = 0; v < NV; ++v) {
-            __m256 r = _mm256_mul_ps(alpha, acc[i][v]);
-            if (use_beta) r = _mm256_fmadd_ps(beta, _mm256_maskload_ps(c + 8 * v, mk[v]), r);
-            if (t.bias) r = _mm256_add_ps(r, bias[v]);
-            // max(0, r) returns r (its second operand) when r is NaN: relu(NaN) = NaN.
-            if (t.relu) r = _mm256_max_ps(zero, r);
-            _mm256_maskstore_ps(c + 8 * v, mk[v], r);
-        }
-    }
+    store_tile<MR, NV>(t, acc);
 }
 
 // ---- narrow path (N <= 16, not a multiple of 8) ----------------------------------------------
@@ -507,7 +626,11 @@ const KernelSet kSet = {
     "avx2",
     MR, 8 * NV,
     /*mc=*/72, /*kc=*/384, /*nc=*/1024,
+#if FASTMLP_AVX2_PACKED_V2
+    &packed_tile_v2,
+#else
     &tile<MR, NV, A_PACKED, true>,
+#endif
     &pack_avx2,
     SMR,
     {8, 16},
