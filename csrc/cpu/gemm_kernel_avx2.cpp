@@ -225,6 +225,21 @@ FASTMLP_INLINE void accumulate_packed_6x16(const TileArgs& t, __m256 (&acc)[6][2
 // (one line per 2.67 k steps, as A advances 24 bytes per step), and an epilogue fast path for
 // the common full tile with alpha 1 and no bias / ReLU (beta 0: 12 stores; beta 1: 12 adds with
 // a memory operand and 12 stores), with no per-row branches.
+// Measured on the Zen 1 test machine (FMA peak 39.6 GFLOP/s, 1 thread; OpenBLAS 0.3.31 Haswell
+// runs sgemm_kernel_8x4_haswell_2.c there: a 16 x 6 tile, the same 2 loads + 6 broadcasts per
+// 12 FMAs as this 6 x 16, 8 k steps per loop, vbroadcastss from memory, C = alpha * acc + C with
+// a memory-operand FMA):
+//  * the macro-kernel alone (72 x 384 A block in L2, 384 x 1024 B block, 72 x 1024 C, 15
+//    interleaved rounds, medians): old kernel 38.8 / 38.4 GFLOP/s (beta 0 / beta 1), this one
+//    39.1 / 38.9 (98-99% of peak); with ldc 2048: 38.0 / 37.8 -> 38.4 / 38.4.
+//  * the k loop alone on L1-resident panels: this loop reaches 37.9-39.6 GFLOP/s; the same with
+//    BLIS's order (two broadcast registers, the next B loaded under the last FMAs) 38.3-38.9,
+//    OpenBLAS's 8 x 12 form (vmovsldup / vmovshdup of A, vbroadcastsd of B pairs) 37.5-39.4,
+//    4 x 24 (3 B loads, 4 broadcasts per 12 FMAs; needs kc 256 for an L1 B panel) 38.1-39.2:
+//    none clearly ahead, so the 6 x 16 shape and its packing stay.
+//  * the C tile prefetched with prefetchw instead of prefetcht0, or 6 iterations (48 k steps)
+//    before the end instead of 3: 2048^3 at 1 and 2 threads within noise (0.983-1.027 of numpy
+//    against 0.994-1.006), not kept.
 #define FASTMLP_K6x16(k)                                                                     \
     "vmovups " #k "*64(%[b]), %%ymm12\n\t"                                                   \
     "vmovups " #k "*64+32(%[b]), %%ymm13\n\t"                                                \
