@@ -288,7 +288,7 @@ FASTMLP_INLINE void packed_iters8(const float*& a, const float*& b, int64_t iter
 // Iterations of 8 k steps left after the C tile is prefetched (24 k steps, as PF_C4 above).
 constexpr int64_t PF_C8 = 3;
 
-void packed_tile_v2(const TileArgs& t) {
+[[maybe_unused]] void packed_tile_v2(const TileArgs& t) {
     __m256 acc[6][2];
 #pragma GCC unroll 32
     for (int i = 0; i < 6; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
