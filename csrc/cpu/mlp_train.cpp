@@ -288,10 +288,23 @@ double distributed_step(const std::vector<MlpLayer>& layers, bool small, SmallSt
 // one barrier, every thread sums and updates its share of the buffer (team_share), one barrier:
 // 2 barriers a step instead of ~10 + 4 per layer. One thread runs the partitions one after the
 // other and sums them in the same order: the bits do not depend on the thread count.
+//
+// Where (measured, 20-w-w-1 nets, 2-core AVX2 EPYC, quiet machine, wall clock, min of 3
+// interleaved whole-epoch repeats, us a step, tile team -> partitions): 2 threads w16 b256 33 ->
+// 23, b1024 117 -> 85; w32 b64 23 -> 18, b256 69 -> 54, b1024 256 -> 210; w64 b64 54 -> 47, b256
+// 178 -> 162, b1024 645 -> 633; w128 b64 163 -> 157, b256 560 -> 552, b1024 2015 -> 2257; one
+// thread pays the split sums and the separate update: w32 b64 27.5 -> 31, w64 b64 77 -> 85, w128
+// b64 260 -> 278. So: up to 8192 weights in a layer (w <= 90 here), from the team's 250 kFLOP a
+// step (below, at 100-230 kFLOP, 20-16-16-1 b32 / b64 at 2 threads: 7.3 -> 8.9 / 12.0 -> 12.3 us,
+// the split and the two barriers cost what the second thread saves).
 constexpr int64_t kParts = 2;
-int64_t relu_parts(bool small, bool dist, MlpMode mode, int64_t batch_size, double step_flops) {
+constexpr int64_t kPartsMaxWeights = 8192;
+int64_t relu_parts(const std::vector<MlpLayer>& layers, bool small, bool dist, MlpMode mode,
+                   int64_t batch_size, double step_flops) {
+    int64_t max_w = 0;
+    for (const MlpLayer& l : layers) max_w = std::max(max_w, l.in * l.out);
     if (!small || dist || mode != MlpMode::torch || batch_size < 32 ||
-        step_flops < kSmallTeamMinFlops)
+        step_flops < kSmallTeamMinFlops || max_w > kPartsMaxWeights)
         return 1;
     return kParts;
 }
@@ -471,8 +484,8 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
     if (small && !dist) {
         double step_flops = 0.0;
         for (const MlpLayer& l : layers) step_flops += 6.0 * double(l.in) * double(l.out) * double(B);
+        parts = relu_parts(layers, small, dist, opt.mode, B, step_flops);
         team = small_team_threads(step_flops);
-        parts = relu_parts(small, dist, opt.mode, B, step_flops);
         if (parts > 1) ps.init(layers, B);
     }
 
