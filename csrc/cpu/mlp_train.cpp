@@ -470,7 +470,6 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
     GemmScratch gs;
     SmallStepFn small_step = nullptr;
     if (small) {
-        ss.init(layers, B);
         small_step = small_step_for_isa();
     } else {
         gs.init(layers, B, !dist && !(opt.mode == MlpMode::torch && opt.momentum == 0.0f && opt.weight_decay == 0.0f));
@@ -486,8 +485,9 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
         for (const MlpLayer& l : layers) step_flops += 6.0 * double(l.in) * double(l.out) * double(B);
         parts = relu_parts(layers, small, dist, opt.mode, B, step_flops);
         team = small_team_threads(step_flops);
-        if (parts > 1) ps.init(layers, B);
     }
+    if (parts > 1) ps.init(layers, B);  // (the partitions' scratch instead of the whole batch's)
+    else if (small) ss.init(layers, B);
 
     // A non-finite loss at batch bi of epoch e: the result so far (no update for that batch).
     auto stop_nonfinite = [&](int64_t e, int64_t bi, double loss, double sum, int64_t used) {
