@@ -583,18 +583,9 @@ int64_t data_parallel_parts(bool small, bool dist, int64_t batch_size, double st
 }
 
 // Partition h's rows [lo, hi) of a batch of B rows split in `parts` (1 or 2): the cut at
-// ceil(B / 2) rounded up to a multiple of 16 (the small path pads each part to 16 columns, so
-// the two parts together pad no more than the whole batch would). A batch of 16 or fewer rows
-// leaves partition 1 empty.
+// ceil(B / 2) rounded up to a multiple of 16, as the ReLU trainer's (detail::small_part_rows).
 void part_rows(int64_t B, int64_t h, int64_t parts, int64_t& lo, int64_t& hi) {
-    if (parts == 1) {
-        lo = 0;
-        hi = B;
-        return;
-    }
-    const int64_t cut = std::min(B, ((B + 1) / 2 + 15) / 16 * 16);
-    lo = h == 0 ? 0 : cut;
-    hi = h == 0 ? cut : B;
+    detail::small_part_rows(B, h, parts, lo, hi);
 }
 
 // The rows [lo, hi) of the batch bidx[0..B) (den: the loss_denominator of the whole batch):

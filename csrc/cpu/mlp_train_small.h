@@ -93,6 +93,23 @@ struct SmallTeamAlone {
     SmallTeamAlone& operator=(const SmallTeamAlone&) = delete;
 };
 
+// The data-parallel partitions of a small-path batch (both trainers, by shape only: a 1-thread
+// run computes the same partitions one after the other and sums them in the same order). Rows
+// [lo, hi) of partition h of a batch of B rows split in `parts` (1 or 2): the cut at ceil(B / 2)
+// rounded up to a multiple of 16 (the small path pads each part to 16 columns, so the two parts
+// together pad no more than the whole batch would). A batch of 16 or fewer rows leaves
+// partition 1 empty.
+inline void small_part_rows(int64_t B, int64_t h, int64_t parts, int64_t& lo, int64_t& hi) {
+    if (parts == 1) {
+        lo = 0;
+        hi = B;
+        return;
+    }
+    const int64_t cut = std::min(B, ((B + 1) / 2 + 15) / 16 * 16);
+    lo = h == 0 ? 0 : cut;
+    hi = h == 0 ? cut : B;
+}
+
 // The team size for a small-path epoch whose steps cost `step_flops` each (1: no team). A step
 // has about 10 barriers plus 2 per layer. On the quiet 2-core AVX2 EPYC an `omp for` barrier
 // costs ~0.45 us and the small path runs ~20 GFLOP/s a core, so halving a step's products pays
