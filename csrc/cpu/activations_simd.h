@@ -265,20 +265,6 @@ void act_forward_loop_k(float* out, const float* z, int64_t n, fastmlp::ActParam
     constexpr int W = V::W;
     const float p0 = p.p0, p1 = p.p1;
     int64_t i = 0;
-    // Four independent vectors an iteration: one element's chain (tanh: ~15 dependent FMAs and
-    // a division) is latency-bound, and Zen 1's scheduler overlaps the next vector's chain only
-    // when its instructions are near. The same operations on every element, so the same bits.
-    // Measured (tanh, AVX2 EPYC, 1 thread, 4096 elements in L1): 1.5 -> see the commit.
-    for (; i + 4 * W <= n; i += 4 * W) {
-        const typename V::F y0 = S::fwd(K, V::load(z + i), p0, p1);
-        const typename V::F y1 = S::fwd(K, V::load(z + i + W), p0, p1);
-        const typename V::F y2 = S::fwd(K, V::load(z + i + 2 * W), p0, p1);
-        const typename V::F y3 = S::fwd(K, V::load(z + i + 3 * W), p0, p1);
-        V::store(out + i, y0);
-        V::store(out + i + W, y1);
-        V::store(out + i + 2 * W, y2);
-        V::store(out + i + 3 * W, y3);
-    }
     for (; i + W <= n; i += W) V::store(out + i, S::fwd(K, V::load(z + i), p0, p1));
     if (i < n) {
         float buf[W] = {0.0f};
