@@ -651,7 +651,8 @@ struct SpinBarrier {
 // interleaved repeats against the team that splits every product): 2 threads 55.3 -> 52.8 us a
 // step on a quiet machine, 80 -> 65 us with other jobs running (a barrier then waits for a
 // descheduled partner); 1 thread 89.0 -> 95 us (the split dW / db sums and the reduce). Per
-// phase at 2 threads: a partition's step alone ~49 us, the reduce + Adam on a half share ~8 us.
+// phase at 2 threads (quiet, rdtsc): a partition's step alone ~46 us, the reduce + Adam on a half
+// share ~4.5 us (the whole update on one thread: 7.3 us), the two barriers ~0.5-1.5 us together.
 constexpr int64_t kParts = 2;
 int64_t data_parallel_parts(bool small, bool dist, int64_t batch_size, double step_flops) {
     if (!small || dist || batch_size < 32 || step_flops < detail::kSmallTeamMinFlops) return 1;
