@@ -183,3 +183,35 @@ def test_frozen_parameters_bitwise(threads):
         lt, pt = run(t)
         assert lt == l1
         _same(p1, pt)
+
+
+@pytest.mark.parametrize("optimizer,hyper", OPTIMS, ids=[x[0] for x in OPTIMS])
+def test_team_update_shares_cut_inside_tensors(threads, optimizer, hyper):
+    # TeamUpdate cuts all the tensors' elements as one run at 16-element lines and walks each
+    # share in 256-element chunks: odd widths put the cuts inside a weight (1488 elements: 2
+    # threads cut at 752 inside layer 1's 1073-element weight, 3 at 496 and 992), the partition
+    # reduce and the optimizer's rule meet elements at every chunk position; the bits stay those
+    # of one thread (the serial update_params) and close to the eager loop.
+    sizes = [7, 37, 29, 3]
+    l1, p1 = _bitwise_1_2_3(sizes, 64, 64 * 3 + 40, loss="mse", optimizer=optimizer, **hyper)
+    assert np.isfinite(l1).all()
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_team_update_sklearn_l2_shares(threads):
+    # scikit-learn's L2 fold (g0 + g1, then + alpha / B * w on the weights only) on shares cut
+    # inside the weights: 1, 2 and 3 threads bitwise
+    from fastmlp.sklearn import MLPRegressor
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((300, 7)).astype(np.float32)
+    y = rng.standard_normal(300).astype(np.float32)
+    out = []
+    for t in (1, 2, 3):
+        fastmlp.set_num_threads(t)
+        m = MLPRegressor(hidden_layer_sizes=(37, 29), activation="tanh", alpha=1e-2,
+                         batch_size=64, max_iter=3, random_state=0, shuffle=True, tol=0.0)
+        m.fit(X, y)
+        out.append((np.array(m.loss_curve_), [c.copy() for c in m.coefs_ + m.intercepts_]))
+    for lt, pt in out[1:]:
+        np.testing.assert_array_equal(out[0][0], lt)
+        _same(out[0][1], pt)

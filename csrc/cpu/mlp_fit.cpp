@@ -3,9 +3,11 @@
 // own faster trainer (mlp_train.cpp, with the small-matrix path); this one is what fit runs for
 // every other chain. Every rule comes from activation.h, loss.h, optimizer.h and norm.h.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "fastmlp/activations.h"
@@ -290,9 +292,24 @@ double loss_denominator(const FitData& data, const int64_t* idx, int64_t B, int6
 // batch: with fit(distributed=True) the global batch's, so that the ranks' parts sum to the mean).
 // P (B, O); targets y (B, O) or yi (B); per-sample weights sw (B) (all ones without
 // sample_weight). Returns the rows' share of the batch loss (double).
+// cut (0 < cut < B, the small path's data-parallel partitions computed in one pass): the rows
+// [0, cut) and [cut, B) sum their terms apart, each in row order from its first row, as a call
+// on its rows alone would; the return is the first's share, *share1 the second's.
 double loss_and_grad(float* dP, const float* P, const float* y, const int64_t* yi, const float* sw,
-                     int64_t B, int64_t O, const FitOptions& opt, double den, Scratch& s) {
+                     int64_t B, int64_t O, const FitOptions& opt, double den, Scratch& s,
+                     int64_t cut = 0, double* share1 = nullptr) {
     const LossParams lp = opt.loss;
+    // sum over the rows [lo, hi) of the per-row terms r, in order, over den
+    auto share = [den](const double* r, int64_t lo, int64_t hi) {
+        double num = 0.0;
+        for (int64_t b = lo; b < hi; ++b) num += r[b];
+        return den != 0.0 ? num / den : NAN;
+    };
+    auto shares = [&](const double* r) {
+        if (!share1) return share(r, 0, B);
+        *share1 = share(r, cut, B);
+        return share(r, 0, cut);
+    };
     if (lp.kind == Loss::cross_entropy) {
         // Rows of O logits: sum_i sw_i * row_loss_i / den; ignore_index rows contribute nothing.
         const float* cw = opt.class_weight;
@@ -319,8 +336,6 @@ double loss_and_grad(float* dP, const float* P, const float* y, const int64_t* y
             lse_b[b] = lse;
             rl[b] = double(sw[b]) * ce_row_loss_index(x, O, 1, lse, t, cw, ls);
         }
-        double num = 0.0;
-        for (int64_t b = 0; b < B; ++b) num += rl[b];
         const double scale = den != 0.0 ? 1.0 / den : 0.0;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
         for (int64_t b = 0; b < B; ++b) {
@@ -333,7 +348,7 @@ double loss_and_grad(float* dP, const float* P, const float* y, const int64_t* y
             float* g = dP + b * O;
             for (int64_t c = 0; c < O; ++c) g[c] = ce_grad_index(x[c], c, lse, t, cw, ls, A, O, sc);
         }
-        return den != 0.0 ? num / den : NAN;
+        return shares(rl);
     }
     // Element-wise losses: sum_i sw_i sum_o l / den.
     const double denom = den;
@@ -353,9 +368,7 @@ double loss_and_grad(float* dP, const float* P, const float* y, const int64_t* y
         }
         rows[b] = acc * double(wb);
     }
-    double total = 0.0;
-    for (int64_t b = 0; b < B; ++b) total += rows[b];
-    return denom != 0.0 ? total / denom : NAN;
+    return shares(rows);
 }
 
 // The targets and sample weights of rows idx[0..B) into s.y or s.yi and s.sw.
@@ -464,6 +477,27 @@ void backward_batch(const std::vector<FitLayer>& layers, Scratch& s, int64_t B, 
     }
 }
 
+// The gradient fold before an update, element by element (one helper for update_params and
+// TeamUpdate, so the serial and the team update give the same bits): dst = g0 + g1 (the two
+// data-parallel partitions' gradients, partition 0's first; g1 null: g0), then sklearn's L2 term
+// on a weight dst = dst + l2 * p (l2 != 0). dst may be g0 or g1 (each element is read before it
+// is written).
+inline void fold_grads(float* dst, const float* g0, const float* g1, const float* p, int64_t n,
+                       float l2) {
+    if (g1 && l2 != 0.0f) {
+        for (int64_t i = 0; i < n; ++i) {
+            const float sum = g0[i] + g1[i];
+            dst[i] = sum + l2 * p[i];
+        }
+    } else if (g1) {
+        for (int64_t i = 0; i < n; ++i) dst[i] = g0[i] + g1[i];
+    } else if (l2 != 0.0f) {
+        for (int64_t i = 0; i < n; ++i) dst[i] = g0[i] + l2 * p[i];
+    } else if (dst != g0) {
+        std::memcpy(dst, g0, size_t(n) * sizeof(float));
+    }
+}
+
 // The update of every trainable parameter from s.grads: optim_step_many's vectorised per-tensor
 // loops (the eager optimizers' kernel), all parameters in one call. sklearn's L2 term on the
 // weights only is folded into their gradients first (g + l2 * p, the same float operations the
@@ -474,29 +508,17 @@ void update_params(Scratch& s, const OptimOptions& oo, int64_t t, float l2,
                    const float* g1 = nullptr) {
     const size_t n = s.up_p.size();
     if (n == 0) return;
-    if (g1)
+    if (g1 || l2 != 0.0f)
         for (size_t k = 0; k < n; ++k) {
-            float* __restrict g = const_cast<float*>(s.up_g[k]);
-            const float* __restrict h = g1 + (s.up_g[k] - s.grads.data());
-            for (int64_t i = 0; i < s.up_n[k]; ++i) g[i] = g[i] + h[i];
-        }
-    if (l2 != 0.0f)
-        for (size_t k = 0; k < n; ++k) {
-            if (!s.up_l2[k]) continue;
-            float* __restrict g = const_cast<float*>(s.up_g[k]);
-            const float* __restrict p = s.up_p[k];
-            for (int64_t i = 0; i < s.up_n[k]; ++i) g[i] = g[i] + l2 * p[i];
+            float* g = const_cast<float*>(s.up_g[k]);
+            fold_grads(g, g, g1 ? g1 + (s.up_g[k] - s.grads.data()) : nullptr, s.up_p[k],
+                       s.up_n[k], s.up_l2[k] ? l2 : 0.0f);
         }
     std::fill(s.up_steps.begin(), s.up_steps.end(), t);
     optim_step_many(s.up_p.data(), s.up_g.data(), s.up_s0.data(), s.up_s1.data(), s.up_s2.data(),
                     s.up_n.data(), s.up_steps.data(), int64_t(n), oo);
 }
 
-// update_params inside a SmallTeam: every tensor split over the team (each thread its share of
-// each tensor's elements, cut at multiples of 64: the rules are element-wise, so the values do
-// not depend on the team size), the partition reduce and the l2 fold on the same shares (so no
-// barrier sits between them). The members hold this thread's sub-tensors (optim_step_many's
-// layout), reused from step to step (sized once per epoch).
 // One team member's count of an epoch on the small path's team: every thread keeps its own (no
 // shared counter to race on) and thread 0's is read after the region. `bad` is the batch a
 // non-finite loss stopped at (-1: none).
@@ -512,49 +534,103 @@ struct TeamTally {
     }
 };
 
+// update_params inside a SmallTeam: every tensor split over the team (each thread its share of
+// each tensor's elements, cut at multiples of 64: the rules are element-wise, so the values do
+// not depend on the team size). A share is walked in chunks of kChunk elements: the partition
+// reduce and the l2 fold (fold_grads) of a chunk, then the optimizer's loop on it while it is in
+// L1, the next chunk's lines the other core wrote (the other partition's gradients, the
+// weights it read) prefetched meanwhile. With data-parallel partitions each thread folds into
+// its own partition's gradient buffer (thread h's share into partition h's), so no gradient line
+// is written by both cores. One optim_coeffs a step (every tensor is at the same step). The
+// members hold this thread's sub-tensors, sized once per epoch.
 struct TeamUpdate {
-    std::vector<float*> p, s0, s1, s2;
-    std::vector<const float*> g, g1;
-    std::vector<int64_t> n, steps;
+    static constexpr int64_t kChunk = 256;
+    std::vector<float*> p, s0, s1, s2, dst;
+    std::vector<const float*> g0, g1;  // partition 0's and 1's gradient shares (g1: or null)
+    std::vector<int64_t> n;
     std::vector<size_t> k;  // the tensor each sub-tensor is a share of
-    // part1: the second data-parallel partition's scratch (its grads are added), or null
-    void init(const Scratch& s, const Scratch* part1 = nullptr) {
-        p.clear(), s0.clear(), s1.clear(), s2.clear(), g.clear(), g1.clear(), n.clear(), k.clear();
+    // part1: the second data-parallel partition's scratch (its grads are added), or null; own:
+    // this thread's partition (the buffer its shares fold into)
+    void init(Scratch& s, Scratch* part1 = nullptr, int own = 0) {
+        p.clear(), s0.clear(), s1.clear(), s2.clear(), dst.clear(), g0.clear(), g1.clear();
+        n.clear(), k.clear();
         auto at = [](float* q, int64_t off) { return q ? q + off : nullptr; };
-        for (size_t t = 0; t < s.up_p.size(); ++t) {
-            int64_t lo, hi;
-            detail::team_share(s.up_n[t], lo, hi);
+        // This thread's share of all the tensors' elements taken in order as one run, cut at
+        // multiples of 16 elements (64-byte lines of the gradient buffer): the threads get equal
+        // counts (per tensor, the small ones - biases, a one-output layer - all fell to the last
+        // thread); the rules are element-wise, so no cut changes a value.
+        int64_t total = 0;
+        for (int64_t m : s.up_n) total += m;
+        const int64_t lines = (total + 15) / 16, tid = team_id(), nth = team_size();
+        const int64_t mine_lo = std::min(total, lines * tid / nth * 16);
+        const int64_t mine_hi = std::min(total, lines * (tid + 1) / nth * 16);
+        int64_t base = 0;  // the first element of tensor t in the run
+        for (size_t t = 0; t < s.up_p.size(); base += s.up_n[t], ++t) {
+            const int64_t lo = std::max<int64_t>(0, mine_lo - base);
+            const int64_t hi = std::min<int64_t>(s.up_n[t], mine_hi - base);
             if (hi <= lo) continue;
+            const int64_t off = (s.up_g[t] - s.grads.data()) + lo;
             p.push_back(s.up_p[t] + lo);
-            g.push_back(s.up_g[t] + lo);
-            if (part1) g1.push_back(part1->grads.data() + (s.up_g[t] - s.grads.data()) + lo);
+            g0.push_back(s.grads.data() + off);
+            g1.push_back(part1 ? part1->grads.data() + off : nullptr);
+            dst.push_back((part1 && own == 1 ? part1->grads.data() : s.grads.data()) + off);
             s0.push_back(at(s.up_s0[t], lo));
             s1.push_back(at(s.up_s1[t], lo));
             s2.push_back(at(s.up_s2[t], lo));
             n.push_back(hi - lo);
             k.push_back(t);
         }
-        steps.assign(p.size(), 0);
     }
-    // add1: add the second partition's share first (g = g + g1)
+    // add1: add the second partition's share (dst = g0 + g1)
     void run(const Scratch& s, const OptimOptions& oo, int64_t t, float l2, bool add1 = false) {
         if (p.empty()) return;
-        if (add1)
-            for (size_t j = 0; j < p.size(); ++j) {
-                float* __restrict gj = const_cast<float*>(g[j]);
-                const float* __restrict hj = g1[j];
-                for (int64_t i = 0; i < n[j]; ++i) gj[i] = gj[i] + hj[i];
+        const OptimRangeFn fn = optim_range_fn(oo);
+        const OptimCoeffs c = optim_coeffs(oo, t);
+        for (size_t j = 0; j < p.size(); ++j) {
+            const float* h = add1 ? g1[j] : nullptr;
+            const float l2j = s.up_l2[k[j]] ? l2 : 0.0f;
+            // (the gradient buffer the other partition's thread wrote: the other one than dst)
+            const float* far = !h ? nullptr : dst[j] == g0[j] ? h : g0[j];
+            for (int64_t c0 = 0; c0 < n[j]; c0 += kChunk) {
+                const int64_t c1 = std::min(n[j], c0 + kChunk);
+                const int64_t e1 = std::min(n[j], c1 + kChunk);
+                for (int64_t i = c1; i < e1; i += 16) {  // 16 floats: one 64-byte line
+                    if (far) __builtin_prefetch(far + i, 0, 3);
+                    __builtin_prefetch(p[j] + i, 1, 3);
+                }
+                fold_grads(dst[j] + c0, g0[j] + c0, h ? h + c0 : nullptr, p[j] + c0, c1 - c0, l2j);
+                fn(p[j], dst[j], s0[j], s1[j], s2[j], c0, c1, c);
             }
-        if (l2 != 0.0f)
-            for (size_t j = 0; j < p.size(); ++j) {
-                if (!s.up_l2[k[j]]) continue;
-                float* __restrict gj = const_cast<float*>(g[j]);
-                const float* __restrict pj = p[j];
-                for (int64_t i = 0; i < n[j]; ++i) gj[i] = gj[i] + l2 * pj[i];
+        }
+    }
+};
+
+// The barrier of the data-parallel partitions' team (two a step): a sense-reversing counter the
+// threads spin on, yielding after a while (a descheduled partner on a loaded machine). Measured
+// (6-64-64-1 Tanh/Huber/Adam b64, 2 threads, quiet 2-core AVX2 EPYC, rdtsc per phase): the wait
+// at the second barrier, where both arrive nearly together, 0.3-1.0 us with the OpenMP barrier,
+// 0.1-0.3 us with this one.
+struct SpinBarrier {
+    alignas(64) std::atomic<int> arrived{0};
+    alignas(64) std::atomic<int> generation{0};
+    int n = 1;
+    explicit SpinBarrier(int threads) : n(threads) {}
+    void wait() {
+        const int g = generation.load(std::memory_order_acquire);
+        if (arrived.fetch_add(1, std::memory_order_acq_rel) == n - 1) {
+            arrived.store(0, std::memory_order_relaxed);
+            generation.store(g + 1, std::memory_order_release);
+            return;
+        }
+        for (int spin = 0; generation.load(std::memory_order_acquire) == g; ++spin) {
+            if (spin < 20000) {
+#if defined(__x86_64__) || defined(__i386__)
+                __builtin_ia32_pause();
+#endif
+            } else {
+                std::this_thread::yield();
             }
-        std::fill(steps.begin(), steps.end(), t);
-        optim_step_many(p.data(), g.data(), s0.data(), s1.data(), s2.data(), n.data(), steps.data(),
-                        int64_t(p.size()), oo);
+        }
     }
 };
 
@@ -575,7 +651,8 @@ struct TeamUpdate {
 // interleaved repeats against the team that splits every product): 2 threads 55.3 -> 52.8 us a
 // step on a quiet machine, 80 -> 65 us with other jobs running (a barrier then waits for a
 // descheduled partner); 1 thread 89.0 -> 95 us (the split dW / db sums and the reduce). Per
-// phase at 2 threads: a partition's step alone ~49 us, the reduce + Adam on a half share ~8 us.
+// phase at 2 threads (quiet, rdtsc): a partition's step alone ~46 us, the reduce + Adam on a half
+// share ~4.5 us (the whole update on one thread: 7.3 us), the two barriers ~0.5-1.5 us together.
 constexpr int64_t kParts = 2;
 int64_t data_parallel_parts(bool small, bool dist, int64_t batch_size, double step_flops) {
     if (!small || dist || batch_size < 32 || step_flops < detail::kSmallTeamMinFlops) return 1;
@@ -639,22 +716,15 @@ double split_step(const std::vector<FitLayer>& layers, Scratch& s, detail::FitSm
     ss.row0 = 0;
     detail::mlp_fit_small_forward(layers, ss, data.X, bidx, B, true, opt.dropout_seed, step,
                                   s.a[size_t(L)].data());
-    (void)loss_and_grad(s.d0.data(), s.a[size_t(L)].data(), s.y.data(), s.yi.data(), s.sw.data(),
-                        B, d_out, opt, den, s);
-    // loss_and_grad's per-row terms (s.rl, both kinds of loss), summed per partition as its own
-    // call sums them: in row order from 0, over den
-    auto share = [&](int64_t lo, int64_t hi) {
-        double num = 0.0;
-        for (int64_t b = lo; b < hi; ++b) num += s.rl[size_t(b)];
-        return den != 0.0 ? num / den : NAN;
-    };
-    loss1 = share(cut, B);
+    // the loss shares of [0, cut) and [cut, B), each summed as a call on its rows alone sums it
+    const double loss0 = loss_and_grad(s.d0.data(), s.a[size_t(L)].data(), s.y.data(),
+                                       s.yi.data(), s.sw.data(), B, d_out, opt, den, s, cut, &loss1);
     detail::FitSmallSplit sp;
     sp.cut = cut;
     sp.grads1 = grads1;
     detail::mlp_fit_small_backward(layers, ss, B, s.d0.data(), s.grads.data(), s.gw_off.data(),
                                    s.gb_off.data(), &sp);
-    return share(0, cut);
+    return loss0;
 }
 
 // The L2 term of a step's loss (sklearn's alpha, on the weights only).
@@ -783,12 +853,13 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
             // one stops them all at the same batch.
             TeamTally out{step};  // thread 0's tally, read after the region
             double bad_loss = 0.0;
+            SpinBarrier bar(team);
 #pragma omp parallel num_threads(team)
             {
                 detail::SmallTeamMember member(team);
                 const int tid = omp_get_thread_num();
                 TeamUpdate upd;
-                upd.init(s, &s1);
+                upd.init(s, &s1, tid);
                 TeamTally t{step};
                 for (int64_t start = 0; start < n; start += opt.batch_size, ++t.batch) {
                     const int64_t B = std::min(opt.batch_size, n - start);
@@ -804,7 +875,7 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
                         if (tid == 0) lp += l2_loss_term(layers, opt, B);
                         part_loss[tid] = lp;
                     }
-                    detail::team_barrier();
+                    bar.wait();
                     const double loss = part_loss[0] + part_loss[1];
                     int64_t lo1, hi1;
                     part_rows(B, 1, parts, lo1, hi1);
@@ -817,7 +888,7 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
                             float(double(opt.l2_weights) / double(B)), hi1 > lo1);
                     // the weights (the next forward) and the partitions' gradients (the next
                     // backward) are written only after every share is done
-                    detail::team_barrier();
+                    bar.wait();
                     t.count(loss, B);
                 }
                 if (tid == 0) {

@@ -63,8 +63,9 @@ struct FitSmallSplit {
     float* grads1 = nullptr;
 };
 
-// Backward from dP (B, out) batch-major (null: already in s.d0, fit_small_load_dp): every trainable parameter's gradient into grads, at
-// gw_off[l] / gb_off[l] (-1: frozen, no slot). The weights are not changed.
+// Backward from dP (B, out) batch-major (null: already in s.d0, fit_small_load_dp): every
+// trainable parameter's gradient into grads, at gw_off[l] / gb_off[l] (-1: frozen, no slot). The
+// weights are not changed. split (one thread only): the partitions' sums apart (FitSmallSplit).
 void mlp_fit_small_backward(const std::vector<FitLayer>& layers, FitSmallScratch& s, int64_t B,
                             const float* dP, float* grads, const int64_t* gw_off,
                             const int64_t* gb_off, const FitSmallSplit* split = nullptr);
@@ -91,18 +92,18 @@ void fit_small_forward_generic(const std::vector<FitLayer>&, FitSmallScratch&, c
                                const int64_t*, int64_t, bool, uint64_t, int64_t, float*);
 void fit_small_backward_generic(const std::vector<FitLayer>&, FitSmallScratch&, int64_t,
                                 const float*, float*, const int64_t*, const int64_t*,
-                     const FitSmallSplit*);
+                                const FitSmallSplit*);
 #ifdef FASTMLP_HAVE_X86_KERNELS
 void fit_small_forward_avx2(const std::vector<FitLayer>&, FitSmallScratch&, const float*,
                             const int64_t*, int64_t, bool, uint64_t, int64_t, float*);
 void fit_small_backward_avx2(const std::vector<FitLayer>&, FitSmallScratch&, int64_t,
                              const float*, float*, const int64_t*, const int64_t*,
-                     const FitSmallSplit*);
+                             const FitSmallSplit*);
 void fit_small_forward_avx512(const std::vector<FitLayer>&, FitSmallScratch&, const float*,
                               const int64_t*, int64_t, bool, uint64_t, int64_t, float*);
 void fit_small_backward_avx512(const std::vector<FitLayer>&, FitSmallScratch&, int64_t,
                                const float*, float*, const int64_t*, const int64_t*,
-                     const FitSmallSplit*);
+                               const FitSmallSplit*);
 #endif
 
 }  // namespace fastmlp::detail

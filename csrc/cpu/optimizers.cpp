@@ -35,6 +35,8 @@ float* slot(float* const* s, int64_t k) { return s == nullptr ? nullptr : s[k]; 
 
 }  // namespace
 
+OptimRangeFn optim_range_fn(const OptimOptions& opt) { return range_fn(opt); }
+
 void optim_step_many(float* const* params, const float* const* grads, float* const* s0,
                      float* const* s1, float* const* s2, const int64_t* sizes,
                      const int64_t* steps, int64_t n, const OptimOptions& opt) {

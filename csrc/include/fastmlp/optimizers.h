@@ -20,6 +20,15 @@ void optim_step_many(float* const* params, const float* const* grads, float* con
                      float* const* s1, float* const* s2, const int64_t* sizes,
                      const int64_t* steps, int64_t n, const OptimOptions& opt);
 
+// The loop optim_step_many runs on the elements [lo, hi) of one parameter for these options (the
+// ISA in use picked), with the step's coefficients c = optim_coeffs(opt, step): for callers that
+// walk parameters in pieces and step them all at the same count (the fused trainer's team
+// update computes the coefficients once a step). Single-threaded; the same bits as
+// optim_step_many on those elements.
+using OptimRangeFn = void (*)(float* p, const float* g, float* s0, float* s1, float* s2,
+                              int64_t lo, int64_t hi, const OptimCoeffs& c);
+OptimRangeFn optim_range_fn(const OptimOptions& opt);
+
 // The plain reference: one optim_step_scalar per element, serial (tests compare against it).
 void optim_step_many_reference(float* const* params, const float* const* grads, float* const* s0,
                                float* const* s1, float* const* s2, const int64_t* sizes,
