@@ -319,40 +319,8 @@ void sgemm_small(const KernelSet& ks, bool trans_a, bool trans_b, int64_t M, int
 }
 
 // ---- packed path -------------------------------------------------------------------------
-// A barrier for the threads of one parallel_run team: spins briefly (the two halves of a packed
-// product reach it within microseconds of each other), then yields, so a thread that shares its
-// CPU with the one it waits for lets it run instead of spinning to the next scheduler tick.
-// Against an orphaned `#pragma omp barrier` (libgomp's; parallel_run runs the body inside an omp
-// parallel region) on the AVX2 Zen machine, 2 threads, 2048^3 NN, 12 calls each interleaved in
-// one process under quiet, medians: 73.3 vs 73.3 GFLOP/s (one B buffer) and 72.5 vs 72.6 (two):
-// alike, since a block is ~20 ms of work per thread and there are two meetings per block. This
-// one is kept for its yield, which the omp barrier lacks while it spins (GOMP_SPINCOUNT).
-class TeamBarrier {
-public:
-    explicit TeamBarrier(int n) : n_(n) {}
-    void wait() {
-        const int g = gen_.load(std::memory_order_acquire);
-        if (count_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
-            count_.store(0, std::memory_order_relaxed);
-            gen_.store(g + 1, std::memory_order_release);
-            return;
-        }
-        for (int spins = 0; gen_.load(std::memory_order_acquire) == g; ++spins) {
-            if (spins < 2000) {
-#if defined(__x86_64__) || defined(__i386__)
-                __builtin_ia32_pause();
-#endif
-            } else {
-                sched_yield();
-            }
-        }
-    }
-
-private:
-    const int n_;
-    std::atomic<int> count_{0};
-    std::atomic<int> gen_{0};
-};
+// The packed path's threads meet at a TeamBarrier (omp_team.h): spin briefly (the two halves of
+// a packed product reach it within microseconds of each other), then yield.
 
 // Blocking of one packed product: a function of the shape and the ISA only (never of the thread
 // count), so the K blocks, and with them every element's sequence of FMAs, are the same however

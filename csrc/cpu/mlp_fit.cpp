@@ -3,11 +3,9 @@
 // own faster trainer (mlp_train.cpp, with the small-matrix path); this one is what fit runs for
 // every other chain. Every rule comes from activation.h, loss.h, optimizer.h and norm.h.
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
-#include <thread>
 #include <vector>
 
 #include "fastmlp/activations.h"
@@ -605,35 +603,6 @@ struct TeamUpdate {
     }
 };
 
-// The barrier of the data-parallel partitions' team (two a step): a sense-reversing counter the
-// threads spin on, yielding after a while (a descheduled partner on a loaded machine). Measured
-// (6-64-64-1 Tanh/Huber/Adam b64, 2 threads, quiet 2-core AVX2 EPYC, rdtsc per phase): the wait
-// at the second barrier, where both arrive nearly together, 0.3-1.0 us with the OpenMP barrier,
-// 0.1-0.3 us with this one.
-struct SpinBarrier {
-    alignas(64) std::atomic<int> arrived{0};
-    alignas(64) std::atomic<int> generation{0};
-    int n = 1;
-    explicit SpinBarrier(int threads) : n(threads) {}
-    void wait() {
-        const int g = generation.load(std::memory_order_acquire);
-        if (arrived.fetch_add(1, std::memory_order_acq_rel) == n - 1) {
-            arrived.store(0, std::memory_order_relaxed);
-            generation.store(g + 1, std::memory_order_release);
-            return;
-        }
-        for (int spin = 0; generation.load(std::memory_order_acquire) == g; ++spin) {
-            if (spin < 20000) {
-#if defined(__x86_64__) || defined(__i386__)
-                __builtin_ia32_pause();
-#endif
-            } else {
-                std::this_thread::yield();
-            }
-        }
-    }
-};
-
 // ---- Rows of a batch computed apart: fit(distributed=True)'s ranks, and the data-parallel
 // partitions of the small path in one process. Either way a part of the batch runs its own
 // gather, forward, loss (over the whole batch's denominator) and backward into its own gradient
@@ -853,7 +822,7 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
             // one stops them all at the same batch.
             TeamTally out{step};  // thread 0's tally, read after the region
             double bad_loss = 0.0;
-            SpinBarrier bar(team);
+            TeamBarrier bar(team, 20000);  // (omp_team.h; two a step)
 #pragma omp parallel num_threads(team)
             {
                 detail::SmallTeamMember member(team);

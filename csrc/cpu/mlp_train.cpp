@@ -522,6 +522,7 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
             double bad_loss = 0.0;
             int64_t steps = 0;
             ps.stop = false;
+            TeamBarrier bar(team, 20000);  // (omp_team.h; two a step, as mlp_fit's partitions)
 #pragma omp parallel num_threads(team)
             {
                 SmallTeamMember member(team);
@@ -534,7 +535,7 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
                     if (tid == 0) ps.stop = opt.should_stop && opt.should_stop(opt.stop_ctx);
                     if (tid < kParts)
                         part_grad(layers, ps, tid, small_step, X, Y, ord + start, nb, rule, f);
-                    team_barrier();
+                    bar.wait();
                     if (ps.stop) break;
                     const double loss = ps.loss[0] + ps.loss[1];
                     if (!std::isfinite(loss) && !opt.allow_nonfinite) {
@@ -550,7 +551,7 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
                     part_update(layers, ps, hi1 > lo1, rule, f);
                     // the weights (the next forward) and the buffers (the next backward) are
                     // written only after every share is done
-                    team_barrier();
+                    bar.wait();
                     f = false;
                     ++tsteps;
                     tsum += loss * double(nb);
