@@ -1,4 +1,4 @@
-"""The packed path's 6 x 16 micro-kernel edges (AVX2 packed_tile_v2: 8 k steps per asm iteration,
+"""The packed path's 6 x 16 micro-kernel edges (AVX2 packed_tile: 8 k steps per asm iteration,
 the C tile prefetched 3 iterations before the end, a k % 8 tail, and an epilogue fast path for
 full tiles with alpha 1, no bias / ReLU and beta 0 or 1), on every CPU path, against a float64
 numpy reference, and bitwise across thread counts.

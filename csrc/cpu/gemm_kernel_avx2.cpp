@@ -81,157 +81,23 @@ FASTMLP_INLINE void store_tile(const TileArgs& t, __m256 (&acc)[MR][NV]) {
     }
 }
 
-// The packed path's loop (6 x 16 tile): 4 k steps per iteration in inline assembly, in BLIS's
-// order (2 B loads, then 6 broadcast + 2 FMA pairs per step). Written out because GCC, left to
-// schedule the unrolled intrinsics, hoists the broadcasts, runs out of the 16 ymm registers and
-// spills accumulators (~10% slower). B's micro-panel stride is NR = 16 floats, A's MR = 6.
-// The A micro-panel (streamed from L2) is prefetched PF_A bytes ahead.
-FASTMLP_INLINE void packed_groups4(const float*& a, const float*& b, int64_t groups,
-                                   __m256 (&acc)[6][2]) {
-    for (int64_t g = 0; g < groups; ++g) {
-        _mm_prefetch(reinterpret_cast<const char*>(a) + PF_A, _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(a) + PF_A + 64, _MM_HINT_T0);
-        __asm__(
-            "vmovups 0(%[b]), %%ymm12\n\t"
-            "vmovups 32(%[b]), %%ymm13\n\t"
-            "vbroadcastss 0(%[a]), %%ymm14\n\t"
-            "vfmadd231ps %%ymm12, %%ymm14, %[c00]\n\t"
-            "vfmadd231ps %%ymm13, %%ymm14, %[c01]\n\t"
-            "vbroadcastss 4(%[a]), %%ymm14\n\t"
-            "vfmadd231ps %%ymm12, %%ymm14, %[c10]\n\t"
-            "vfmadd231ps %%ymm13, %%ymm14, %[c11]\n\t"
-            "vbroadcastss 8(%[a]), %%ymm14\n\t"
-            "vfmadd231ps %%ymm12, %%ymm14, %[c20]\n\t"
-            "vfmadd231ps %%ymm13, %%ymm14, %[c21]\n\t"
-            "vbroadcastss 12(%[a]), %%ymm14\n\t"
-            "vfmadd231ps %%ymm12, %%ymm14, %[c30]\n\t"
-            "vfmadd231ps %%ymm13, %%ymm14, %[c31]\n\t"
-            "vbroadcastss 16(%[a]), %%ymm14\n\t"
-            "vfmadd231ps %%ymm12, %%ymm14, %[c40]\n\t"
-            "vfmadd231ps %%ymm13, %%ymm14, %[c41]\n\t"
-            "vbroadcastss 20(%[a]), %%ymm14\n\t"
-            "vfmadd231ps %%ymm12, %%ymm14, %[c50]\n\t"
-            "vfmadd231ps %%ymm13, %%ymm14, %[c51]\n\t"
-            "vmovups 64(%[b]), %%ymm12\n\t"
-            "vmovups 96(%[b]), %%ymm13\n\t"
-            "vbroadcastss 24(%[a]), %%ymm14\n\t"
-            "vfmadd231ps %%ymm12, %%ymm14, %[c00]\n\t"
-            "vfmadd231ps %%ymm13, %%ymm14, %[c01]\n\t"
-            "vbroadcastss 28(%[a]), %%ymm14\n\t"
-            "vfmadd231ps %%ymm12, %%ymm14, %[c10]\n\t"
-            "vfmadd231ps %%ymm13, %%ymm14, %[c11]\n\t"
-            "vbroadcastss 32(%[a]), %%ymm14\n\t"
-            "vfmadd231ps %%ymm12, %%ymm14, %[c20]\n\t"
-            "vfmadd231ps %%ymm13, %%ymm14, %[c21]\n\t"
-            "vbroadcastss 36(%[a]), %%ymm14\n\t"
-            "vfmadd231ps %%ymm12, %%ymm14, %[c30]\n\t"
-            "vfmadd231ps %%ymm13, %%ymm14, %[c31]\n\t"
-            "vbroadcastss 40(%[a]), %%ymm14\n\t"
-            "vfmadd231ps %%ymm12, %%ymm14, %[c40]\n\t"
-            "vfmadd231ps %%ymm13, %%ymm14, %[c41]\n\t"
-            "vbroadcastss 44(%[a]), %%ymm14\n\t"
-            "vfmadd231ps %%ymm12, %%ymm14, %[c50]\n\t"
-            "vfmadd231ps %%ymm13, %%ymm14, %[c51]\n\t"
-            "vmovups 128(%[b]), %%ymm12\n\t"
-            "vmovups 160(%[b]), %%ymm13\n\t"
-            "vbroadcastss 48(%[a]), %%ymm14\n\t"
-            "vfmadd231ps %%ymm12, %%ymm14, %[c00]\n\t"
-            "vfmadd231ps %%ymm13, %%ymm14, %[c01]\n\t"
-            "vbroadcastss 52(%[a]), %%ymm14\n\t"
-            "vfmadd231ps %%ymm12, %%ymm14, %[c10]\n\t"
-            "vfmadd231ps %%ymm13, %%ymm14, %[c11]\n\t"
-            "vbroadcastss 56(%[a]), %%ymm14\n\t"
-            "vfmadd231ps %%ymm12, %%ymm14, %[c20]\n\t"
-            "vfmadd231ps %%ymm13, %%ymm14, %[c21]\n\t"
-            "vbroadcastss 60(%[a]), %%ymm14\n\t"
-            "vfmadd231ps %%ymm12, %%ymm14, %[c30]\n\t"
-            "vfmadd231ps %%ymm13, %%ymm14, %[c31]\n\t"
-            "vbroadcastss 64(%[a]), %%ymm14\n\t"
-            "vfmadd231ps %%ymm12, %%ymm14, %[c40]\n\t"
-            "vfmadd231ps %%ymm13, %%ymm14, %[c41]\n\t"
-            "vbroadcastss 68(%[a]), %%ymm14\n\t"
-            "vfmadd231ps %%ymm12, %%ymm14, %[c50]\n\t"
-            "vfmadd231ps %%ymm13, %%ymm14, %[c51]\n\t"
-            "vmovups 192(%[b]), %%ymm12\n\t"
-            "vmovups 224(%[b]), %%ymm13\n\t"
-            "vbroadcastss 72(%[a]), %%ymm14\n\t"
-            "vfmadd231ps %%ymm12, %%ymm14, %[c00]\n\t"
-            "vfmadd231ps %%ymm13, %%ymm14, %[c01]\n\t"
-            "vbroadcastss 76(%[a]), %%ymm14\n\t"
-            "vfmadd231ps %%ymm12, %%ymm14, %[c10]\n\t"
-            "vfmadd231ps %%ymm13, %%ymm14, %[c11]\n\t"
-            "vbroadcastss 80(%[a]), %%ymm14\n\t"
-            "vfmadd231ps %%ymm12, %%ymm14, %[c20]\n\t"
-            "vfmadd231ps %%ymm13, %%ymm14, %[c21]\n\t"
-            "vbroadcastss 84(%[a]), %%ymm14\n\t"
-            "vfmadd231ps %%ymm12, %%ymm14, %[c30]\n\t"
-            "vfmadd231ps %%ymm13, %%ymm14, %[c31]\n\t"
-            "vbroadcastss 88(%[a]), %%ymm14\n\t"
-            "vfmadd231ps %%ymm12, %%ymm14, %[c40]\n\t"
-            "vfmadd231ps %%ymm13, %%ymm14, %[c41]\n\t"
-            "vbroadcastss 92(%[a]), %%ymm14\n\t"
-            "vfmadd231ps %%ymm12, %%ymm14, %[c50]\n\t"
-            "vfmadd231ps %%ymm13, %%ymm14, %[c51]\n\t"
-            : [c00] "+x"(acc[0][0]), [c01] "+x"(acc[0][1]), [c10] "+x"(acc[1][0]), [c11] "+x"(acc[1][1]), [c20] "+x"(acc[2][0]), [c21] "+x"(acc[2][1]), [c30] "+x"(acc[3][0]), [c31] "+x"(acc[3][1]), [c40] "+x"(acc[4][0]), [c41] "+x"(acc[4][1]), [c50] "+x"(acc[5][0]), [c51] "+x"(acc[5][1])
-            : [a] "r"(a), [b] "r"(b)
-            : "xmm12", "xmm13", "xmm14", "memory");
-        a += 24;
-        b += 64;
-    }
-}
-
-// The C tile is prefetched PF_C4 groups of 4 k steps before the end of the loop, not at its start:
-// over a kc = 384 loop the A and B streams (33 KiB) pass through Zen's 32 KiB L1 and evict lines
-// fetched that early (as the AVX-512 kernel's PF_C). On the shared test machine this measured
-// within noise of the early prefetch (2048^3 NN 0.98 vs 0.98 of numpy, TN 0.95 vs 0.93).
-constexpr int64_t PF_C4 = 6;
-
-FASTMLP_INLINE void accumulate_packed_6x16(const TileArgs& t, __m256 (&acc)[6][2]) {
-    const float* a = t.a;
-    const float* b = t.b;
-    const int64_t k = t.k, groups = k / 4;
-    const int64_t early = groups > PF_C4 ? groups - PF_C4 : 0;
-    packed_groups4(a, b, early, acc);
-    for (int i = 0; i < 6; ++i) {
-        if (i < t.m) {
-            _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc), _MM_HINT_T0);
-            _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc + 15), _MM_HINT_T0);
-        }
-    }
-    packed_groups4(a, b, groups - early, acc);
-    for (int64_t p = groups * 4; p < k; ++p) {
-        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-#pragma GCC unroll 6
-        for (int i = 0; i < 6; ++i) {
-            const __m256 av = _mm256_broadcast_ss(a + i);
-            acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
-            acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
-        }
-        a += 6;
-        b += 16;
-    }
-}
-
-// The packed kernel in use: 1 packed_tile_v2, 0 tile<6, 2, A_PACKED, true> (both are built; the
-// benchmark harness can time them side by side).
-#ifndef FASTMLP_AVX2_PACKED_V2
-#define FASTMLP_AVX2_PACKED_V2 1
-#endif
-
-// ---- packed tile, variant 2 (FASTMLP_AVX2_PACKED_V2) -----------------------------------------
-// The same 6 x 16 arithmetic (one FMA per k step per element, p in order: bitwise equal to the
-// loop above), but the whole k loop in one asm block: 8 k steps per iteration (one pointer
-// update, counter decrement and branch per 96 FMAs), the A prefetch spread over the iteration
-// (one line per 2.67 k steps, as A advances 24 bytes per step), and an epilogue fast path for
-// the common full tile with alpha 1 and no bias / ReLU (beta 0: 12 stores; beta 1: 12 adds with
-// a memory operand and 12 stores), with no per-row branches.
+// ---- packed tile -----------------------------------------------------------------------------
+// The packed path's 6 x 16 tile (B's micro-panel stride NR = 16 floats, A's MR = 6; packed B is
+// zero-padded, so full-width loads are always in bounds), its k loop in inline assembly: GCC,
+// left to schedule the unrolled intrinsics, hoists the broadcasts, runs out of the 16 ymm
+// registers and spills accumulators (~10% slower). One FMA per k step per element, p in order
+// (bitwise equal to the 4-steps-per-asm-block loop it replaced). The whole k loop is one asm
+// block: 8 k steps per iteration (one pointer update, counter decrement and branch per 96 FMAs),
+// the A prefetch spread over the iteration (one line per 2.67 k steps, as A advances 24 bytes a
+// step), and an epilogue fast path for the common full tile with alpha 1 and no bias / ReLU
+// (beta 0: 12 stores; beta 1: 12 adds and 12 stores), with no per-row branches.
 // Measured on the Zen 1 test machine (FMA peak 39.6 GFLOP/s, 1 thread; OpenBLAS 0.3.31 Haswell
 // runs sgemm_kernel_8x4_haswell_2.c there: a 16 x 6 tile, the same 2 loads + 6 broadcasts per
 // 12 FMAs as this 6 x 16, 8 k steps per loop, vbroadcastss from memory, C = alpha * acc + C with
 // a memory-operand FMA):
 //  * the macro-kernel alone (72 x 384 A block in L2, 384 x 1024 B block, 72 x 1024 C, 15
-//    interleaved rounds, medians): old kernel 38.8 / 38.4 GFLOP/s (beta 0 / beta 1), this one
-//    39.1 / 38.9 (98-99% of peak); with ldc 2048: 38.0 / 37.8 -> 38.4 / 38.4.
+//    interleaved rounds, medians): the 4-step loop it replaced 38.8 / 38.4 GFLOP/s (beta 0 /
+//    beta 1), this one 39.1 / 38.9 (98-99% of peak); with ldc 2048: 38.0 / 37.8 -> 38.4 / 38.4.
 //  * the k loop alone on L1-resident panels: this loop reaches 37.9-39.6 GFLOP/s; the same with
 //    BLIS's order (two broadcast registers, the next B loaded under the last FMAs) 38.3-38.9,
 //    OpenBLAS's 8 x 12 form (vmovsldup / vmovshdup of A, vbroadcastsd of B pairs) 37.5-39.4,
@@ -285,10 +151,12 @@ FASTMLP_INLINE void packed_iters8(const float*& a, const float*& b, int64_t iter
 }
 #undef FASTMLP_K6x16
 
-// Iterations of 8 k steps left after the C tile is prefetched (24 k steps, as PF_C4 above).
+// Iterations of 8 k steps left after the C tile is prefetched (24 k steps), not at the loop's
+// start: over a kc = 384 loop the A and B streams (33 KiB) pass through Zen's 32 KiB L1 and evict
+// lines fetched that early (as the AVX-512 kernel's PF_C).
 constexpr int64_t PF_C8 = 3;
 
-[[maybe_unused]] void packed_tile_v2(const TileArgs& t) {
+void packed_tile(const TileArgs& t) {
     __m256 acc[6][2];
 #pragma GCC unroll 32
     for (int i = 0; i < 6; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
@@ -368,7 +236,7 @@ FASTMLP_INLINE void accumulate(const TileArgs& t, __m256 (&acc)[MR][NV], const _
     }
 }
 
-template <int MR, int NV, int AM, bool PACKED = false>
+template <int MR, int NV, int AM>
 void tile(const TileArgs& t) {
     __m256 acc[MR][NV];
 #pragma GCC unroll 32
@@ -376,13 +244,9 @@ void tile(const TileArgs& t) {
         for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_ps();
     __m256i mk[NV];
     make_masks<NV>(t.n, mk);
-    if (!PACKED)  // the packed loop prefetches C itself, near its end
-        for (int i = 0; i < MR; ++i)
-            if (i < t.m) _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc), _MM_HINT_T0);
-    static_assert(!PACKED || (MR == 6 && NV == 2), "packed loop is 6 x 16");
-    if constexpr (PACKED)  // packed B: zero-padded, full-width loads always in bounds
-        accumulate_packed_6x16(t, acc);
-    else if (t.n == 8 * NV)
+    for (int i = 0; i < MR; ++i)
+        if (i < t.m) _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc), _MM_HINT_T0);
+    if (t.n == 8 * NV)
         accumulate<MR, NV, AM, false>(t, acc, mk);
     else
         accumulate<MR, NV, AM, true>(t, acc, mk);
@@ -641,11 +505,7 @@ const KernelSet kSet = {
     "avx2",
     MR, 8 * NV,
     /*mc=*/72, /*kc=*/384, /*nc=*/1024,
-#if FASTMLP_AVX2_PACKED_V2
-    &packed_tile_v2,
-#else
-    &tile<MR, NV, A_PACKED, true>,
-#endif
+    &packed_tile,
     &pack_avx2,
     SMR,
     {8, 16},
