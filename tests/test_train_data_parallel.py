@@ -20,7 +20,11 @@ from test_small_path import data as _data, init as _init
 # an empty partition 1 (<= 16 rows: 3 * 33 + 5, 4 * 64 + 16) or a short one (3 * 32 + 20,
 # 2 * 100 + 31)
 EDGES = [(31, 31 * 3 + 7), (32, 32 * 3 + 20), (33, 33 * 3 + 5), (47, 47 * 2 + 17),
-         (64, 64 * 4 + 16), (64, 64 * 4 + 33), (100, 100 * 2 + 31), (129, 129 * 2 + 40)]
+         (64, 64 * 4 + 16), (64, 64 * 4 + 33), (100, 100 * 2 + 31), (129, 129 * 2 + 40),
+         # the 1-thread one-pass step (small_parts_step_impl): cuts at 16 (B 32, last 17), 48
+         # (B 96, last 65: partition 1 of 17 rows), both partitions past 64 rows (the dot-tile
+         # weight gradient: B 200, cut 112) and 256 (a skewed row stride)
+         (32, 32 * 3 + 17), (96, 96 * 2 + 65), (200, 200 * 2 + 150), (256, 256 + 1)]
 SIZES = (20, 64, 64, 1)
 
 

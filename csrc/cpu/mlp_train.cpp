@@ -78,6 +78,17 @@ SmallStepFn small_step_for_isa() {
     return small_step_generic;
 }
 
+SmallPartsStepFn small_parts_for_isa() {
+#ifdef FASTMLP_HAVE_X86_KERNELS
+    switch (current_isa()) {
+        case Isa::avx512: return small_parts_step_avx512;
+        case Isa::avx2: return small_parts_step_avx2;
+        default: break;
+    }
+#endif
+    return small_parts_step_generic;
+}
+
 SmallForwardFn small_forward_for_isa() {
 #ifdef FASTMLP_HAVE_X86_KERNELS
     switch (current_isa()) {
@@ -314,12 +325,12 @@ struct PartState {
     std::vector<float> g[kParts];  // mlp_grad_buffer_size(layers) each (the loss slot unused)
     double loss[kParts] = {0.0, 0.0};
     bool stop = false;  // the caller's should_stop, polled by thread 0 before a step
-    void init(const std::vector<MlpLayer>& layers, int64_t batch) {
+    void init(const std::vector<MlpLayer>& layers, int64_t batch, bool scratch) {
         int64_t lo, hi;
         small_part_rows(batch, 0, kParts, lo, hi);  // partition 0 is the larger
         const int64_t size = mlp_grad_buffer_size(layers);
         for (int64_t h = 0; h < kParts; ++h) {
-            ss[h].init(layers, hi - lo);
+            if (scratch) ss[h].init(layers, hi - lo);
             g[h].assign(size_t(size), 0.0f);
         }
     }
@@ -340,6 +351,34 @@ void part_grad(const std::vector<MlpLayer>& layers, PartState& p, int64_t h, Sma
     p.loss[h] = step(layers, p.ss[size_t(h)], X, Y, bidx + lo, hi - lo, rule, first, true, &sink);
 }
 
+// update_param (torch mode, no L2 term) from the gradient g0[j] + g1[j], summed element by element
+// in the loop (one float addition, as storing g0 + g1 first and updating from it: the same bits,
+// one pass over memory instead of two).
+void update_sum(float* p, const float* g0, const float* g1, float* buf, int64_t n,
+                const StepRule& r, bool first_step) {
+    const float lr = r.lr, m = r.momentum, wd = r.weight_decay, damp1 = 1.0f - r.dampening;
+    if (m == 0.0f) {
+        if (wd == 0.0f) {
+            for (int64_t j = 0; j < n; ++j) p[j] -= lr * (g0[j] + g1[j]);
+            return;
+        }
+        for (int64_t j = 0; j < n; ++j) {
+            float g = g0[j] + g1[j];
+            g += wd * p[j];
+            p[j] -= lr * g;
+        }
+        return;
+    }
+    for (int64_t j = 0; j < n; ++j) {
+        float g = g0[j] + g1[j];
+        if (wd != 0.0f) g += wd * p[j];
+        const float b = first_step ? g : m * buf[j] + damp1 * g;
+        buf[j] = b;
+        g = r.nesterov ? g + m * b : b;
+        p[j] -= lr * g;
+    }
+}
+
 // This thread's share of g = g0 (+ g1) and of the update (team_share: the same elements meet
 // the same loops whatever the team size).
 void part_update(const std::vector<MlpLayer>& layers, PartState& p, bool add1,
@@ -348,14 +387,21 @@ void part_update(const std::vector<MlpLayer>& layers, PartState& p, bool add1,
     const float* g1 = p.g[1].data();
     int64_t lo, hi;
     team_share(int64_t(p.g[0].size()) - 1, lo, hi);
-    if (add1)
-        for (int64_t j = lo; j < hi; ++j) g[j] += g1[j];
     int64_t off = 0;
     auto upd = [&](float* param, float* buf, int64_t n, bool frozen) {
         const int64_t a = std::max(lo, off), b = std::min(hi, off + n);
-        if (!frozen && b > a)
+        if (b <= a) {
+            off += n;
+            return;
+        }
+        if (frozen) {  // (no update: g0 + g1 is not needed)
+        } else if (add1) {
+            update_sum(param + (a - off), g + a, g1 + a, buf ? buf + (a - off) : nullptr, b - a,
+                       rule, first);
+        } else {
             update_param(param + (a - off), g + a, buf ? buf + (a - off) : nullptr, b - a, rule,
                          first, 0.0f);
+        }
         off += n;
     };
     for (const MlpLayer& ly : layers) {
@@ -364,12 +410,14 @@ void part_update(const std::vector<MlpLayer>& layers, PartState& p, bool add1,
     }
 }
 
-// The partitions of one batch on one thread, then the update. Returns the batch loss (no update
+// The partitions of one batch on one thread, in one pass (SmallPartsStepFn: the same bits as
+// part_grad on each, in ss, the whole batch's scratch), then the update. Returns the batch loss (no update
 // when it is not finite and !allow_nonfinite).
-double parts_step(const std::vector<MlpLayer>& layers, PartState& p, SmallStepFn step,
-                  const float* X, const float* Y, const int64_t* bidx, int64_t nb,
+double parts_step(const std::vector<MlpLayer>& layers, PartState& p, SmallPartsStepFn step,
+                  SmallScratch& ss, const float* X, const float* Y, const int64_t* bidx, int64_t nb,
                   const StepRule& rule, bool first, bool allow_nonfinite) {
-    for (int64_t h = 0; h < kParts; ++h) part_grad(layers, p, h, step, X, Y, bidx, nb, rule, first);
+    float* const buf[kParts] = {p.g[0].data(), p.g[1].data()};
+    step(layers, ss, X, Y, bidx, nb, buf, double(nb) * double(layers.back().out), p.loss);
     const double loss = p.loss[0] + p.loss[1];
     if (!std::isfinite(loss) && !allow_nonfinite) return loss;
     int64_t lo1, hi1;
@@ -486,8 +534,12 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
         parts = relu_parts(layers, small, dist, opt.mode, B, step_flops);
         team = small_team_threads(step_flops);
     }
-    if (parts > 1) ps.init(layers, B);  // (the partitions' scratch instead of the whole batch's)
-    else if (small) ss.init(layers, B);
+    // (a team runs the partitions' steps in their own scratch; one thread runs them in one pass
+    // over the whole batch's)
+    SmallPartsStepFn parts_fn = nullptr;
+    if (parts > 1) ps.init(layers, B, team > 1);
+    if (small && (parts == 1 || team == 1)) ss.init(layers, B);
+    if (parts > 1 && team == 1) parts_fn = small_parts_for_isa();
 
     // A non-finite loss at batch bi of epoch e: the result so far (no update for that batch).
     auto stop_nonfinite = [&](int64_t e, int64_t bi, double loss, double sum, int64_t used) {
@@ -643,8 +695,8 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
             const double loss =
                 dist  ? distributed_step(layers, small, small_step, ss, gs, X, Y, ord + start, nb, rule,
                                          first, opt)
-                : parts > 1 ? parts_step(layers, ps, small_step, X, Y, ord + start, nb, rule, first,
-                                         opt.allow_nonfinite)
+                : parts > 1 ? parts_step(layers, ps, parts_fn, ss, X, Y, ord + start, nb, rule,
+                                         first, opt.allow_nonfinite)
                 : small ? small_step(layers, ss, X, Y, ord + start, nb, rule, first, opt.allow_nonfinite, nullptr)
                       : gemm_step(layers, gs, X, Y, ord + start, nb, rule, first, opt.allow_nonfinite, nullptr);
             if (!std::isfinite(loss) && !opt.allow_nonfinite) return stop_nonfinite(e, bi, loss, sum, used);

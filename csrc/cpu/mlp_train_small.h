@@ -246,6 +246,27 @@ void small_forward_avx512(float*, const std::vector<MlpLayer>&, const float*, in
 
 double small_step_generic(const std::vector<MlpLayer>&, SmallScratch&, const float*, const float*,
                           const int64_t*, int64_t, const StepRule&, bool, bool, GradSink*);
+// The data-parallel partitions of one batch (torch mode, small_part_rows with parts = 2) in one
+// pass on one thread: X[idx[0..B)] gathered once, the forward, the output gradient and the input
+// gradients run once over the whole batch (each column, a sample, is computed alone: the same bits
+// as in its partition's own step), and only the batch reductions are done per partition h, over
+// its rows [lo, hi) in the order that partition's own step (small_step with a GradSink) takes:
+// the loss share into loss[h], the bias and weight gradients into buf[h] (GradSink layout,
+// normalised by `count`). The cut is a multiple of kLanes, so partition 1's columns start at a
+// column block and its pad columns are the batch's. Partition 1 empty: buf[1] untouched, loss[1] 0.
+using SmallPartsStepFn = void (*)(const std::vector<MlpLayer>& layers, SmallScratch& s,
+                                  const float* X, const float* Y, const int64_t* idx, int64_t B,
+                                  float* const* buf, double count, double* loss);
+void small_parts_step_generic(const std::vector<MlpLayer>&, SmallScratch&, const float*,
+                              const float*, const int64_t*, int64_t, float* const*, double,
+                              double*);
+#ifdef FASTMLP_HAVE_X86_KERNELS
+void small_parts_step_avx2(const std::vector<MlpLayer>&, SmallScratch&, const float*, const float*,
+                           const int64_t*, int64_t, float* const*, double, double*);
+void small_parts_step_avx512(const std::vector<MlpLayer>&, SmallScratch&, const float*,
+                             const float*, const int64_t*, int64_t, float* const*, double, double*);
+#endif
+
 #ifdef FASTMLP_HAVE_X86_KERNELS
 double small_step_avx2(const std::vector<MlpLayer>&, SmallScratch&, const float*, const float*,
                        const int64_t*, int64_t, const StepRule&, bool, bool, GradSink*);
@@ -314,6 +335,11 @@ inline void update_param(float* p, const float* grad, float* buf, int64_t n, con
     void FASTMLP_SMALL_FORWARD_NAME(float* out, const std::vector<MlpLayer>& layers,               \
                                     const float* X, int64_t n) {                                   \
         small_forward_impl(out, layers, X, n);                                                     \
+    }                                                                                              \
+    void FASTMLP_SMALL_PARTS_NAME(const std::vector<MlpLayer>& layers, SmallScratch& s,           \
+                                  const float* X, const float* Y, const int64_t* idx, int64_t B,   \
+                                  float* const* buf, double count, double* loss) {                 \
+        small_parts_step_impl(layers, s, X, Y, idx, B, buf, count, loss);                          \
     }                                                                                              \
     }
 
@@ -915,6 +941,104 @@ inline void forward_layers(const std::vector<MlpLayer>& layers, SmallScratch& s,
         dz = da;
     }
     return loss;
+}
+
+// The loss share of the columns [0, B) of P against yT (rows ld apart), as small_step_impl's:
+// squared errors in double, 8 partial sums by column index mod 8, combined in a fixed order.
+inline double sq_errors(const float* P, const float* yT, int64_t ld, int64_t d_out, int64_t B) {
+    double part[8] = {0.0};
+    for (int64_t o = 0; o < d_out; ++o) {
+        const float* po = P + o * ld;
+        const float* yo = yT + o * ld;
+        int64_t b = 0;
+        for (; b + 8 <= B; b += 8)
+            for (int64_t k = 0; k < 8; ++k) {
+                const double d = double(po[b + k]) - double(yo[b + k]);
+                part[k] += d * d;
+            }
+        for (; b < B; ++b) {
+            const double d = double(po[b]) - double(yo[b]);
+            part[b & 7] += d * d;
+        }
+    }
+    return ((part[0] + part[4]) + (part[2] + part[6])) + ((part[1] + part[5]) + (part[3] + part[7]));
+}
+
+// SmallPartsStepFn. Outside a team (one thread). Each partition's reductions repeat, on its
+// columns [lo, lo + Bh) of the whole batch's buffers, what small_step_impl does with a sink on
+// that partition alone (pad columns [Bh, Bph) of partition 1 are the batch's pad [B, Bp): zero
+// in dz and da, the same forward of zero inputs in the activations).
+[[maybe_unused]] void small_parts_step_impl(const std::vector<MlpLayer>& layers, SmallScratch& s,
+                                            const float* X, const float* Y, const int64_t* idx,
+                                            int64_t B, float* const* buf, double count,
+                                            double* loss_out) {
+    assert(!in_small_team());
+    const int64_t L = int64_t(layers.size());
+    const int64_t ld = s.ld;
+    const int64_t Bp = (B + kLanes - 1) / kLanes * kLanes;
+    const int64_t d_in = layers[0].in, d_out = layers[L - 1].out;
+    int64_t plo[2], phi[2];
+    for (int64_t h = 0; h < 2; ++h) small_part_rows(B, h, 2, plo[h], phi[h]);
+    const int64_t nparts = phi[1] > plo[1] ? 2 : 1;
+    loss_out[0] = loss_out[1] = 0.0;
+
+    gather_rows(s.act[0], ld, X, d_in, idx, B, Bp);
+    gather_rows(s.yT, ld, Y, d_out, idx, B, Bp);
+    forward_layers(layers, s, Bp);
+
+    const float* P = s.act[size_t(L)];
+    float* dz = s.d0;
+    for (int64_t h = 0; h < nparts; ++h)
+        loss_out[h] = sq_errors(P + plo[h], s.yT + plo[h], ld, d_out, phi[h] - plo[h]) / count;
+    {
+        const float scale = float(2.0 / count);
+        const bool last_relu = layers[size_t(L - 1)].relu;
+        for (int64_t o = 0; o < d_out; ++o) {
+            const float* po = P + o * ld;
+            const float* yo = s.yT + o * ld;
+            float* d = dz + o * ld;
+            for (int64_t b = 0; b < B; ++b) {
+                const float g = scale * (po[b] - yo[b]);
+                d[b] = last_relu && !(po[b] > 0.0f) ? 0.0f : g;
+            }
+            for (int64_t b = B; b < Bp; ++b) d[b] = 0.0f;
+        }
+    }
+
+    float* sink_end[2] = {nullptr, nullptr};
+    for (int64_t h = 0; h < nparts; ++h) sink_end[h] = buf[h] + mlp_grad_buffer_size(layers) - 1;
+    for (int64_t l = L - 1; l >= 0; --l) {
+        const MlpLayer& ly = layers[size_t(l)];
+        const float* a = s.act[size_t(l)];
+        const int64_t lda = (ly.in + kVW - 1) / kVW * kVW;
+        float* da = dz == s.d0 ? s.d1 : s.d0;
+        if (l > 0) {
+            BcastEpi e;
+            if (layers[size_t(l - 1)].relu) {
+                e.mask = a;
+                e.ldm = ld;
+            }
+            bcast_product<false>(da, ld, ly.weight, 1, ly.in, dz, ld, ly.in, ly.out, Bp, e);
+        }
+        for (int64_t h = 0; h < nparts; ++h) {
+            const int64_t lo = plo[h], Bh = phi[h] - plo[h];
+            const int64_t Bph = (Bh + kLanes - 1) / kLanes * kLanes;
+            float* gb_slot = ly.bias ? sink_end[h] - ly.out : nullptr;
+            float* g_slot = sink_end[h] - (ly.bias ? ly.out : 0) - ly.in * ly.out;
+            sink_end[h] = g_slot;
+            if (gb_slot)
+                for (int64_t o = 0; o < ly.out; ++o) gb_slot[o] = sum_lanes(dz + o * ld + lo, Bph);
+            if (Bph <= 64) {
+                simd_vf::transpose(s.at, lda, a + lo, ld, ly.in, Bph);
+                GwOut out;
+                out.g = g_slot;
+                gw_product(dz + lo, ld, s.at, lda, ly.out, ly.in, Bh, out);
+            } else {
+                dot_product(g_slot, ly.in, dz + lo, a + lo, ld, ly.out, ly.in, Bph);
+            }
+        }
+        dz = da;
+    }
 }
 
 }  // namespace

@@ -3,4 +3,5 @@
 
 #define FASTMLP_SMALL_STEP_NAME small_step_generic
 #define FASTMLP_SMALL_FORWARD_NAME small_forward_generic
+#define FASTMLP_SMALL_PARTS_NAME small_parts_step_generic
 FASTMLP_SMALL_STEP_BODY
