@@ -351,34 +351,6 @@ void part_grad(const std::vector<MlpLayer>& layers, PartState& p, int64_t h, Sma
     p.loss[h] = step(layers, p.ss[size_t(h)], X, Y, bidx + lo, hi - lo, rule, first, true, &sink);
 }
 
-// update_param (torch mode, no L2 term) from the gradient g0[j] + g1[j], summed element by element
-// in the loop (one float addition, as storing g0 + g1 first and updating from it: the same bits,
-// one pass over memory instead of two).
-void update_sum(float* p, const float* g0, const float* g1, float* buf, int64_t n,
-                const StepRule& r, bool first_step) {
-    const float lr = r.lr, m = r.momentum, wd = r.weight_decay, damp1 = 1.0f - r.dampening;
-    if (m == 0.0f) {
-        if (wd == 0.0f) {
-            for (int64_t j = 0; j < n; ++j) p[j] -= lr * (g0[j] + g1[j]);
-            return;
-        }
-        for (int64_t j = 0; j < n; ++j) {
-            float g = g0[j] + g1[j];
-            g += wd * p[j];
-            p[j] -= lr * g;
-        }
-        return;
-    }
-    for (int64_t j = 0; j < n; ++j) {
-        float g = g0[j] + g1[j];
-        if (wd != 0.0f) g += wd * p[j];
-        const float b = first_step ? g : m * buf[j] + damp1 * g;
-        buf[j] = b;
-        g = r.nesterov ? g + m * b : b;
-        p[j] -= lr * g;
-    }
-}
-
 // This thread's share of g = g0 (+ g1) and of the update (team_share: the same elements meet
 // the same loops whatever the team size).
 void part_update(const std::vector<MlpLayer>& layers, PartState& p, bool add1,
@@ -396,8 +368,8 @@ void part_update(const std::vector<MlpLayer>& layers, PartState& p, bool add1,
         }
         if (frozen) {  // (no update: g0 + g1 is not needed)
         } else if (add1) {
-            update_sum(param + (a - off), g + a, g1 + a, buf ? buf + (a - off) : nullptr, b - a,
-                       rule, first);
+            update_param_sum(param + (a - off), g + a, g1 + a, buf ? buf + (a - off) : nullptr,
+                             b - a, rule, first, 0.0f);
         } else {
             update_param(param + (a - off), g + a, buf ? buf + (a - off) : nullptr, b - a, rule,
                          first, 0.0f);
@@ -411,8 +383,8 @@ void part_update(const std::vector<MlpLayer>& layers, PartState& p, bool add1,
 }
 
 // The partitions of one batch on one thread, in one pass (SmallPartsStepFn: the same bits as
-// part_grad on each, in ss, the whole batch's scratch), then the update. Returns the batch loss (no update
-// when it is not finite and !allow_nonfinite).
+// part_grad on each, in ss, the whole batch's scratch), then the update. Returns the batch loss
+// (no update when it is not finite and !allow_nonfinite).
 double parts_step(const std::vector<MlpLayer>& layers, PartState& p, SmallPartsStepFn step,
                   SmallScratch& ss, const float* X, const float* Y, const int64_t* bidx, int64_t nb,
                   const StepRule& rule, bool first, bool allow_nonfinite) {
@@ -547,6 +519,27 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
         return res;
     };
 
+    // The end of an epoch run on a team (thread 0's tally, read after the region): true when the
+    // run stops there (res is then the result).
+    struct TeamEpoch {
+        bool stopped = false, bad = false;
+        int64_t bad_batch = 0, steps = 0;
+        double bad_loss = 0.0;
+    };
+    auto end_team_epoch = [&](const TeamEpoch& te, int64_t e, double sum, int64_t used) {
+        res.steps += te.steps;
+        if (te.stopped) {
+            res.interrupted = true;
+            return true;
+        }
+        if (te.bad) {
+            stop_nonfinite(e, te.bad_batch, te.bad_loss, sum, used);
+            return true;
+        }
+        res.epoch_loss.push_back(used ? sum / double(used) : std::numeric_limits<double>::quiet_NaN());
+        return false;
+    };
+
     std::vector<int64_t> order(static_cast<size_t>(n));
     bool first = opt.first_step;
     for (int64_t e = 0; e < epochs; ++e) {
@@ -569,10 +562,7 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
             // Thread 0 polls should_stop before a step (read by all after the first barrier:
             // the threads leave together, before that step's update); a non-finite loss is seen
             // by all after the first barrier. Bookkeeping on thread 0 (the same on all).
-            bool stopped = false, bad = false;
-            int64_t bad_batch = 0;
-            double bad_loss = 0.0;
-            int64_t steps = 0;
+            TeamEpoch te;
             ps.stop = false;
             TeamBarrier bar(team, 20000);  // (omp_team.h; two a step, as mlp_fit's partitions)
 #pragma omp parallel num_threads(team)
@@ -592,9 +582,9 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
                     const double loss = ps.loss[0] + ps.loss[1];
                     if (!std::isfinite(loss) && !opt.allow_nonfinite) {
                         if (tid == 0) {
-                            bad = true;
-                            bad_batch = bi;
-                            bad_loss = loss;
+                            te.bad = true;
+                            te.bad_batch = bi;
+                            te.bad_loss = loss;
                         }
                         break;
                     }
@@ -610,22 +600,15 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
                     tused += nb;
                 }
                 if (tid == 0) {
-                    stopped = bi < nbatches && ps.stop;
+                    te.stopped = bi < nbatches && ps.stop;
                     first = f;
                     sum = tsum;
                     used = tused;
-                    steps = tsteps;
+                    te.steps = tsteps;
                 }
             }
             ps.stop = false;
-            res.steps += steps;
-            if (stopped) {
-                res.interrupted = true;
-                return res;
-            }
-            if (bad) return stop_nonfinite(e, bad_batch, bad_loss, sum, used);
-            res.epoch_loss.push_back(used ? sum / double(used)
-                                          : std::numeric_limits<double>::quiet_NaN());
+            if (end_team_epoch(te, e, sum, used)) return res;
             continue;
         }
         if (team > 1) {
@@ -633,10 +616,7 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
             // every step, the step's products split over the team; should_stop is polled by the
             // step's gather thread, a non-finite loss is seen by all after a barrier, so the
             // threads leave the loop together. Bookkeeping on thread 0 (the same values on all).
-            bool stopped = false, bad = false;
-            int64_t bad_batch = 0;
-            double bad_loss = 0.0;
-            int64_t steps = 0;
+            TeamEpoch te;
             ss.poll = opt.should_stop;
             ss.poll_ctx = opt.stop_ctx;
 #pragma omp parallel num_threads(team)
@@ -652,9 +632,9 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
                     if (t_small_stop) break;  // (this thread's copy: ss.stop may be the next step's)
                     if (!std::isfinite(loss) && !opt.allow_nonfinite) {
                         if (omp_get_thread_num() == 0) {
-                            bad = true;
-                            bad_batch = bi;
-                            bad_loss = loss;
+                            te.bad = true;
+                            te.bad_batch = bi;
+                            te.bad_loss = loss;
                         }
                         break;
                     }
@@ -664,24 +644,17 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
                     tused += nb;
                 }
                 if (omp_get_thread_num() == 0) {
-                    stopped = bi < nbatches && t_small_stop;
+                    te.stopped = bi < nbatches && t_small_stop;
                     first = f;
                     sum = tsum;
                     used = tused;
-                    steps = tsteps;
+                    te.steps = tsteps;
                 }
             }
             ss.poll = nullptr;
             ss.stop = false;
             t_small_stop = false;
-            res.steps += steps;
-            if (stopped) {
-                res.interrupted = true;
-                return res;
-            }
-            if (bad) return stop_nonfinite(e, bad_batch, bad_loss, sum, used);
-            res.epoch_loss.push_back(used ? sum / double(used)
-                                          : std::numeric_limits<double>::quiet_NaN());
+            if (end_team_epoch(te, e, sum, used)) return res;
             continue;
         }
         for (int64_t bi = 0; bi < nbatches; ++bi) {
