@@ -802,6 +802,45 @@ inline void forward_layers(const std::vector<MlpLayer>& layers, SmallScratch& s,
     }
 }
 
+// The squared errors of the columns [0, B) of P against yT (rows ld apart): in double, 8 partial
+// sums by column index mod 8, combined in a fixed order (small_step_impl's loss, and each
+// partition's share in small_parts_step_impl).
+inline double sq_errors(const float* P, const float* yT, int64_t ld, int64_t d_out, int64_t B) {
+    double part[8] = {0.0};
+    for (int64_t o = 0; o < d_out; ++o) {
+        const float* po = P + o * ld;
+        const float* yo = yT + o * ld;
+        int64_t b = 0;
+        for (; b + 8 <= B; b += 8)
+            for (int64_t k = 0; k < 8; ++k) {
+                const double d = double(po[b + k]) - double(yo[b + k]);
+                part[k] += d * d;
+            }
+        for (; b < B; ++b) {
+            const double d = double(po[b]) - double(yo[b]);
+            part[b & 7] += d * d;
+        }
+    }
+    return ((part[0] + part[4]) + (part[2] + part[6])) + ((part[1] + part[5]) + (part[3] + part[7]));
+}
+
+// The output gradient dz (d_out rows ld apart) = scale * (P - yT) on the columns [0, B), pad
+// columns [B, Bp) zero. A net that ends in ReLU: dLoss/dZ = dLoss/dP * (P > 0), as relu_backward
+// (NaN gives 0).
+inline void output_grad(float* dz, const float* P, const float* yT, int64_t ld, int64_t d_out,
+                        int64_t B, int64_t Bp, float scale, bool last_relu) {
+    for (int64_t o = 0; o < d_out; ++o) {
+        const float* po = P + o * ld;
+        const float* yo = yT + o * ld;
+        float* d = dz + o * ld;
+        for (int64_t b = 0; b < B; ++b) {
+            const float g = scale * (po[b] - yo[b]);
+            d[b] = last_relu && !(po[b] > 0.0f) ? 0.0f : g;
+        }
+        for (int64_t b = B; b < Bp; ++b) d[b] = 0.0f;
+    }
+}
+
 // One step (SmallStepFn). Inside a SmallTeam every thread of it calls this with the same
 // arguments: products split over the team, the serial bits in team_single, every decision taken
 // from shared values (s.stop, s.loss) after a barrier, so all threads agree.
@@ -833,24 +872,7 @@ inline void forward_layers(const std::vector<MlpLayer>& layers, SmallScratch& s,
     const float* P = s.act[size_t(L)];
     float* dz = s.d0;
     team_single([&] {
-        // Squared errors in double, 8 partial sums over the batch, combined in a fixed order.
-        double part[8] = {0.0};
-        for (int64_t o = 0; o < d_out; ++o) {
-            const float* po = P + o * ld;
-            const float* yo = s.yT + o * ld;
-            int64_t b = 0;
-            for (; b + 8 <= B; b += 8)
-                for (int64_t k = 0; k < 8; ++k) {
-                    const double d = double(po[b + k]) - double(yo[b + k]);
-                    part[k] += d * d;
-                }
-            for (; b < B; ++b) {
-                const double d = double(po[b]) - double(yo[b]);
-                part[b & 7] += d * d;
-            }
-        }
-        const double sq = ((part[0] + part[4]) + (part[2] + part[6])) +
-                          ((part[1] + part[5]) + (part[3] + part[7]));
+        const double sq = sq_errors(P, s.yT, ld, d_out, B);
         const double count = sink ? sink->count : double(B) * double(d_out);
         double loss;
         float scale;
@@ -866,18 +888,7 @@ inline void forward_layers(const std::vector<MlpLayer>& layers, SmallScratch& s,
         }
         s.loss = loss;
         if (!sink && !std::isfinite(loss) && !allow_nonfinite) return;
-        // A net that ends in ReLU: dLoss/dZ = dLoss/dP * (P > 0), as relu_backward (NaN gives 0).
-        const bool last_relu = layers[size_t(L - 1)].relu;
-        for (int64_t o = 0; o < d_out; ++o) {
-            const float* po = P + o * ld;
-            const float* yo = s.yT + o * ld;
-            float* d = dz + o * ld;
-            for (int64_t b = 0; b < B; ++b) {
-                const float g = scale * (po[b] - yo[b]);
-                d[b] = last_relu && !(po[b] > 0.0f) ? 0.0f : g;
-            }
-            for (int64_t b = B; b < Bp; ++b) d[b] = 0.0f;
-        }
+        output_grad(dz, P, s.yT, ld, d_out, B, Bp, scale, layers[size_t(L - 1)].relu);
     });
     const double loss = s.loss;
     if (!sink && !std::isfinite(loss) && !allow_nonfinite) return loss;
@@ -957,27 +968,6 @@ inline void forward_layers(const std::vector<MlpLayer>& layers, SmallScratch& s,
     return loss;
 }
 
-// The loss share of the columns [0, B) of P against yT (rows ld apart), as small_step_impl's:
-// squared errors in double, 8 partial sums by column index mod 8, combined in a fixed order.
-inline double sq_errors(const float* P, const float* yT, int64_t ld, int64_t d_out, int64_t B) {
-    double part[8] = {0.0};
-    for (int64_t o = 0; o < d_out; ++o) {
-        const float* po = P + o * ld;
-        const float* yo = yT + o * ld;
-        int64_t b = 0;
-        for (; b + 8 <= B; b += 8)
-            for (int64_t k = 0; k < 8; ++k) {
-                const double d = double(po[b + k]) - double(yo[b + k]);
-                part[k] += d * d;
-            }
-        for (; b < B; ++b) {
-            const double d = double(po[b]) - double(yo[b]);
-            part[b & 7] += d * d;
-        }
-    }
-    return ((part[0] + part[4]) + (part[2] + part[6])) + ((part[1] + part[5]) + (part[3] + part[7]));
-}
-
 // SmallPartsStepFn. Outside a team (one thread). Each partition's reductions repeat, on its
 // columns [lo, lo + Bh) of the whole batch's buffers, what small_step_impl does with a sink on
 // that partition alone (pad columns [Bh, Bph) of partition 1 are the batch's pad [B, Bp): zero
@@ -1004,20 +994,7 @@ inline double sq_errors(const float* P, const float* yT, int64_t ld, int64_t d_o
     float* dz = s.d0;
     for (int64_t h = 0; h < nparts; ++h)
         loss_out[h] = sq_errors(P + plo[h], s.yT + plo[h], ld, d_out, phi[h] - plo[h]) / count;
-    {
-        const float scale = float(2.0 / count);
-        const bool last_relu = layers[size_t(L - 1)].relu;
-        for (int64_t o = 0; o < d_out; ++o) {
-            const float* po = P + o * ld;
-            const float* yo = s.yT + o * ld;
-            float* d = dz + o * ld;
-            for (int64_t b = 0; b < B; ++b) {
-                const float g = scale * (po[b] - yo[b]);
-                d[b] = last_relu && !(po[b] > 0.0f) ? 0.0f : g;
-            }
-            for (int64_t b = B; b < Bp; ++b) d[b] = 0.0f;
-        }
-    }
+    output_grad(dz, P, s.yT, ld, d_out, B, Bp, float(2.0 / count), layers[size_t(L - 1)].relu);
 
     float* sink_end[2] = {nullptr, nullptr};
     for (int64_t h = 0; h < nparts; ++h) sink_end[h] = buf[h] + mlp_grad_buffer_size(layers) - 1;
