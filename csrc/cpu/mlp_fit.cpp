@@ -628,11 +628,8 @@ int64_t data_parallel_parts(bool small, bool dist, int64_t batch_size, double st
     return kParts;
 }
 
-// Partition h's rows [lo, hi) of a batch of B rows split in `parts` (1 or 2): the cut at
-// ceil(B / 2) rounded up to a multiple of 16, as the ReLU trainer's (detail::small_part_rows).
-void part_rows(int64_t B, int64_t h, int64_t parts, int64_t& lo, int64_t& hi) {
-    detail::small_part_rows(B, h, parts, lo, hi);
-}
+// Partition h's rows [lo, hi) of a batch: detail::small_part_rows, the ReLU trainer's cut.
+using detail::small_part_rows;
 
 // The rows [lo, hi) of the batch bidx[0..B) (den: the loss_denominator of the whole batch):
 // targets into s, the forward (small path: ss not null; dropout masks drawn by global row, row0 =
@@ -774,7 +771,7 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
     // step, the whole batch 89 us); a team runs them one per thread.
     const bool one_pass = parts > 1 && team == 1;
     int64_t part_max = (B_full + world - 1) / world, lo0 = 0;
-    if (parts > 1 && !one_pass) part_rows(B_full, 0, parts, lo0, part_max);  // (0 the larger)
+    if (parts > 1 && !one_pass) small_part_rows(B_full, 0, parts, lo0, part_max);  // (0 the larger)
     Scratch s, s1;
     s.init(layers, part_max, index_targets);
     if (parts > 1) s1.init(layers, one_pass ? 1 : part_max, index_targets);
@@ -837,7 +834,7 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
                     if (tid < parts) {
                         detail::SmallTeamAlone alone;
                         int64_t lo, hi;
-                        part_rows(B, tid, parts, lo, hi);
+                        small_part_rows(B, tid, parts, lo, hi);
                         const double den = loss_denominator(data, bidx, B, d_out, opt);
                         double lp = rows_step(layers, *part_s[tid], part_ss[tid], data, bidx, lo,
                                               hi, den, opt, t.step);
@@ -847,7 +844,7 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
                     bar.wait();
                     const double loss = part_loss[0] + part_loss[1];
                     int64_t lo1, hi1;
-                    part_rows(B, 1, parts, lo1, hi1);
+                    small_part_rows(B, 1, parts, lo1, hi1);
                     if (!std::isfinite(loss) && !opt.allow_nonfinite) {
                         t.bad = t.batch;
                         if (tid == 0) team_loss = loss;
@@ -932,7 +929,7 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
             // (partitions here are one_pass: a team > 1 ran them above, one per thread)
             if (one_pass) {
                 int64_t lo1, hi1;
-                part_rows(B, 1, parts, lo1, hi1);
+                small_part_rows(B, 1, parts, lo1, hi1);
                 part_loss[0] = split_step(layers, s, ss, data, bidx, B, lo1, den, opt, step,
                                           s1.grads.data(), part_loss[1]);
                 part_loss[0] += l2_loss_term(layers, opt, B);

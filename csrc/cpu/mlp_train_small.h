@@ -841,6 +841,20 @@ inline void output_grad(float* dz, const float* P, const float* yT, int64_t ld, 
     }
 }
 
+// Layer l's input gradient (l > 0, read before its weights change): da (in, Bp) = W^T @ dz,
+// masked by the ReLU of layer l - 1 (a: that ReLU's output, feature-major, ld apart). The
+// whole-batch step and the partitions' one-pass step both run it over the whole padded batch.
+inline void input_grad(float* da, const std::vector<MlpLayer>& layers, int64_t l, const float* a,
+                       const float* dz, int64_t ld, int64_t Bp) {
+    const MlpLayer& ly = layers[size_t(l)];
+    BcastEpi e;
+    if (layers[size_t(l - 1)].relu) {
+        e.mask = a;
+        e.ldm = ld;
+    }
+    bcast_product<false>(da, ld, ly.weight, 1, ly.in, dz, ld, ly.in, ly.out, Bp, e);
+}
+
 // One step (SmallStepFn). Inside a SmallTeam every thread of it calls this with the same
 // arguments: products split over the team, the serial bits in team_single, every decision taken
 // from shared values (s.stop, s.loss) after a barrier, so all threads agree.
@@ -920,14 +934,7 @@ inline void output_grad(float* dz, const float* P, const float* yT, int64_t ld, 
         const int64_t lda = (ly.in + kVW - 1) / kVW * kVW;
         // Input gradient (before W changes): da (in, Bp) = W^T @ dz, masked by the ReLU below.
         float* da = dz == s.d0 ? s.d1 : s.d0;
-        if (l > 0) {
-            BcastEpi e;
-            if (layers[size_t(l - 1)].relu) {
-                e.mask = a;
-                e.ldm = ld;
-            }
-            bcast_product<false>(da, ld, ly.weight, 1, ly.in, dz, ld, ly.in, ly.out, Bp, e);
-        }
+        if (l > 0) input_grad(da, layers, l, a, dz, ld, Bp);
         team_single([&] {
             // Bias gradient gb (out), then its update (the bias is not read again in this step).
             if (ly.bias)
@@ -1003,14 +1010,7 @@ inline void output_grad(float* dz, const float* P, const float* yT, int64_t ld, 
         const float* a = s.act[size_t(l)];
         const int64_t lda = (ly.in + kVW - 1) / kVW * kVW;
         float* da = dz == s.d0 ? s.d1 : s.d0;
-        if (l > 0) {
-            BcastEpi e;
-            if (layers[size_t(l - 1)].relu) {
-                e.mask = a;
-                e.ldm = ld;
-            }
-            bcast_product<false>(da, ld, ly.weight, 1, ly.in, dz, ld, ly.in, ly.out, Bp, e);
-        }
+        if (l > 0) input_grad(da, layers, l, a, dz, ld, Bp);
         for (int64_t h = 0; h < nparts; ++h) {
             const int64_t lo = plo[h], Bh = phi[h] - plo[h];
             const int64_t Bph = (Bh + kLanes - 1) / kLanes * kLanes;
