@@ -15,9 +15,13 @@ from test_small_path import data as _data, init as _init
 
 
 # (sizes, batch, n, options): steps of 250 kFLOP or more (kSmallTeamMinFlops), so that every one
-# runs on a team at 2 threads
+# runs on a team at 2 threads on the AVX2 and generic paths; on AVX-512 a step without the
+# data-parallel halves (batch < 32, sklearn mode, a layer over 8192 weights) takes the tile team
+# from 1.5 MFLOP (kTileTeamMinFlopsAvx512), which the 160-wide and the 128 x 96 cases reach
 RELU_CASES = [
     ((20, 64, 64, 1), 16, 200, {}),
+    ((20, 160, 160, 1), 16, 120, {}),
+    ((13, 128, 96, 2), 37, 150, {"mode": "sklearn", "momentum": 0.9, "alpha": 1e-3}),
     ((20, 64, 64, 1), 64, 300, {"momentum": 0.9, "nesterov": True}),
     ((20, 96, 48, 3), 100, 250, {"momentum": 0.5, "dampening": 0.1, "weight_decay": 1e-3}),
     ((13, 40, 40, 2), 37, 150, {"mode": "sklearn", "momentum": 0.9, "alpha": 1e-3}),
@@ -63,7 +67,7 @@ def test_relu_trainer_team_nonfinite_stop(threads):
     # a diverging rate: the team stops at the same batch as one thread, before its update
     out = []
     for t in (1, 2):
-        p, r = _relu_train(t, (20, 64, 64, 1), 16, 400, {}, epochs=3, lr=1e3)
+        p, r = _relu_train(t, (20, 160, 160, 1), 16, 400, {}, epochs=3, lr=1e3)
         assert r["nonfinite"] is not None
         out.append((p, r))
     _same(out[0][0], out[1][0])
@@ -99,6 +103,8 @@ FIT_CASES = [
     # barrier where it does not (the three dZ buffers); a partial last batch
     ([16, 48, 48, 48, 2], nn.Tanh, "mse", "adam", {}, 64, 200, 0.0, False),
     ([12, 40, 40, 3], nn.GELU, "huber", "adam", {}, 48, 170, 0.0, False),
+    # a batch under 32 (no halves) over 1.5 MFLOP a step: the tile team on every path
+    ([20, 160, 160, 2], nn.Tanh, "mse", "adam", {}, 16, 120, 0.0, False),
     # LayerNorm chains go to the gemm path; bitwise there too
     ([6, 64, 64, 1], nn.Tanh, "huber", "adam", {}, 64, 200, 0.0, True),
 ]

@@ -764,7 +764,7 @@ FitResult mlp_fit(const std::vector<FitLayer>& layers, const FitData& data, int6
     const int64_t parts = data_parallel_parts(small, dist, B_full, step_flops);
     // The small path's team (mlp_train_small.h), by the flops of a full step; one process only.
     int team = 1;
-    if (small && !dist) team = detail::small_team_threads(step_flops);
+    if (small && !dist) team = detail::small_team_threads(step_flops, parts > 1);
     // One thread computes the partitions in one pass over the whole batch (split_step: the
     // per-column work once, the sums over the batch per partition), the same bits as one after
     // the other at less cost (measured, 6-64-64-1 b64, 1 thread: the partitions in turn 99 us a

@@ -504,7 +504,7 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
         double step_flops = 0.0;
         for (const MlpLayer& l : layers) step_flops += 6.0 * double(l.in) * double(l.out) * double(B);
         parts = relu_parts(layers, small, dist, opt.mode, B, step_flops);
-        team = small_team_threads(step_flops);
+        team = small_team_threads(step_flops, parts > 1);
     }
     // (a team runs the partitions' steps in their own scratch; one thread runs them in one pass
     // over the whole batch's)

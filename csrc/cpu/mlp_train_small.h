@@ -119,9 +119,25 @@ inline void small_part_rows(int64_t B, int64_t h, int64_t parts, int64_t& lo, in
 // repeats, 2 threads / 1): 20-32-32-1 b16 0.52, 20-64-64-1 b16 0.37 and b64 0.91, 6-64-64-1
 // Tanh/Huber/Adam b64 1.17 - on a loaded machine a barrier waits for a descheduled partner, so
 // these are lower bounds; a quiet machine has not been available to place it better.
+//
+// That threshold is the data-parallel halves' (2 barriers a step, relu_parts / mlp_fit's
+// data_parallel_parts). A step without halves (a batch under 32 rows, sklearn mode, a layer over
+// 8192 weights) splits every product between barriers, and on the AVX-512 path the products run
+// about 2.5x faster a core than on AVX2 while the barriers cost the same, so that tile team pays
+// from a larger step there: kTileTeamMinFlopsAvx512. Measured on a 2-core AMD EPYC Zen 4
+// (AVX-512, 2026-12-02, a noisy VM, min of 3 whole epochs, 1 thread vs 2 alternating, 2 runs,
+// us a step, batch 16): 20-48-48-1 (318 kFLOP) 5.2-7.1 vs 9.3-9.8, 20-64-64-1 (522 kFLOP)
+// 8.5-10.9 vs 10.6-14.1, 20-96-96-1 (1.08 MFLOP) 15.1-20.0 vs 16.5-18.4, 20-128-128-1
+// (1.85 MFLOP) 24-30 vs 23-26, 20-192-192-1 (3.9 MFLOP) 51-53 vs 42-50. The AVX2 and generic
+// paths keep 250 kFLOP. The thread count never changes the bits, so this is speed only.
 constexpr double kSmallTeamMinFlops = 2.5e5;
-inline int small_team_threads(double step_flops) {
-    if (step_flops < kSmallTeamMinFlops) return 1;
+constexpr double kTileTeamMinFlopsAvx512 = 1.5e6;
+inline int small_team_threads(double step_flops, bool halves) {
+    double min_flops = kSmallTeamMinFlops;
+#ifdef FASTMLP_HAVE_X86_KERNELS
+    if (!halves && current_isa() == Isa::avx512) min_flops = kTileTeamMinFlopsAvx512;
+#endif
+    if (step_flops < min_flops) return 1;
     return threads_for(1.0e30);  // the library's thread count (and its fork-safety bookkeeping)
 }
 
