@@ -147,6 +147,27 @@ def test_backward_matches_float64(kind, cpu_path):
     assert not bad.any(), (kind, z[fin][bad][:5], d[fin][bad][:5], r[fin][bad][:5])
 
 
+
+def _gelu64(z):
+    """x * Phi(x) in float64 (GELU(+inf) = inf, GELU(-inf) = NaN as in PyTorch), cast to z's dtype."""
+    x = z.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        y = np.array([v * 0.5 * math.erfc(-v / math.sqrt(2.0)) for v in x.ravel()]).reshape(x.shape)
+    y[np.isneginf(x)] = np.nan
+    return y.astype(z.dtype)
+
+
+def _gelu_limit(want, z):
+    """PyTorch's exact GELU with GELU(+inf) = inf * Phi(inf) = inf, the limit: PyTorch's scalar
+    and AVX2 kernels give inf there, its AVX-512 kernel NaN (torch 2.13 on an AMD Zen 4);
+    fastmlp gives inf on every CPU path."""
+    want = want.copy()
+    at = z == np.inf
+    assert (np.isnan(want[at]) | (want[at] == np.inf)).all()
+    want[at] = np.inf
+    return want
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_nan_and_inf_as_torch(kind, cpu_path):
     p0, p1 = PARAMS.get(kind, (0.0, 0.0))
@@ -159,7 +180,8 @@ def test_nan_and_inf_as_torch(kind, cpu_path):
           "silu": TF.silu, "leaky_relu": lambda t: TF.leaky_relu(t, p0), "elu": lambda t: TF.elu(t, p0),
           "softplus": lambda t: TF.softplus(t, p0, p1), "hardtanh": lambda t: TF.hardtanh(t, p0, p1)}[kind]
     yt = tf(zt)
-    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-6, atol=1e-7, equal_nan=True)
+    want = _gelu_limit(yt.detach().numpy(), z) if kind == "gelu" else yt.detach().numpy()
+    np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-7, equal_nan=True)
     if kind == "relu":
         return  # fastmlp's ReLU gradient at NaN is 0 (the fused trainers' mask rule)
     yt.backward(torch.ones_like(yt))
@@ -286,8 +308,15 @@ def test_functions_match_torch(name, fn, kw, dtype):
     yt.backward(torch.tensor(g))
     rtol = 2e-6 if dtype == "float32" else 1e-12
     assert y.dtype == x.dtype
-    np.testing.assert_allclose(y.detach().numpy(), yt.detach().numpy(), rtol=rtol, atol=rtol * 0.1,
-                               equal_nan=True)
+    want = yt.detach().numpy()
+    if name.lower() == "gelu":
+        # PyTorch's AVX-512 GELU is also 0.1-0.5% off in the far negative tail (x ~ -4: -2.2442e-4
+        # where x * Phi(x) is -2.2415e-4): the exact values in float64 are the reference there,
+        # PyTorch's within 1%
+        np.testing.assert_allclose(y.detach().numpy(), _gelu_limit(want, a), rtol=1e-2, atol=1e-6,
+                                   equal_nan=True)
+        want = _gelu64(a)
+    np.testing.assert_allclose(y.detach().numpy(), want, rtol=rtol, atol=rtol * 0.1, equal_nan=True)
     np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=rtol * 3, atol=rtol,
                                equal_nan=True)
 
