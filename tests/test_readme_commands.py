@@ -85,6 +85,14 @@ SMALLEST = {
     "--paths avx2 --libs fastmlp,ort --kinds infer,predict --rounds 2":
         "{py} bench/grid.py --widths 16 --batches 1,16 --threads 2 --heads 1 --libs fastmlp "
         "--kinds infer,predict --rounds 1 --budget 1e6 --settle 0 --no-plot --out bench-results",
+    "python bench/grid.py --widths 8,16,32,64,128,256,512,1024 --batches 16,64,256,1024 --threads 1,2 "
+    "--heads 1 --paths avx512 --kinds fit/fastmlp,scan/jax,step/torch --rounds 2":
+        "{py} bench/grid.py --widths 8 --batches 16 --threads 1,2 --heads 1 --libs fastmlp "
+        "--kinds fit/fastmlp --rounds 1 --budget 1e6 --no-plot --out bench-results",
+    "python bench/grid.py --widths 16,64,256,1024 --batches 1,16,64,256,1024 --threads 2 --heads 1 "
+    "--paths avx512 --libs fastmlp,ort --kinds infer,predict --rounds 2":
+        "{py} bench/grid.py --widths 16 --batches 1,16 --threads 2 --heads 1 --libs fastmlp "
+        "--kinds infer,predict --rounds 1 --budget 1e6 --settle 0 --no-plot --out bench-results",
     "python bench/gemm.py --threads 1 2 --no-torch --rounds 3":
         "{py} bench/gemm.py --quick --only mlp --rounds 1 --threads 1 2 --no-torch --settle 0 --out bench/results",
     "python -m fastmlp bench --grid":
