@@ -25,7 +25,12 @@ RELU_CASES = [
     ((20, 64, 64, 1), 64, 300, {"momentum": 0.9, "nesterov": True}),
     ((20, 96, 48, 3), 100, 250, {"momentum": 0.5, "dampening": 0.1, "weight_decay": 1e-3}),
     ((13, 40, 40, 2), 37, 150, {"mode": "sklearn", "momentum": 0.9, "alpha": 1e-3}),
-    ((20, 128, 128, 1), 200, 450, {"momentum": 0.9}),  # batch > 64: the dot tiles
+    # batch 200 (the tile team): the dot tiles' dW on AVX2 / generic, the register tiles' on
+    # AVX-512 (reg_gw_fits: up to 256 samples there) but for the 20-input layer; batch 300: the
+    # dot tiles on every path; batch 256 in halves of 128: the register tiles on AVX-512
+    ((20, 128, 128, 1), 200, 450, {"momentum": 0.9}),
+    ((20, 128, 128, 1), 300, 700, {"momentum": 0.9}),
+    ((20, 64, 64, 1), 256, 600, {}),
 ]
 
 
@@ -103,6 +108,8 @@ FIT_CASES = [
     # barrier where it does not (the three dZ buffers); a partial last batch
     ([16, 48, 48, 48, 2], nn.Tanh, "mse", "adam", {}, 64, 200, 0.0, False),
     ([12, 40, 40, 3], nn.GELU, "huber", "adam", {}, 48, 170, 0.0, False),
+    # batch 200: the register-tile dW on AVX-512 (reg_gw_fits), the dot tiles elsewhere
+    ([6, 64, 64, 1], nn.Tanh, "huber", "adam", {}, 200, 450, 0.0, False),
     # a batch under 32 (no halves) over 1.5 MFLOP a step: the tile team on every path
     ([20, 160, 160, 2], nn.Tanh, "mse", "adam", {}, 16, 120, 0.0, False),
     # LayerNorm chains go to the gemm path; bitwise there too

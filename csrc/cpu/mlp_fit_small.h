@@ -9,9 +9,10 @@
 //             SIMD kernels over the rows), dropout with the masks of the gemm path (the same
 //             counter-based stream, indexed by the batch-major position (row0 + b) * out + o)
 //   backward  dZ_l = act_l'(dA_{l+1} * mask_l), dW_l = dZ_l @ A_l^T, db_l = row sums,
-//             dA_l = W_l^T @ dZ_l (bcast tiles). dW: up to 64 samples (Bp <= 64) the register
-//             tiles accumulated across the batch (gw_product, on a batch-major copy of A_l), as
-//             the ReLU trainer does; beyond, the lane-parallel dot tiles (a choice by shape)
+//             dA_l = W_l^T @ dZ_l (bcast tiles). dW: up to 64 samples (Bp <= 64; on AVX-512 up
+//             to 256 for 32 inputs or more: reg_gw_fits) the register tiles accumulated across
+//             the batch (gw_product, on a batch-major copy of A_l), as the ReLU trainer does;
+//             beyond, the lane-parallel dot tiles (a choice by shape)
 // The batch is padded to a multiple of 16 columns; pad columns of the inputs and of every
 // gradient are zero, so they add nothing to the weight and bias gradients. The loss and the
 // update stay in mlp_fit.cpp (the same functions as the gemm path): the forward hands back the

@@ -87,7 +87,7 @@ inline void team_act_backward(float* d, const float* z, const float* y, int64_t 
 // backward asks of it: this layer's kernel, and whether the next layer transposes into s.at
 // (which decides the barrier after this layer's dW).
 inline bool takes_reg_gw(const FitLayer& ly, int64_t gw_off, int64_t Bp) {
-    return gw_off >= 0 && Bp <= 64 && ly.out >= 2 && ly.in >= 8;
+    return gw_off >= 0 && ly.out >= 2 && ly.in >= 8 && reg_gw_fits(ly.in, Bp);
 }
 
 // Inside a SmallTeam, as the forward. Per layer: the dropout and activation backward (split,

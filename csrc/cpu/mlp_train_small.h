@@ -388,6 +388,26 @@ constexpr int kAcc = 12, kMR = 6, kDO = 3, kDI = 4;
 #else
 constexpr int kAcc = 12, kMR = 3, kDO = 3, kDI = 4;
 #endif
+// Whether a layer's weight gradient (in inputs, padded batch Bp) takes the register tiles
+// accumulated across the batch (gw_product, on a batch-major copy of the layer's input) rather
+// than the lane-parallel dot tiles (dot_product). A shape rule, so the result never depends on
+// the thread count; both trainers' small paths and the partitions' one-pass step ask it. Up to
+// 64 samples on every ISA (see small_step_impl). On AVX-512 also up to 256 samples for a layer of
+// 32 inputs or more (a 12 x 32 tile fills its lanes): measured on a 2-core AMD EPYC Zen 5
+// (2026-12-02, 1 thread, min of 6 whole epochs, 2 interleaved runs, us a step, 64 -> this rule),
+// ReLU/MSE/SGD 20-w-w-1: w48 b256 38.8 -> 32.9, w64 b256 66.6 -> 57.7, w96 b128 61.1 -> 49.4,
+// w128 b128 97.9 -> 85.0, w128 b256 176.9 -> 184.5, the rest of w16..256 x b128..512 within
+// -3..+9%; Tanh/Adam: w32 b256 35.9 -> 30.4, w64 b256 79.5 -> 70.9. The dot tiles' short
+// reductions (8 vectors a lane sum at 128 samples) were the cost there; on AVX2 (6 x 16 tiles,
+// half the lanes a broadcast feeds) the same rule was 0.92-1.10x, so it keeps 64.
+#if defined(__AVX512F__)
+constexpr int64_t kRegGwMaxBatch = 256, kRegGwMinIn = 32;
+#else
+constexpr int64_t kRegGwMaxBatch = 64, kRegGwMinIn = 0;
+#endif
+inline bool reg_gw_fits(int64_t in, int64_t Bp) {
+    return Bp <= 64 || (Bp <= kRegGwMaxBatch && in >= kRegGwMinIn);
+}
 using namespace simd_vf;  // vf, kVW, ldv/stv/bcv/fmav, bcast_fma_tile, transpose16x16, transpose
 constexpr int kNV = int(kLanes) / kVW;
 
@@ -937,16 +957,16 @@ inline void input_grad(float* da, const std::vector<MlpLayer>& layers, int64_t l
         float* g_slot = sink ? sink_end - (ly.bias ? ly.out : 0) - ly.in * ly.out : nullptr;
         if (sink) sink_end = g_slot;
         // Weight gradient (out, in) = dz @ a^T over the batch, into the sink's slot or the update.
-        // Two kernels, chosen by the batch (a shape, so the result never depends on anything
-        // else): up to 64 samples, tiles accumulated in registers across the batch from a
-        // batch-major copy of a, the update applied in the tile's epilogue (no horizontal sums,
-        // the gradient never goes through memory); beyond, the lane-parallel dot tiles, which
-        // stream both operands in order and pay one reduction per Bp / kVW FMAs. Measured (CPU
+        // Two kernels, chosen by the shapes (reg_gw_fits, so the result never depends on
+        // anything else): up to 64 samples (on AVX-512 up to 256 where in >= 32), tiles
+        // accumulated in registers across the batch from a batch-major copy of a, the update
+        // applied in the tile's epilogue (no horizontal sums, the gradient never goes through
+        // memory); beyond, the lane-parallel dot tiles, which stream both operands in order and pay one reduction per Bp / kVW FMAs. Measured (CPU
         // time, 1 thread, AVX2 Zen 3 shared with other jobs, 20-w-w-1 nets, whole step): the
         // register tiles +8..25% at batch 16 (w 16..256), +3..20% at 64 (w 32..256; noisy), about
-        // -10% at 1024, where the dot tiles' in-order streams win.
+        // -10% at 1024, where the dot tiles' in-order streams win (AVX-512: reg_gw_fits).
         const bool want_gw = sink || !ly.frozen_weight;
-        const bool reg_gw = want_gw && Bp <= 64;
+        const bool reg_gw = want_gw && reg_gw_fits(ly.in, Bp);
         const int64_t lda = (ly.in + kVW - 1) / kVW * kVW;
         // Input gradient (before W changes): da (in, Bp) = W^T @ dz, masked by the ReLU below.
         float* da = dz == s.d0 ? s.d1 : s.d0;
@@ -1035,7 +1055,7 @@ inline void input_grad(float* da, const std::vector<MlpLayer>& layers, int64_t l
             sink_end[h] = g_slot;
             if (gb_slot)
                 for (int64_t o = 0; o < ly.out; ++o) gb_slot[o] = sum_lanes(dz + o * ld + lo, Bph);
-            if (Bph <= 64) {
+            if (reg_gw_fits(ly.in, Bph)) {
                 simd_vf::transpose(s.at, lda, a + lo, ld, ly.in, Bph);
                 GwOut out;
                 out.g = g_slot;
