@@ -16,7 +16,8 @@ from test_small_path import data as _data, init as _init
 
 # (sizes, batch, n, options): steps of 250 kFLOP or more (kSmallTeamMinFlops), so that every one
 # runs on a team at 2 threads on the AVX2 and generic paths; on AVX-512 a step without the
-# data-parallel halves (batch < 32, sklearn mode, a layer over 8192 weights) takes the tile team
+# data-parallel halves (batch < 32, sklearn mode, a layer over 256 x 256 weights; 8192 on the
+# other paths) takes the tile team
 # from 1.5 MFLOP (kTileTeamMinFlopsAvx512), which the 160-wide and the 128 x 96 cases reach
 RELU_CASES = [
     ((20, 64, 64, 1), 16, 200, {}),
@@ -25,11 +26,16 @@ RELU_CASES = [
     ((20, 64, 64, 1), 64, 300, {"momentum": 0.9, "nesterov": True}),
     ((20, 96, 48, 3), 100, 250, {"momentum": 0.5, "dampening": 0.1, "weight_decay": 1e-3}),
     ((13, 40, 40, 2), 37, 150, {"mode": "sklearn", "momentum": 0.9, "alpha": 1e-3}),
-    # batch 200 (the tile team): the dot tiles' dW on AVX2 / generic, the register tiles' on
-    # AVX-512 (reg_gw_fits: up to 256 samples there) but for the 20-input layer; batch 300: the
-    # dot tiles on every path; batch 256 in halves of 128: the register tiles on AVX-512
+    # 20-128-128-1 batch 200: the tile team with the dot tiles' dW on AVX2 / generic; on AVX-512
+    # the halves (up to 256 x 256 weights a layer there) with the register tiles' dW (reg_gw_fits:
+    # up to 256 samples there) but for the 20-input layer; batch 300: the dot tiles in the halves
+    # on AVX-512. 20-288-288-1 (over 256 x 256): the tile team on every path, at batch 200 with
+    # the register tiles' dW on AVX-512, at 300 the dot tiles'. Batch 256 in halves of 128: the
+    # register tiles on AVX-512
     ((20, 128, 128, 1), 200, 450, {"momentum": 0.9}),
     ((20, 128, 128, 1), 300, 700, {"momentum": 0.9}),
+    ((20, 288, 288, 1), 200, 450, {"momentum": 0.9}),
+    ((20, 288, 288, 1), 300, 700, {}),
     ((20, 64, 64, 1), 256, 600, {}),
 ]
 

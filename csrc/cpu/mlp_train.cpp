@@ -309,13 +309,26 @@ double distributed_step(const std::vector<MlpLayer>& layers, bool small, SmallSt
 // step (below, at 100-230 kFLOP, 20-16-16-1 b32 / b64 at 2 threads: 7.3 -> 8.9 / 12.0 -> 12.3 us,
 // the split and the two barriers cost what the second thread saves).
 constexpr int64_t kParts = 2;
+// On the AVX-512 path the products run about twice as fast a core while the tile team's ~10 + 4
+// per layer barriers cost the same, so the halves pay up to 256 x 256 weights a layer there
+// (2-core AMD EPYC Zen 5, 2026-12-02, a noisy VM, min of 3-6 whole epochs, 2-3 interleaved runs,
+// us a step, tile team -> halves): 2 threads w96 b64 23.0 -> 15.7, b256 69.7 -> 54.4, b1024
+// 275.6 -> 218.7; w128 b64 34.2 -> 25.7, b256 123.1 -> 97.2, b1024 407.7 -> 379.6; w256 b64
+// 103.7 -> 87.0, b256 380.8 -> 354.9, b1024 1410 -> 1352 (in a busier phase 1.00-1.17x); w512
+// mixed (b64 0.88x, b256 1.19x), so it stays on the tile team; one thread pays 0-10% (w96 b64
+// 26.1 -> 28.6, w256 b1024 2420 -> 2345).
 constexpr int64_t kPartsMaxWeights = 8192;
+constexpr int64_t kPartsMaxWeightsAvx512 = 256 * 256;
 int64_t relu_parts(const std::vector<MlpLayer>& layers, bool small, bool dist, MlpMode mode,
                    int64_t batch_size, double step_flops) {
     int64_t max_w = 0;
     for (const MlpLayer& l : layers) max_w = std::max(max_w, l.in * l.out);
+    int64_t max_parts_w = kPartsMaxWeights;
+#ifdef FASTMLP_HAVE_X86_KERNELS
+    if (current_isa() == Isa::avx512) max_parts_w = kPartsMaxWeightsAvx512;
+#endif
     if (!small || dist || mode != MlpMode::torch || batch_size < 32 ||
-        step_flops < kSmallTeamMinFlops || max_w > kPartsMaxWeights)
+        step_flops < kSmallTeamMinFlops || max_w > max_parts_w)
         return 1;
     return kParts;
 }

@@ -121,8 +121,8 @@ inline void small_part_rows(int64_t B, int64_t h, int64_t parts, int64_t& lo, in
 // these are lower bounds; a quiet machine has not been available to place it better.
 //
 // That threshold is the data-parallel halves' (2 barriers a step, relu_parts / mlp_fit's
-// data_parallel_parts). A step without halves (a batch under 32 rows, sklearn mode, a layer over
-// 8192 weights) splits every product between barriers, and on the AVX-512 path the products run
+// data_parallel_parts). A step without halves (a batch under 32 rows, sklearn mode, in the ReLU
+// trainer a layer over 8192 weights, 256 x 256 on AVX-512: relu_parts) splits every product between barriers, and on the AVX-512 path the products run
 // about 2.5x faster a core than on AVX2 while the barriers cost the same, so that tile team pays
 // from a larger step there: kTileTeamMinFlopsAvx512. Measured on a 2-core AMD EPYC Zen 4
 // (AVX-512, 2026-12-02, a noisy VM, min of 3 whole epochs, 1 thread vs 2 alternating, 2 runs,
