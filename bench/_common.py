@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # The installed fastmlp is what runs. A checkout's python/ (an in-place build) only when asked:
@@ -34,3 +35,30 @@ def require(script, *modules, hint=INSTALL_HINT):
             importlib.import_module(m)
     except ImportError as e:  # e.g. a checkout's python/ without a built _C
         sys.exit(f"{os.path.basename(script)}: cannot import {modules[-1]} ({e}). {hint}")
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process (all its threads), in clock ticks; None where unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def wait_idle(pids, quiet_s=0.05, max_s=3.0):
+    """Wait (up to max_s) until the processes ``pids`` use no CPU for quiet_s; False when they were
+    still busy at max_s. Idle OpenBLAS, libgomp, ONNX Runtime and XLA workers spin for a while
+    after a call and take the other core (or, on a VM whose two vCPUs share a physical core, half
+    of this one) from the next measurement. Linux /proc only; elsewhere it returns at once."""
+    pids = list(pids)
+    deadline = time.perf_counter() + max_s
+    before = [cpu_ticks(p) for p in pids]
+    while time.perf_counter() < deadline:
+        time.sleep(quiet_s)
+        now = [cpu_ticks(p) for p in pids]
+        if now == before:
+            return True
+        before = now
+    return False

@@ -34,6 +34,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import wait_idle  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 FULL = dict(widths=[8, 16, 32, 64, 128, 256, 512, 1024], batches=[1, 16, 64, 256, 1024],
@@ -461,34 +464,16 @@ class Worker:
             self.p.kill()
 
 
-def _cpu_ticks(pid):
-    """utime + stime of a process (all its threads), in clock ticks; None where unreadable."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 _BUSY_WAITS = [0]  # waits that reached max_s with another worker still busy
 
 
 def _wait_idle(others, quiet_s=0.05, max_s=3.0):
-    """Wait (up to max_s) until the other workers' processes use no CPU for quiet_s: a fixed
-    settle was not always enough (on a 2-core Zen 4 the fused fit at 20-64-64-1 b256 on 2 threads
-    timed 435 us a step inside the grid, 90 us alone, every repeat of that point), so the second
-    core is free when a multi-threaded measurement starts. Linux /proc only; elsewhere a no-op."""
-    pids = [o.p.pid for o in others]
-    deadline = time.perf_counter() + max_s
-    before = [_cpu_ticks(p) for p in pids]
-    while time.perf_counter() < deadline:
-        time.sleep(quiet_s)
-        now = [_cpu_ticks(p) for p in pids]
-        if now == before:
-            return
-        before = now
-    _BUSY_WAITS[0] += 1
+    """Wait (up to max_s) until the other workers' processes use no CPU for quiet_s (_common's
+    wait_idle): a fixed settle was not always enough (on a 2-core Zen 4 the fused fit at
+    20-64-64-1 b256 on 2 threads timed 435 us a step inside the grid, 90 us alone, every repeat
+    of that point), so the second core is free when a multi-threaded measurement starts."""
+    if not wait_idle([o.p.pid for o in others], quiet_s, max_s):
+        _BUSY_WAITS[0] += 1
 
 
 # ---- driver --------------------------------------------------------------------------------------

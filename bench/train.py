@@ -11,8 +11,9 @@ sample) and its fraction of the FMA peak bench/fma_peak.c measures for the threa
 
 Same thread count (2 by default: fastmlp.set_num_threads, torch.set_num_threads); PyTorch and JAX
 run in worker processes (their thread pools would otherwise spin against fastmlp's OpenMP threads)
-driven from this one run, interleaved in rounds (fused, torch, jax, fused, ...); the report is each
-contender's median samples/s and the ratios. For the wide net it also times the step's matrix
+driven from this one run, interleaved in rounds (fused, torch, jax, then jax, torch, fused: the
+order alternates), each timed once the other contenders' processes use no CPU (their idle workers
+spin after a call); the report is each contender's median samples/s and the ratios. For the wide net it also times the step's matrix
 products alone (fastmlp._C.gemm on the same shapes: 3 forward NT, 2 input-grad NN, 3 weight-grad TN)
 and reports fused step time / products time.
 
@@ -34,7 +35,7 @@ import time
 
 import numpy as np
 
-from _common import DEFAULT_OUT, HERE, require  # noqa: E402  (sets sys.path for --source)
+from _common import DEFAULT_OUT, HERE, require, wait_idle  # noqa: E402  (sets sys.path for --source)
 
 require(__file__)
 import fastmlp  # noqa: E402
@@ -334,12 +335,26 @@ def run_case(case_index, cases, quick, rounds, threads, have_torch, have_jax, pe
     res = {"fused": [], "torch": [], "jax": [], "products_s": []}
     m = max(B, min(n, 4 * B))
     time_fused(model, X[:m], y[:m], B, spec)  # warm
-    for _ in range(rounds):
-        res["fused"].append(time_fused(model, X, y, B, spec))
-        if tr:
-            res["torch"].append(tr.run(tsteps))
-        if jr:
-            res["jax"].append(jr.run(tsteps))
+    workers = [w for w in (tr, jr) if w]
+
+    def quiet(but=None):
+        # the other contenders' idle workers (OpenBLAS, libgomp, XLA) spin after a call: wait
+        # until they use no CPU before the next one is timed
+        wait_idle([w.p.pid for w in workers if w is not but])
+
+    for r in range(rounds):
+        # alternate which contender goes first
+        order = ["fused", "torch", "jax"] if r % 2 == 0 else ["jax", "torch", "fused"]
+        for who in order:
+            if who == "fused":
+                quiet()
+                res["fused"].append(time_fused(model, X, y, B, spec))
+            elif who == "torch" and tr:
+                quiet(tr)
+                res["torch"].append(tr.run(tsteps))
+            elif who == "jax" and jr:
+                quiet(jr)
+                res["jax"].append(jr.run(tsteps))
         if sizes is WIDE:
             res["products_s"].append(products_time(sizes, B, max(1, n // B)))
     for w in (tr, jr):
