@@ -203,7 +203,16 @@ def venv(tmp_path_factory):
                                  "color": np.array(["red", "blue"])[(X[:, 2] > 0).astype(int)],
                                  "y": y}), work / "data.parquet")
     except ImportError:
-        (work / "data.parquet").write_bytes(b"PAR1")
+        # this process has no pyarrow; the install's python may (a system site-packages): let it
+        # write the file, else a placeholder the CLI must refuse with a clear error
+        np.save(work / "parquet_src.npy", np.column_stack([X, y]))
+        code = ("import numpy as np, pyarrow as pa, pyarrow.parquet as pq; "
+                "d = np.load('parquet_src.npy'); "
+                "pq.write_table(pa.table({'a': d[:, 0], 'b': d[:, 1], 'color': np.array(['red', "
+                "'blue'])[(d[:, 2] > 0).astype(int)], 'y': d[:, 3]}), 'data.parquet')")
+        if subprocess.run([str(py), "-c", code], cwd=work, env=env,
+                          capture_output=True).returncode != 0:
+            (work / "data.parquet").write_bytes(b"PAR1")
     return {"py": str(py), "src": src, "work": work, "env": env}
 
 
