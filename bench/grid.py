@@ -104,6 +104,17 @@ class _Clock:
         self.cpu = time.process_time() - self.c0
 
 
+def _fastest(run, times):
+    """The _Clock of the fastest (wall) of `times` calls of run()."""
+    best = None
+    for _ in range(times):
+        with _Clock() as c:
+            run()
+        if best is None or c.wall < best.wall:
+            best = c
+    return best
+
+
 def _time_calls(fn, samples, min_s=0.02, max_calls=100000, chunks=5):
     """{'seconds', 'cpu_seconds', 'samples'} per call of fn(): one warm call, then `chunks` runs
     of calls that together fill min_s, the fastest run's mean. On two threads a run's mean takes
@@ -116,25 +127,19 @@ def _time_calls(fn, samples, min_s=0.02, max_calls=100000, chunks=5):
     fn()
     one = max(time.perf_counter() - t0, 1e-7)
     k = int(max(1, min(max_calls, min_s / one / chunks)))
-    best = None
-    for _ in range(chunks):
-        with _Clock() as c:
-            for _ in range(k):
-                fn()
-        if best is None or c.wall < best.wall:
-            best = c
+
+    def run():
+        for _ in range(k):
+            fn()
+
+    best = _fastest(run, chunks)
     return {"seconds": best.wall / k, "cpu_seconds": best.cpu / k, "samples": samples}
 
 
 def _time_once(fn, samples, repeats=3):
     """{'seconds', 'cpu_seconds', 'samples'} of one call of fn() (a whole timed epoch), the
     fastest of `repeats` calls (for the same reason as _time_calls' runs)."""
-    best = None
-    for _ in range(repeats):
-        with _Clock() as c:
-            fn()
-        if best is None or c.wall < best.wall:
-            best = c
+    best = _fastest(fn, repeats)
     return {"seconds": best.wall, "cpu_seconds": best.cpu, "samples": samples}
 
 
