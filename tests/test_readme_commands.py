@@ -195,24 +195,16 @@ def venv(tmp_path_factory):
     with open(work / "flowers.csv", "w") as f:  # a text label column for --task classify
         f.write("a,b,c,species\n")
         f.writelines(f"{r[0]:.17g},{r[1]:.17g},{r[2]:.17g},{s}\n" for r, s in zip(X, species))
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1],
-                                 "color": np.array(["red", "blue"])[(X[:, 2] > 0).astype(int)],
-                                 "y": y}), work / "data.parquet")
-    except ImportError:
-        # this process has no pyarrow; the install's python may (a system site-packages): let it
-        # write the file, else a placeholder the CLI must refuse with a clear error
-        np.save(work / "parquet_src.npy", np.column_stack([X, y]))
-        code = ("import numpy as np, pyarrow as pa, pyarrow.parquet as pq; "
-                "d = np.load('parquet_src.npy'); "
-                "pq.write_table(pa.table({'a': d[:, 0], 'b': d[:, 1], 'color': np.array(['red', "
-                "'blue'])[(d[:, 2] > 0).astype(int)], 'y': d[:, 3]}), 'data.parquet')")
-        if subprocess.run([str(py), "-c", code], cwd=work, env=env,
-                          capture_output=True).returncode != 0:
-            (work / "data.parquet").write_bytes(b"PAR1")
+    # data.parquet written by the install's python (the one whose pyarrow the parquet command
+    # runs with, _available): where it has none, a placeholder the CLI must refuse clearly
+    np.save(work / "parquet_src.npy", np.column_stack([X, y]))
+    code = ("import numpy as np, pyarrow as pa, pyarrow.parquet as pq; "
+            "d = np.load('parquet_src.npy'); "
+            "pq.write_table(pa.table({'a': d[:, 0], 'b': d[:, 1], 'color': np.array(['red', "
+            "'blue'])[(d[:, 2] > 0).astype(int)], 'y': d[:, 3]}), 'data.parquet')")
+    if subprocess.run([str(py), "-c", code], cwd=work, env=env,
+                      capture_output=True).returncode != 0:
+        (work / "data.parquet").write_bytes(b"PAR1")
     return {"py": str(py), "src": src, "work": work, "env": env}
 
 
