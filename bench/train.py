@@ -13,9 +13,9 @@ Same thread count (2 by default: fastmlp.set_num_threads, torch.set_num_threads)
 run in worker processes (their thread pools would otherwise spin against fastmlp's OpenMP threads)
 driven from this one run, interleaved in rounds (fused, torch, jax, then jax, torch, fused: the
 order alternates), each timed once the other contenders' processes use no CPU (their idle workers
-spin after a call); the report is each contender's median samples/s and the ratios. For the wide net it also times the step's matrix
-products alone (fastmlp._C.gemm on the same shapes: 3 forward NT, 2 input-grad NN, 3 weight-grad TN)
-and reports fused step time / products time.
+spin after a call); the report is each contender's median samples/s and the ratios. For the wide
+net it also times the step's matrix products alone (fastmlp._C.gemm on the same shapes: 3 forward
+NT, 2 input-grad NN, 3 weight-grad TN) and reports fused step time / products time.
 
     python bench/train.py [--quick] [--out DIR] [--threads 2] [--only seed|wide|toolkit]
     python -m fastmlp bench train [the same options]      # from an install, any folder

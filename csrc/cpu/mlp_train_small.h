@@ -122,8 +122,9 @@ inline void small_part_rows(int64_t B, int64_t h, int64_t parts, int64_t& lo, in
 //
 // That threshold is the data-parallel halves' (2 barriers a step, relu_parts / mlp_fit's
 // data_parallel_parts). A step without halves (a batch under 32 rows, sklearn mode, in the ReLU
-// trainer a layer over 8192 weights, 256 x 256 on AVX-512: relu_parts) splits every product between barriers, and on the AVX-512 path the products run
-// about 2.5x faster a core than on AVX2 while the barriers cost the same, so that tile team pays
+// trainer a layer over 8192 weights, 256 x 256 on AVX-512: relu_parts) splits every product
+// between barriers, and on the AVX-512 path the products run about 2.5x faster a core than on
+// AVX2 while the barriers cost the same, so that tile team pays
 // from a larger step there: kTileTeamMinFlopsAvx512. Measured on a 2-core AMD EPYC Zen 4
 // (AVX-512, 2026-12-02, a noisy VM, min of 3 whole epochs, 1 thread vs 2 alternating, 2 runs,
 // us a step, batch 16): 20-48-48-1 (318 kFLOP) 5.2-7.1 vs 9.3-9.8, 20-64-64-1 (522 kFLOP)
@@ -961,10 +962,11 @@ inline void input_grad(float* da, const std::vector<MlpLayer>& layers, int64_t l
         // anything else): up to 64 samples (on AVX-512 up to 256 where in >= 32), tiles
         // accumulated in registers across the batch from a batch-major copy of a, the update
         // applied in the tile's epilogue (no horizontal sums, the gradient never goes through
-        // memory); beyond, the lane-parallel dot tiles, which stream both operands in order and pay one reduction per Bp / kVW FMAs. Measured (CPU
-        // time, 1 thread, AVX2 Zen 3 shared with other jobs, 20-w-w-1 nets, whole step): the
-        // register tiles +8..25% at batch 16 (w 16..256), +3..20% at 64 (w 32..256; noisy), about
-        // -10% at 1024, where the dot tiles' in-order streams win (AVX-512: reg_gw_fits).
+        // memory); beyond, the lane-parallel dot tiles, which stream both operands in order and
+        // pay one reduction per Bp / kVW FMAs. Measured (CPU time, 1 thread, AVX2 Zen 3 shared
+        // with other jobs, 20-w-w-1 nets, whole step): the register tiles +8..25% at batch 16
+        // (w 16..256), +3..20% at 64 (w 32..256; noisy), about -10% at 1024, where the dot
+        // tiles' in-order streams win (AVX-512: reg_gw_fits).
         const bool want_gw = sink || !ly.frozen_weight;
         const bool reg_gw = want_gw && reg_gw_fits(ly.in, Bp);
         const int64_t lda = (ly.in + kVW - 1) / kVW * kVW;
