@@ -315,8 +315,8 @@ constexpr int64_t kParts = 2;
 // us a step, tile team -> halves): 2 threads w96 b64 23.0 -> 15.7, b256 69.7 -> 54.4, b1024
 // 275.6 -> 218.7; w128 b64 34.2 -> 25.7, b256 123.1 -> 97.2, b1024 407.7 -> 379.6; w256 b64
 // 103.7 -> 87.0, b256 380.8 -> 354.9, b1024 1410 -> 1352 (in a busier phase 1.00-1.17x); w512
-// mixed (b64 0.88x, b256 1.19x), so it stays on the tile team; one thread pays 0-10% (w96 b64
-// 26.1 -> 28.6, w256 b1024 2420 -> 2345).
+// mixed (b64 0.88x, b256 1.19x), so it stays on the tile team; one thread -3% to +10% a step (w96
+// b64 26.1 -> 28.6, w256 b1024 2420 -> 2345).
 constexpr int64_t kPartsMaxWeights = 8192;
 constexpr int64_t kPartsMaxWeightsAvx512 = 256 * 256;
 int64_t relu_parts(const std::vector<MlpLayer>& layers, bool small, bool dist, MlpMode mode,

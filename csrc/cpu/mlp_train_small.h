@@ -397,8 +397,8 @@ constexpr int kAcc = 12, kMR = 3, kDO = 3, kDI = 4;
 // 32 inputs or more (a 12 x 32 tile fills its lanes): measured on a 2-core AMD EPYC Zen 5
 // (2026-12-02, 1 thread, min of 6 whole epochs, 2 interleaved runs, us a step, 64 -> this rule),
 // ReLU/MSE/SGD 20-w-w-1: w48 b256 38.8 -> 32.9, w64 b256 66.6 -> 57.7, w96 b128 61.1 -> 49.4,
-// w128 b128 97.9 -> 85.0, w128 b256 176.9 -> 184.5, the rest of w16..256 x b128..512 within
-// -3..+9%; Tanh/Adam: w32 b256 35.9 -> 30.4, w64 b256 79.5 -> 70.9. The dot tiles' short
+// w128 b128 97.9 -> 85.0, w128 b256 176.9 -> 184.5, the rest of w16..256 x b128..512 0-10%
+// faster; Tanh/Adam: w32 b256 35.9 -> 30.4, w64 b256 79.5 -> 70.9. The dot tiles' short
 // reductions (8 vectors a lane sum at 128 samples) were the cost there; on AVX2 (6 x 16 tiles,
 // half the lanes a broadcast feeds) the same rule was 0.92-1.10x, so it keeps 64.
 #if defined(__AVX512F__)
