@@ -65,7 +65,12 @@ SHAPES = [
     ((7, 13, 29, 10), 20, 70),
     ((40, 131, 3), 32, 100),
     ((5, 6, 12, 18, 2), 16, 40),
-    ((13, 70, 9), 64, 150),          # the largest batch of the register tiles, a partial one
+    ((13, 70, 9), 64, 150),          # the register tiles' largest batch on AVX2 / generic
+    # AVX-512 takes the register tiles up to 256 samples for layers of 32 inputs or more
+    # (reg_gw_fits): 256 in one step (a layer over 256 x 256 weights: no halves), a partial last
+    # batch of 48; halves of 128 and 122, with the 9-input layer on the dot tiles
+    ((20, 300, 240, 2), 256, 560),
+    ((9, 48, 33, 2), 250, 500),
 ]
 
 
