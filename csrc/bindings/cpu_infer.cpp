@@ -19,6 +19,7 @@
 
 #include "array_checks.h"
 #include "numpy_head.h"
+#include "fastmlp/cpu_features.h"
 #include "fastmlp/mlp_infer.h"
 
 namespace py = pybind11;
@@ -43,6 +44,11 @@ struct Plan {
     InferWorkspace ws;
     std::mutex mu;                   // one call at a time uses the workspace
     double flops_per_row = 0.0;
+    // The automatic path's gemm crossover set by infer_set_gemm_from (fastmlp.costmodel's
+    // measured one) for the CPU kernel path gemm_isa; -1 (or another ISA now): the compiled rule.
+    int64_t gemm_from = -1;
+    int gemm_isa = -1;
+    int64_t gemm_from_now() const { return gemm_isa == int(current_isa()) ? gemm_from : -1; }
 };
 
 void destroy(PyObject* cap) {
@@ -242,7 +248,7 @@ PyObject* infer_forward(PyObject*, PyObject* const* args, Py_ssize_t nargsf) {
             if (!ts) ts = PyEval_SaveThread();
             lock.lock();
         }
-        mlp_infer_forward(o, layers, xp, n, plan->ws, InferPath(path));
+        mlp_infer_forward(o, layers, xp, n, plan->ws, InferPath(path), plan->gemm_from_now());
     } catch (...) {
         if (ts) PyEval_RestoreThread(ts);
         Py_DECREF(result);
@@ -276,11 +282,31 @@ void register_infer(py::module_& m) {
         d["out_features"] = p->layers.back().out;
         d["workspace_floats"] = p->ws.buf.size();
         d["workspace_grows"] = p->ws.grows;
+        const int64_t g = p->gemm_from_now();
+        const int64_t eff = g < 0 ? mlp_infer_gemm_from(p->layers) : g;
+        d["gemm_from"] = eff == kInferNeverGemm ? py::object(py::none()) : py::object(py::int_(eff));
+        d["gemm_from_source"] = g < 0 ? "compiled rule" : "set";
         return d;
     }, py::arg("plan"), "The plan's sizes and workspace state (floats held, times it grew).");
     m.def("infer_choose", [](py::handle cap, int64_t n) {
-        return path_name(mlp_infer_choose(plan_of(cap)->layers, n));
+        Plan* p = plan_of(cap);
+        return path_name(mlp_infer_choose(p->layers, n, p->gemm_from_now()));
     }, py::arg("plan"), py::arg("n"), "The path infer_forward takes for n rows.");
+    m.def("infer_set_gemm_from", [](py::handle cap, py::object rows) {
+        Plan* p = plan_of(cap);
+        int64_t g = kInferNeverGemm;
+        if (!rows.is_none()) {
+            g = rows.cast<int64_t>();
+            if (g < 1 && g != -1)
+                throw py::value_error("infer_set_gemm_from: 'rows' must be None (never), -1 (the "
+                                      "compiled rule) or a row count >= 1, got " + std::to_string(g));
+        }
+        std::lock_guard<std::mutex> lock(p->mu);
+        p->gemm_from = g;
+        p->gemm_isa = g == -1 ? -1 : int(current_isa());
+    }, py::arg("plan"), py::arg("rows"),
+          "From how many rows on the automatic path takes the gemm path, on the current CPU kernel "
+          "path (None: never, -1: the compiled rule, mlp_infer_gemm_from).");
     py::object fn = py::reinterpret_steal<py::object>(
         PyCFunction_NewEx(&g_forward_def, nullptr, m.attr("__name__").ptr()));
     if (!fn) throw py::error_already_set();

@@ -212,23 +212,36 @@ void forward_gemm(float* out, const std::vector<InferLayer>& layers, const float
 
 }  // namespace
 
-InferPath mlp_infer_choose(const std::vector<InferLayer>& layers, int64_t n) {
-    (void)layers;
+int64_t mlp_infer_gemm_from(const std::vector<InferLayer>& layers) {
     // Re-measured on AVX2 (Zen 3, 2 cores) after the AVX2 sgemm rewrite and the tiles' one-team
     // threading, 20-w-w-1 (ReLU), ops.infer, M rows/s, tiles / gemm:
     //   1 thread:  w 64 b1024 3.49 / 3.09; w 256 b256 0.308 / 0.292; w 1024 b1024 0.019 / 0.018
     //   2 threads: w 64 b1024 6.90 / 5.47; w 256 b256 0.615 / 0.562, b1024 0.564 / 0.570;
     //              w 1024 b16 0.042 / 0.022, b64 0.043 / 0.034, b1024 0.035 / 0.033
-    // The tiles win or tie at every shape, so the packed sgemm is still taken only when asked
-    // for. Below 8 rows the tiles' 16-sample padding costs more than the matrix-vector chain.
-    return n < 8 ? InferPath::rows : InferPath::tiles;
+    // On AVX-512 (Zen 5, 2 cores), 1 thread, GFLOP/s tiles / gemm, before the tiles' 12 x 32
+    // AVX-512 tile: w 128 b256 163 / 181, w 256 b1024 178 / 200, w 1024 b1024 167 / 212 (the
+    // gemm won from 256 rows at 128 x 128 weights); after it (min of 3 interleaved processes):
+    //   w 512 b1024 234 / 219; w 1024 b256 235 / 211, b1024 230 / 217; 2 threads: w 512 b1024
+    //   454 / 425, w 1024 b256 468 / 420, b1024 455 / 438.
+    // The tiles win or tie at every measured shape on every path, so the compiled rule never
+    // takes the packed sgemm; fastmlp.costmodel's measured model (trainer "infer") sets a plan's
+    // crossover where a machine measures otherwise.
+    (void)layers;
+    return kInferNeverGemm;
+}
+
+InferPath mlp_infer_choose(const std::vector<InferLayer>& layers, int64_t n, int64_t gemm_from) {
+    // Below 8 rows the tiles' 16-sample padding costs more than the matrix-vector chain.
+    if (n < 8) return InferPath::rows;
+    if (gemm_from < 0) gemm_from = mlp_infer_gemm_from(layers);
+    return n >= gemm_from ? InferPath::gemm : InferPath::tiles;
 }
 
 void mlp_infer_forward(float* out, const std::vector<InferLayer>& layers, const float* X,
-                       int64_t n, InferWorkspace& ws, InferPath path) {
+                       int64_t n, InferWorkspace& ws, InferPath path, int64_t gemm_from) {
     if (layers.empty()) throw std::invalid_argument("mlp_infer_forward: no layers");
     if (n <= 0) return;
-    if (path == InferPath::automatic) path = mlp_infer_choose(layers, n);
+    if (path == InferPath::automatic) path = mlp_infer_choose(layers, n, gemm_from);
     switch (path) {
     case InferPath::rows: return forward_rows(out, layers, X, n, ws);
     case InferPath::tiles: return forward_tiles(out, layers, X, n, ws);

@@ -33,7 +33,7 @@ def _cmd_info(args) -> int:
 def _cmd_calibrate(args) -> int:
     from . import costmodel
 
-    trainers = costmodel.TRAINERS if args.trainer == "both" else (args.trainer,)
+    trainers = costmodel.TRAINERS if args.trainer in ("all", "both") else (args.trainer,)
     if costmodel.mode() == "rule":
         print(f"note: {costmodel.ENV_MODE}=rule is set: fits use the compiled rule, not this model")
     print(f"calibrating the path cost model ({', '.join(trainers)}) on CPU path "
@@ -52,9 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("info", help="print version, compiler, OpenMP, CPU kernel path, threads, CUDA")
     s.set_defaults(func=_cmd_info)
     s = sub.add_parser("calibrate", help="measure the small-path / gemm-path cost model of the "
-                       "fused trainers on this machine, cache it and print it")
-    s.add_argument("--trainer", choices=("train", "fit", "both"), default="both",
-                   help="mlp_train (ReLU/MSE/SGD), mlp_fit (general) or both (default)")
+                       "fused trainers and of inference on this machine, cache it and print it")
+    s.add_argument("--trainer", choices=("train", "fit", "infer", "all", "both"), default="all",
+                   help="mlp_train (ReLU/MSE/SGD), mlp_fit (general), infer (the inference "
+                   "plan) or all (default; 'both' is the same)")
     s.set_defaults(func=_cmd_calibrate)
     add_subcommands(sub)
     return p

@@ -1,4 +1,5 @@
-"""The fused trainers' path choice, measured on this machine: the small-matrix path or the GEMM path.
+"""The fused trainers' and the inference plan's path choice, measured on this machine: the
+small-matrix path or the GEMM path.
 
 Both CPU trainers (``ops.cpu.mlp_train``, the ReLU/MSE/SGD one, and ``ops.cpu.mlp_fit``, the
 general one) have two implementations of a step: register tiles that read the weights in place
@@ -38,6 +39,14 @@ per CPU model and build, written atomically; a file that does not parse or belon
 or build is ignored (and replaced on the next calibration); where the directory is not writable
 the model is kept in memory for the process.
 
+Inference (trainer ``"infer"``: :class:`fastmlp.ops.InferPlan`, behind ``trainer.predict`` and the
+``no_grad`` forward of ``nn.Sequential``) has the same two kinds of kernel, its tiles (the small
+path: register tiles over feature-major chunks, weights read in place) and the packed sgemm with
+the bias and activation in its epilogue (the gemm path), and the same probe grid, timed as one
+forward call per cell instead of a training step. A plan asks the model once, when it is made
+(:func:`infer_gemm_from`): the smallest batch of the grid's powers of two from which the model
+says gemm at every larger one becomes the plan's crossover, so a call pays one comparison.
+
 ``python -m fastmlp calibrate`` measures explicitly and prints the table; ``python -m fastmlp
 info`` says whether a model is cached and where from.
 """
@@ -61,7 +70,7 @@ FORMAT = "fastmlp-costmodel"
 VERSION = 1
 ENV_MODE = "FASTMLP_COSTMODEL"  # "rule": the compiled fixed rule; unset / "measured": this model
 ENV_DIR = "FASTMLP_CACHE_DIR"
-TRAINERS = ("train", "fit")  # ops.cpu.mlp_train, ops.cpu.mlp_fit
+TRAINERS = ("train", "fit", "infer")  # ops.cpu.mlp_train, ops.cpu.mlp_fit, ops.InferPlan
 
 # The probe grid (square hidden layers w x w, inputs 20, one output) and the ambiguous region it
 # spans: largest layer >= MIN_PARAMS weights and batch >= MIN_BATCH.
@@ -247,7 +256,20 @@ def _runner(trainer, w, batch, steps, rng):
     X = rng.standard_normal((n, 20)).astype(np.float32)
     Y = rng.standard_normal((n, 1)).astype(np.float32)
     perm = np.arange(n, dtype=np.int64)
-    if trainer == "train":
+    if trainer == "infer":  # one forward call per step (a raw plan: ops.InferPlan asks this model)
+        cap = ops._C.infer_plan(ws, bs, [(1, 0.0, 0.0), (1, 0.0, 0.0), None])
+        X = np.ascontiguousarray(X[:batch])
+        out = np.empty((batch, 1), np.float32)
+        code = {"small": ops.INFER_PATHS["tiles"], "gemm": ops.INFER_PATHS["gemm"]}
+
+        def run(path):
+            c = code[path]
+            for _ in range(steps):
+                ops.infer_forward(cap, X, out, c)
+
+        for c in code.values():  # a first call grows the workspaces (page faults): not timed
+            ops.infer_forward(cap, X, out, c)
+    elif trainer == "train":
         relu = [True, True, False]
 
         def run(path):
@@ -285,13 +307,16 @@ def measure(trainer, widths=None, batches=None, max_work=None, repeats=None):
         for i, w in enumerate(widths):
             for j, b in enumerate(batches):
                 work = w * w * b
-                if work > max_work and (j > 0 or i > 0):
-                    continue
-                steps = int(max(1, min(16, PROBE_WORK // work)))
+                if trainer == "infer":  # a forward is a third of a step: every cell, every repeat
+                    steps, reps = int(max(1, min(32, 3 * PROBE_WORK // work))), repeats
+                else:
+                    if work > max_work and (j > 0 or i > 0):
+                        continue
+                    steps = int(max(1, min(16, PROBE_WORK // work)))
+                    # fewer repeats for the big cells: their steps are long, and where they are
+                    # timed the paths differ by more than the noise of one run
+                    reps = min(repeats, 3 if work * steps <= 1 << 24 else 2 if work <= 1 << 26 else 1)
                 run = _runner(trainer, w, b, steps, rng)
-                # fewer repeats for the big cells: their steps are long, and where they are
-                # timed the paths differ by more than the noise of one run
-                reps = min(repeats, 3 if work * steps <= 1 << 24 else 2 if work <= 1 << 26 else 1)
                 best = {"small": math.inf, "gemm": math.inf}
                 for r in range(reps):
                     for p in (("small", "gemm") if r % 2 == 0 else ("gemm", "small")):
@@ -432,16 +457,45 @@ def decide(trainer, shapes, batch, *, has_norm=False):
     return ("small" if r < 0.0 else "gemm"), f"model: log(t_small/t_gemm) = {r:+.3f}"
 
 
-def rule_small(trainer, params, batch) -> bool:
+def rule_small(trainer, params, batch, isa=None) -> bool:
     """The compiled trainers' fixed rule (path='auto'; csrc/cpu/mlp_train.cpp mlp_small_path_fits,
     csrc/cpu/mlp_fit_small.cpp mlp_fit_small_fits, for nets without norm layers): the small path
     unless the largest layer exceeds 512 x 512 (train) / 200 x 200 (fit) weights at a batch of
-    64 or more. The model keeps it where its measurement cannot tell the paths apart."""
+    64 or more. Inference (csrc/cpu/mlp_infer.cpp mlp_infer_gemm_from): the tiles on every CPU
+    kernel path (`isa`, for the rules that depend on it). The model keeps it where its
+    measurement cannot tell the paths apart."""
+    if trainer == "infer":
+        return True
     return params <= (512 * 512 if trainer == "train" else 200 * 200) or batch < 64
 
 
 def choose_path(trainer, shapes, batch, *, has_norm=False) -> str:
     return decide(trainer, shapes, batch, has_norm=has_norm)[0]
+
+
+# the batches an inference plan's crossover is chosen among (beyond the probe grid the model is
+# clamped to its edge: a crossover at the last one holds for every larger batch)
+INFER_ROWS = tuple(1 << k for k in range(4, 11))  # 16 .. 1024
+
+
+def infer_gemm_from(shapes):
+    """The rows from which an inference plan over layers of (in, out) `shapes` takes the gemm
+    path: -1 (the compiled rule: outside the ambiguous region, FASTMLP_COSTMODEL=rule, or a
+    failed calibration), None (the model says tiles at the largest batch) or the smallest batch
+    of INFER_ROWS from which the model says gemm at every larger one. Shapes only: the choice
+    does not depend on the thread count."""
+    params = max(int(a) * int(b) for a, b in shapes)
+    if params < MIN_PARAMS or mode() == "rule":
+        return -1
+    rows = None
+    for b in reversed(INFER_ROWS):
+        p = decide("infer", shapes, b)[0]
+        if p == "auto":  # a failed calibration
+            return -1
+        if p != "gemm":
+            break
+        rows = b
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -479,10 +533,10 @@ def table_lines(entry):
     for i, w in enumerate(ws):
         cells = []
         for j, b in enumerate(bs):
-            fl = 6.0 * (20 * w + w * w + w) * b
+            fl = (2.0 if entry.get("trainer") == "infer" else 6.0) * (20 * w + w * w + w) * b
             s, g = entry.get("small_s", [[None]])[i][j], entry.get("gemm_s", [[None]])[i][j]
             v = entry["log_ratio"][i][j]
-            pick = ("s" if rule_small(entry.get("trainer"), w * w, b) else "g") \
+            pick = ("s" if rule_small(entry.get("trainer"), w * w, b, entry.get("isa")) else "g") \
                 if abs(v) <= TIE_MARGIN else ("S" if v < 0 else "G")
             if s is None or g is None:
                 cells.append(f"{'~':>18} {pick:>3}")

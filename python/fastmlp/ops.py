@@ -505,6 +505,13 @@ class InferPlan:
         self.capsule = _C.infer_plan(list(weights), list(biases), list(acts))
         self.in_features = int(weights[0].shape[1])
         self.out_features = int(weights[-1].shape[0])
+        # the automatic path's tiles -> gemm crossover, from the measured cost model where the
+        # net is in its ambiguous region (calibrated on first use and cached; the compiled rule
+        # otherwise, and under FASTMLP_COSTMODEL=rule)
+        from . import costmodel
+        g = costmodel.infer_gemm_from([(int(w.shape[1]), int(w.shape[0])) for w in weights])
+        if g != -1:
+            _C.infer_set_gemm_from(self.capsule, g)
 
     def __reduce__(self):
         return (type(None), ())
@@ -516,7 +523,9 @@ class InferPlan:
         return None
 
     def info(self):
-        """{'layers', 'in_features', 'out_features', 'workspace_floats', 'workspace_grows'}."""
+        """{'layers', 'in_features', 'out_features', 'workspace_floats', 'workspace_grows',
+        'gemm_from' (rows from which the automatic path is gemm; None: never),
+        'gemm_from_source' ('compiled rule' or 'set')}."""
         return _C.infer_info(self.capsule)
 
     def choose(self, n):

@@ -6,7 +6,7 @@
 //   out (n, out_{L-1}) = A_L
 //
 // Three paths, chosen from the shapes (InferPath::automatic) or forced (tests run each):
-// (automatic: rows below 8 rows, tiles otherwise)
+// (automatic: rows below 8 rows; from a plan's gemm_from rows on, gemm; tiles otherwise)
 //  * rows:  one sample at a time, a matrix-vector chain: W read in place along its rows (SIMD dot
 //           products, 4 outputs at a time), no packing, no transposes. For a handful of rows.
 //  * tiles: feature-major register tiles without packing (as XLA does for small operands): the
@@ -17,8 +17,10 @@
 //           thread runs whole chunks of its share of the rows (a workspace slice per thread),
 //           otherwise the team splits each layer's tiles.
 //  * gemm:  row-major sgemm (X @ W^T, packed, the library's GEMM) with bias + activation fused in
-//           its epilogue. Taken only when asked for today: on AVX2 the tiles were faster at every
-//           measured shape (see mlp_infer_choose).
+//           its epilogue. The tiles were faster at every shape measured (AVX2 on a Zen 3,
+//           AVX-512 on a Zen 5), so the compiled rule (mlp_infer_gemm_from) never takes it; a
+//           plan's gemm_from (fastmlp.costmodel's measured crossover) does where a machine
+//           measures the gemm faster.
 // Every path sums each output in a fixed order that depends on the shapes only, and threads split
 // outputs (tiles, columns), never a sum: results do not depend on the thread count. Different
 // paths may differ in the last bits (different summation orders).
@@ -58,12 +60,20 @@ struct InferWorkspace {
     }
 };
 
-// The path InferPath::automatic takes for n rows.
-InferPath mlp_infer_choose(const std::vector<InferLayer>& layers, int64_t n);
+// The compiled rule's crossover: the number of rows from which InferPath::automatic takes the
+// gemm path on the current CPU kernel path (kInferNeverGemm: never). It depends on the shapes and
+// the ISA only, never on the thread count.
+constexpr int64_t kInferNeverGemm = INT64_MAX;
+int64_t mlp_infer_gemm_from(const std::vector<InferLayer>& layers);
+
+// The path InferPath::automatic takes for n rows: rows below 8, gemm from gemm_from rows on
+// (a negative gemm_from: the compiled rule's mlp_infer_gemm_from), tiles otherwise.
+InferPath mlp_infer_choose(const std::vector<InferLayer>& layers, int64_t n, int64_t gemm_from = -1);
 
 // out (n, layers.back().out) = the chain on X (n, layers[0].in), row-major contiguous.
 void mlp_infer_forward(float* out, const std::vector<InferLayer>& layers, const float* X,
-                       int64_t n, InferWorkspace& ws, InferPath path = InferPath::automatic);
+                       int64_t n, InferWorkspace& ws, InferPath path = InferPath::automatic,
+                       int64_t gemm_from = -1);
 
 // The plain reference: double sums, the scalar activation rules, one thread.
 void mlp_infer_reference(float* out, const std::vector<InferLayer>& layers, const float* X,
