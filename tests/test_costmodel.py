@@ -41,11 +41,13 @@ def no_measure(monkeypatch):
     monkeypatch.setattr(costmodel, "measure", boom)
 
 
-def write_model(trainers=("train", "fit"), small_below=256 * 256, isa=None, cpu=None, **extra):
+def write_model(trainers=("train", "fit"), small_below=256 * 256, isa=None, cpu=None,
+                log_ratio=None, **extra):
     """A cache file whose model says: the small path for largest layers of < small_below weights,
-    the gemm path from there on (every batch), for the current CPU path."""
+    the gemm path from there on (every batch), for the current CPU path (or log_ratio: the table
+    itself, widths 128..1024 x batches 16..1024)."""
     widths, batches = [128, 256, 512, 1024], [16, 64, 256, 1024]
-    lr = [[-1.0 if w * w < small_below else 1.0 for _ in batches] for w in widths]
+    lr = log_ratio or [[-1.0 if w * w < small_below else 1.0 for _ in batches] for w in widths]
     isa = isa or fastmlp.get_cpu_path()
     ident = {"cpu": cpu or costmodel.cpu_model(), "build": costmodel.build_id()}
     ents = {f"{isa}/{t}": {"trainer": t, "isa": isa, "widths": widths, "batches": batches,
@@ -309,6 +311,97 @@ def test_either_choice_gives_the_same_fit(cm, no_measure, cpu_path, act, record_
     np.testing.assert_allclose(ls, lg, rtol=2e-5)
     for a, b in zip(ps, pg):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# inference: the plan's tiles -> gemm crossover (ops.InferPlan asks the model once, when made)
+
+WIDE = [(20, 256), (256, 256), (256, 1)]
+
+
+def infer_plan(sizes, seed=0):
+    rng = np.random.default_rng(seed)
+    ws = [(rng.standard_normal((o, i)) / np.sqrt(i)).astype(np.float32)
+          for i, o in zip(sizes[:-1], sizes[1:])]
+    bs = [rng.standard_normal(o).astype(np.float32) * 0.1 for o in sizes[1:]]
+    acts = [(1, 0.0, 0.0)] * (len(ws) - 1) + [None]
+    return fastmlp.ops.InferPlan(ws, bs, acts), ws, bs
+
+
+def test_infer_calibration_times_both_paths(cm):
+    e = cm.calibrate("infer")["infer"]
+    assert e["trainer"] == "infer" and e["widths"] == [128, 256] and e["batches"] == [16, 64]
+    # every cell is timed (a forward is a third of a step), none extrapolated
+    assert all(v is not None and v > 0 for row in e["small_s"] + e["gemm_s"] for v in row)
+    assert cm.get_model("infer", calibrate_if_missing=False) is e
+
+
+@pytest.mark.parametrize("table, want", [
+    ([[1.0] * 4] * 4, 16),                         # gemm everywhere: from the first batch on
+    ([[-1.0] * 4] * 4, None),                      # tiles everywhere: never
+    ([[-1.0, -1.0, 1.0, 1.0]] * 4, 256),           # gemm from 256 on (interpolated between)
+    ([[-1.0, 1.0, -1.0, 1.0]] * 4, 1024),          # gemm only where every larger batch is gemm
+    ([[0.01] * 4] * 4, None),                      # a tie: the compiled rule (the tiles)
+])
+def test_infer_crossover_from_the_model(cm, no_measure, table, want):
+    write_model(trainers=("infer",), log_ratio=table)
+    assert cm.infer_gemm_from(WIDE) == want
+    plan, ws, bs = infer_plan([20, 256, 256, 1])
+    info = plan.info()
+    assert info["gemm_from"] == want and info["gemm_from_source"] == "set"
+    for n in (8, 16, 100, 256, 1024, 3000):
+        expect = "tiles" if want is None or n < want else "gemm"
+        assert plan.choose(n) == expect, n
+    # the automatic path gives the forced path's bits, and the float64 answer
+    X = np.random.default_rng(3).standard_normal((300, 20)).astype(np.float32)
+    got = fastmlp.ops.infer(plan, X)
+    np.testing.assert_array_equal(got, fastmlp.ops.infer(plan, X, path=plan.choose(300)))
+    a = X.astype(np.float64)
+    for i, (w, b) in enumerate(zip(ws, bs)):
+        a = a @ w.T.astype(np.float64) + b
+        a = np.maximum(a, 0) if i < 2 else a
+    np.testing.assert_allclose(got, a, rtol=0, atol=1e-4 * max(1.0, np.abs(a).max()))
+
+
+def test_infer_crossover_not_asked_outside_the_region_or_under_the_rule(cm, no_measure,
+                                                                        monkeypatch):
+    assert cm.infer_gemm_from([(20, 64), (64, 64), (64, 1)]) == -1  # under 128 x 128 weights
+    plan, _, _ = infer_plan([20, 64, 64, 1])
+    assert plan.info()["gemm_from_source"] == "compiled rule"
+    monkeypatch.setenv("FASTMLP_COSTMODEL", "rule")
+    assert cm.infer_gemm_from(WIDE) == -1
+    plan, _, _ = infer_plan([20, 256, 256, 1])
+    assert plan.info()["gemm_from_source"] == "compiled rule"
+    assert plan.choose(4) == "rows" and plan.choose(4096) == "tiles"
+
+
+def test_infer_failed_calibration_leaves_the_compiled_rule(cm, no_measure):
+    assert cm.infer_gemm_from(WIDE) == -1  # measure raises: the rule, once per process
+    plan, _, _ = infer_plan([20, 256, 256, 1])
+    assert plan.info()["gemm_from_source"] == "compiled rule"
+
+
+def test_infer_set_gemm_from_checks_its_argument_and_follows_the_cpu_path(cpu_path):
+    plan, _, _ = infer_plan([20, 256, 256, 1])
+    _C.infer_set_gemm_from(plan.capsule, 100)
+    assert plan.choose(99) == "tiles" and plan.choose(100) == "gemm" and plan.choose(7) == "rows"
+    assert plan.info()["gemm_from"] == 100
+    other = [p for p in fastmlp.supported_cpu_paths() if p != fastmlp.get_cpu_path()]
+    if other:  # set for the CPU path current then: another path takes its compiled rule
+        here = fastmlp.get_cpu_path()
+        try:
+            fastmlp.set_cpu_path(other[0])
+            assert plan.choose(4096) == "tiles" and plan.info()["gemm_from_source"] == "compiled rule"
+        finally:
+            fastmlp.set_cpu_path(here)
+        assert plan.choose(4096) == "gemm"
+    _C.infer_set_gemm_from(plan.capsule, None)
+    assert plan.choose(1 << 20) == "tiles" and plan.info()["gemm_from"] is None
+    _C.infer_set_gemm_from(plan.capsule, -1)
+    assert plan.info()["gemm_from_source"] == "compiled rule"
+    for bad in (0, -2):
+        with pytest.raises(ValueError, match="rows"):
+            _C.infer_set_gemm_from(plan.capsule, bad)
 
 
 # --------------------------------------------------------------------------------------------
