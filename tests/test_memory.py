@@ -179,3 +179,78 @@ def test_eager_training_10000_steps_flat_memory():
     assert sys.getrefcount(xa) == before_refs
     # the graph is freed after backward: no tensor from the last step keeps the tape alive
     assert all(p.grad is None or p.grad.grad_fn is None for p in model.parameters())
+
+
+# ---- the fused trainers' scratch (csrc/cpu/scratch_cache.h): kept for the next call, capped --
+
+def _minflt():
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def _train_call(w, b, nb, path, seed=0):
+    rng = np.random.default_rng(seed)
+    sizes = [20, w, w, 1]
+    ws = [(rng.standard_normal((o, i)) / np.sqrt(i)).astype(np.float32)
+          for i, o in zip(sizes[:-1], sizes[1:])]
+    bs = [np.zeros(o, np.float32) for o in sizes[1:]]
+    n = b * nb - b // 3  # a partial last batch
+    X = rng.standard_normal((n, 20)).astype(np.float32)
+    Y = rng.standard_normal((n, 1)).astype(np.float32)
+    perm = rng.permutation(n).astype(np.int64)
+
+    def run():
+        w2 = [a.copy() for a in ws]
+        b2 = [a.copy() for a in bs]
+        r = ops.cpu.mlp_train(w2, b2, [True, True, False], X, Y, epochs=2, batch_size=b,
+                              perm=perm, lr=1e-3, path=path)
+        return w2 + b2, r
+    return run
+
+
+@pytest.mark.parametrize("path", ["small", "gemm"])
+def test_a_second_fit_call_reuses_the_scratch_pages_and_gives_the_same_bits(path):
+    # a shape no other test uses: its first call faults the scratch in, the second finds it kept
+    run = _train_call(232, 520, 3, path)
+    f0 = _minflt()
+    first, r1 = run()
+    f1 = _minflt()
+    second, r2 = run()
+    f2 = _minflt()
+    assert ops.cpu.scratch_cached_bytes() > 0
+    assert f2 - f1 <= max(64, (f1 - f0) // 4), (f1 - f0, f2 - f1)
+    # the reused blocks held the first call's values: nothing of them shows in the result
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    assert r1["losses"] == r2["losses"]
+
+
+def test_scratch_kept_between_calls_is_capped():
+    # the gemm path at a 131072-row batch: activation buffers of 32 MiB each, more than the cap
+    run = _train_call(64, 131072, 1, "gemm")
+    run()
+    assert 0 < ops.cpu.scratch_cached_bytes() <= 64 << 20
+
+
+@pytest.mark.parametrize("path", ["small", "gemm"])
+def test_general_trainer_reuses_its_scratch_with_the_same_bits(path, monkeypatch):
+    import copy
+
+    import fastmlp
+    from fastmlp import costmodel, nn
+    monkeypatch.setattr(costmodel, "choose_path", lambda *a, **k: path)
+    fastmlp.manual_seed(3)
+    base = nn.Sequential(nn.Linear(20, 136), nn.Tanh(), nn.Dropout(0.1), nn.Linear(136, 136),
+                         nn.GELU(), nn.Linear(136, 3))
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((1000, 20)).astype(np.float32)
+    Y = rng.standard_normal((1000, 3)).astype(np.float32)
+    outs = []
+    for _ in range(2):
+        m = copy.deepcopy(base)
+        fastmlp.fit(m, X, Y, epochs=2, batch_size=300, lr=1e-3, optimizer="adam", seed=5,
+                    progress=False)
+        outs.append([p.detach().numpy().copy() for p in m.parameters()])
+    assert ops.cpu.scratch_cached_bytes() > 0
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)

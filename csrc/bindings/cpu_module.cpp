@@ -13,6 +13,7 @@
 #include "array_checks.h"
 #include "fastmlp/cpu_features.h"
 #include "fastmlp/elementwise.h"
+#include "fastmlp/mlp.h"
 #include "fastmlp/gemm.h"
 
 #ifdef _OPENMP
@@ -315,6 +316,8 @@ PYBIND11_MODULE(_C, m) {
           py::arg("maximize") = false, py::arg("first_step") = false);
 
     m.def("build_info", &build_info);
+    m.def("scratch_cached_bytes", [] { return mlp_scratch_cached_bytes(); },
+          "Bytes of scratch the calling thread keeps for its next fit call (at most 64 MiB).");
     m.def("current_isa", [] { return std::string(isa_name(current_isa())); });
     m.def("supported_isas", [] {
         std::vector<std::string> v;

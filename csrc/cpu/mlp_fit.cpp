@@ -24,6 +24,8 @@
 
 namespace fastmlp {
 
+using detail::ScratchVec;
+
 namespace {
 
 inline int threads_elem(int64_t n, double cost = 8.0) { return threads_for(double(n) * cost); }
@@ -31,20 +33,20 @@ inline int threads_elem(int64_t n, double cost = 8.0) { return threads_for(doubl
 // dropout_uniform: the counter-based hash of fastmlp/dropout.h (shared with the CUDA trainer).
 
 struct Scratch {
-    std::vector<std::vector<float>> a;     // a[l] (B, in_l): layer inputs; a[L] = output P
-    std::vector<std::vector<float>> z;     // z[l] (B, out_l): pre-activation where needed
-    std::vector<std::vector<float>> mask;  // mask[l] (B, out_l): dropout scale (0 or 1/(1-p))
-    std::vector<std::vector<float>> ykeep; // ykeep[l] (B, out_l): act output before dropout
-    std::vector<float> y, d0, d1;
+    std::vector<ScratchVec> a;     // a[l] (B, in_l): layer inputs; a[L] = output P
+    std::vector<ScratchVec> z;     // z[l] (B, out_l): pre-activation where needed
+    std::vector<ScratchVec> mask;  // mask[l] (B, out_l): dropout scale (0 or 1/(1-p))
+    std::vector<ScratchVec> ykeep; // ykeep[l] (B, out_l): act output before dropout
+    ScratchVec y, d0, d1;
     // grads: every trainable parameter's gradient in one flat buffer (layer 0's weight, its bias,
     // layer 1's weight, ...; frozen parameters have no slot), so one step's gradients can be
     // all-reduced in one call (fit(distributed=True)) before the update.
-    std::vector<float> grads;
+    ScratchVec grads;
     std::vector<int64_t> gw_off, gb_off;  // offset of layer l's weight/bias gradient, or -1
     // Norm layers (FitNorm): xhat[l] (B, out) the normalised values, rstd[l] (B rows for
     // LayerNorm, out columns for BatchNorm1d), yact[l] (B, out) the activation's output before a
     // norm that follows it; gnw_off/gnb_off the norm weight/bias gradient offsets in grads, or -1.
-    std::vector<std::vector<float>> nxhat, nrstd, yact;
+    std::vector<ScratchVec> nxhat, nrstd, yact;
     std::vector<int64_t> gnw_off, gnb_off;
     int64_t bn_forwards = 0;  // training forwards so far (BatchNorm1d's cumulative average)
     std::vector<int64_t> yi;

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "scratch_cache.h"
 #include "fastmlp/mlp_fit.h"
 
 namespace fastmlp::detail {
@@ -39,7 +40,7 @@ struct FitSmallScratch {
     float* at = nullptr;                   // (ld, round-up(max in, 16)): a layer's input,
                                            // batch-major, for the register-tile weight gradient
     int64_t row0 = 0;                      // the batch's first row in the global batch (dropout)
-    std::vector<float> storage;
+    ScratchVec storage;
     void init(const std::vector<FitLayer>& layers, int64_t batch);
 };
 

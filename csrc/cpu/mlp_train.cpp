@@ -102,8 +102,8 @@ SmallForwardFn small_forward_for_isa() {
 
 // Scratch of the gemm path: batch-major activations.
 struct GemmScratch {
-    std::vector<std::vector<float>> act;  // act[l] (batch, width_l)
-    std::vector<float> y, d0, d1, gw, gb, gb2;
+    std::vector<ScratchVec> act;  // act[l] (batch, width_l)
+    ScratchVec y, d0, d1, gw, gb, gb2;
     void init(const std::vector<MlpLayer>& layers, int64_t batch, bool need_gw) {
         act.assign(layers.size() + 1, {});
         act[0].assign(size_t(batch * layers[0].in), 0.0f);
@@ -335,7 +335,7 @@ int64_t relu_parts(const std::vector<MlpLayer>& layers, bool small, bool dist, M
 
 struct PartState {
     SmallScratch ss[kParts];
-    std::vector<float> g[kParts];  // mlp_grad_buffer_size(layers) each (the loss slot unused)
+    ScratchVec g[kParts];  // mlp_grad_buffer_size(layers) each (the loss slot unused)
     double loss[kParts] = {0.0, 0.0};
     bool stop = false;  // the caller's should_stop, polled by thread 0 before a step
     void init(const std::vector<MlpLayer>& layers, int64_t batch, bool scratch) {
@@ -553,7 +553,7 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
         return false;
     };
 
-    std::vector<int64_t> order(static_cast<size_t>(n));
+    std::vector<int64_t, ScratchAllocator<int64_t>> order(static_cast<size_t>(n));
     bool first = opt.first_step;
     for (int64_t e = 0; e < epochs; ++e) {
         const int64_t* ord;

@@ -25,6 +25,7 @@
 
 #include "fastmlp/cpu_features.h"
 #include "omp_team.h"
+#include "scratch_cache.h"
 #include "simd_vf.h"
 #include "fastmlp/mlp.h"
 
@@ -230,7 +231,7 @@ struct SmallScratch {
     float* gw = nullptr;         // (max in*out) weight gradient
     float* gb = nullptr;         // (max out) bias gradient
     float* at = nullptr;         // (ld, round-up(max in, 16)) a layer's input, batch-major
-    std::vector<float> storage;
+    ScratchVec storage;
     // Shared by a team's threads: the caller's should_stop (polled by the step that gathers, in
     // a team; null: the caller polls), whether it said stop, and the step's loss.
     bool (*poll)(void*) = nullptr;

@@ -92,6 +92,10 @@ MlpTrainResult mlp_train(const std::vector<MlpLayer>& layers, const float* X, co
 // Inference: out (n, layers.back().out) = the chain applied to X (n, layers[0].in).
 void mlp_forward(float* out, const std::vector<MlpLayer>& layers, const float* X, int64_t n);
 
+// Bytes of scratch blocks the calling thread keeps for its next fused-trainer call (mlp_train,
+// mlp_fit: csrc/cpu/scratch_cache.h), at most 64 MiB.
+size_t mlp_scratch_cached_bytes();
+
 // Floats in the data-parallel gradient buffer: every weight and bias, plus one for the loss.
 int64_t mlp_grad_buffer_size(const std::vector<MlpLayer>& layers);
 
