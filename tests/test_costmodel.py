@@ -108,6 +108,20 @@ def test_calibration_round_trip(cm):
     assert not [f for f in os.listdir(os.path.dirname(path)) if f.endswith(".tmp")]
 
 
+def test_calibration_runs_at_the_library_thread_count(cm, threads):
+    """The paths scale differently with threads: the table is measured at the count the fits run
+    with (wall time on several threads, CPU time on one), and the count is restored after."""
+    threads(2)
+    e = cm.measure("train", threads=None)
+    assert e["threads"] == 2 and e["clock"].startswith("wall time")
+    assert fastmlp.get_num_threads() == 2
+    e = cm.measure("train", threads=1)
+    assert e["threads"] == 1 and e["clock"].startswith("process CPU time")
+    assert fastmlp.get_num_threads() == 2
+    with pytest.raises(ValueError, match="threads"):
+        cm.measure("train", threads=0)
+
+
 @pytest.mark.parametrize("content", ["{not json", "[]", '{"format": "other"}',
                                      "\x00\xff garbage", ""])
 def test_corrupt_cache_file_is_ignored_and_remeasured(cm, content):

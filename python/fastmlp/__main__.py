@@ -37,7 +37,7 @@ def _cmd_calibrate(args) -> int:
     if costmodel.mode() == "rule":
         print(f"note: {costmodel.ENV_MODE}=rule is set: fits use the compiled rule, not this model")
     print(f"calibrating the path cost model ({', '.join(trainers)}) on CPU path "
-          f"{costmodel.ops.cpu.current_isa()}, 1 thread ...")
+          f"{costmodel.ops.cpu.current_isa()}, {costmodel.ops.cpu.get_num_threads()} thread(s) ...")
     for t, e in costmodel.calibrate(trainers).items():
         print("\n".join(costmodel.table_lines(e)))
         print(f"    {e['source']}")

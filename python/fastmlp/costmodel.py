@@ -12,14 +12,16 @@ slower path.
 
 The model. For each (CPU model, build of ``fastmlp._C``, CPU kernel path, trainer) a short
 calibration times one or a few training steps of both paths on probe nets ``20 -> w -> w -> 1``
-(w in :data:`WIDTHS`, batch in :data:`BATCHES`), 1 thread, process CPU time, the minimum of
-interleaved repeats, and keeps the table ``log(t_small / t_gemm)`` over (log2 of the largest
+(w in :data:`WIDTHS`, batch in :data:`BATCHES`) at the library's thread count (``fastmlp.
+get_num_threads()`` when it runs: wall time on several threads, process CPU time on one), the
+minimum of interleaved repeats, and keeps the table ``log(t_small / t_gemm)`` over (log2 of the largest
 layer's weight count, log2 of the batch). A net's choice is the small path where the table,
 interpolated bilinearly at its largest layer and batch (clamped to the table's edges), says
 ``t_small < t_gemm`` by more than :data:`TIE_MARGIN` (5%), the gemm path where it says the
 opposite, and the compiled rule's choice in a tie. The table's corner cell (1024 x 1024 weights, batch 1024: ``w * w *
 batch`` above :data:`MAX_PROBE_WORK`) is not timed and the big cells are timed fewer times, to keep
-a calibration under a second of CPU time per trainer (about 0.8 s on a Zen 3 core); an untimed
+a calibration short (about 0.8 s on one Zen 3 core; 0.5 s of wall time and 1.0 s of CPU on two
+Zen 5 cores, with an untimed first call of each path and at least MIN_STEPS steps a call); an untimed
 cell runs parallel to the row above (:func:`_fill`). The cells next to it are timed because the
 small path's speed falls with the batch much faster at 1024 x 1024 weights than at 512 x 512 (its
 tiles stream the weights and the activations from L3), which no extrapolation from narrower rows
@@ -80,6 +82,10 @@ MIN_PARAMS = 128 * 128
 MIN_BATCH = 16
 MAX_PROBE_WORK = 1024 * 1024 * 256  # w*w*batch beyond this: extrapolated, not timed
 PROBE_WORK = 4e6                   # weight-samples per timed call: several steps for small probes
+# steps per timed call at least: a call's fixed costs (its thread team's start, a cold first step)
+# are paid once per call, not per step; with one step a call they weighed 15-20% of the small
+# path's 2-thread step at 20-256-256-1 b256 and tipped the table to the gemm path
+MIN_STEPS = 4
 REPEATS = 3                        # min of this many interleaved runs (2 for the big probes)
 # |log(t_small / t_gemm)| up to this is a tie (the spread of repeated calibrations on a shared
 # machine): the compiled rule's choice stands, the model overrides it only where it measures a
@@ -266,9 +272,6 @@ def _runner(trainer, w, batch, steps, rng):
             c = code[path]
             for _ in range(steps):
                 ops.infer_forward(cap, X, out, c)
-
-        for c in code.values():  # a first call grows the workspaces (page faults): not timed
-            ops.infer_forward(cap, X, out, c)
     elif trainer == "train":
         relu = [True, True, False]
 
@@ -286,10 +289,18 @@ def _runner(trainer, w, batch, steps, rng):
     return run
 
 
-def measure(trainer, widths=None, batches=None, max_work=None, repeats=None):
+def measure(trainer, widths=None, batches=None, max_work=None, repeats=None, threads=None):
     """Times both paths of `trainer` on the probe grid (default: WIDTHS x BATCHES, cells up to
-    MAX_PROBE_WORK, REPEATS) at 1 thread (process CPU time per step, min of interleaved repeats)
-    on the current CPU kernel path; returns the model entry."""
+    MAX_PROBE_WORK, REPEATS) on `threads` threads (default: the library's current count; wall
+    time per step on several, process CPU time on one; min of interleaved repeats) on the current
+    CPU kernel path; returns the model entry.
+
+    Why the thread count the fits run with, not one thread: the two paths scale differently. On a
+    2-core Zen 5 (ReLU/MSE/SGD, 20-w-w-1, us a step, small / gemm) one thread measured w128 b1024
+    972 / 886 and w256 b64 223 / 204 (gemm), two threads 480 / 594 and 114 / 134 (the small
+    path's data-parallel halves scale 1.9x, the gemm path's products 1.2-1.5x): a table from one
+    thread chose the path 19-24% slower at the default thread count. The choice still depends on
+    the shapes and the table only, so results stay bitwise equal across thread counts."""
     if trainer not in TRAINERS:
         raise ValueError(f"costmodel.measure: trainer must be one of {TRAINERS}, got {trainer!r}")
     widths = WIDTHS if widths is None else widths
@@ -299,8 +310,12 @@ def measure(trainer, widths=None, batches=None, max_work=None, repeats=None):
     widths, batches = sorted(int(w) for w in widths), sorted(int(b) for b in batches)
     rng = np.random.default_rng(0)
     t_start, c_start = time.perf_counter(), time.process_time()
-    threads = ops.cpu.get_num_threads()
-    ops.cpu.set_num_threads(1)
+    before = ops.cpu.get_num_threads()
+    threads = before if threads is None else int(threads)
+    if threads < 1:
+        raise ValueError(f"costmodel.measure: threads must be >= 1, got {threads}")
+    clock = time.process_time if threads == 1 else time.perf_counter
+    ops.cpu.set_num_threads(threads)
     small = [[None] * len(batches) for _ in widths]
     gemm = [[None] * len(batches) for _ in widths]
     try:
@@ -312,25 +327,32 @@ def measure(trainer, widths=None, batches=None, max_work=None, repeats=None):
                 else:
                     if work > max_work and (j > 0 or i > 0):
                         continue
-                    steps = int(max(1, min(16, PROBE_WORK // work)))
+                    steps = int(max(MIN_STEPS, min(16, PROBE_WORK // work)))
                     # fewer repeats for the big cells: their steps are long, and where they are
                     # timed the paths differ by more than the noise of one run
                     reps = min(repeats, 3 if work * steps <= 1 << 24 else 2 if work <= 1 << 26 else 1)
                 run = _runner(trainer, w, b, steps, rng)
+                # an untimed first call of each path: a process's first call at a shape faults
+                # its scratch in (kept for the next calls, csrc/cpu/scratch_cache.h; the small
+                # path's 2-thread step at 20-256-256-1 b1024 measured 1.99 ms cold, 1.52 warm)
+                for p in ("small", "gemm"):
+                    run(p)
                 best = {"small": math.inf, "gemm": math.inf}
                 for r in range(reps):
                     for p in (("small", "gemm") if r % 2 == 0 else ("gemm", "small")):
-                        c0 = time.process_time()
+                        c0 = clock()
                         run(p)
-                        best[p] = min(best[p], (time.process_time() - c0) / steps)
+                        best[p] = min(best[p], (clock() - c0) / steps)
                 small[i][j], gemm[i][j] = best["small"], best["gemm"]
     finally:
-        ops.cpu.set_num_threads(threads)
+        ops.cpu.set_num_threads(before)
     log_ratio = _fill([[None if s is None else math.log(max(s, 1e-9) / max(g, 1e-9))
                         for s, g in zip(rs, rg)] for rs, rg in zip(small, gemm)], batches)
     return {"trainer": trainer, "isa": ops.cpu.current_isa(), "widths": widths,
             "batches": batches, "log_ratio": log_ratio, "small_s": small, "gemm_s": gemm,
-            "threads": 1, "clock": "process CPU time, min of interleaved repeats",
+            "threads": threads,
+            "clock": ("process CPU time" if threads == 1 else "wall time")
+            + ", min of interleaved repeats",
             "seconds": round(time.perf_counter() - t_start, 3),
             "cpu_seconds": round(time.process_time() - c_start, 3),
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -525,7 +547,9 @@ def status_lines():
 def table_lines(entry):
     """The measured table as text: per width and batch, small / gemm GFLOP/s and the choice."""
     ws, bs = entry["widths"], entry["batches"]
-    lines = [f"  {entry.get('isa', '?')}/{entry.get('trainer', '?')} (20-w-w-1 nets, 1 thread; "
+    nt = entry.get("threads", 1)
+    lines = [f"  {entry.get('isa', '?')}/{entry.get('trainer', '?')} (20-w-w-1 nets, {nt} "
+             f"thread{'s' if nt != 1 else ''}; "
              f"GFLOP/s small / gemm, '~' = extrapolated; S/G = the choice, s/g: a tie, the rule's), "
              f"measured in "
              f"{entry.get('seconds', '?')} s ({entry.get('cpu_seconds', '?')} s CPU)"]
