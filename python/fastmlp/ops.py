@@ -508,7 +508,10 @@ class InferPlan:
         # the automatic path's tiles -> gemm crossover, from the measured cost model where the
         # net is in its ambiguous region (calibrated on first use and cached; the compiled rule
         # otherwise, and under FASTMLP_COSTMODEL=rule)
-        from . import costmodel
+        try:
+            from . import costmodel
+        except ImportError:  # the interpreter is finalizing (no imports): the compiled rule
+            return
         g = costmodel.infer_gemm_from([(int(w.shape[1]), int(w.shape[0])) for w in weights])
         if g != -1:
             _C.infer_set_gemm_from(self.capsule, g)
