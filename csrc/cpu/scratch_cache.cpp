@@ -18,8 +18,13 @@ struct BlockCache {
     void* ptr[kSlots] = {};
     size_t cap[kSlots] = {};
     size_t held = 0;
+    // false once destroyed: a thread_local ScratchVec destroyed after the cache at thread exit
+    // (small_forward_impl's scratch is made before its first block) frees its block directly
+    bool alive = true;
     ~BlockCache() {
         for (int i = 0; i < kSlots; ++i) std::free(ptr[i]);
+        held = 0;
+        alive = false;
     }
 };
 thread_local BlockCache t_cache;
@@ -28,7 +33,7 @@ thread_local BlockCache t_cache;
 
 void* scratch_block_get(size_t bytes) {
     const size_t want = rounded(bytes == 0 ? 1 : bytes);
-    if (want >= kScratchMinBytes) {
+    if (want >= kScratchMinBytes && t_cache.alive) {
         BlockCache& c = t_cache;
         int best = -1;
         for (int i = 0; i < kSlots; ++i)  // the smallest cached block that fits, at most 2x
@@ -51,7 +56,7 @@ void scratch_block_put(void* p, size_t bytes) noexcept {
     if (!p) return;
     const size_t cap = rounded(bytes == 0 ? 1 : bytes);
     BlockCache& c = t_cache;
-    if (cap >= kScratchMinBytes && c.held + cap <= kScratchCacheBytes) {
+    if (c.alive && cap >= kScratchMinBytes && c.held + cap <= kScratchCacheBytes) {
         for (int i = 0; i < kSlots; ++i)
             if (!c.ptr[i]) {
                 c.ptr[i] = p;
