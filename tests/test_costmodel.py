@@ -405,7 +405,8 @@ def test_infer_set_gemm_from_checks_its_argument_and_follows_the_cpu_path(cpu_pa
         here = fastmlp.get_cpu_path()
         try:
             fastmlp.set_cpu_path(other[0])
-            assert plan.choose(4096) == "tiles" and plan.info()["gemm_from_source"] == "compiled rule"
+            assert plan.choose(4096) == "tiles"
+            assert plan.info()["gemm_from_source"] == "compiled rule"
         finally:
             fastmlp.set_cpu_path(here)
         assert plan.choose(4096) == "gemm"

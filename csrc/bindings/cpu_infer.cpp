@@ -284,7 +284,8 @@ void register_infer(py::module_& m) {
         d["workspace_grows"] = p->ws.grows;
         const int64_t g = p->gemm_from_now();
         const int64_t eff = g < 0 ? mlp_infer_gemm_from(p->layers) : g;
-        d["gemm_from"] = eff == kInferNeverGemm ? py::object(py::none()) : py::object(py::int_(eff));
+        d["gemm_from"] =
+            eff == kInferNeverGemm ? py::object(py::none()) : py::object(py::int_(eff));
         d["gemm_from_source"] = g < 0 ? "compiled rule" : "set";
         return d;
     }, py::arg("plan"), "The plan's sizes and workspace state (floats held, times it grew).");
@@ -299,7 +300,8 @@ void register_infer(py::module_& m) {
             g = rows.cast<int64_t>();
             if (g < 1 && g != -1)
                 throw py::value_error("infer_set_gemm_from: 'rows' must be None (never), -1 (the "
-                                      "compiled rule) or a row count >= 1, got " + std::to_string(g));
+                                      "compiled rule) or a row count >= 1, got " +
+                                      std::to_string(g));
         }
         std::lock_guard<std::mutex> lock(p->mu);
         p->gemm_from = g;

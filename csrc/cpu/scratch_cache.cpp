@@ -37,7 +37,8 @@ void* scratch_block_get(size_t bytes) {
         BlockCache& c = t_cache;
         int best = -1;
         for (int i = 0; i < kSlots; ++i)  // the smallest cached block that fits, at most 2x
-            if (c.ptr[i] && c.cap[i] >= want && c.cap[i] / 2 <= want && (best < 0 || c.cap[i] < c.cap[best]))
+            if (c.ptr[i] && c.cap[i] >= want && c.cap[i] / 2 <= want &&
+                (best < 0 || c.cap[i] < c.cap[best]))
                 best = i;
         if (best >= 0) {
             void* p = c.ptr[best];

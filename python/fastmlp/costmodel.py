@@ -14,14 +14,15 @@ The model. For each (CPU model, build of ``fastmlp._C``, CPU kernel path, traine
 calibration times one or a few training steps of both paths on probe nets ``20 -> w -> w -> 1``
 (w in :data:`WIDTHS`, batch in :data:`BATCHES`) at the library's thread count (``fastmlp.
 get_num_threads()`` when it runs: wall time on several threads, process CPU time on one), the
-minimum of interleaved repeats, and keeps the table ``log(t_small / t_gemm)`` over (log2 of the largest
-layer's weight count, log2 of the batch). A net's choice is the small path where the table,
+minimum of interleaved repeats, and keeps the table ``log(t_small / t_gemm)`` over (log2 of the
+largest layer's weight count, log2 of the batch). A net's choice is the small path where the table,
 interpolated bilinearly at its largest layer and batch (clamped to the table's edges), says
 ``t_small < t_gemm`` by more than :data:`TIE_MARGIN` (5%), the gemm path where it says the
 opposite, and the compiled rule's choice in a tie. The table's corner cell (1024 x 1024 weights, batch 1024: ``w * w *
 batch`` above :data:`MAX_PROBE_WORK`) is not timed and the big cells are timed fewer times, to keep
-a calibration short (about 0.8 s on one Zen 3 core; 0.5 s of wall time and 1.0 s of CPU on two
-Zen 5 cores, with an untimed first call of each path and at least MIN_STEPS steps a call); an untimed
+a calibration short (about 0.8 s on one Zen 3 core; 0.5 s of wall time and 1.0 s of CPU on
+two Zen 5 cores, with an untimed first call of each path and at least MIN_STEPS steps a call);
+an untimed
 cell runs parallel to the row above (:func:`_fill`). The cells next to it are timed because the
 small path's speed falls with the batch much faster at 1024 x 1024 weights than at 512 x 512 (its
 tiles stream the weights and the activations from L3), which no extrapolation from narrower rows
@@ -330,7 +331,8 @@ def measure(trainer, widths=None, batches=None, max_work=None, repeats=None, thr
                     steps = int(max(MIN_STEPS, min(16, PROBE_WORK // work)))
                     # fewer repeats for the big cells: their steps are long, and where they are
                     # timed the paths differ by more than the noise of one run
-                    reps = min(repeats, 3 if work * steps <= 1 << 24 else 2 if work <= 1 << 26 else 1)
+                    reps = min(repeats, 3 if work * steps <= 1 << 24
+                               else 2 if work <= 1 << 26 else 1)
                 run = _runner(trainer, w, b, steps, rng)
                 # an untimed first call of each path: a process's first call at a shape faults
                 # its scratch in (kept for the next calls, csrc/cpu/scratch_cache.h; the small
@@ -479,13 +481,12 @@ def decide(trainer, shapes, batch, *, has_norm=False):
     return ("small" if r < 0.0 else "gemm"), f"model: log(t_small/t_gemm) = {r:+.3f}"
 
 
-def rule_small(trainer, params, batch, isa=None) -> bool:
+def rule_small(trainer, params, batch) -> bool:
     """The compiled trainers' fixed rule (path='auto'; csrc/cpu/mlp_train.cpp mlp_small_path_fits,
     csrc/cpu/mlp_fit_small.cpp mlp_fit_small_fits, for nets without norm layers): the small path
     unless the largest layer exceeds 512 x 512 (train) / 200 x 200 (fit) weights at a batch of
     64 or more. Inference (csrc/cpu/mlp_infer.cpp mlp_infer_gemm_from): the tiles on every CPU
-    kernel path (`isa`, for the rules that depend on it). The model keeps it where its
-    measurement cannot tell the paths apart."""
+    kernel path. The model keeps it where its measurement cannot tell the paths apart."""
     if trainer == "infer":
         return True
     return params <= (512 * 512 if trainer == "train" else 200 * 200) or batch < 64
@@ -560,7 +561,7 @@ def table_lines(entry):
             fl = (2.0 if entry.get("trainer") == "infer" else 6.0) * (20 * w + w * w + w) * b
             s, g = entry.get("small_s", [[None]])[i][j], entry.get("gemm_s", [[None]])[i][j]
             v = entry["log_ratio"][i][j]
-            pick = ("s" if rule_small(entry.get("trainer"), w * w, b, entry.get("isa")) else "g") \
+            pick = ("s" if rule_small(entry.get("trainer"), w * w, b) else "g") \
                 if abs(v) <= TIE_MARGIN else ("S" if v < 0 else "G")
             if s is None or g is None:
                 cells.append(f"{'~':>18} {pick:>3}")

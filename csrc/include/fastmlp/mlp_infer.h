@@ -68,7 +68,8 @@ int64_t mlp_infer_gemm_from(const std::vector<InferLayer>& layers);
 
 // The path InferPath::automatic takes for n rows: rows below 8, gemm from gemm_from rows on
 // (a negative gemm_from: the compiled rule's mlp_infer_gemm_from), tiles otherwise.
-InferPath mlp_infer_choose(const std::vector<InferLayer>& layers, int64_t n, int64_t gemm_from = -1);
+InferPath mlp_infer_choose(const std::vector<InferLayer>& layers, int64_t n,
+                           int64_t gemm_from = -1);
 
 // out (n, layers.back().out) = the chain on X (n, layers[0].in), row-major contiguous.
 void mlp_infer_forward(float* out, const std::vector<InferLayer>& layers, const float* X,
